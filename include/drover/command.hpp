@@ -1,0 +1,156 @@
+// drover: a command to spawn: a program, an argv vector, and how the child is set up.
+#pragma once
+
+#include <filesystem>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "drover/stdio.hpp"
+
+namespace drover {
+
+/// A command to spawn: a program plus an argv vector, never a command string.
+///
+/// Arguments reach the child byte for byte; no shell ever sees them. A shell runs only if you
+/// name one as the program (`command("/bin/sh").arg("-c").arg(script)`).
+///
+/// **Program lookup** happens in the parent, at `spawn()`:
+/// - a name without `/` is searched on PATH only: the PATH the child will get if the command
+///   sets or keeps one, else the parent's PATH, else `confstr(_CS_PATH)`. Empty and relative
+///   PATH entries are skipped, so a bare name never resolves against the current directory;
+/// - a name with `/` is used as written; a relative one is relative to the child's `cwd()`.
+///
+/// **Environment** starts from a base and then applies `env()`/`env_remove()` in call order:
+/// - inherit (default): the parent's environment, minus `NOTIFY_SOCKET` (the supervisor's own
+///   systemd channel, never meant for its children);
+/// - `env_clear()`: empty;
+/// - `env_keep(key)`: only the listed keys of the parent's environment.
+/// A key occurring twice in the parent's environment counts once, with its first value (the one
+/// the parent's `getenv` sees). Keys must be non-empty and contain no `=` or NUL; values no NUL.
+///
+/// **Stdio** defaults to `stdio::inherit()` for fds 0-2. `pass_fd()` hands further descriptors
+/// to the child; every other descriptor is closed before exec, CLOEXEC or not.
+///
+/// **Session**: the child starts in a new session (`setsid`) unless `new_session(false)`, so a
+/// terminal's Ctrl-C or a stop reaches the child's whole tree and not drover.
+class command {
+public:
+    explicit command(std::string program) : program_(std::move(program)) {}
+    command(std::string program, std::vector<std::string> args)
+        : program_(std::move(program)), args_(std::move(args)) {}
+
+    /// Appends one argument (argv[1], argv[2], ...).
+    command& arg(std::string a) {
+        args_.push_back(std::move(a));
+        return *this;
+    }
+    /// Appends several arguments.
+    command& args(const std::vector<std::string>& as) {
+        args_.insert(args_.end(), as.begin(), as.end());
+        return *this;
+    }
+    command& args(std::initializer_list<std::string> as) {
+        args_.insert(args_.end(), as.begin(), as.end());
+        return *this;
+    }
+    /// Sets argv[0] (default: the program as given).
+    command& arg0(std::string a0) {
+        arg0_ = std::move(a0);
+        return *this;
+    }
+
+    /// Sets `key=value` in the child's environment.
+    command& env(std::string key, std::string value) {
+        env_ops_.push_back({std::move(key), std::move(value)});
+        return *this;
+    }
+    /// Removes `key` from the child's environment.
+    command& env_remove(std::string key) {
+        env_ops_.push_back({std::move(key), std::nullopt});
+        return *this;
+    }
+    /// Starts the child's environment empty (drops the inherited base and any kept keys).
+    command& env_clear() {
+        env_base_ = env_base::empty;
+        env_keep_.clear();
+        env_ops_.clear();
+        return *this;
+    }
+    /// Keeps `key` from the parent's environment; the base becomes "only the kept keys".
+    command& env_keep(std::string key) {
+        env_base_ = env_base::keep_list;
+        env_keep_.push_back(std::move(key));
+        return *this;
+    }
+
+    /// The child's working directory (default: the parent's).
+    command& cwd(std::filesystem::path dir) {
+        cwd_ = std::move(dir);
+        return *this;
+    }
+
+    command& std_in(stdio s) {
+        stdio_[0] = std::move(s);
+        return *this;
+    }
+    command& std_out(stdio s) {
+        stdio_[1] = std::move(s);
+        return *this;
+    }
+    command& std_err(stdio s) {
+        stdio_[2] = std::move(s);
+        return *this;
+    }
+
+    /// Passes the parent's `parent_fd` to the child as `child_fd` (>= 3). The descriptor is
+    /// duplicated during `spawn()`; the caller keeps ownership of `parent_fd`.
+    command& pass_fd(int parent_fd, int child_fd) {
+        passed_fds_.push_back({parent_fd, child_fd});
+        return *this;
+    }
+
+    /// Starts the child in a new session (default true).
+    command& new_session(bool on) {
+        new_session_ = on;
+        return *this;
+    }
+
+    // ---- observers -------------------------------------------------------------------------
+    enum class env_base : unsigned char { inherit, empty, keep_list };
+    struct env_op {
+        std::string key;
+        std::optional<std::string> value; ///< nullopt: remove
+    };
+    struct passed_fd {
+        int parent_fd;
+        int child_fd;
+    };
+
+    const std::string& program() const noexcept { return program_; }
+    const std::vector<std::string>& arguments() const noexcept { return args_; }
+    const std::optional<std::string>& argv0() const noexcept { return arg0_; }
+    env_base environment_base() const noexcept { return env_base_; }
+    const std::vector<std::string>& kept_env() const noexcept { return env_keep_; }
+    const std::vector<env_op>& env_ops() const noexcept { return env_ops_; }
+    const std::optional<std::filesystem::path>& working_directory() const noexcept { return cwd_; }
+    const stdio& stdio_for(int fd) const noexcept { return stdio_[fd]; }
+    const std::vector<passed_fd>& passed_fds() const noexcept { return passed_fds_; }
+    bool starts_new_session() const noexcept { return new_session_; }
+
+private:
+    std::string program_;
+    std::vector<std::string> args_;
+    std::optional<std::string> arg0_;
+    env_base env_base_ = env_base::inherit;
+    std::vector<std::string> env_keep_;
+    std::vector<env_op> env_ops_;
+    std::optional<std::filesystem::path> cwd_;
+    stdio stdio_[3] = {stdio::inherit(), stdio::inherit(), stdio::inherit()};
+    std::vector<passed_fd> passed_fds_;
+    bool new_session_ = true;
+};
+
+} // namespace drover

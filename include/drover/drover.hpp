@@ -1,0 +1,8 @@
+// drover: everything, for programs that prefer one include.
+#pragma once
+
+#include "drover/child.hpp"
+#include "drover/command.hpp"
+#include "drover/error.hpp"
+#include "drover/exit_status.hpp"
+#include "drover/stdio.hpp"

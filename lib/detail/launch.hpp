@@ -1,0 +1,42 @@
+// drover (private): the Linux launcher. Creates a child with clone3(CLONE_VM|CLONE_VFORK|
+// CLONE_PIDFD) on a preallocated stack; the child runs raw syscalls only.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string_view>
+
+#include "detail/unique_fd.hpp"
+#include "drover/command.hpp"
+#include "drover/error.hpp"
+
+namespace drover::detail {
+
+/// How children are created. `automatic` probes in order and remembers what worked.
+enum class launcher_kind : int {
+    automatic = 0,
+    clone3 = 1,           ///< clone3(CLONE_VM|CLONE_VFORK|CLONE_PIDFD[|CLONE_CLEAR_SIGHAND])
+    clone_pidfd = 2,      ///< glibc clone(CLONE_VM|CLONE_VFORK|CLONE_PIDFD): clone3 refused
+    clone_pidfd_open = 3, ///< glibc clone(CLONE_VM|CLONE_VFORK) + pidfd_open: CLONE_PIDFD refused
+};
+
+std::string_view to_string(launcher_kind k) noexcept;
+
+/// Pins the launcher (tests), or returns to probing with `automatic`.
+void force_launcher(launcher_kind k) noexcept;
+
+/// The launcher the last spawn used (`automatic` before the first spawn).
+launcher_kind current_launcher() noexcept;
+
+/// What a successful launch hands over.
+struct launched {
+    unique_fd pidfd;
+    pid_t pid = -1;
+    unique_fd parent_end[3]; ///< the parent's pipe ends for fds configured as stdio::pipe()
+};
+
+/// Creates the process described by `cmd`. Returns false and fills `f` (code, stage, detail;
+/// not the program) on failure; then nothing is left behind: no zombie, no descriptor.
+bool launch(const command& cmd, launched& out, spawn_failure& f) noexcept;
+
+} // namespace drover::detail

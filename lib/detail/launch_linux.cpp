@@ -1,0 +1,606 @@
+// The Linux launcher. See docs/architecture.md ("Spawning") and pitfalls.md section 3.
+//
+// Parent: prepares everything the child needs (absolute path, argv/envp arrays, every stdio
+// descriptor at a number above every target), blocks all signals, and creates the child with
+// clone3(CLONE_VM | CLONE_VFORK | CLONE_PIDFD | CLONE_CLEAR_SIGHAND) on a per-thread stack.
+// CLONE_VFORK suspends this thread until the child has exec'd or died, so the child may write
+// its {stage, errno} straight into `child_plan` (shared memory, no error pipe), and the stack
+// is free again when clone returns.
+//
+// Child: raw syscalls only, through `syscall()` (no malloc, no locks, no exceptions, no
+// logging, no sanitizer instrumentation), in the order of pitfalls.md section 3.
+//
+// The child's exit signal is SIGCHLD, as for any child: drover never handles it (it waits on
+// the pidfd), and leaves the process's SIGCHLD disposition alone.
+#include "detail/launch.hpp"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "detail/prepare.hpp"
+#include "detail/sys.hpp"
+
+extern char** environ;
+
+namespace drover::detail {
+
+std::string_view to_string(launcher_kind k) noexcept {
+    switch (k) {
+    case launcher_kind::automatic: return "automatic";
+    case launcher_kind::clone3: return "clone3";
+    case launcher_kind::clone_pidfd: return "clone+pidfd";
+    case launcher_kind::clone_pidfd_open: return "clone+pidfd_open";
+    }
+    return "?";
+}
+
+namespace {
+
+std::atomic<int> g_forced{0};                 // launcher_kind pinned by tests, 0 = probe
+std::atomic<int> g_detected{0};               // launcher_kind that worked, 0 = not yet
+std::atomic<bool> g_clear_sighand_ok{true};   // CLONE_CLEAR_SIGHAND accepted (5.5+)
+
+// ---- what the child needs, prepared by the parent ------------------------------------------
+
+struct fd_move {
+    int src; // > every target, CLOEXEC
+    int dst;
+};
+
+struct child_plan {
+    const char* path = nullptr;
+    char* const* argv = nullptr;
+    char* const* envp = nullptr;
+    const char* cwd = nullptr;
+    const fd_move* moves = nullptr;
+    int n_moves = 0;
+    const int* keep = nullptr; // passed targets >= 3, ascending
+    int n_keep = 0;
+    unsigned inherit_in_place = 0; // bit t: fd t (0..2) is inherited as is; clear its CLOEXEC
+    bool new_session = true;
+    bool cloexec_range = true;
+    // Written by the child on failure (shared memory: CLONE_VM).
+    int stage = 0;
+    int err = 0;
+};
+
+// ---- the child ------------------------------------------------------------------------------
+
+#define DROVER_CHILD_FN                                                                           \
+    __attribute__((noinline, no_sanitize("address", "thread", "undefined"), no_stack_protector))
+
+DROVER_CHILD_FN [[noreturn]] void child_fail(child_plan* p, spawn_stage stage, int err) noexcept {
+    p->err = err;
+    p->stage = static_cast<int>(stage);
+    ::syscall(SYS_exit_group, 127);
+    __builtin_unreachable();
+}
+
+DROVER_CHILD_FN int child_main(void* arg) noexcept {
+    auto* p = static_cast<child_plan*>(arg);
+
+    // 1. Every signal to its default disposition (handlers and SIG_IGN alike: B3). Signals are
+    //    all blocked (inherited from the parent's mask), so nothing runs on this shared memory.
+    //    The kernel's sigaction for SIG_DFL with no flags and an empty mask is all zeros.
+    const unsigned long dfl_action[4] = {0, 0, 0, 0};
+    for (int sig = 1; sig <= 64; ++sig) {
+        if (sig == SIGKILL || sig == SIGSTOP) continue;
+        if (::syscall(SYS_rt_sigaction, sig, dfl_action, nullptr, 8) != 0 && errno != EINVAL)
+            child_fail(p, spawn_stage::signals, errno);
+    }
+
+    // 2. A new session: the child leads its own process group, away from drover's terminal.
+    if (p->new_session && ::syscall(SYS_setsid) < 0) child_fail(p, spawn_stage::session, errno);
+
+    // 3. stdio and passed fds. Every source is above every target, so no dup clobbers a
+    //    source, and dup3 leaves the target without CLOEXEC.
+    for (int i = 0; i < p->n_moves; ++i)
+        if (::syscall(SYS_dup3, p->moves[i].src, p->moves[i].dst, 0) < 0)
+            child_fail(p, spawn_stage::stdio, errno);
+    for (int fd = 0; fd < 3; ++fd)
+        if (p->inherit_in_place & (1U << fd)) ::syscall(SYS_fcntl, fd, F_SETFD, 0);
+    // O_NONBLOCK lives in the open file description; a child expects blocking stdio (B4).
+    for (int fd = 0; fd < 3; ++fd) {
+        long fl = ::syscall(SYS_fcntl, fd, F_GETFL);
+        if (fl >= 0 && (fl & O_NONBLOCK)) ::syscall(SYS_fcntl, fd, F_SETFL, fl & ~O_NONBLOCK);
+    }
+
+    // 4. Working directory.
+    if (p->cwd != nullptr && ::syscall(SYS_chdir, p->cwd) < 0)
+        child_fail(p, spawn_stage::cwd, errno);
+
+    // 5. Close every descriptor >= 3 that was not passed on purpose, CLOEXEC or not (B1).
+    unsigned lo = 3;
+    for (int i = 0; i <= p->n_keep; ++i) {
+        unsigned hi = i < p->n_keep ? static_cast<unsigned>(p->keep[i]) - 1 : ~0U;
+        if (lo <= hi) {
+            long r = -1;
+            if (p->cloexec_range) r = ::syscall(SYS_close_range, lo, hi, close_range_cloexec);
+            if (r < 0) r = ::syscall(SYS_close_range, lo, hi, 0); // < 5.11: close them now
+            if (r < 0) child_fail(p, spawn_stage::close_fds, errno);
+        }
+        if (i < p->n_keep) lo = static_cast<unsigned>(p->keep[i]) + 1;
+    }
+
+    // 6. An empty signal mask (B2), then exec.
+    const unsigned long empty_mask = 0;
+    if (::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &empty_mask, nullptr, 8) != 0)
+        child_fail(p, spawn_stage::signals, errno);
+    ::syscall(SYS_execve, p->path, p->argv, p->envp);
+    child_fail(p, spawn_stage::exec, errno);
+}
+
+// ---- clone3 on a separate stack --------------------------------------------------------------
+//
+// glibc 2.36 exports no clone3 wrapper. With CLONE_VM the child shares this thread's memory but
+// runs on its own stack, so the code after the syscall must not touch the parent's frame: this
+// trampoline calls fn(arg) on the new stack and exits with its result.
+
+extern "C" long drover_clone3_trampoline(clone_args* args, std::size_t size, int (*fn)(void*),
+                                         void* arg);
+
+#if defined(__x86_64__)
+#define DROVER_HAVE_CLONE3_TRAMPOLINE 1
+asm(R"(
+    .text
+    .globl drover_clone3_trampoline
+    .hidden drover_clone3_trampoline
+    .type drover_clone3_trampoline, @function
+    .p2align 4
+drover_clone3_trampoline:
+    movq %rdx, %r8
+    movq %rcx, %r9
+    movl $435, %eax
+    syscall
+    testq %rax, %rax
+    jz 1f
+    ret
+1:
+    xorl %ebp, %ebp
+    movq %r9, %rdi
+    callq *%r8
+    movl %eax, %edi
+    movl $231, %eax
+    syscall
+    hlt
+    .size drover_clone3_trampoline, .-drover_clone3_trampoline
+)");
+#elif defined(__aarch64__)
+#define DROVER_HAVE_CLONE3_TRAMPOLINE 1
+asm(R"(
+    .text
+    .globl drover_clone3_trampoline
+    .hidden drover_clone3_trampoline
+    .type drover_clone3_trampoline, %function
+    .p2align 4
+drover_clone3_trampoline:
+    mov x9, x2
+    mov x10, x3
+    mov x8, #435
+    svc #0
+    cbz x0, 1f
+    ret
+1:
+    mov x29, xzr
+    mov x30, xzr
+    mov x0, x10
+    blr x9
+    mov x8, #94
+    svc #0
+    brk #0
+    .size drover_clone3_trampoline, .-drover_clone3_trampoline
+)");
+#else
+#define DROVER_HAVE_CLONE3_TRAMPOLINE 0
+#endif
+
+/// One child stack per spawning thread, mapped on first use, with a guard page below it.
+/// CLONE_VFORK keeps the thread suspended while its child runs, so one stack per thread is
+/// enough, and the cost is paid once, not per spawn.
+inline constexpr std::size_t child_stack_size = 64 * 1024;
+
+class child_stack {
+public:
+    ~child_stack() {
+        if (base_ != nullptr) ::munmap(base_, total_);
+    }
+    void* top() noexcept {
+        if (base_ == nullptr) {
+            long page = ::sysconf(_SC_PAGESIZE);
+            total_ = stack_size + static_cast<std::size_t>(page);
+            void* m = ::mmap(nullptr, total_, PROT_READ | PROT_WRITE,
+                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+            if (m == MAP_FAILED) return nullptr;
+            ::mprotect(m, static_cast<std::size_t>(page), PROT_NONE);
+            base_ = m;
+        }
+        return static_cast<char*>(base_) + total_;
+    }
+
+private:
+    static constexpr std::size_t stack_size = child_stack_size;
+    void* base_ = nullptr;
+    std::size_t total_ = 0;
+};
+
+thread_local child_stack t_stack;
+
+/// Blocks every signal on this thread for the duration of a clone (so no handler runs in the
+/// child on shared memory, and a signal sent at the newborn waits until it has exec'd).
+class all_signals_blocked {
+public:
+    all_signals_blocked() noexcept {
+        const unsigned long all = ~0UL;
+        ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old_, 8);
+    }
+    ~all_signals_blocked() { ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old_, nullptr, 8); }
+    all_signals_blocked(const all_signals_blocked&) = delete;
+    all_signals_blocked& operator=(const all_signals_blocked&) = delete;
+
+private:
+    unsigned long old_ = 0;
+};
+
+struct clone_result {
+    pid_t pid = -1;
+    int pidfd = -1;
+    int err = 0;
+};
+
+clone_result do_clone3(child_plan& plan, void* stack_top) noexcept {
+    clone_result r;
+#if DROVER_HAVE_CLONE3_TRAMPOLINE
+    for (;;) {
+        bool clear = g_clear_sighand_ok.load(std::memory_order_relaxed);
+        clone_args args{};
+        args.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | (clear ? clone_clear_sighand : 0);
+        args.pidfd = reinterpret_cast<std::uint64_t>(&r.pidfd);
+        args.exit_signal = SIGCHLD;
+        args.stack = reinterpret_cast<std::uint64_t>(stack_top) - child_stack_size;
+        args.stack_size = child_stack_size;
+        long ret = drover_clone3_trampoline(&args, sizeof(clone_args), child_main, &plan);
+        if (ret >= 0) {
+            r.pid = static_cast<pid_t>(ret);
+            return r;
+        }
+        if ((ret == -EINVAL || ret == -E2BIG) && clear) { // < 5.5: no CLONE_CLEAR_SIGHAND
+            g_clear_sighand_ok.store(false, std::memory_order_relaxed);
+            continue;
+        }
+        r.err = static_cast<int>(-ret);
+        return r;
+    }
+#else
+    (void)plan;
+    (void)stack_top;
+    r.err = ENOSYS;
+    return r;
+#endif
+}
+
+clone_result do_clone(child_plan& plan, void* stack_top, bool with_pidfd) noexcept {
+    clone_result r;
+    int flags = CLONE_VM | CLONE_VFORK | (with_pidfd ? CLONE_PIDFD : 0) | SIGCHLD;
+    pid_t pid = ::clone(child_main, stack_top, flags, &plan, with_pidfd ? &r.pidfd : nullptr);
+    if (pid < 0) {
+        r.err = errno;
+        return r;
+    }
+    r.pid = pid;
+    return r;
+}
+
+bool refused(int err) noexcept { return err == ENOSYS || err == EPERM || err == EINVAL; }
+
+/// Creates the child with the first launcher the kernel accepts, remembering it.
+clone_result create_child(child_plan& plan, void* stack_top, launcher_kind& used) noexcept {
+    int forced = g_forced.load(std::memory_order_relaxed);
+    int start = forced != 0 ? forced : g_detected.load(std::memory_order_relaxed);
+    if (start == 0) start = static_cast<int>(launcher_kind::clone3);
+    clone_result r;
+    for (int k = start; k <= static_cast<int>(launcher_kind::clone_pidfd_open); ++k) {
+        switch (static_cast<launcher_kind>(k)) {
+        case launcher_kind::clone3: r = do_clone3(plan, stack_top); break;
+        case launcher_kind::clone_pidfd: r = do_clone(plan, stack_top, true); break;
+        default: r = do_clone(plan, stack_top, false); break;
+        }
+        used = static_cast<launcher_kind>(k);
+        // ENOSYS: no such syscall (or a seccomp profile saying so); EPERM: a seccomp profile
+        // refusing it; EINVAL: a flag this kernel does not know. Try the next launcher.
+        if (r.pid >= 0 || forced != 0 || !refused(r.err)) break;
+    }
+    if (r.pid >= 0 && forced == 0) g_detected.store(static_cast<int>(used), std::memory_order_relaxed);
+    return r;
+}
+
+// ---- parent-side helpers ---------------------------------------------------------------------
+
+error_code sys_error(int err) { return {err, boost::system::system_category()}; }
+
+bool fail(spawn_failure& f, int err, spawn_stage stage, std::string detail = {}) {
+    f.code = sys_error(err);
+    f.stage = stage;
+    f.detail = std::move(detail);
+    return false;
+}
+
+/// If `fd` is a pipe or terminal with O_NONBLOCK set (Asio sets it on what it wraps), opens the
+/// same object afresh, blocking, so the child's flag and the parent's are independent (B4).
+/// Returns an invalid fd when the descriptor can be shared as is (or cannot be reopened:
+/// then the child clears O_NONBLOCK on the shared description, as libuv and systemd do).
+unique_fd fresh_blocking_open(int fd) noexcept {
+    int fl = ::fcntl(fd, F_GETFL);
+    if (fl < 0 || !(fl & O_NONBLOCK)) return {};
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || !(S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode))) return {};
+    char proc_path[32];
+    std::snprintf(proc_path, sizeof proc_path, "/proc/self/fd/%d", fd);
+    // O_NONBLOCK on open: a pipe with no reader left must not block us (ENXIO instead).
+    int nfd = ::open(proc_path, (fl & O_ACCMODE) | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (nfd < 0) return {};
+    unique_fd owned{nfd};
+    int nfl = ::fcntl(nfd, F_GETFL);
+    if (nfl < 0 || ::fcntl(nfd, F_SETFL, nfl & ~O_NONBLOCK) != 0) return {};
+    return owned;
+}
+
+/// Everything the parent opens for one spawn; closed on every path out of launch().
+struct prepared_fds {
+    std::vector<unique_fd> owned;
+    std::vector<fd_move> moves;
+    std::vector<int> keep;
+    unsigned inherit_in_place = 0;
+    unique_fd parent_end[3];
+};
+
+bool prepare_fds(const command& cmd, prepared_fds& pf, spawn_failure& f) {
+    int max_target = 2;
+    for (const auto& p : cmd.passed_fds()) {
+        if (p.child_fd < 3)
+            return f.code = errc::invalid_command, f.stage = spawn_stage::prepare,
+                   f.detail = "pass_fd target " + std::to_string(p.child_fd) +
+                              " is below 3; use std_in/std_out/std_err",
+                   false;
+        max_target = std::max(max_target, p.child_fd);
+        pf.keep.push_back(p.child_fd);
+    }
+    std::sort(pf.keep.begin(), pf.keep.end());
+    if (std::adjacent_find(pf.keep.begin(), pf.keep.end()) != pf.keep.end())
+        return f.code = errc::invalid_command, f.stage = spawn_stage::prepare,
+               f.detail = "pass_fd target given twice", false;
+
+    // Each source must sit above every target, so that no dup3 in the child clobbers a source
+    // still to be moved, and so that dup3 never sees src == dst (which would keep CLOEXEC).
+    auto add_move = [&](int src, int dst, bool owned_src) -> bool {
+        if (src <= max_target) {
+            int d = ::fcntl(src, F_DUPFD_CLOEXEC, max_target + 1);
+            if (d < 0) return fail(f, errno, spawn_stage::open_stdio, "dup of fd " + std::to_string(src));
+            pf.owned.emplace_back(d);
+            src = d;
+        } else if (!owned_src && ::fcntl(src, F_GETFD) < 0) {
+            return fail(f, errno, spawn_stage::open_stdio, "fd " + std::to_string(src));
+        }
+        pf.moves.push_back({src, dst});
+        return true;
+    };
+
+    unique_fd devnull;
+    for (int t = 0; t < 3; ++t) {
+        const stdio& s = cmd.stdio_for(t);
+        switch (s.type()) {
+        case stdio::kind::inherit: {
+            if (::fcntl(t, F_GETFD) < 0) break; // closed in the parent: closed in the child
+            unique_fd fresh = fresh_blocking_open(t);
+            if (fresh) {
+                int fd = fresh.get();
+                pf.owned.push_back(std::move(fresh));
+                if (!add_move(fd, t, true)) return false;
+            } else {
+                pf.inherit_in_place |= 1U << t;
+            }
+            break;
+        }
+        case stdio::kind::null: {
+            if (!devnull) {
+                devnull.reset(::open("/dev/null", O_RDWR | O_CLOEXEC | O_NOCTTY));
+                if (!devnull) return fail(f, errno, spawn_stage::open_stdio, "/dev/null");
+            }
+            if (!add_move(devnull.get(), t, true)) return false;
+            break;
+        }
+        case stdio::kind::pipe: {
+            int p[2];
+            if (::pipe2(p, O_CLOEXEC) != 0)
+                return fail(f, errno, spawn_stage::open_stdio, "pipe for fd " + std::to_string(t));
+            unique_fd rd{p[0]}, wr{p[1]};
+            unique_fd& child_end = t == 0 ? rd : wr;
+            unique_fd& parent_end = t == 0 ? wr : rd;
+            // Only the parent's end is non-blocking; the child's end stays blocking.
+            int fl = ::fcntl(parent_end.get(), F_GETFL);
+            if (fl < 0 || ::fcntl(parent_end.get(), F_SETFL, fl | O_NONBLOCK) != 0)
+                return fail(f, errno, spawn_stage::open_stdio, "pipe for fd " + std::to_string(t));
+            int cfd = child_end.get();
+            pf.owned.push_back(std::move(child_end));
+            pf.parent_end[t] = std::move(parent_end);
+            if (!add_move(cfd, t, true)) return false;
+            break;
+        }
+        case stdio::kind::file:
+        case stdio::kind::append: {
+            int flags = O_CLOEXEC | O_NOCTTY;
+            if (t == 0 && s.type() == stdio::kind::file) flags |= O_RDONLY;
+            else if (s.type() == stdio::kind::append) flags |= O_WRONLY | O_CREAT | O_APPEND;
+            else flags |= O_WRONLY | O_CREAT | O_TRUNC;
+            int fd = ::open(s.path().c_str(), flags, 0666);
+            if (fd < 0) return fail(f, errno, spawn_stage::open_stdio, s.path().string());
+            pf.owned.emplace_back(fd);
+            if (!add_move(fd, t, true)) return false;
+            break;
+        }
+        case stdio::kind::fd: {
+            int src = s.native_fd();
+            if (::fcntl(src, F_GETFD) < 0)
+                return fail(f, errno, spawn_stage::open_stdio, "fd " + std::to_string(src));
+            unique_fd fresh = fresh_blocking_open(src);
+            if (fresh) {
+                src = fresh.get();
+                pf.owned.push_back(std::move(fresh));
+            }
+            if (!add_move(src, t, false)) return false;
+            break;
+        }
+        }
+    }
+    if (devnull) pf.owned.push_back(std::move(devnull));
+    for (const auto& p : cmd.passed_fds())
+        if (!add_move(p.parent_fd, p.child_fd, false)) return false;
+    return true;
+}
+
+/// Reaps a child that failed before exec. It is ours and unreaped, so waiting on it is safe;
+/// ECHILD means a host's __WALL reaper took it first, which also leaves no zombie.
+void reap_failed(int pidfd, pid_t pid) noexcept {
+    siginfo_t si{};
+    int r;
+    do {
+        r = pidfd >= 0 ? ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &si,
+                                  WEXITED | __WALL)
+                       : ::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED | __WALL);
+    } while (r != 0 && errno == EINTR);
+}
+
+} // namespace
+
+void force_launcher(launcher_kind k) noexcept {
+    g_forced.store(static_cast<int>(k), std::memory_order_relaxed);
+}
+
+launcher_kind current_launcher() noexcept {
+    int forced = g_forced.load(std::memory_order_relaxed);
+    return static_cast<launcher_kind>(forced != 0 ? forced : g_detected.load(std::memory_order_relaxed));
+}
+
+bool launch(const command& cmd, launched& out, spawn_failure& f) noexcept try {
+    // argv
+    for (std::size_t i = 0; i < cmd.arguments().size(); ++i)
+        if (cmd.arguments()[i].find('\0') != std::string::npos)
+            return f.code = errc::invalid_command, f.stage = spawn_stage::prepare,
+                   f.detail = "argument " + std::to_string(i + 1) + " contains a NUL byte", false;
+    if (cmd.argv0() && cmd.argv0()->find('\0') != std::string::npos)
+        return f.code = errc::invalid_command, f.stage = spawn_stage::prepare,
+               f.detail = "argv[0] contains a NUL byte", false;
+
+    std::vector<std::string> env;
+    if (!build_environment(cmd, environ, env, f)) return false;
+    std::string path;
+    if (!resolve_program(cmd.program(), search_path_for(env), path, f)) return false;
+
+    std::string cwd;
+    if (cmd.working_directory()) {
+        cwd = cmd.working_directory()->string();
+        if (cwd.empty() || cwd.find('\0') != std::string::npos)
+            return f.code = errc::invalid_command, f.stage = spawn_stage::prepare,
+                   f.detail = "working directory is empty or contains a NUL byte", false;
+    }
+
+    std::vector<char*> argv;
+    argv.reserve(cmd.arguments().size() + 2);
+    std::string arg0 = cmd.argv0() ? *cmd.argv0() : cmd.program();
+    argv.push_back(arg0.data());
+    for (const auto& a : cmd.arguments()) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    std::vector<char*> envp;
+    envp.reserve(env.size() + 1);
+    for (auto& e : env) envp.push_back(e.data());
+    envp.push_back(nullptr);
+
+    prepared_fds pf;
+    if (!prepare_fds(cmd, pf, f)) return false;
+
+    child_plan plan;
+    plan.path = path.c_str();
+    plan.argv = argv.data();
+    plan.envp = envp.data();
+    plan.cwd = cmd.working_directory() ? cwd.c_str() : nullptr;
+    plan.moves = pf.moves.data();
+    plan.n_moves = static_cast<int>(pf.moves.size());
+    plan.keep = pf.keep.data();
+    plan.n_keep = static_cast<int>(pf.keep.size());
+    plan.inherit_in_place = pf.inherit_in_place;
+    plan.new_session = cmd.starts_new_session();
+    plan.cloexec_range = true;
+
+    void* stack_top = t_stack.top();
+    if (stack_top == nullptr) return fail(f, ENOMEM, spawn_stage::clone, "child stack");
+
+    launcher_kind used = launcher_kind::automatic;
+    clone_result r;
+    {
+        all_signals_blocked blocked;
+        r = create_child(plan, stack_top, used);
+    }
+    if (r.pid < 0) {
+        if (used == launcher_kind::clone_pidfd_open || refused(r.err))
+            return f.code = errc::no_launcher, f.stage = spawn_stage::clone,
+                   f.detail = "clone3/clone refused: " + sys_error(r.err).message(), false;
+        return fail(f, r.err, spawn_stage::clone);
+    }
+    unique_fd pidfd{r.pidfd};
+
+    if (plan.stage != 0) { // the child reported a failure before exec and has exited
+        reap_failed(pidfd.get(), r.pid);
+        auto stage = static_cast<spawn_stage>(plan.stage);
+        int err = plan.err;
+        std::string detail;
+        if (stage == spawn_stage::exec) {
+            detail = path;
+            struct stat st {};
+            // execve says EACCES for a directory; say what it is.
+            if (err == EACCES && ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) err = EISDIR;
+        } else if (stage == spawn_stage::cwd) {
+            detail = cwd;
+        }
+        return fail(f, err, stage, std::move(detail));
+    }
+
+    if (!pidfd) {
+        // clone without CLONE_PIDFD: the child has exec'd and is ours, unreaped, so its pid
+        // cannot have been reused yet (unless a host's __WALL reaper took it; then ESRCH).
+        int fd = sys_pidfd_open(r.pid, 0);
+        if (fd < 0) {
+            int err = errno;
+            if (err != ESRCH) {
+                // No handle can be had: do not leave an unsupervised child behind. The pid is
+                // still ours (unreaped), so this raw-pid kill cannot hit another process.
+                ::kill(r.pid, SIGKILL);
+                reap_failed(-1, r.pid);
+            }
+            return fail(f, err, spawn_stage::pidfd);
+        }
+        pidfd.reset(fd);
+    }
+
+    out.pidfd = std::move(pidfd);
+    out.pid = r.pid;
+    for (int t = 0; t < 3; ++t) out.parent_end[t] = std::move(pf.parent_end[t]);
+    return true;
+} catch (const std::bad_alloc&) {
+    return fail(f, ENOMEM, spawn_stage::prepare);
+}
+
+} // namespace drover::detail

@@ -1,0 +1,84 @@
+// drover (private): Linux syscalls and kernel structures that glibc 2.36 or the Debian 12
+// kernel headers do not (all) provide. Everything here is feature-detected at run time.
+#pragma once
+
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <optional>
+
+#include "drover/exit_status.hpp"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+
+namespace drover::detail {
+
+inline constexpr std::uint64_t clone_clear_sighand = 0x100000000ULL; // 5.5
+inline constexpr std::uint64_t clone_into_cgroup = 0x200000000ULL;   // 5.7
+inline constexpr unsigned close_range_cloexec = 1U << 2;             // 5.11
+
+/// `struct clone_args` as of Linux 5.7 (CLONE_ARGS_SIZE_VER2), declared here so the build does
+/// not depend on the installed kernel headers.
+struct clone_args {
+    std::uint64_t flags;
+    std::uint64_t pidfd;
+    std::uint64_t child_tid;
+    std::uint64_t parent_tid;
+    std::uint64_t exit_signal;
+    std::uint64_t stack;
+    std::uint64_t stack_size;
+    std::uint64_t tls;
+    std::uint64_t set_tid;
+    std::uint64_t set_tid_size;
+    std::uint64_t cgroup;
+};
+static_assert(sizeof(clone_args) == 88);
+
+/// `struct pidfd_info` (Linux 6.13+, PIDFD_INFO_EXIT since 6.15), first published size (64).
+struct pidfd_info {
+    std::uint64_t mask;
+    std::uint64_t cgroupid;
+    std::uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
+    std::int32_t exit_code;
+};
+static_assert(sizeof(pidfd_info) == 64);
+inline constexpr std::uint64_t pidfd_info_exit = 1ULL << 3;
+inline constexpr unsigned long pidfd_get_info = _IOWR(0xFF, 11, pidfd_info);
+
+inline int sys_pidfd_open(pid_t pid, unsigned flags) noexcept {
+    return static_cast<int>(::syscall(SYS_pidfd_open, pid, flags));
+}
+
+inline int sys_pidfd_send_signal(int pidfd, int sig) noexcept {
+    return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+}
+
+/// The exit status of an already-reaped process, from the kernel's pidfs record
+/// (`PIDFD_GET_INFO` with `PIDFD_INFO_EXIT`, Linux 6.15+). Empty where the kernel cannot say.
+std::optional<exit_status> pidfd_exit_info(int pidfd) noexcept;
+
+/// True if this kernel keeps exit statuses for pidfds (Linux 6.15+). Probed once.
+bool kernel_has_pidfd_exit_info() noexcept;
+
+} // namespace drover::detail

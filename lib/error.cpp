@@ -1,0 +1,56 @@
+#include "drover/error.hpp"
+
+namespace drover {
+namespace {
+
+class drover_category final : public boost::system::error_category {
+public:
+    const char* name() const noexcept override { return "drover"; }
+    std::string message(int ev) const override {
+        switch (static_cast<errc>(ev)) {
+        case errc::not_running: return "the process is not running (already exited or reaped)";
+        case errc::not_piped: return "that stdio stream is not a pipe";
+        case errc::invalid_command: return "invalid command";
+        case errc::no_launcher: return "the kernel refused every way to create a process";
+        }
+        return "unknown drover error " + std::to_string(ev);
+    }
+};
+
+} // namespace
+
+const boost::system::error_category& category() noexcept {
+    static const drover_category c;
+    return c;
+}
+
+std::string_view to_string(spawn_stage s) noexcept {
+    switch (s) {
+    case spawn_stage::none: return "none";
+    case spawn_stage::prepare: return "prepare";
+    case spawn_stage::resolve: return "resolve";
+    case spawn_stage::open_stdio: return "open stdio";
+    case spawn_stage::clone: return "clone";
+    case spawn_stage::pidfd: return "pidfd";
+    case spawn_stage::signals: return "signals";
+    case spawn_stage::session: return "setsid";
+    case spawn_stage::stdio: return "stdio";
+    case spawn_stage::cwd: return "chdir";
+    case spawn_stage::close_fds: return "close fds";
+    case spawn_stage::exec: return "exec";
+    case spawn_stage::register_io: return "register with io_context";
+    }
+    return "?";
+}
+
+std::string spawn_failure::message() const {
+    std::string m = "cannot spawn '" + program + "': " + std::string(to_string(stage)) + ": " +
+                    code.message();
+    if (!detail.empty()) m += " (" + detail + ")";
+    return m;
+}
+
+spawn_error::spawn_error(spawn_failure f)
+    : boost::system::system_error(f.code, f.message()), failure_(std::move(f)) {}
+
+} // namespace drover

@@ -1,0 +1,137 @@
+// Test support: run coroutines to completion on an io_context, drive drover-test-child, and
+// look at this process's children through /proc.
+#pragma once
+
+#include <dirent.h>
+
+#include <chrono>
+#include <exception>
+#include <fstream>
+#include <initializer_list>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <doctest/doctest.h>
+
+#include "drover/drover.hpp"
+
+namespace drover::test {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+
+/// The scripted helper program (see test/child/drover_test_child.cpp for its operations).
+inline const char* helper_path() { return DROVER_TEST_CHILD; }
+
+/// A command running drover-test-child with the given script.
+inline command helper(std::vector<std::string> script) {
+    return command(helper_path(), std::move(script));
+}
+
+/// Runs `aw` on `ctx` until it completes; rethrows what it throws; fails the test (instead of
+/// hanging) if it has not completed within `limit`.
+template <typename T>
+T run(asio::io_context& ctx, asio::awaitable<T> aw, std::chrono::steady_clock::duration limit = 60s) {
+    std::optional<T> result;
+    std::exception_ptr error;
+    bool done = false;
+    asio::co_spawn(ctx, std::move(aw), [&](std::exception_ptr e, T v) {
+        done = true;
+        error = e;
+        if (!e) result.emplace(std::move(v));
+    });
+    ctx.restart();
+    ctx.run_for(limit);
+    if (!done) FAIL("the operation did not complete in time");
+    if (error) std::rethrow_exception(error);
+    return std::move(*result);
+}
+
+inline void run(asio::io_context& ctx, asio::awaitable<void> aw,
+                std::chrono::steady_clock::duration limit = 60s) {
+    auto wrapped = [](asio::awaitable<void> a) -> asio::awaitable<int> {
+        co_await std::move(a);
+        co_return 0;
+    };
+    run<int>(ctx, wrapped(std::move(aw)), limit);
+}
+
+/// Reads a pipe until EOF.
+inline asio::awaitable<std::string> read_all(asio::readable_pipe& p) {
+    std::string out;
+    char buf[65536];
+    for (;;) {
+        auto [ec, n] = co_await p.async_read_some(asio::buffer(buf), asio::as_tuple(asio::use_awaitable));
+        out.append(buf, n);
+        if (ec) break;
+    }
+    co_return out;
+}
+
+struct output {
+    exit_status status;
+    std::string out;
+};
+
+/// Spawns `cmd` with stdout on a pipe, reads it to EOF and waits for the process.
+inline asio::awaitable<output> output_of(command cmd) {
+    auto ex = co_await asio::this_coro::executor;
+    cmd.std_out(stdio::pipe());
+    child c = spawn(ex, cmd);
+    std::string out = co_await read_all(c.std_out());
+    exit_status st = co_await c.async_wait(asio::use_awaitable);
+    co_return output{st, std::move(out)};
+}
+
+/// Convenience: output_of on a private io_context.
+inline output output_now(command cmd) {
+    asio::io_context ctx;
+    return run(ctx, output_of(std::move(cmd)));
+}
+
+/// The direct children of this process (all threads) and their state letter from /proc.
+inline std::vector<std::pair<pid_t, char>> my_children() {
+    std::vector<std::pair<pid_t, char>> kids;
+    DIR* d = ::opendir("/proc/self/task");
+    if (!d) return kids;
+    while (auto* e = ::readdir(d)) {
+        if (e->d_name[0] == '.') continue;
+        std::ifstream f(std::string("/proc/self/task/") + e->d_name + "/children");
+        pid_t pid;
+        while (f >> pid) {
+            std::ifstream st("/proc/" + std::to_string(pid) + "/stat");
+            std::string line;
+            std::getline(st, line);
+            auto rp = line.rfind(')');
+            char state = rp != std::string::npos && rp + 2 < line.size() ? line[rp + 2] : '?';
+            kids.emplace_back(pid, state);
+        }
+    }
+    ::closedir(d);
+    return kids;
+}
+
+inline int zombie_count() {
+    int n = 0;
+    for (auto& [pid, state] : my_children())
+        if (state == 'Z') ++n;
+    return n;
+}
+
+inline std::string read_file(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+}
+
+} // namespace drover::test

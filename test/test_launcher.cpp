@@ -1,0 +1,58 @@
+// Every launcher in the fallback chain gives the same child: clone3 (the default), clone with
+// CLONE_PIDFD (clone3 refused, as under Docker's seccomp profile), clone + pidfd_open.
+#include "detail/launch.hpp"
+
+#include <doctest/doctest.h>
+
+#include "support.hpp"
+
+using namespace drover;
+using namespace drover::test;
+
+namespace {
+struct pinned {
+    explicit pinned(detail::launcher_kind k) { detail::force_launcher(k); }
+    ~pinned() { detail::force_launcher(detail::launcher_kind::automatic); }
+};
+} // namespace
+
+TEST_SUITE("launcher") {
+
+TEST_CASE("the default launcher is clone3 on this kernel") {
+    output_now(helper({"exit", "0"}));
+    CHECK(detail::current_launcher() == detail::launcher_kind::clone3);
+}
+
+TEST_CASE("each fallback launcher spawns, reports errors and sets up the child the same way") {
+  for (auto kind : {detail::launcher_kind::clone3, detail::launcher_kind::clone_pidfd,
+                    detail::launcher_kind::clone_pidfd_open}) {
+    CAPTURE(detail::to_string(kind));
+    pinned p(kind);
+
+    auto r = output_now(helper({"print-fds", "print-sigmask", "exit", "6"}));
+    CHECK(r.status == exit_status::exited(6));
+    CHECK(r.out == "0 1 2\nSigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+    CHECK(detail::current_launcher() == kind);
+
+    asio::io_context ctx;
+    spawn_failure f;
+    child c = spawn(ctx, command("/nonexistent/prog"), f);
+    CHECK_FALSE(c.valid());
+    CHECK(f.code.value() == ENOENT);
+    CHECK(f.stage == spawn_stage::exec);
+    spawn_failure g;
+    spawn(ctx, helper({"exit", "0"}).cwd("/nonexistent-dir"), g);
+    CHECK(g.stage == spawn_stage::cwd);
+    CHECK(my_children().empty());
+
+    auto sig = run(ctx, []() -> asio::awaitable<exit_status> {
+        auto ex48 = co_await asio::this_coro::executor;
+        child k = spawn(ex48, helper({"sleep", "30000"}));
+        k.signal(SIGTERM);
+        co_return co_await k.async_wait(asio::use_awaitable);
+    }());
+    CHECK(sig == exit_status::signaled(SIGTERM));
+  }
+}
+
+}

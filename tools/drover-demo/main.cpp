@@ -1,0 +1,195 @@
+// drover-demo: every capability of drover, end to end, in seconds. Each scenario runs real
+// programs (coreutils, present on every Debian system), checks what it sees, and prints one line.
+// Exit status: 0 when every scenario holds, 1 otherwise.
+#include <signal.h>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <fmt/core.h>
+
+#include "drover/drover.hpp"
+
+namespace asio = boost::asio;
+using asio::awaitable;
+using asio::use_awaitable;
+
+namespace {
+
+struct result {
+    bool ok;
+    std::string detail;
+};
+
+awaitable<std::string> read_all(asio::readable_pipe& p) {
+    std::string out;
+    char buf[4096];
+    for (;;) {
+        auto [ec, n] = co_await p.async_read_some(asio::buffer(buf), asio::as_tuple(use_awaitable));
+        out.append(buf, n);
+        if (ec) co_return out;
+    }
+}
+
+/// Shows control characters so that what children print cannot restyle the demo's terminal.
+std::string visible(const std::string& s) {
+    std::string out;
+    for (unsigned char c : s) {
+        if (c == '\n') out += "\\n";
+        else if (c == '\0') out += "\\0";
+        else if (c < 0x20 || c == 0x7f) out += fmt::format("\\x{:02x}", c);
+        else out += static_cast<char>(c);
+    }
+    return out;
+}
+
+// ---- scenarios ----------------------------------------------------------------------------------
+
+awaitable<result> run_a_command() {
+    auto ex = co_await asio::this_coro::executor;
+    drover::child c = drover::spawn(ex, drover::command("uname", {"-s"}).std_out(drover::stdio::pipe()));
+    std::string out = co_await read_all(c.std_out());
+    auto st = co_await c.async_wait(use_awaitable);
+    co_return result{st.success() && out == "Linux\n", fmt::format("uname -s printed '{}', {}", visible(out), st)};
+}
+
+awaitable<result> exit_codes_and_signals() {
+    auto ex = co_await asio::this_coro::executor;
+    drover::child f = drover::spawn(ex, drover::command("false"));
+    auto st1 = co_await f.async_wait(use_awaitable);
+    drover::child s = drover::spawn(ex, drover::command("sleep", {"30"}));
+    s.signal(SIGTERM); // through the pidfd: never a reused pid
+    auto st2 = co_await s.async_wait(use_awaitable);
+    co_return result{st1 == drover::exit_status::exited(1) && st2 == drover::exit_status::signaled(SIGTERM),
+                     fmt::format("false {} ($?={}); sleep 30 + SIGTERM {} ($?={})", st1, st1.shell_code(), st2,
+                                 st2.shell_code())};
+}
+
+awaitable<result> hostile_arguments() {
+    auto ex = co_await asio::this_coro::executor;
+    const std::vector<std::string> hostile = {"; touch /tmp/pwned $(id)\nrm -rf x", "`id`", "*", "a b", "|", ""};
+    drover::command cmd("printf", {"%s\\0"});
+    cmd.args(hostile).std_out(drover::stdio::pipe());
+    drover::child c = drover::spawn(ex, cmd);
+    std::string out = co_await read_all(c.std_out());
+    co_await c.async_wait(use_awaitable);
+    std::string expected;
+    for (const auto& h : hostile) expected += h + '\0';
+    co_return result{out == expected,
+                     fmt::format("{} arguments echoed back byte for byte, no shell: '{}'", hostile.size(), visible(out))};
+}
+
+awaitable<result> pipe_through_a_child() {
+    auto ex = co_await asio::this_coro::executor;
+    drover::child c = drover::spawn(
+        ex, drover::command("tr", {"a-z", "A-Z"}).std_in(drover::stdio::pipe()).std_out(drover::stdio::pipe()));
+    std::string text = "piped through a child\n";
+    co_await asio::async_write(c.std_in(), asio::buffer(text), use_awaitable);
+    c.std_in().close(); // EOF
+    std::string out = co_await read_all(c.std_out());
+    auto st = co_await c.async_wait(use_awaitable);
+    co_return result{st.success() && out == "PIPED THROUGH A CHILD\n", fmt::format("tr a-z A-Z turned it into '{}'", visible(out))};
+}
+
+awaitable<result> exact_spawn_errors() {
+    auto ex = co_await asio::this_coro::executor;
+    std::vector<std::string> lines;
+    bool ok = true;
+    auto expect = [&](const drover::command& cmd, int err, drover::spawn_stage stage) {
+        drover::spawn_failure f;
+        drover::child c = drover::spawn(ex, cmd, f);
+        ok = ok && !c.valid() && f.code.value() == err && f.stage == stage;
+        lines.push_back(f.message());
+    };
+    expect(drover::command("no-such-program-anywhere"), ENOENT, drover::spawn_stage::resolve);
+    expect(drover::command("/etc/passwd"), EACCES, drover::spawn_stage::exec);
+    expect(drover::command("/tmp"), EISDIR, drover::spawn_stage::exec);
+    expect(drover::command("true").cwd("/nonexistent"), ENOENT, drover::spawn_stage::cwd);
+    std::string detail;
+    for (const auto& l : lines) detail += "\n      " + l;
+    co_return result{ok, "each failure is synchronous, with its stage and errno:" + detail};
+}
+
+awaitable<result> controlled_environment() {
+    auto ex = co_await asio::this_coro::executor;
+    drover::child c = drover::spawn(
+        ex, drover::command("env").env_clear().env("GREETING", "hello").std_out(drover::stdio::pipe()));
+    std::string out = co_await read_all(c.std_out());
+    co_await c.async_wait(use_awaitable);
+    co_return result{out == "GREETING=hello\n", fmt::format("env_clear + env(GREETING): the child saw '{}'", visible(out))};
+}
+
+awaitable<result> many_at_once() {
+    auto ex = co_await asio::this_coro::executor;
+    constexpr int total = 500, width = 32;
+    int next = 0, good = 0;
+    auto t0 = std::chrono::steady_clock::now();
+    auto worker = [&]() -> awaitable<void> {
+        while (next < total) {
+            ++next;
+            drover::child c = drover::spawn(co_await asio::this_coro::executor, drover::command("true"));
+            if ((co_await c.async_wait(use_awaitable)).success()) ++good;
+        }
+    };
+    int running = width;
+    asio::steady_timer all_done(ex, asio::steady_timer::time_point::max());
+    for (int i = 0; i < width; ++i)
+        asio::co_spawn(ex, worker(), [&](std::exception_ptr) {
+            if (--running == 0) all_done.cancel();
+        });
+    co_await all_done.async_wait(asio::as_tuple(use_awaitable));
+    auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    co_return result{good == total, fmt::format("{} children, {} at a time, all reaped in {:.0f} ms ({:.0f}/s)", good, width, ms,
+                                                total / (ms / 1000))};
+}
+
+} // namespace
+
+int main() {
+    ::signal(SIGPIPE, SIG_IGN);
+    struct scenario {
+        const char* name;
+        std::function<awaitable<result>()> body;
+    };
+    const std::vector<scenario> scenarios = {
+        {"run a command", run_a_command},
+        {"exit codes and signals", exit_codes_and_signals},
+        {"hostile arguments, unchanged", hostile_arguments},
+        {"pipe through a child", pipe_through_a_child},
+        {"exact spawn errors", exact_spawn_errors},
+        {"a controlled environment", controlled_environment},
+        {"many children at once", many_at_once},
+    };
+    asio::io_context ctx;
+    int failed = 0;
+    for (const auto& s : scenarios) {
+        auto t0 = std::chrono::steady_clock::now();
+        result r{false, "did not finish"};
+        asio::co_spawn(ctx, s.body(), [&](std::exception_ptr e, result got) {
+            if (e) {
+                try {
+                    std::rethrow_exception(e);
+                } catch (const std::exception& ex) {
+                    r = {false, std::string("threw: ") + ex.what()};
+                }
+            } else {
+                r = std::move(got);
+            }
+        });
+        ctx.restart();
+        ctx.run_for(std::chrono::seconds(30));
+        auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        fmt::print("{} {:<30} {:>7.1f} ms  {}\n", r.ok ? "ok  " : "FAIL", s.name, ms, r.detail);
+        if (!r.ok) ++failed;
+    }
+    fmt::print("\ndrover-demo: {} of {} scenarios held\n", scenarios.size() - failed, scenarios.size());
+    return failed == 0 ? 0 : 1;
+}
