@@ -6,13 +6,19 @@
 
 #include <cerrno>
 
-#include <boost/asio/dispatch.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/compose.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 
+#include "detail/cgroup.hpp"
 #include "detail/child_impl.hpp"
 #include "detail/launch.hpp"
 #include "detail/log.hpp"
+#include "detail/registry.hpp"
+#include "detail/spawn_thread.hpp"
 #include "detail/sys.hpp"
 
 namespace asio = boost::asio;
@@ -20,8 +26,17 @@ namespace asio = boost::asio;
 namespace drover {
 namespace detail {
 
+namespace {
+void mark_reaped(child_impl& c, exit_status st) noexcept {
+    c.status = st;
+    registry_remove(c.pid);
+    c.pid = -1;
+}
+} // namespace
+
 std::optional<exit_status> try_reap(child_impl& c, error_code& ec) noexcept {
     ec.clear();
+    std::lock_guard lock(c.m);
     if (c.status) return c.status;
     siginfo_t si{};
     for (;;) {
@@ -32,8 +47,7 @@ std::optional<exit_status> try_reap(child_impl& c, error_code& ec) noexcept {
         if (errno == ECHILD) {
             // Someone else reaped it (a host waiting with __WALL): it has exited. The kernel
             // may still know how (Linux 6.15+).
-            c.status = pidfd_exit_info(c.pidfd.native_handle()).value_or(exit_status::unknown());
-            c.pid = -1;
+            mark_reaped(c, pidfd_exit_info(c.pidfd.native_handle()).value_or(exit_status::unknown()));
             return c.status;
         }
         ec = error_code(errno, boost::system::system_category());
@@ -41,12 +55,11 @@ std::optional<exit_status> try_reap(child_impl& c, error_code& ec) noexcept {
     }
     if (si.si_pid == 0) return std::nullopt; // still running: a spurious wake-up
     switch (si.si_code) {
-    case CLD_EXITED: c.status = exit_status::exited(si.si_status); break;
-    case CLD_KILLED: c.status = exit_status::signaled(si.si_status, false); break;
-    case CLD_DUMPED: c.status = exit_status::signaled(si.si_status, true); break;
-    default: c.status = exit_status::unknown(); break;
+    case CLD_EXITED: mark_reaped(c, exit_status::exited(si.si_status)); break;
+    case CLD_KILLED: mark_reaped(c, exit_status::signaled(si.si_status, false)); break;
+    case CLD_DUMPED: mark_reaped(c, exit_status::signaled(si.si_status, true)); break;
+    default: mark_reaped(c, exit_status::unknown()); break;
     }
-    c.pid = -1;
     return c.status;
 }
 
@@ -80,6 +93,7 @@ struct wait_op {
     void operator()(Self& self, error_code ec = {}) {
         const bool first = !started;
         started = true;
+        if (first) self.reset_cancellation_state(asio::enable_partial_cancellation());
         error_code rec;
         auto st = try_reap(*impl, rec);
         if (rec) return self.complete(rec, exit_status::unknown());
@@ -93,7 +107,18 @@ struct wait_op {
             }
             return self.complete(error_code{}, *st);
         }
-        if (ec) return self.complete(ec, exit_status::unknown()); // cancelled, still running
+        if (ec && self.cancelled() != asio::cancellation_type::none &&
+            impl->on_cancel != cancel_policy::leave_running) {
+            // Cancelled while the process runs: stop the tree first, then report the abort.
+            auto ex = self.get_executor();
+            auto c = impl;
+            start_stop(c, c->stop_signal, c->stop_grace, c->on_cancel == cancel_policy::kill,
+                       asio::bind_executor(ex, [self = std::move(self)](error_code, exit_status st) mutable {
+                           self.complete(asio::error::operation_aborted, st);
+                       }));
+            return;
+        }
+        if (ec) return self.complete(ec, exit_status::unknown()); // cancelled, left running
         auto keep = impl;
         impl->pidfd.async_wait(asio::posix::descriptor_base::wait_read, std::move(self));
         close_lost_wakeup_window(*keep);
@@ -125,16 +150,38 @@ child& child::operator=(child&& o) noexcept {
     return *this;
 }
 
+namespace {
+
+/// Whether anything of the tree may still run (cheap: no /proc walk when the main process was
+/// reaped and its process group is empty).
+bool tree_maybe_alive(detail::child_impl& c) {
+    {
+        std::lock_guard lock(c.m);
+        if (!c.status) return true;
+    }
+    if (c.leaf) return c.leaf->populated();
+    return c.session > 0 && ::kill(-c.session, 0) == 0;
+}
+
+} // namespace
+
 child::~child() {
-    if (!impl_ || impl_->status) return;
-    if (detail::sys_pidfd_send_signal(impl_->pidfd.native_handle(), SIGKILL) == 0)
-        detail::log_debug("killed '{}' (pid {}): its child handle was destroyed", impl_->program,
-                          impl_->pid);
+    if (!impl_) return;
+    auto c = std::move(impl_);
     try {
-        detail::reap_in_background(std::move(impl_));
+        if (c->tree_done || (c->stopping && c->killed)) return;
+        if (tree_maybe_alive(*c)) {
+            detail::log_debug("killing the tree of '{}' (pid {}): its child handle was destroyed", c->program,
+                              c->pid);
+            detail::kill_tree_now(*c);
+            c->killed = true;
+            detail::start_stop(c, SIGKILL, {}, true, {});
+        } else if (c->leaf && !c->leaf->remove()) {
+            detail::start_stop(c, 0, {}, false, {});
+        }
     } catch (...) {
-        // Out of memory while queueing the reaper: the process is killed; it stays a zombie
-        // until drover's process exits. Nothing else can be done in a destructor.
+        // Out of memory while queueing the cleanup: the tree is killed; the main process stays
+        // a zombie until drover's process exits. Nothing else can be done in a destructor.
     }
 }
 
@@ -207,7 +254,95 @@ void child::async_wait_impl(std::shared_ptr<detail::child_impl> impl,
 void child::detach() {
     if (!impl_) return;
     auto impl = std::move(impl_);
-    if (!impl->status) detail::reap_in_background(std::move(impl));
+    if (impl->leaf) {
+        // Watch cgroup.events (no cost while it runs); reap and remove the leaf once empty.
+        detail::start_stop(impl, 0, {}, false, {});
+    } else if (!impl->status) {
+        detail::reap_in_background(std::move(impl));
+    }
+}
+
+tree_kind child::tree() const noexcept {
+    return impl_ && impl_->leaf ? tree_kind::cgroup : tree_kind::session;
+}
+
+std::optional<std::string> child::cgroup_path() const {
+    if (!impl_ || !impl_->leaf) return std::nullopt;
+    return impl_->leaf->path();
+}
+
+std::vector<pid_t> child::tree_pids() const {
+    if (!impl_) return {};
+    return detail::tree_pids(*impl_);
+}
+
+void child::async_stop_impl(std::shared_ptr<detail::child_impl> impl,
+                            std::optional<std::chrono::steady_clock::duration> grace, bool kill,
+                            asio::any_completion_handler<wait_signature> handler) {
+    if (!impl) throw boost::system::system_error(errc::not_running, "async_stop on an empty child");
+    auto g = grace.value_or(impl->stop_grace);
+    detail::start_stop(impl, kill ? SIGKILL : impl->stop_signal, g, kill, std::move(handler));
+}
+
+namespace {
+
+/// async_wait_for: a wait raced against a steady_timer; the timer's expiry runs the stop.
+struct timed_wait : std::enable_shared_from_this<timed_wait> {
+    timed_wait(std::shared_ptr<detail::child_impl> c, asio::any_completion_handler<child::wait_signature> h)
+        : c(std::move(c)), h(std::move(h)), timer(this->c->strand) {}
+    std::shared_ptr<detail::child_impl> c;
+    asio::any_completion_handler<child::wait_signature> h;
+    asio::steady_timer timer;
+    asio::cancellation_signal inner; // cancels the inner wait (the user's cancellation)
+    bool timed_out = false;
+    bool done = false;
+
+    void complete(error_code ec, exit_status st) {
+        if (done) return;
+        done = true;
+        error_code ignored;
+        timer.cancel();
+        auto slot = asio::get_associated_cancellation_slot(h);
+        if (slot.is_connected()) slot.clear();
+        auto handler = std::move(h);
+        auto ex = asio::get_associated_executor(handler, c->strand);
+        asio::dispatch(ex, [handler = std::move(handler), ec, st]() mutable { std::move(handler)(ec, st); });
+    }
+};
+
+} // namespace
+
+void child::async_wait_for_impl(std::shared_ptr<detail::child_impl> impl, std::chrono::steady_clock::duration timeout,
+                                asio::any_completion_handler<wait_signature> handler) {
+    if (!impl) throw boost::system::system_error(errc::not_running, "async_wait_for on an empty child");
+    auto st = std::make_shared<timed_wait>(impl, std::move(handler));
+    auto slot = asio::get_associated_cancellation_slot(st->h);
+    if (slot.is_connected()) {
+        slot.assign([w = std::weak_ptr<timed_wait>(st)](asio::cancellation_type type) {
+            if (!(type & (asio::cancellation_type::terminal | asio::cancellation_type::partial))) return;
+            if (auto s = w.lock())
+                asio::dispatch(s->c->strand, [s] {
+                    if (!s->done && !s->timed_out) s->inner.emit(asio::cancellation_type::terminal);
+                });
+        });
+    }
+    asio::dispatch(impl->strand, [st, timeout] {
+        st->timer.expires_after(timeout);
+        st->timer.async_wait([st](error_code ec) {
+            if (ec || st->done) return;
+            st->timed_out = true;
+            detail::log_debug("'{}': timed out, stopping its process tree", st->c->program);
+            detail::start_stop(st->c, st->c->stop_signal, st->c->stop_grace, false,
+                               asio::bind_executor(st->c->strand, [st](error_code, exit_status s) {
+                                   st->complete(errc::timed_out, s);
+                               }));
+        });
+        async_wait_impl(st->c, asio::bind_cancellation_slot(
+                                   st->inner.slot(), asio::bind_executor(st->c->strand, [st](error_code ec, exit_status s) {
+                                       if (st->timed_out) return; // the stop completes us
+                                       st->complete(ec, s);
+                                   })));
+    });
 }
 
 namespace {
@@ -230,13 +365,48 @@ child spawn(const asio::any_io_executor& ex, const command& cmd, spawn_failure& 
     try {
         f = spawn_failure{};
         f.program = cmd.program();
+        std::unique_ptr<detail::cgroup_leaf> leaf;
+        if (cmd.cgroup() != cgroup_mode::off) {
+            error_code lec;
+            std::string why;
+            leaf = detail::cgroup_leaf::create(lec, why);
+            if (!leaf && cmd.cgroup() == cgroup_mode::required) {
+                f.code = lec == error_code(ENOTSUP, boost::system::system_category()) ? error_code(errc::no_cgroup) : lec;
+                f.stage = spawn_stage::cgroup;
+                f.detail = why;
+                return {};
+            }
+        }
         detail::launched l;
-        if (!detail::launch(cmd, l, f)) {
+        bool ok = false;
+        auto do_launch = [&] {
+            // In runner mode, clone and register under one lock, so reap_orphans() never takes
+            // a child that is ours but not registered yet.
+            if (detail::runner_mode()) {
+                std::lock_guard lock(detail::spawn_registry_mutex());
+                ok = detail::launch(cmd, leaf ? leaf->dir_fd() : -1, l, f);
+                if (ok) detail::registry_add_locked(l.pid);
+            } else {
+                ok = detail::launch(cmd, leaf ? leaf->dir_fd() : -1, l, f);
+                if (ok) {
+                    std::lock_guard lock(detail::spawn_registry_mutex());
+                    detail::registry_add_locked(l.pid);
+                }
+            }
+        };
+        if (cmd.parent_death_signal() != 0 && !detail::on_long_lived_thread(ex)) detail::run_on_spawn_thread(do_launch);
+        else do_launch();
+        if (!ok) {
             detail::log_debug("{}", f.message());
             return {};
         }
         auto impl = std::make_shared<detail::child_impl>(ex);
         impl->program = cmd.program();
+        impl->leaf = std::move(leaf);
+        impl->session = cmd.starts_new_session() ? l.pid : -1;
+        impl->stop_signal = cmd.stop_signal();
+        impl->stop_grace = cmd.stop_grace();
+        impl->on_cancel = cmd.on_cancel();
         error_code ec;
         impl->pidfd.assign(l.pidfd.get(), ec);
         if (!ec) {
@@ -256,6 +426,11 @@ child spawn(const asio::any_io_executor& ex, const command& cmd, spawn_failure& 
             siginfo_t si{};
             while (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(fd), &si, WEXITED | __WALL) != 0 &&
                    errno == EINTR) {
+            }
+            detail::registry_remove(l.pid);
+            if (impl->leaf) {
+                impl->leaf->kill();
+                impl->leaf.reset(); // rmdir may fail while the kill completes; the leaf is left
             }
             f.code = ec;
             f.stage = spawn_stage::register_io;

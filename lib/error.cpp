@@ -12,6 +12,8 @@ public:
         case errc::not_piped: return "that stdio stream is not a pipe";
         case errc::invalid_command: return "invalid command";
         case errc::no_launcher: return "the kernel refused every way to create a process";
+        case errc::timed_out: return "timed out; the process tree was stopped";
+        case errc::no_cgroup: return "no writable cgroup v2 hierarchy";
         }
         return "unknown drover error " + std::to_string(ev);
     }
@@ -35,7 +37,9 @@ std::string_view to_string(spawn_stage s) noexcept {
     case spawn_stage::signals: return "signals";
     case spawn_stage::session: return "setsid";
     case spawn_stage::stdio: return "stdio";
+    case spawn_stage::cgroup: return "cgroup";
     case spawn_stage::cwd: return "chdir";
+    case spawn_stage::parent_death: return "parent death signal";
     case spawn_stage::close_fds: return "close fds";
     case spawn_stage::exec: return "exec";
     case spawn_stage::register_io: return "register with io_context";

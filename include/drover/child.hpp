@@ -3,9 +3,12 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <memory>
 #include <optional>
+#include <string>
 #include <type_traits>
+#include <vector>
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
@@ -24,6 +27,12 @@ namespace detail {
 struct child_impl;
 }
 
+/// How a child's process tree is tracked (see `child::tree()`).
+enum class tree_kind {
+    cgroup,  ///< a fresh leaf cgroup: complete and atomic (cgroup.kill, cgroup.events)
+    session, ///< the child's session and process group plus descendants found through /proc
+};
+
 /// A child process started by `spawn()`, owned through its pidfd.
 ///
 /// A process is its handle: signals go through the pidfd (`pidfd_send_signal`), so a reaped
@@ -36,9 +45,15 @@ struct child_impl;
 /// kernel's `PIDFD_INFO_EXIT` record (Linux 6.15+) or is `exit_status::unknown()`; a wait never
 /// hangs on it.
 ///
-/// **Destruction**: if the process has not been reaped and `detach()` was not called, the
-/// destructor sends SIGKILL through the pidfd and leaves a reaper in the io_context that reaps
-/// it when it dies, so no zombie is left while the io_context runs. It never blocks.
+/// **The tree**: the child and everything it starts. With a leaf cgroup (`tree_kind::cgroup`)
+/// that is exact; otherwise it is every process in the child's session or process group plus
+/// their descendants (`tree_kind::session`), and, in runner mode (`become_reaper()`), the
+/// orphans adopted from it.
+///
+/// **Destruction**: unless the tree was stopped or `detach()` was called, the destructor sends
+/// SIGKILL to whatever remains of the tree (cgroup.kill, or a /proc walk) and leaves a task in
+/// the io_context that reaps the main process and removes the leaf cgroup once the tree is
+/// empty. It does not wait.
 ///
 /// **Threads**: like every Asio I/O object, one `child` must not be used from two threads at
 /// once; distinct children are independent. The io_context may be run by any number of threads.
@@ -86,10 +101,12 @@ public:
     /// executor, never inline) if the process was already reaped. Any number of waits may be
     /// outstanding on one child; all complete with the same status.
     ///
-    /// Cancellation: terminal, partial and total cancellation end the *wait* with
-    /// `operation_aborted` and leave the process running (unless it has exited meanwhile, in
-    /// which case the wait completes with its status). Stopping on cancellation is a separate,
-    /// explicit operation.
+    /// Cancellation: terminal and partial cancellation apply the command's `on_cancel()`
+    /// policy: by default the tree is stopped (stop signal, grace, SIGKILL) and the wait then
+    /// completes with `operation_aborted` and the status, once the tree is empty and the main
+    /// process reaped. With `cancel_policy::leave_running` only the wait ends. If the process
+    /// exited before the cancellation took effect, the wait completes with its status. Total
+    /// cancellation is not supported (stopping is a side effect).
     ///
     /// Throws `system_error` (`errc::not_running`) on an empty handle.
     template <typename CompletionToken>
@@ -101,8 +118,64 @@ public:
             token, impl_);
     }
 
-    /// Stops tracking the process: it keeps running; when it exits it is reaped in the
-    /// background (while the io_context runs) so it leaves no zombie. The handle becomes empty.
+    /// Waits like `async_wait`, for at most `timeout` (steady clock). When the deadline passes,
+    /// the stop escalation runs (as `async_stop()`), and the operation completes with
+    /// `errc::timed_out` and the status once the tree is empty. Cancellation as `async_wait`.
+    template <typename CompletionToken>
+    auto async_wait_for(std::chrono::steady_clock::duration timeout, CompletionToken&& token) {
+        return boost::asio::async_initiate<CompletionToken, wait_signature>(
+            [](auto handler, std::shared_ptr<detail::child_impl> impl, std::chrono::steady_clock::duration t) {
+                async_wait_for_impl(std::move(impl), t, std::move(handler));
+            },
+            token, impl_, timeout);
+    }
+
+    /// Stops the whole tree: the stop signal (the command's, default SIGTERM) and SIGCONT to
+    /// every process, then, if anything is left after `grace`, SIGKILL to the tree. Completes
+    /// with the main process's status once *no process of the tree remains* (not merely when
+    /// the main process exited), the main process is reaped and its leaf cgroup removed.
+    ///
+    /// Completion signature: `void(error_code, exit_status)`. Several stops (or a stop and the
+    /// destructor) share one escalation; a stop after the tree is gone completes at once with
+    /// the status. Not cancellable: a stop always finishes, within `grace` plus the time the
+    /// kernel takes to kill.
+    template <typename CompletionToken>
+    auto async_stop(std::chrono::steady_clock::duration grace, CompletionToken&& token) {
+        return boost::asio::async_initiate<CompletionToken, wait_signature>(
+            [](auto handler, std::shared_ptr<detail::child_impl> impl, std::chrono::steady_clock::duration g) {
+                async_stop_impl(std::move(impl), g, false, std::move(handler));
+            },
+            token, impl_, grace);
+    }
+    /// As above, with the command's `stop_grace()`.
+    template <typename CompletionToken>
+    auto async_stop(CompletionToken&& token) {
+        return boost::asio::async_initiate<CompletionToken, wait_signature>(
+            [](auto handler, std::shared_ptr<detail::child_impl> impl) {
+                async_stop_impl(std::move(impl), std::nullopt, false, std::move(handler));
+            },
+            token, impl_);
+    }
+    /// SIGKILL to the whole tree at once; completes like `async_stop`.
+    template <typename CompletionToken>
+    auto async_kill(CompletionToken&& token) {
+        return boost::asio::async_initiate<CompletionToken, wait_signature>(
+            [](auto handler, std::shared_ptr<detail::child_impl> impl) {
+                async_stop_impl(std::move(impl), std::nullopt, true, std::move(handler));
+            },
+            token, impl_);
+    }
+
+    /// How the tree is tracked: `tree_kind::cgroup` when the child got a leaf cgroup.
+    tree_kind tree() const noexcept;
+    /// The leaf cgroup's directory, when there is one.
+    std::optional<std::string> cgroup_path() const;
+    /// The pids of the tree right now (the main process included while it lives).
+    std::vector<pid_t> tree_pids() const;
+
+    /// Stops tracking the process: its tree keeps running; when the main process exits it is
+    /// reaped in the background (while the io_context runs) so it leaves no zombie, and a leaf
+    /// cgroup is removed once it is empty. The handle becomes empty.
     void detach();
 
     /// The parent's ends of the pipes configured with `stdio::pipe()`. Throw `system_error`
@@ -117,6 +190,12 @@ public:
 private:
     static void async_wait_impl(std::shared_ptr<detail::child_impl> impl,
                                 boost::asio::any_completion_handler<wait_signature> handler);
+    static void async_wait_for_impl(std::shared_ptr<detail::child_impl> impl,
+                                    std::chrono::steady_clock::duration timeout,
+                                    boost::asio::any_completion_handler<wait_signature> handler);
+    static void async_stop_impl(std::shared_ptr<detail::child_impl> impl,
+                                std::optional<std::chrono::steady_clock::duration> grace, bool kill,
+                                boost::asio::any_completion_handler<wait_signature> handler);
 
     std::shared_ptr<detail::child_impl> impl_;
 };
@@ -130,6 +209,16 @@ private:
 /// The call costs one `clone3(CLONE_VM|CLONE_VFORK)` and the exec handshake: it does not grow
 /// with the parent's memory or with the number of descriptors in the io_context, and it may be
 /// called from any thread.
+///
+/// **Which thread is the parent**: Linux delivers the parent-death signal when the *thread*
+/// that created the child exits. So spawn() creates the child on the calling thread only when
+/// that thread lives as long as the process: the main thread, or a thread running the
+/// io_context of `ex`. From any other thread it hands the clone to drover's own long-lived
+/// spawn thread (one per process, created on first use) and waits for it. With
+/// `parent_death_signal(0)` it always clones on the calling thread.
+///
+/// **Tree**: with `cgroup_mode::automatic` (default), the child is created directly inside a
+/// fresh leaf cgroup (`clone3(CLONE_INTO_CGROUP)`) when a writable cgroup v2 hierarchy exists.
 ///
 /// Throws `spawn_error` on failure.
 child spawn(const boost::asio::any_io_executor& ex, const command& cmd);

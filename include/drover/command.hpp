@@ -1,6 +1,9 @@
 // drover: a command to spawn: a program, an argv vector, and how the child is set up.
 #pragma once
 
+#include <signal.h>
+
+#include <chrono>
 #include <filesystem>
 #include <initializer_list>
 #include <optional>
@@ -11,6 +14,20 @@
 #include "drover/stdio.hpp"
 
 namespace drover {
+
+/// Whether a child gets its own leaf cgroup (see docs/architecture.md, "Stopping a tree").
+enum class cgroup_mode : unsigned char {
+    automatic, ///< a fresh leaf when a writable cgroup v2 hierarchy exists, else process groups
+    required,  ///< a fresh leaf, or spawn() fails (`errc::no_cgroup`, stage `cgroup`)
+    off,       ///< never: the tree is the child's session and descendants, found through /proc
+};
+
+/// What cancelling an awaited wait on the child does to the process tree.
+enum class cancel_policy : unsigned char {
+    stop,          ///< the stop escalation (stop signal, grace, SIGKILL), then complete (default)
+    kill,          ///< SIGKILL to the tree at once, then complete once it is empty
+    leave_running, ///< only the wait ends; the tree keeps running
+};
 
 /// A command to spawn: a program plus an argv vector, never a command string.
 ///
@@ -36,6 +53,14 @@ namespace drover {
 ///
 /// **Session**: the child starts in a new session (`setsid`) unless `new_session(false)`, so a
 /// terminal's Ctrl-C or a stop reaches the child's whole tree and not drover.
+///
+/// **Stopping** (see `child::async_stop`): `stop_signal()` (default SIGTERM) and SIGCONT go to
+/// the whole tree, then after `stop_grace()` (default 10 s) SIGKILL. The tree is the child's
+/// leaf cgroup where `cgroup()` allows one, else its session and descendants.
+/// `on_cancel()` says what cancelling a wait does (default: stop).
+///
+/// **Parent death**: the child gets `parent_death_signal()` (default SIGKILL; 0 for none) when
+/// the thread that spawned it exits. drover spawns from a long-lived thread (see `spawn`).
 class command {
 public:
     explicit command(std::string program) : program_(std::move(program)) {}
@@ -118,6 +143,32 @@ public:
         return *this;
     }
 
+    /// The first signal of a stop (default SIGTERM). SIGCONT always follows it.
+    command& stop_signal(int sig) {
+        stop_signal_ = sig;
+        return *this;
+    }
+    /// How long a stop waits after the stop signal before SIGKILL (default 10 s).
+    command& stop_grace(std::chrono::steady_clock::duration grace) {
+        stop_grace_ = grace;
+        return *this;
+    }
+    /// Whether the child gets a leaf cgroup (default `cgroup_mode::automatic`).
+    command& cgroup(cgroup_mode m) {
+        cgroup_mode_ = m;
+        return *this;
+    }
+    /// What cancelling a wait does (default `cancel_policy::stop`).
+    command& on_cancel(cancel_policy p) {
+        cancel_policy_ = p;
+        return *this;
+    }
+    /// The signal the child gets when drover's spawning thread dies (default SIGKILL; 0: none).
+    command& parent_death_signal(int sig) {
+        pdeathsig_ = sig;
+        return *this;
+    }
+
     // ---- observers -------------------------------------------------------------------------
     enum class env_base : unsigned char { inherit, empty, keep_list };
     struct env_op {
@@ -139,6 +190,11 @@ public:
     const stdio& stdio_for(int fd) const noexcept { return stdio_[fd]; }
     const std::vector<passed_fd>& passed_fds() const noexcept { return passed_fds_; }
     bool starts_new_session() const noexcept { return new_session_; }
+    int stop_signal() const noexcept { return stop_signal_; }
+    std::chrono::steady_clock::duration stop_grace() const noexcept { return stop_grace_; }
+    cgroup_mode cgroup() const noexcept { return cgroup_mode_; }
+    cancel_policy on_cancel() const noexcept { return cancel_policy_; }
+    int parent_death_signal() const noexcept { return pdeathsig_; }
 
 private:
     std::string program_;
@@ -151,6 +207,11 @@ private:
     stdio stdio_[3] = {stdio::inherit(), stdio::inherit(), stdio::inherit()};
     std::vector<passed_fd> passed_fds_;
     bool new_session_ = true;
+    int stop_signal_ = SIGTERM;
+    std::chrono::steady_clock::duration stop_grace_ = std::chrono::seconds(10);
+    cgroup_mode cgroup_mode_ = cgroup_mode::automatic;
+    cancel_policy cancel_policy_ = cancel_policy::stop;
+    int pdeathsig_ = SIGKILL;
 };
 
 } // namespace drover

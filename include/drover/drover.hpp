@@ -5,4 +5,5 @@
 #include "drover/command.hpp"
 #include "drover/error.hpp"
 #include "drover/exit_status.hpp"
+#include "drover/reaper.hpp"
 #include "drover/stdio.hpp"

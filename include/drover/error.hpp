@@ -18,6 +18,8 @@ enum class errc {
     not_piped,        ///< a stdio stream was requested that was not configured as a pipe
     invalid_command,  ///< the command cannot be spawned as written (empty program, NUL byte, bad key)
     no_launcher,      ///< the kernel refused every launcher (clone3, clone, pidfd_open)
+    timed_out,        ///< a wait's deadline passed; the process tree was stopped
+    no_cgroup,        ///< a cgroup was required but no writable cgroup v2 hierarchy is usable
 };
 
 /// The `drover` error category.
@@ -36,7 +38,9 @@ enum class spawn_stage {
     signals,      ///< resetting signal dispositions in the child
     session,      ///< setsid() in the child
     stdio,        ///< dup2 of fds 0-2 and passed fds in the child
+    cgroup,       ///< creating the child's leaf cgroup (parent) or joining it (child)
     cwd,          ///< chdir() in the child
+    parent_death, ///< PR_SET_PDEATHSIG in the child
     close_fds,    ///< closing every fd not passed on purpose, in the child
     exec,         ///< execve() itself
     register_io,  ///< registering the pidfd/pipes with the io_context

@@ -3,29 +3,63 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/readable_pipe.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/writable_pipe.hpp>
 
+#include "detail/cgroup.hpp"
+#include "drover/command.hpp"
 #include "drover/error.hpp"
 #include "drover/exit_status.hpp"
 
 namespace drover::detail {
 
-struct child_impl {
-    explicit child_impl(const boost::asio::any_io_executor& ex) : pidfd(ex) {}
+using stop_handler = boost::asio::any_completion_handler<void(error_code, exit_status)>;
 
+struct child_impl {
+    explicit child_impl(const boost::asio::any_io_executor& ex)
+        : strand(boost::asio::make_strand(ex)), pidfd(ex), timer(strand), poll_timer(strand) {}
+
+    // Internal operations (stop, cleanup) run on this strand; user operations on their own
+    // executors. `m` guards `pid` and `status`, which both touch.
+    boost::asio::strand<boost::asio::any_io_executor> strand;
     boost::asio::posix::stream_descriptor pidfd; ///< owns the pidfd; readable once it exits
+    std::mutex m;
     pid_t pid = -1;                              ///< -1 once reaped
+    pid_t session = -1;                          ///< = the pid if it leads its own session
     std::optional<exit_status> status;           ///< set once, when reaped
     std::string program;
     std::optional<boost::asio::writable_pipe> in;
     std::optional<boost::asio::readable_pipe> out;
     std::optional<boost::asio::readable_pipe> err;
+
+    // The tree and how to stop it.
+    std::unique_ptr<cgroup_leaf> leaf;           ///< null: the session/process-group fallback
+    int stop_signal = 15;
+    std::chrono::steady_clock::duration stop_grace{};
+    cancel_policy on_cancel = cancel_policy::stop;
+
+    // Stop state (on the strand).
+    bool stopping = false;       ///< a stop or cleanup is under way
+    bool signalled = false;      ///< the stop signal went to the tree
+    bool killed = false;         ///< SIGKILL went to the tree
+    bool tree_done = false;      ///< the tree is empty, the main process reaped, the leaf removed
+    int rmdir_tries = 0;
+    std::vector<stop_handler> stop_waiters;
+    std::vector<unique_fd> known; ///< without cgroup: pidfds of every tree member seen at a stop
+    boost::asio::steady_timer timer;      ///< the grace period
+    boost::asio::steady_timer poll_timer; ///< fallback emptiness checks; rmdir retries
+    std::optional<boost::asio::posix::stream_descriptor> events; ///< inotify on cgroup.events
 };
 
 /// Reaps the child if it has exited (waitid(P_PIDFD, WEXITED|WNOHANG|__WALL)); returns its
@@ -38,5 +72,17 @@ bool pidfd_ready(child_impl& c) noexcept;
 
 /// Keeps waiting in the io_context until the child exits, then reaps it.
 void reap_in_background(std::shared_ptr<child_impl> c);
+
+/// Starts (or joins) the stop of `c`'s tree. `sig` 0 sends nothing (only waits for the tree to
+/// empty, then cleans up); `kill_now` skips the grace period. `h` (may be empty) completes once
+/// the tree is empty, the main process reaped and the leaf cgroup removed.
+void start_stop(const std::shared_ptr<child_impl>& c, int sig, std::chrono::steady_clock::duration grace,
+                bool kill_now, stop_handler h);
+
+/// SIGKILL to the whole tree, synchronously (used by the destructor).
+void kill_tree_now(child_impl& c) noexcept;
+
+/// The pids of the tree right now (cgroup.procs, or the /proc walk).
+std::vector<pid_t> tree_pids(child_impl& c);
 
 } // namespace drover::detail

@@ -37,6 +37,7 @@ struct launched {
 
 /// Creates the process described by `cmd`. Returns false and fills `f` (code, stage, detail;
 /// not the program) on failure; then nothing is left behind: no zombie, no descriptor.
-bool launch(const command& cmd, launched& out, spawn_failure& f) noexcept;
+/// `cgroup_fd` (or -1) is the leaf cgroup directory the child is created in.
+bool launch(const command& cmd, int cgroup_fd, launched& out, spawn_failure& f) noexcept;
 
 } // namespace drover::detail

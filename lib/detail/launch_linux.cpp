@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -74,6 +75,10 @@ struct child_plan {
     unsigned inherit_in_place = 0; // bit t: fd t (0..2) is inherited as is; clear its CLOEXEC
     bool new_session = true;
     bool cloexec_range = true;
+    int cgroup_fd = -1;            // the leaf cgroup's directory, or -1
+    bool attach_in_child = false;  // join cgroup_fd by writing cgroup.procs (no CLONE_INTO_CGROUP)
+    int pdeathsig = 0;             // PR_SET_PDEATHSIG, 0 = none
+    pid_t parent_pid = 0;          // getpid() before the clone, for the getppid() check
     // Written by the child on failure (shared memory: CLONE_VM).
     int stage = 0;
     int err = 0;
@@ -107,6 +112,16 @@ DROVER_CHILD_FN int child_main(void* arg) noexcept {
     // 2. A new session: the child leads its own process group, away from drover's terminal.
     if (p->new_session && ::syscall(SYS_setsid) < 0) child_fail(p, spawn_stage::session, errno);
 
+    // 2b. Join the leaf cgroup, when clone3 could not place us there (CLONE_INTO_CGROUP). This
+    //     is before exec, so nothing of ours can have forked outside it.
+    if (p->attach_in_child) {
+        long fd = ::syscall(SYS_openat, p->cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+        if (fd < 0) child_fail(p, spawn_stage::cgroup, errno);
+        long n = ::syscall(SYS_write, fd, "0", 1);
+        if (n != 1) child_fail(p, spawn_stage::cgroup, n < 0 ? errno : EIO);
+        ::syscall(SYS_close, fd);
+    }
+
     // 3. stdio and passed fds. Every source is above every target, so no dup clobbers a
     //    source, and dup3 leaves the target without CLOEXEC.
     for (int i = 0; i < p->n_moves; ++i)
@@ -123,6 +138,18 @@ DROVER_CHILD_FN int child_main(void* arg) noexcept {
     // 4. Working directory.
     if (p->cwd != nullptr && ::syscall(SYS_chdir, p->cwd) < 0)
         child_fail(p, spawn_stage::cwd, errno);
+
+    // 4b. Parent death signal, after any credential change (which would clear it). It fires when
+    //     the spawning *thread* exits, so spawn() runs on a long-lived thread. If the parent
+    //     died before the prctl, getppid() already names someone else: act as if it fired
+    //     (0 means the parent is in another pid namespace, which cannot happen here).
+    if (p->pdeathsig != 0) {
+        if (::syscall(SYS_prctl, PR_SET_PDEATHSIG, p->pdeathsig, 0, 0, 0) != 0)
+            child_fail(p, spawn_stage::parent_death, errno);
+        long ppid = ::syscall(SYS_getppid);
+        if (ppid != p->parent_pid && ppid != 0)
+            ::syscall(SYS_kill, ::syscall(SYS_getpid), p->pdeathsig); // delivered at unmask
+    }
 
     // 5. Close every descriptor >= 3 that was not passed on purpose, CLOEXEC or not (B1).
     unsigned lo = 3;
@@ -267,8 +294,11 @@ clone_result do_clone3(child_plan& plan, void* stack_top) noexcept {
 #if DROVER_HAVE_CLONE3_TRAMPOLINE
     for (;;) {
         bool clear = g_clear_sighand_ok.load(std::memory_order_relaxed);
+        bool into = plan.cgroup_fd >= 0 && !plan.attach_in_child;
         clone_args args{};
-        args.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | (clear ? clone_clear_sighand : 0);
+        args.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | (clear ? clone_clear_sighand : 0) |
+                     (into ? clone_into_cgroup : 0);
+        if (into) args.cgroup = static_cast<std::uint64_t>(plan.cgroup_fd);
         args.pidfd = reinterpret_cast<std::uint64_t>(&r.pidfd);
         args.exit_signal = SIGCHLD;
         args.stack = reinterpret_cast<std::uint64_t>(stack_top) - child_stack_size;
@@ -277,6 +307,10 @@ clone_result do_clone3(child_plan& plan, void* stack_top) noexcept {
         if (ret >= 0) {
             r.pid = static_cast<pid_t>(ret);
             return r;
+        }
+        if (into) { // < 5.7, or a cgroup that refuses it (threaded, EBUSY): join from the child
+            plan.attach_in_child = true;
+            continue;
         }
         if ((ret == -EINVAL || ret == -E2BIG) && clear) { // < 5.5: no CLONE_CLEAR_SIGHAND
             g_clear_sighand_ok.store(false, std::memory_order_relaxed);
@@ -295,6 +329,7 @@ clone_result do_clone3(child_plan& plan, void* stack_top) noexcept {
 
 clone_result do_clone(child_plan& plan, void* stack_top, bool with_pidfd) noexcept {
     clone_result r;
+    if (plan.cgroup_fd >= 0) plan.attach_in_child = true; // no CLONE_INTO_CGROUP with clone()
     int flags = CLONE_VM | CLONE_VFORK | (with_pidfd ? CLONE_PIDFD : 0) | SIGCHLD;
     pid_t pid = ::clone(child_main, stack_top, flags, &plan, with_pidfd ? &r.pidfd : nullptr);
     if (pid < 0) {
@@ -495,7 +530,7 @@ launcher_kind current_launcher() noexcept {
     return static_cast<launcher_kind>(forced != 0 ? forced : g_detected.load(std::memory_order_relaxed));
 }
 
-bool launch(const command& cmd, launched& out, spawn_failure& f) noexcept try {
+bool launch(const command& cmd, int cgroup_fd, launched& out, spawn_failure& f) noexcept try {
     // argv
     for (std::size_t i = 0; i < cmd.arguments().size(); ++i)
         if (cmd.arguments()[i].find('\0') != std::string::npos)
@@ -544,6 +579,12 @@ bool launch(const command& cmd, launched& out, spawn_failure& f) noexcept try {
     plan.inherit_in_place = pf.inherit_in_place;
     plan.new_session = cmd.starts_new_session();
     plan.cloexec_range = true;
+    plan.cgroup_fd = cgroup_fd;
+    plan.pdeathsig = cmd.parent_death_signal();
+    plan.parent_pid = ::getpid();
+    if (plan.pdeathsig < 0 || plan.pdeathsig > 64)
+        return f.code = errc::invalid_command, f.stage = spawn_stage::prepare,
+               f.detail = "parent death signal " + std::to_string(plan.pdeathsig) + " is not a signal", false;
 
     void* stack_top = t_stack.top();
     if (stack_top == nullptr) return fail(f, ENOMEM, spawn_stage::clone, "child stack");

@@ -1,0 +1,36 @@
+// drover: runner mode, for programs that own their process (`drover run`, `drover up`, PID 1).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <vector>
+
+#include "drover/error.hpp"
+
+namespace drover {
+
+/// Makes this process the reaper of the orphans its children leave: PID 1 already is one;
+/// otherwise this sets `PR_SET_CHILD_SUBREAPER`. From then on:
+/// - orphans of drover's children are re-parented to this process; `reap_orphans()` reaps them
+///   (call it whenever SIGCHLD arrives: a runner blocks SIGCHLD and reads it from a signalfd);
+/// - without a cgroup, a child's process tree also counts the adopted orphans that are still
+///   in its session or process group, and, while a single drover child is alive, every adopted
+///   orphan, so `async_stop` finds processes that escaped with a double fork and `setsid`.
+///
+/// A library embedded in someone else's program must not call this: it changes who reaps what
+/// for the whole process.
+error_code become_reaper() noexcept;
+
+/// True once `become_reaper()` succeeded.
+bool is_reaper() noexcept;
+
+/// Reaps every exited child of this process that no `drover::child` owns (adopted orphans, or
+/// children the program started by other means), without blocking. Children owned by a
+/// `drover::child` are never touched. Returns how many were reaped.
+std::size_t reap_orphans() noexcept;
+
+/// The live children of this process that no `drover::child` owns.
+std::vector<pid_t> orphans();
+
+} // namespace drover

@@ -1,0 +1,240 @@
+#include "detail/cgroup.hpp"
+
+#include <fcntl.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+
+namespace drover::detail {
+
+namespace {
+
+std::string read_small_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+/// mountinfo escapes space, tab, newline and backslash as \ooo.
+std::string unescape_octal(const std::string& s) {
+    std::string out;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        if (s[i] == '\\' && i + 3 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '3' && s[i + 2] >= '0' && s[i + 2] <= '7' && s[i + 3] >= '0' &&
+            s[i + 3] <= '7') {
+            out += static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0'));
+            i += 3;
+        } else {
+            out += s[i];
+        }
+    }
+    return out;
+}
+
+std::mutex g_dir_mutex;        // guards creation/removal of drover's directory
+std::size_t g_live_leaves = 0; // leaves not yet removed (under g_dir_mutex)
+std::atomic<unsigned long> g_next_leaf{1};
+
+std::string drover_dir(const cgroup_probe& p) { return p.own + "/drover-" + std::to_string(::getpid()); }
+
+cgroup_probe do_probe() {
+    cgroup_probe p;
+    std::string& root = p.root;
+    parse_cgroup2_mount(read_small_file("/proc/self/mountinfo"), p.mount, root);
+    if (p.mount.empty()) {
+        p.why_not = "no cgroup2 filesystem is mounted";
+        return p;
+    }
+    std::string rel;
+    {
+        std::istringstream in(read_small_file("/proc/self/cgroup"));
+        std::string line;
+        while (std::getline(in, line))
+            if (line.rfind("0::", 0) == 0) rel = line.substr(3);
+    }
+    if (rel.empty()) {
+        p.why_not = "this process has no cgroup2 membership in /proc/self/cgroup";
+        return p;
+    }
+    if (root != "/") {
+        if (rel.rfind(root, 0) != 0) {
+            p.why_not = "own cgroup " + rel + " is outside the cgroup2 mount at " + p.mount;
+            return p;
+        }
+        rel = rel.substr(root.size());
+    }
+    if (rel == "/") rel.clear();
+    p.own = p.mount + rel;
+    std::lock_guard lock(g_dir_mutex);
+    std::string dir = drover_dir(p);
+    if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+        p.why_not = "cannot create " + dir + ": " + std::strerror(errno);
+        return p;
+    }
+    if (::access((dir + "/cgroup.kill").c_str(), W_OK) != 0) {
+        p.why_not = "no writable cgroup.kill in " + dir + " (Linux 5.14+ is needed)";
+        ::rmdir(dir.c_str());
+        return p;
+    }
+    ::rmdir(dir.c_str()); // created again with the first leaf
+    p.usable = true;
+    return p;
+}
+
+} // namespace
+
+void parse_cgroup2_mount(const std::string& mountinfo, std::string& mount, std::string& root) {
+    mount.clear();
+    root.clear();
+    std::istringstream in(mountinfo);
+    std::string line;
+    while (std::getline(in, line)) {
+        std::istringstream f(line);
+        std::vector<std::string> fields;
+        std::string w;
+        while (f >> w) fields.push_back(w);
+        // id parent maj:min root mountpoint options [optional...] - fstype source superopts
+        std::size_t dash = 0;
+        for (std::size_t i = 6; i < fields.size(); ++i)
+            if (fields[i] == "-") {
+                dash = i;
+                break;
+            }
+        if (dash == 0 || dash + 1 >= fields.size() || fields[dash + 1] != "cgroup2") continue;
+        root = unescape_octal(fields[3]);
+        mount = unescape_octal(fields[4]);
+        return;
+    }
+}
+
+const cgroup_probe& probe_cgroup() {
+    static const cgroup_probe p = do_probe();
+    return p;
+}
+
+std::unique_ptr<cgroup_leaf> cgroup_leaf::create(error_code& ec, std::string& why) {
+    ec.clear();
+    const cgroup_probe& p = probe_cgroup();
+    if (!p.usable) {
+        ec = error_code(ENOTSUP, boost::system::system_category());
+        why = p.why_not;
+        return nullptr;
+    }
+    std::unique_ptr<cgroup_leaf> leaf(new cgroup_leaf);
+    std::lock_guard lock(g_dir_mutex);
+    std::string dir = drover_dir(p);
+    if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+        ec = error_code(errno, boost::system::system_category());
+        why = "cannot create " + dir;
+        return nullptr;
+    }
+    for (int attempt = 0; attempt < 100; ++attempt) {
+        std::string path = dir + "/run-" + std::to_string(g_next_leaf.fetch_add(1));
+        if (::mkdir(path.c_str(), 0755) != 0) {
+            if (errno == EEXIST) continue; // left by an earlier drover with the same pid
+            ec = error_code(errno, boost::system::system_category());
+            why = "cannot create " + path;
+            if (g_live_leaves == 0) ::rmdir(dir.c_str());
+            return nullptr;
+        }
+        int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0) {
+            ec = error_code(errno, boost::system::system_category());
+            why = "cannot open " + path;
+            ::rmdir(path.c_str());
+            if (g_live_leaves == 0) ::rmdir(dir.c_str());
+            return nullptr;
+        }
+        std::string below = path.substr(p.mount.size());
+        leaf->proc_view_ = p.root == "/" ? below : p.root + below;
+        leaf->path_ = std::move(path);
+        leaf->dir_.reset(fd);
+        ++g_live_leaves;
+        return leaf;
+    }
+    ec = error_code(EEXIST, boost::system::system_category());
+    why = "no free leaf name under " + dir;
+    return nullptr;
+}
+
+cgroup_leaf::~cgroup_leaf() {
+    if (!removed_) remove(); // best effort; a populated leaf stays (and is reported by tools)
+}
+
+error_code cgroup_leaf::kill() noexcept {
+    int fd = ::openat(dir_.get(), "cgroup.kill", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return {errno, boost::system::system_category()};
+    error_code ec;
+    ssize_t n;
+    do n = ::write(fd, "1", 1);
+    while (n < 0 && errno == EINTR);
+    if (n != 1) ec = error_code(errno, boost::system::system_category());
+    ::close(fd);
+    return ec;
+}
+
+std::vector<pid_t> cgroup_leaf::procs() const {
+    std::vector<pid_t> out;
+    int fd = ::openat(dir_.get(), "cgroup.procs", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return out;
+    std::string text;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        text.append(buf, static_cast<std::size_t>(n));
+    }
+    ::close(fd);
+    std::istringstream in(text);
+    long v;
+    while (in >> v) out.push_back(static_cast<pid_t>(v));
+    return out;
+}
+
+bool cgroup_leaf::populated() const noexcept {
+    int fd = ::openat(dir_.get(), "cgroup.events", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return true;
+    char buf[256];
+    ssize_t n;
+    do n = ::read(fd, buf, sizeof buf - 1);
+    while (n < 0 && errno == EINTR);
+    ::close(fd);
+    if (n <= 0) return true;
+    buf[n] = '\0';
+    const char* p = std::strstr(buf, "populated ");
+    return p == nullptr || p[10] != '0';
+}
+
+int cgroup_leaf::watch_events() const noexcept {
+    int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (fd < 0) return -1;
+    std::string ev = path_ + "/cgroup.events";
+    if (::inotify_add_watch(fd, ev.c_str(), IN_MODIFY) < 0) {
+        ::close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+bool cgroup_leaf::remove() noexcept {
+    if (removed_) return true;
+    if (::rmdir(path_.c_str()) != 0 && errno != ENOENT) return false;
+    removed_ = true;
+    dir_.reset();
+    std::lock_guard lock(g_dir_mutex);
+    if (g_live_leaves > 0 && --g_live_leaves == 0) {
+        auto slash = path_.rfind('/');
+        ::rmdir(path_.substr(0, slash).c_str()); // fails harmlessly if a leaf remains
+    }
+    return true;
+}
+
+} // namespace drover::detail

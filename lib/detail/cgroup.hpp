@@ -1,0 +1,76 @@
+// drover (private): cgroup v2 leaves, one fresh leaf per spawned child.
+//
+// Layout: drover's own cgroup (from /proc/self/cgroup, on the cgroup2 mount found through
+// /proc/self/mountinfo) gets one directory per drover process, `drover-<pid>`, and under it one
+// leaf per spawn, `run-<n>`, with n never reused within the process (pitfalls.md: a cgroup that
+// has seen `cgroup.kill` kills every child later cloned into it). A leaf is removed once it is
+// empty and its main process is reaped; `drover-<pid>` is removed with its last leaf.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "detail/unique_fd.hpp"
+#include "drover/error.hpp"
+
+namespace drover::detail {
+
+/// Where cgroup v2 lives for this process, probed once.
+struct cgroup_probe {
+    bool usable = false;  ///< a writable cgroup2 hierarchy with cgroup.kill was found
+    std::string mount;    ///< the cgroup2 mount point
+    std::string root;     ///< the mount's root within the hierarchy (mountinfo field 4)
+    std::string own;      ///< this process's cgroup directory (absolute path)
+    std::string why_not;  ///< when !usable: what is missing, for messages
+};
+
+/// The probe result (cached after the first call; thread-safe).
+const cgroup_probe& probe_cgroup();
+
+/// Parses /proc/self/mountinfo text: the mount point of the first cgroup2 mount and its root
+/// within the hierarchy. Empty mount if there is none. (Exposed for tests.)
+void parse_cgroup2_mount(const std::string& mountinfo, std::string& mount, std::string& root);
+
+/// One fresh leaf cgroup.
+class cgroup_leaf {
+public:
+    /// Creates a new leaf under drover's directory. Returns null and sets `ec`/`why` on failure.
+    static std::unique_ptr<cgroup_leaf> create(error_code& ec, std::string& why);
+
+    ~cgroup_leaf();
+    cgroup_leaf(const cgroup_leaf&) = delete;
+    cgroup_leaf& operator=(const cgroup_leaf&) = delete;
+
+    const std::string& path() const noexcept { return path_; }
+    /// The leaf as /proc/<pid>/cgroup names it ("0::" + this).
+    const std::string& proc_view() const noexcept { return proc_view_; }
+    /// The directory, opened O_RDONLY|O_DIRECTORY (for CLONE_INTO_CGROUP and openat).
+    int dir_fd() const noexcept { return dir_.get(); }
+
+    /// Writes "1" to cgroup.kill: SIGKILL to every process in the leaf, atomically with
+    /// respect to forks.
+    error_code kill() noexcept;
+    /// The pids in the leaf now (cgroup.procs).
+    std::vector<pid_t> procs() const;
+    /// `populated` from cgroup.events; true on a read error (never claims empty wrongly).
+    bool populated() const noexcept;
+    /// An inotify descriptor that becomes readable when cgroup.events changes. Owned by the
+    /// caller. -1 on failure.
+    int watch_events() const noexcept;
+    /// rmdir of the leaf (and of drover's directory if it was the last leaf). False while the
+    /// kernel still refuses (EBUSY): try again later.
+    bool remove() noexcept;
+    bool removed() const noexcept { return removed_; }
+
+private:
+    cgroup_leaf() = default;
+    std::string path_;
+    std::string proc_view_;
+    unique_fd dir_;
+    bool removed_ = false;
+};
+
+} // namespace drover::detail

@@ -1,0 +1,208 @@
+#include "detail/tree.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <string>
+#include <unordered_set>
+
+#include "detail/sys.hpp"
+#include "detail/unique_fd.hpp"
+
+namespace drover::detail {
+
+namespace {
+
+bool read_file(const char* path, std::string& out) {
+    out.clear();
+    int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            ::close(fd);
+            return false;
+        }
+        if (n == 0) break;
+        out.append(buf, static_cast<std::size_t>(n));
+        if (out.size() > (1U << 20)) break;
+    }
+    ::close(fd);
+    return true;
+}
+
+bool parse_pid(std::string_view s, pid_t& out) {
+    if (s.empty() || s.size() > 10) return false;
+    long v = 0;
+    for (char c : s) {
+        if (c < '0' || c > '9') return false;
+        v = v * 10 + (c - '0');
+    }
+    if (v <= 0 || v > 0x3fffffff) return false;
+    out = static_cast<pid_t>(v);
+    return true;
+}
+
+template <typename F>
+void for_each_proc(F&& f) {
+    DIR* d = ::opendir("/proc");
+    if (d == nullptr) return;
+    while (dirent* e = ::readdir(d)) {
+        pid_t pid;
+        if (parse_pid(e->d_name, pid)) f(pid);
+    }
+    ::closedir(d);
+}
+
+bool same_ids(const proc_ids& a, const proc_ids& b) {
+    return a.ppid == b.ppid && a.pgrp == b.pgrp && a.session == b.session;
+}
+
+} // namespace
+
+bool parse_stat_ids(std::string_view stat, proc_ids& out) noexcept {
+    auto close = stat.rfind(')');
+    if (close == std::string_view::npos) return false;
+    std::string_view rest = stat.substr(close + 1);
+    // " S ppid pgrp session ..."
+    long fields[3] = {0, 0, 0};
+    std::size_t i = 0;
+    auto skip_spaces = [&] {
+        while (i < rest.size() && rest[i] == ' ') ++i;
+    };
+    skip_spaces();
+    if (i >= rest.size()) return false;
+    out.state = rest[i++];
+    for (long& f : fields) {
+        skip_spaces();
+        bool neg = i < rest.size() && rest[i] == '-';
+        if (neg) ++i;
+        std::size_t start = i;
+        long v = 0;
+        while (i < rest.size() && rest[i] >= '0' && rest[i] <= '9' && i - start < 10) v = v * 10 + (rest[i++] - '0');
+        if (i == start) return false;
+        f = neg ? -v : v;
+    }
+    out.ppid = static_cast<pid_t>(fields[0]);
+    out.pgrp = static_cast<pid_t>(fields[1]);
+    out.session = static_cast<pid_t>(fields[2]);
+    return true;
+}
+
+bool read_proc_ids(pid_t pid, proc_ids& out) noexcept try {
+    std::string text;
+    std::string path = "/proc/" + std::to_string(pid) + "/stat";
+    return read_file(path.c_str(), text) && parse_stat_ids(text, out);
+} catch (...) {
+    return false;
+}
+
+std::vector<pid_t> children_of(pid_t pid) {
+    std::vector<pid_t> out;
+    std::string base = "/proc/" + std::to_string(pid) + "/task";
+    DIR* d = ::opendir(base.c_str());
+    if (d == nullptr) return out;
+    std::string text;
+    while (dirent* e = ::readdir(d)) {
+        pid_t tid;
+        if (!parse_pid(e->d_name, tid)) continue;
+        std::string p = base + "/" + e->d_name + "/children";
+        if (!read_file(p.c_str(), text)) continue;
+        std::size_t i = 0;
+        while (i < text.size()) {
+            std::size_t j = text.find(' ', i);
+            if (j == std::string::npos) j = text.size();
+            pid_t c;
+            if (parse_pid(std::string_view(text).substr(i, j - i), c)) out.push_back(c);
+            i = j + 1;
+        }
+    }
+    ::closedir(d);
+    return out;
+}
+
+std::vector<pid_t> session_tree(pid_t sid, const std::vector<pid_t>& extra_roots) {
+    const pid_t self = ::getpid();
+    std::unordered_set<pid_t> seen;
+    std::vector<pid_t> todo;
+    if (sid > 0) for_each_proc([&](pid_t pid) {
+        proc_ids ids;
+        if (pid == self || !read_proc_ids(pid, ids) || ids.state == 'Z' || ids.state == 'X') return;
+        if (ids.session == sid || ids.pgrp == sid)
+            if (seen.insert(pid).second) todo.push_back(pid);
+    });
+    for (pid_t r : extra_roots) {
+        proc_ids ids;
+        if (r != self && read_proc_ids(r, ids) && ids.state != 'Z' && ids.state != 'X' && seen.insert(r).second)
+            todo.push_back(r);
+    }
+    std::vector<pid_t> out;
+    while (!todo.empty()) {
+        pid_t p = todo.back();
+        todo.pop_back();
+        out.push_back(p);
+        for (pid_t c : children_of(p)) {
+            proc_ids ids;
+            if (c == self || !read_proc_ids(c, ids) || ids.state == 'Z' || ids.state == 'X') continue;
+            if (seen.insert(c).second) todo.push_back(c);
+        }
+    }
+    return out;
+}
+
+namespace {
+
+/// A pidfd for `pid` whose identity still matches what /proc said a moment before, so a pid
+/// reused in between is never signalled.
+unique_fd verified_pidfd(pid_t pid) {
+    proc_ids before, after;
+    if (!read_proc_ids(pid, before)) return {};
+    unique_fd fd{sys_pidfd_open(pid, 0)};
+    if (!fd) return {};
+    if (!read_proc_ids(pid, after) || !same_ids(before, after)) return {};
+    return fd;
+}
+
+} // namespace
+
+std::vector<unique_fd> collect_tree(pid_t sid, const std::vector<pid_t>& extra_roots) {
+    std::vector<unique_fd> out;
+    for (pid_t p : session_tree(sid, extra_roots)) {
+        unique_fd fd = verified_pidfd(p);
+        if (fd) out.push_back(std::move(fd));
+    }
+    return out;
+}
+
+std::size_t kill_tree(pid_t sid, const std::vector<pid_t>& extra_roots) {
+    std::unordered_set<pid_t> stopped;
+    std::vector<unique_fd> fds;
+    std::vector<pid_t> roots = extra_roots;
+    for (int round = 0; round < 64; ++round) {
+        bool added = false;
+        for (pid_t p : session_tree(sid, roots)) {
+            if (stopped.count(p)) continue;
+            unique_fd fd = verified_pidfd(p);
+            stopped.insert(p);
+            if (!fd) continue;
+            sys_pidfd_send_signal(fd.get(), SIGSTOP);
+            fds.push_back(std::move(fd));
+            roots.push_back(p);
+            added = true;
+        }
+        if (!added) break;
+    }
+    std::size_t n = 0;
+    for (auto& fd : fds)
+        if (sys_pidfd_send_signal(fd.get(), SIGKILL) == 0) ++n;
+    return n;
+}
+
+} // namespace drover::detail

@@ -1,0 +1,273 @@
+// Stopping a child's tree: stop signal + SIGCONT to every process, grace period on a steady
+// timer, SIGKILL to the tree (cgroup.kill, or SIGSTOP-walk-SIGKILL without cgroups), done when
+// the tree is empty (cgroup.events through inotify, or /proc checks), then the main process is
+// reaped and the leaf cgroup removed. See docs/architecture.md, "Stopping a tree".
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+
+#include "detail/child_impl.hpp"
+#include "detail/log.hpp"
+#include "detail/registry.hpp"
+#include "detail/sys.hpp"
+#include "detail/tree.hpp"
+#include "drover/reaper.hpp"
+
+namespace asio = boost::asio;
+
+namespace drover::detail {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr auto fallback_poll_interval = 10ms; // emptiness checks without cgroup.events
+constexpr auto rmdir_retry_interval = 20ms;
+constexpr int rmdir_max_tries = 100;
+
+bool main_exited(child_impl& c) {
+    {
+        std::lock_guard lock(c.m);
+        if (c.status) return true;
+    }
+    return pidfd_ready(c);
+}
+
+/// Extra roots of the /proc walk: the main process while it lives, and, in runner mode with a
+/// single drover child, every orphan this process adopted.
+std::vector<pid_t> walk_roots(child_impl& c) {
+    std::vector<pid_t> roots;
+    {
+        std::lock_guard lock(c.m);
+        if (c.pid > 0) roots.push_back(c.pid);
+    }
+    if (runner_mode() && registry_size() <= 1)
+        for (pid_t p : orphans()) roots.push_back(p);
+    return roots;
+}
+
+/// Sends `sig` to a pid listed in the leaf, only if it is still in the leaf once we hold its
+/// pidfd (so a pid reused in between is never hit).
+void signal_cgroup_member(const cgroup_leaf& leaf, pid_t pid, int sig) {
+    unique_fd fd{sys_pidfd_open(pid, 0)};
+    if (!fd) return;
+    std::string text;
+    {
+        std::string path = "/proc/" + std::to_string(pid) + "/cgroup";
+        int f = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (f < 0) return;
+        char buf[1024];
+        ssize_t n;
+        while ((n = ::read(f, buf, sizeof buf)) > 0) text.append(buf, static_cast<std::size_t>(n));
+        ::close(f);
+    }
+    if (text.find("0::" + leaf.proc_view() + "\n") == std::string::npos) return;
+    sys_pidfd_send_signal(fd.get(), sig);
+}
+
+bool fd_exited(int fd) {
+    pollfd p{fd, POLLIN, 0};
+    return ::poll(&p, 1, 0) > 0;
+}
+
+/// Without a cgroup: remember every member found (by pidfd), so that one re-parented out of
+/// the walk's reach later (its parent died of the signal) is still killed and waited for.
+void remember_tree(child_impl& c) {
+    for (auto& fd : collect_tree(c.session, walk_roots(c))) c.known.push_back(std::move(fd));
+}
+
+void send_to_tree(child_impl& c, int sig) {
+    if (c.leaf) {
+        if (!main_exited(c)) sys_pidfd_send_signal(c.pidfd.native_handle(), sig);
+        for (pid_t p : c.leaf->procs()) signal_cgroup_member(*c.leaf, p, sig);
+        return;
+    }
+    remember_tree(c);
+    for (auto& fd : c.known) sys_pidfd_send_signal(fd.get(), sig);
+    if (!main_exited(c)) sys_pidfd_send_signal(c.pidfd.native_handle(), sig);
+}
+
+bool tree_empty(child_impl& c) {
+    if (c.leaf) return !c.leaf->populated();
+    if (!main_exited(c)) return false;
+    for (auto& fd : c.known)
+        if (!fd_exited(fd.get())) return false;
+    if (c.session <= 0) return true; // no session of its own: its descendants cannot be told apart
+    return session_tree(c.session, walk_roots(c)).empty();
+}
+
+void check_empty(const std::shared_ptr<child_impl>& c);
+
+void complete_waiters(const std::shared_ptr<child_impl>& c) {
+    exit_status st = exit_status::unknown();
+    {
+        std::lock_guard lock(c->m);
+        if (c->status) st = *c->status;
+    }
+    auto waiters = std::move(c->stop_waiters);
+    c->stop_waiters.clear();
+    for (auto& h : waiters) {
+        auto ex = asio::get_associated_executor(h, c->strand);
+        asio::dispatch(ex, [h = std::move(h), st]() mutable { std::move(h)(error_code{}, st); });
+    }
+}
+
+void finish(const std::shared_ptr<child_impl>& c) {
+    c->tree_done = true;
+    c->stopping = false;
+    complete_waiters(c);
+}
+
+void remove_leaf(const std::shared_ptr<child_impl>& c) {
+    if (c->leaf && !c->leaf->remove()) {
+        // EBUSY: the kernel has not finished with the last exiting task. Try again shortly.
+        if (++c->rmdir_tries < rmdir_max_tries) {
+            c->poll_timer.expires_after(rmdir_retry_interval);
+            c->poll_timer.async_wait(asio::bind_executor(c->strand, [c](error_code ec) {
+                if (!ec) remove_leaf(c);
+            }));
+            return;
+        }
+        log_debug("cannot remove cgroup {}: {}", c->leaf->path(), std::strerror(errno));
+    }
+    finish(c);
+}
+
+/// The tree is empty; the main process has exited, but populated=0 is reported before the
+/// exit is (cgroup_exit runs before exit_notify), so wait for the pidfd, then reap.
+void reap_main(const std::shared_ptr<child_impl>& c) {
+    error_code ec;
+    auto st = try_reap(*c, ec);
+    if (!st && !ec) {
+        c->pidfd.async_wait(asio::posix::descriptor_base::wait_read,
+                            asio::bind_executor(c->strand, [c](error_code) { reap_main(c); }));
+        if (pidfd_ready(*c)) {
+            error_code ignored;
+            c->pidfd.cancel(ignored); // lost-edge window (see child.cpp)
+        }
+        return;
+    }
+    remove_leaf(c);
+}
+
+void do_kill(const std::shared_ptr<child_impl>& c) {
+    c->killed = true;
+    kill_tree_now(*c);
+}
+
+void arm_watch(const std::shared_ptr<child_impl>& c) {
+    if (c->tree_done) return;
+    if (c->leaf) {
+        if (!c->events) {
+            int fd = c->leaf->watch_events();
+            if (fd >= 0) {
+                c->events.emplace(c->strand);
+                error_code ec;
+                c->events->assign(fd, ec);
+                if (ec) {
+                    ::close(fd);
+                    c->events.reset();
+                }
+            }
+        }
+        if (c->events) {
+            c->events->async_wait(asio::posix::descriptor_base::wait_read,
+                                  asio::bind_executor(c->strand, [c](error_code ec) {
+                                      if (ec || !c->events) return;
+                                      char buf[4096];
+                                      while (::read(c->events->native_handle(), buf, sizeof buf) > 0) {
+                                      }
+                                      check_empty(c);
+                                  }));
+            return;
+        }
+        // No inotify (out of descriptors?): fall back to checking periodically.
+    }
+    c->poll_timer.expires_after(fallback_poll_interval);
+    c->poll_timer.async_wait(asio::bind_executor(c->strand, [c](error_code ec) {
+        if (!ec) check_empty(c);
+    }));
+}
+
+void check_empty(const std::shared_ptr<child_impl>& c) {
+    if (c->tree_done || !c->stopping) return;
+    if (!tree_empty(*c)) {
+        arm_watch(c);
+        return;
+    }
+    error_code ignored;
+    c->timer.cancel();
+    c->poll_timer.cancel();
+    if (c->events) {
+        c->events->close(ignored);
+        c->events.reset();
+    }
+    reap_main(c);
+}
+
+void stop_on_strand(const std::shared_ptr<child_impl>& c, int sig, std::chrono::steady_clock::duration grace,
+                    bool kill_now, stop_handler h) {
+    if (h) c->stop_waiters.push_back(std::move(h));
+    if (c->tree_done) {
+        // Never complete from inside the initiating call: go around the strand once.
+        asio::post(c->strand, [c] { complete_waiters(c); });
+        return;
+    }
+    const bool first = !c->stopping;
+    c->stopping = true;
+    if (kill_now || sig == SIGKILL) {
+        if (!c->killed) do_kill(c);
+    } else if (sig > 0 && !c->killed && !c->signalled) {
+        c->signalled = true;
+        send_to_tree(*c, sig);
+        if (sig != SIGCONT) send_to_tree(*c, SIGCONT); // a stopped process ignores SIGTERM (D2)
+        c->timer.expires_after(grace);
+        c->timer.async_wait(asio::bind_executor(c->strand, [c](error_code ec) {
+            if (ec || c->tree_done || c->killed || !c->stopping) return;
+            log_debug("'{}': grace period over, killing its process tree", c->program);
+            do_kill(c);
+            check_empty(c);
+        }));
+    }
+    if (first) check_empty(c);
+}
+
+} // namespace
+
+void kill_tree_now(child_impl& c) noexcept try {
+    if (!main_exited(c)) sys_pidfd_send_signal(c.pidfd.native_handle(), SIGKILL);
+    if (c.leaf) {
+        error_code ec = c.leaf->kill();
+        if (!ec) return;
+        // No cgroup.kill (it was there at the probe): kill member by member.
+        for (pid_t p : c.leaf->procs()) signal_cgroup_member(*c.leaf, p, SIGKILL);
+        return;
+    }
+    for (auto& fd : c.known) sys_pidfd_send_signal(fd.get(), SIGSTOP);
+    std::vector<pid_t> roots = walk_roots(c);
+    kill_tree(c.session, roots);
+    for (auto& fd : c.known) sys_pidfd_send_signal(fd.get(), SIGKILL);
+} catch (...) {
+}
+
+std::vector<pid_t> tree_pids(child_impl& c) {
+    if (c.leaf) return c.leaf->procs();
+    return session_tree(c.session, walk_roots(c));
+}
+
+void start_stop(const std::shared_ptr<child_impl>& c, int sig, std::chrono::steady_clock::duration grace,
+                bool kill_now, stop_handler h) {
+    asio::dispatch(c->strand, [c, sig, grace, kill_now, h = std::move(h)]() mutable {
+        stop_on_strand(c, sig, grace, kill_now, std::move(h));
+    });
+}
+
+} // namespace drover::detail

@@ -1,0 +1,3 @@
+// Compiles drover/reaper.hpp alone, first: every public header is self-contained.
+#include "drover/reaper.hpp"
+#include "drover/reaper.hpp" // and guarded

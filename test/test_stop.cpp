@@ -1,0 +1,367 @@
+// Stopping: the whole tree, escalation, timeouts, cancellation, parent death, cgroup leaves
+// (pitfalls.md C3, D1, D2, D3, H2, I1, I2).
+#include "drover/child.hpp"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <thread>
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "detail/cgroup.hpp"
+#include "detail/tree.hpp"
+#include "support.hpp"
+
+using namespace drover;
+using namespace drover::test;
+namespace fs = std::filesystem;
+using clk = std::chrono::steady_clock;
+
+namespace {
+
+/// A token unique to this test run, put into the command lines of processes we look for.
+std::string tag() {
+    static const std::string t = std::to_string(::getpid() % 100000);
+    return t;
+}
+
+/// Live (non-zombie) `sleep` processes whose command line contains `needle` (the shells that
+/// started them carry the needle in their script too; they do not count).
+std::vector<pid_t> processes_with(const std::string& needle) {
+    std::vector<pid_t> out;
+    for (auto& e : fs::directory_iterator("/proc")) {
+        auto name = e.path().filename().string();
+        if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
+        pid_t pid = static_cast<pid_t>(std::stol(name));
+        if (pid == ::getpid()) continue;
+        std::string cmdline = read_file("/proc/" + name + "/cmdline");
+        for (auto& ch : cmdline)
+            if (ch == '\0') ch = ' ';
+        if (cmdline.rfind("sleep ", 0) != 0 || cmdline.find(needle) == std::string::npos) continue;
+        detail::proc_ids ids;
+        if (detail::read_proc_ids(pid, ids) && ids.state != 'Z') out.push_back(pid);
+    }
+    return out;
+}
+
+bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds limit = 5000ms) {
+    auto end = clk::now() + limit;
+    while (clk::now() < end) {
+        if (pred()) return true;
+        std::this_thread::sleep_for(10ms);
+    }
+    return pred();
+}
+
+bool cgroups_usable() { return detail::probe_cgroup().usable; }
+
+/// The D1 tree: a shell that starts three escaping sleepers and waits.
+command escaping_tree(const std::string& t) {
+    std::string script = "setsid sleep 1000." + t + " & (sleep 1001." + t + " &); nohup sleep 1002." + t +
+                         " >/dev/null 2>&1 & wait";
+    return command("/bin/sh").args({"-c", script}).std_in(stdio::null());
+}
+
+void d1(cgroup_mode mode) {
+    asio::io_context ctx;
+    const std::string t = tag() + (mode == cgroup_mode::off ? "1" : "2");
+    child c = spawn(ctx, escaping_tree(t).cgroup(mode));
+    CHECK((c.tree() == (mode == cgroup_mode::off ? tree_kind::session : tree_kind::cgroup)));
+    REQUIRE(wait_until([&] { return processes_with("." + t).size() == 3; }));
+    auto tree = c.tree_pids();
+    CHECK(tree.size() >= 4); // sh and the three sleepers
+    std::optional<std::string> cg = c.cgroup_path();
+    auto t0 = clk::now();
+    exit_status st = run(ctx, c.async_stop(3s, asio::use_awaitable));
+    auto took = clk::now() - t0;
+    MESSAGE("stop took " << std::chrono::duration<double, std::milli>(took).count() << " ms");
+    CHECK(st == exit_status::signaled(SIGTERM));
+    CHECK(processes_with("." + t).empty());
+    CHECK(took < 2s); // SIGTERM ends them all: no escalation needed
+    if (cg) CHECK_FALSE(fs::exists(*cg)); // the leaf was removed
+}
+
+} // namespace
+
+TEST_SUITE("stop") {
+
+TEST_CASE("D1: a stop leaves nothing of a tree that escaped with setsid, a subshell and nohup (cgroup)") {
+    if (!cgroups_usable()) {
+        MESSAGE("skipped: no usable cgroup v2: " << detail::probe_cgroup().why_not);
+        return;
+    }
+    d1(cgroup_mode::required);
+}
+
+TEST_CASE("D1: the same on the process-group path (no cgroup)") { d1(cgroup_mode::off); }
+
+TEST_CASE("D2: a SIGSTOPped child stops on SIGTERM, not at the SIGKILL escalation") {
+    for (auto mode : {cgroup_mode::automatic, cgroup_mode::off}) {
+        asio::io_context ctx;
+        child c = spawn(ctx, helper({"stop-self", "sleep", "30000"}).cgroup(mode));
+        REQUIRE(wait_until([&] {
+            detail::proc_ids ids;
+            return detail::read_proc_ids(*c.id(), ids) && ids.state == 'T';
+        }));
+        auto t0 = clk::now();
+        exit_status st = run(ctx, c.async_stop(5s, asio::use_awaitable));
+        CHECK(st == exit_status::signaled(SIGTERM));
+        CHECK(clk::now() - t0 < 2s);
+    }
+}
+
+TEST_CASE("D3: escalation by tree, completion by emptiness") {
+    // The main process exits on SIGTERM; its grandchild ignores SIGTERM. The stop must wait
+    // the grace period, SIGKILL the grandchild, and complete only when the tree is empty.
+    for (auto mode : {cgroup_mode::automatic, cgroup_mode::off}) {
+        asio::io_context ctx;
+        const std::string t = tag() + "3";
+        std::string script = "(trap '' TERM; exec sleep 1003." + t + ") & sleep 30 & wait";
+        child c = spawn(ctx, command("/bin/sh").args({"-c", script}).cgroup(mode));
+        REQUIRE(wait_until([&] { return processes_with("1003." + t).size() == 1; }));
+        std::optional<std::string> cg = c.cgroup_path();
+        auto t0 = clk::now();
+        exit_status st = run(ctx, c.async_stop(700ms, asio::use_awaitable));
+        auto took = clk::now() - t0;
+        CHECK(st == exit_status::signaled(SIGTERM));
+        CHECK(took >= 650ms); // the ignoring grandchild held the stop until the escalation
+        CHECK(took < 3s);
+        CHECK(processes_with("1003." + t).empty());
+        if (cg) CHECK_FALSE(fs::exists(*cg)); // rmdir succeeded: no zombie held it
+    }
+}
+
+TEST_CASE("a stop after the tree is gone completes at once with the status; stops share one escalation") {
+    asio::io_context ctx;
+    child c = spawn(ctx, helper({"sleep", "30000"}));
+    int completed = 0;
+    exit_status a, b;
+    c.async_stop(5s, [&](error_code ec, exit_status st) {
+        CHECK_FALSE(ec);
+        a = st;
+        ++completed;
+    });
+    c.async_stop(5s, [&](error_code ec, exit_status st) {
+        CHECK_FALSE(ec);
+        b = st;
+        ++completed;
+    });
+    ctx.run_for(10s);
+    CHECK(completed == 2);
+    CHECK(a == exit_status::signaled(SIGTERM));
+    CHECK(b == a);
+    ctx.restart();
+    CHECK(run(ctx, c.async_stop(5s, asio::use_awaitable)) == a);
+    CHECK(c.status() == a);
+}
+
+TEST_CASE("the stop signal is configurable, and async_kill skips the grace period") {
+    asio::io_context ctx;
+    child c = spawn(ctx, helper({"trap-term", "30000"}).stop_signal(SIGINT));
+    CHECK(run(ctx, c.async_stop(5s, asio::use_awaitable)) == exit_status::signaled(SIGINT));
+    child d = spawn(ctx, helper({"ignore-term", "30000"}).stop_grace(30s));
+    auto t0 = clk::now();
+    CHECK(run(ctx, d.async_kill(asio::use_awaitable)) == exit_status::signaled(SIGKILL));
+    CHECK(clk::now() - t0 < 2s);
+}
+
+TEST_CASE("timeout: a 200 ms timeout on a 10 s sleep returns well under a second") {
+    asio::io_context ctx;
+    child c = spawn(ctx, helper({"sleep", "10000"}));
+    auto t0 = clk::now();
+    error_code ec;
+    exit_status st;
+    c.async_wait_for(200ms, [&](error_code e, exit_status s) {
+        ec = e;
+        st = s;
+    });
+    ctx.run_for(10s);
+    auto took = clk::now() - t0;
+    MESSAGE("timed out after " << std::chrono::duration<double, std::milli>(took).count() << " ms");
+    CHECK(ec == errc::timed_out);
+    CHECK(st == exit_status::signaled(SIGTERM));
+    CHECK(took >= 190ms);
+    CHECK(took < 1s);
+}
+
+TEST_CASE("timeout: a process that ends in time completes normally and the timer is gone") {
+    asio::io_context ctx;
+    child c = spawn(ctx, helper({"sleep", "50", "exit", "7"}));
+    error_code ec = errc::not_running;
+    exit_status st;
+    auto t0 = clk::now();
+    c.async_wait_for(10s, [&](error_code e, exit_status s) {
+        ec = e;
+        st = s;
+    });
+    ctx.run(); // returns only when nothing is pending: the timer must have been cancelled
+    CHECK_FALSE(ec);
+    CHECK(st == exit_status::exited(7));
+    CHECK(clk::now() - t0 < 5s);
+}
+
+TEST_CASE("cancelling a wait stops the tree (default policy) before completing with operation_aborted") {
+    asio::io_context ctx;
+    const std::string t = tag() + "4";
+    child c = spawn(ctx, command("/bin/sh").args({"-c", "setsid sleep 1004." + t + " & wait"}));
+    REQUIRE(wait_until([&] { return processes_with("1004." + t).size() == 1; }));
+    asio::cancellation_signal cancel;
+    error_code got;
+    exit_status st;
+    bool done = false;
+    c.async_wait(asio::bind_cancellation_slot(cancel.slot(), [&](error_code ec, exit_status s) {
+        got = ec;
+        st = s;
+        done = true;
+        // Completion comes only after the tree is empty.
+        CHECK(processes_with("1004." + t).empty());
+    }));
+    asio::post(ctx, [&] { cancel.emit(asio::cancellation_type::terminal); });
+    ctx.run_for(10s);
+    REQUIRE(done);
+    CHECK(got == asio::error::operation_aborted);
+    CHECK(st == exit_status::signaled(SIGTERM));
+    CHECK(c.status() == st);
+}
+
+TEST_CASE("leaving an awaitable-operators race stops the loser's tree") {
+    using namespace asio::experimental::awaitable_operators;
+    asio::io_context ctx;
+    const std::string t = tag() + "5";
+    child c = spawn(ctx, command("/bin/sh").args({"-c", "sleep 1005." + t + " & wait"}));
+    REQUIRE(wait_until([&] { return processes_with("1005." + t).size() == 1; }));
+    run(ctx, [&]() -> asio::awaitable<void> {
+        asio::steady_timer timer(co_await asio::this_coro::executor, 100ms);
+        auto r = co_await (c.async_wait(asio::use_awaitable) || timer.async_wait(asio::use_awaitable));
+        CHECK(r.index() == 1);
+    }());
+    CHECK(c.status() == exit_status::signaled(SIGTERM));
+    CHECK(processes_with("1005." + t).empty());
+}
+
+TEST_CASE("destroying a child kills the tree it left running") {
+    asio::io_context ctx;
+    const std::string t = tag() + "6";
+    {
+        child c = spawn(ctx, command("/bin/sh").args({"-c", "setsid sleep 1006." + t + " & wait"}));
+        REQUIRE(wait_until([&] { return processes_with("1006." + t).size() == 1; }));
+    }
+    ctx.run_for(500ms);
+    CHECK(wait_until([&] { return processes_with("1006." + t).empty(); }, 2000ms));
+    CHECK(zombie_count() == 0);
+}
+
+TEST_CASE("C3: a child spawned from a thread that then exits stays alive") {
+    asio::io_context ctx;
+    child c;
+    std::thread([&] { c = spawn(ctx, helper({"sleep", "30000"})); }).join();
+    std::this_thread::sleep_for(1000ms);
+    error_code ec;
+    c.signal(0, ec);
+    CHECK_FALSE(ec); // PR_SET_PDEATHSIG did not fire: the clone ran on drover's spawn thread
+    auto out = output_now(helper({"print-pdeathsig"}));
+    CHECK(out.out == "pdeathsig 9\n");
+    auto none = output_now(helper({"print-pdeathsig"}).parent_death_signal(0));
+    CHECK(none.out == "pdeathsig 0\n");
+    run(ctx, c.async_kill(asio::use_awaitable));
+}
+
+TEST_CASE("I2: stop, then start the same command again three times under the same parent cgroup") {
+    if (!cgroups_usable()) {
+        MESSAGE("skipped: no usable cgroup v2: " << detail::probe_cgroup().why_not);
+        return;
+    }
+    asio::io_context ctx;
+    std::set<std::string> leaves;
+    std::set<std::string> parents;
+    for (int i = 0; i < 3; ++i) {
+        child c = spawn(ctx, helper({"sleep", "30000"}).cgroup(cgroup_mode::required));
+        REQUIRE(c.cgroup_path());
+        leaves.insert(*c.cgroup_path());
+        parents.insert(fs::path(*c.cgroup_path()).parent_path().string());
+        std::this_thread::sleep_for(300ms);
+        error_code ec;
+        c.signal(0, ec);
+        CHECK_FALSE(ec); // still up: not killed at birth by a reused, killed cgroup
+        CHECK(c.tree_pids() == std::vector<pid_t>{*c.id()});
+        CHECK(run(ctx, c.async_kill(asio::use_awaitable)) == exit_status::signaled(SIGKILL));
+    }
+    CHECK(leaves.size() == 3);
+    CHECK(parents.size() == 1);
+}
+
+TEST_CASE("I1: the cgroup2 mount is found through mountinfo, wherever it is") {
+    std::string mount, root;
+    detail::parse_cgroup2_mount(
+        "22 1 0:21 / /proc rw - proc proc rw\n"
+        "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime shared:9 - cgroup2 cgroup2 rw\n",
+        mount, root);
+    CHECK(mount == "/sys/fs/cgroup/unified");
+    CHECK(root == "/");
+    detail::parse_cgroup2_mount("50 1 0:40 /sub /mnt/my\\040cg rw - cgroup2 none rw\n", mount, root);
+    CHECK(mount == "/mnt/my cg");
+    CHECK(root == "/sub");
+    detail::parse_cgroup2_mount("22 1 0:21 / /proc rw - proc proc rw\n", mount, root);
+    CHECK(mount.empty());
+    const auto& p = detail::probe_cgroup();
+    MESSAGE("cgroup v2: " << (p.usable ? "usable at " + p.own : "unavailable: " + p.why_not));
+}
+
+TEST_CASE("a required cgroup that cannot be had fails the spawn with a clear error") {
+    if (cgroups_usable()) {
+        MESSAGE("skipped: this machine has a usable cgroup v2 (the failure path needs one without)");
+        return;
+    }
+    spawn_failure f;
+    asio::io_context ctx;
+    child c = spawn(ctx, helper({"exit", "0"}).cgroup(cgroup_mode::required), f);
+    CHECK(f.code == errc::no_cgroup);
+    CHECK(f.stage == spawn_stage::cgroup);
+}
+
+TEST_CASE("/proc/<pid>/stat parsing survives a hostile comm") {
+    detail::proc_ids ids;
+    REQUIRE(detail::parse_stat_ids("123 (a) (b\n) c) S 1 456 789 0 -1", ids));
+    CHECK(ids.state == 'S');
+    CHECK(ids.ppid == 1);
+    CHECK(ids.pgrp == 456);
+    CHECK(ids.session == 789);
+    CHECK_FALSE(detail::parse_stat_ids("123 no paren", ids));
+}
+
+TEST_CASE("H2: no wall clock in any timing path") {
+    // Static check over the library and tools: timing uses steady_clock / steady_timer only.
+    int hits = 0;
+    for (const char* dir : {DROVER_SOURCE_ROOT "/lib", DROVER_SOURCE_ROOT "/tools", DROVER_SOURCE_ROOT "/include"}) {
+        for (auto& e : fs::recursive_directory_iterator(dir)) {
+            if (!e.is_regular_file()) continue;
+            auto ext = e.path().extension();
+            if (ext != ".cpp" && ext != ".hpp") continue;
+            std::ifstream in(e.path());
+            std::string line;
+            int n = 0;
+            while (std::getline(in, line)) {
+                ++n;
+                for (const char* bad : {"system_clock", "gettimeofday", "time(nullptr)", "time(NULL)",
+                                        "CLOCK_REALTIME", "system_timer"}) {
+                    if (line.find(bad) != std::string::npos) {
+                        ++hits;
+                        MESSAGE(e.path().string() << ":" << n << ": " << line);
+                    }
+                }
+            }
+        }
+    }
+    CHECK(hits == 0);
+}
+
+} // TEST_SUITE
