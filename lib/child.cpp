@@ -262,6 +262,11 @@ void child::detach() {
     }
 }
 
+void child::signal_tree(int sig, error_code& ec) {
+    ec.clear();
+    if (!impl_ || impl_->tree_done || detail::signal_tree_now(*impl_, sig) == 0) ec = errc::not_running;
+}
+
 tree_kind child::tree() const noexcept {
     return impl_ && impl_->leaf ? tree_kind::cgroup : tree_kind::session;
 }

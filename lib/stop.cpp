@@ -41,36 +41,36 @@ bool main_exited(child_impl& c) {
     return pidfd_ready(c);
 }
 
-/// Extra roots of the /proc walk: the main process while it lives, and, in runner mode with a
-/// single drover child, every orphan this process adopted.
+/// Extra roots of the /proc walk: the main process while it lives, and, in runner mode for the
+/// child named by attribute_orphans_to(), every orphan this process adopted.
 std::vector<pid_t> walk_roots(child_impl& c) {
     std::vector<pid_t> roots;
     {
         std::lock_guard lock(c.m);
         if (c.pid > 0) roots.push_back(c.pid);
     }
-    if (runner_mode() && registry_size() <= 1)
+    if (runner_mode() && orphan_owner() == &c)
         for (pid_t p : orphans()) roots.push_back(p);
     return roots;
 }
 
 /// Sends `sig` to a pid listed in the leaf, only if it is still in the leaf once we hold its
 /// pidfd (so a pid reused in between is never hit).
-void signal_cgroup_member(const cgroup_leaf& leaf, pid_t pid, int sig) {
+bool signal_cgroup_member(const cgroup_leaf& leaf, pid_t pid, int sig) {
     unique_fd fd{sys_pidfd_open(pid, 0)};
-    if (!fd) return;
+    if (!fd) return false;
     std::string text;
     {
         std::string path = "/proc/" + std::to_string(pid) + "/cgroup";
         int f = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-        if (f < 0) return;
+        if (f < 0) return false;
         char buf[1024];
         ssize_t n;
         while ((n = ::read(f, buf, sizeof buf)) > 0) text.append(buf, static_cast<std::size_t>(n));
         ::close(f);
     }
-    if (text.find("0::" + leaf.proc_view() + "\n") == std::string::npos) return;
-    sys_pidfd_send_signal(fd.get(), sig);
+    if (text.find("0::" + leaf.proc_view() + "\n") == std::string::npos) return false;
+    return sys_pidfd_send_signal(fd.get(), sig) == 0;
 }
 
 bool fd_exited(int fd) {
@@ -84,15 +84,24 @@ void remember_tree(child_impl& c) {
     for (auto& fd : collect_tree(c.session, walk_roots(c))) c.known.push_back(std::move(fd));
 }
 
-void send_to_tree(child_impl& c, int sig) {
+std::size_t send_to_tree(child_impl& c, int sig) {
+    std::size_t n = 0;
     if (c.leaf) {
-        if (!main_exited(c)) sys_pidfd_send_signal(c.pidfd.native_handle(), sig);
-        for (pid_t p : c.leaf->procs()) signal_cgroup_member(*c.leaf, p, sig);
-        return;
+        pid_t main_pid;
+        {
+            std::lock_guard lock(c.m);
+            main_pid = c.pid;
+        }
+        if (!main_exited(c) && sys_pidfd_send_signal(c.pidfd.native_handle(), sig) == 0) ++n;
+        for (pid_t p : c.leaf->procs())
+            if (p != main_pid) n += signal_cgroup_member(*c.leaf, p, sig) ? 1 : 0;
+        return n;
     }
     remember_tree(c);
-    for (auto& fd : c.known) sys_pidfd_send_signal(fd.get(), sig);
-    if (!main_exited(c)) sys_pidfd_send_signal(c.pidfd.native_handle(), sig);
+    for (auto& fd : c.known)
+        if (!fd_exited(fd.get()) && sys_pidfd_send_signal(fd.get(), sig) == 0) ++n;
+    if (!main_exited(c) && sys_pidfd_send_signal(c.pidfd.native_handle(), sig) == 0) ++n;
+    return n;
 }
 
 bool tree_empty(child_impl& c) {
@@ -257,6 +266,8 @@ void kill_tree_now(child_impl& c) noexcept try {
     for (auto& fd : c.known) sys_pidfd_send_signal(fd.get(), SIGKILL);
 } catch (...) {
 }
+
+std::size_t signal_tree_now(child_impl& c, int sig) { return send_to_tree(c, sig); }
 
 std::vector<pid_t> tree_pids(child_impl& c) {
     if (c.leaf) return c.leaf->procs();

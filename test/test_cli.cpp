@@ -5,6 +5,7 @@
 
 #include <array>
 
+#include "detail/cgroup.hpp"
 #include "support.hpp"
 
 using namespace drover;
@@ -82,6 +83,196 @@ TEST_CASE("drover run forwards SIGTERM to its child and reports the child's stat
     }());
     CHECK(r.out == "trapping TERM\ngot TERM\n");
     CHECK(r.status == exit_status::exited(0));
+}
+
+}
+
+// ---- stopping (issue 3) -----------------------------------------------------------------------
+
+#include <sys/stat.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <thread>
+
+namespace {
+
+using clk = std::chrono::steady_clock;
+
+std::string run_tag() {
+    static const std::string t = std::to_string(::getpid() % 100000);
+    return t;
+}
+
+/// Live `sleep` processes whose command line contains `needle`.
+int sleepers_with(const std::string& needle) {
+    int n = 0;
+    for (auto& e : std::filesystem::directory_iterator("/proc")) {
+        auto name = e.path().filename().string();
+        if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
+        std::string cmdline = read_file("/proc/" + name + "/cmdline");
+        for (auto& ch : cmdline)
+            if (ch == '\0') ch = ' ';
+        if (cmdline.rfind("sleep ", 0) != 0 || cmdline.find(needle) == std::string::npos) continue;
+        std::string stat = read_file("/proc/" + name + "/stat");
+        auto rp = stat.rfind(')');
+        if (rp != std::string::npos && rp + 2 < stat.size() && stat[rp + 2] == 'Z') continue;
+        ++n;
+    }
+    return n;
+}
+
+bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds limit = 5000ms) {
+    auto end = clk::now() + limit;
+    while (clk::now() < end) {
+        if (pred()) return true;
+        std::this_thread::sleep_for(10ms);
+    }
+    return pred();
+}
+
+std::vector<pid_t> children_of_pid(pid_t pid) {
+    std::vector<pid_t> out;
+    std::string base = "/proc/" + std::to_string(pid) + "/task";
+    std::error_code ec;
+    for (auto& t : std::filesystem::directory_iterator(base, ec)) {
+        std::ifstream f(t.path() / "children");
+        pid_t c;
+        while (f >> c) out.push_back(c);
+    }
+    return out;
+}
+
+bool unshare_works() {
+    auto r = output_now(command("unshare").args({"--pid", "--fork", "--mount-proc", "true"}).std_err(stdio::null()));
+    return r.status == exit_status::exited(0);
+}
+
+} // namespace
+
+TEST_SUITE("cli") {
+
+TEST_CASE("drover run --timeout stops the tree and exits 124, quickly") {
+    auto t0 = clk::now();
+    auto r = drover_run(cat({"run", "--timeout", "200ms", "--"}, helper_argv({"sleep", "10000"})));
+    CHECK(r.status == exit_status::exited(124));
+    CHECK(clk::now() - t0 < 2s);
+    // A helper that ignores TERM is killed after --grace.
+    t0 = clk::now();
+    r = drover_run(cat({"run", "--timeout", "200ms", "--grace", "300ms", "--"}, helper_argv({"ignore-term", "10000"})));
+    CHECK(r.status == exit_status::exited(124));
+    CHECK(clk::now() - t0 >= 450ms);
+    CHECK(clk::now() - t0 < 3s);
+    // In time: the child's own status.
+    CHECK(drover_run(cat({"run", "--timeout", "5s", "--"}, helper_argv({"exit", "4"}))).status == exit_status::exited(4));
+}
+
+TEST_CASE("drover run: --timeout, --grace, --stop-signal and --cgroup/--no-cgroup are validated before anything starts") {
+    for (auto args : std::vector<std::vector<std::string>>{{"--timeout", "soon"},
+                                                           {"--timeout", "0"},
+                                                           {"--timeout", "-1s"},
+                                                           {"--grace", "1y"},
+                                                           {"--stop-signal", "NOPE"},
+                                                           {"--stop-signal", "0"},
+                                                           {"--cgroup", "--no-cgroup"}}) {
+        auto all = cat(cat({"run"}, args), cat({"--"}, helper_argv({"touch", "/tmp/drover-should-not-exist"})));
+        CHECK(drover_run(all).status == exit_status::exited(125));
+    }
+    CHECK_FALSE(std::filesystem::exists("/tmp/drover-should-not-exist"));
+}
+
+TEST_CASE("drover run --stop-signal picks the first signal of a stop") {
+    auto r = drover_run(cat({"run", "--timeout", "200ms", "--stop-signal", "SIGINT", "--"}, helper_argv({"sleep", "10000"})));
+    CHECK(r.status == exit_status::exited(124));
+}
+
+TEST_CASE("drover run stops what the command left running when it exits") {
+    for (const char* mode : {"--no-cgroup", "--grace=2s"}) {
+        const std::string t = run_tag() + (mode[2] == 'n' ? "1" : "2");
+        auto t0 = clk::now();
+        auto r = drover_run({"run", mode, "--", "/bin/sh", "-c", "setsid sleep 1010." + t + " & (sleep 1011." + t + " &); exit 3"});
+        CHECK(r.status == exit_status::exited(3));
+        CHECK(clk::now() - t0 < 3s);
+        CHECK(sleepers_with("." + t) == 0);
+    }
+}
+
+TEST_CASE("C3: drover run killed with SIGKILL leaves nothing of the tree behind") {
+    for (const char* mode : {"--no-cgroup", "--grace=10s"}) {
+        const std::string t = run_tag() + (mode[2] == 'n' ? "3" : "4");
+        asio::io_context ctx;
+        child d = spawn(ctx, command(DROVER_BIN, {"run", mode, "--", "/bin/sh", "-c",
+                                                  "setsid sleep 1012." + t + " & sleep 1013." + t + " & wait"})
+                                 .std_err(stdio::null()));
+        REQUIRE(eventually([&] { return sleepers_with("." + t) == 2; }));
+        pid_t drover_pid = *d.id();
+        d.signal(SIGKILL);
+        CHECK(run(ctx, d.async_wait(asio::use_awaitable)) == exit_status::signaled(SIGKILL));
+        CHECK(eventually([&] { return sleepers_with("." + t) == 0; }, 3000ms));
+        const auto& cg = detail::probe_cgroup();
+        if (cg.usable) // the guard also removed drover run's cgroup directory
+            CHECK(eventually([&] { return !std::filesystem::exists(cg.own + "/drover-" + std::to_string(drover_pid)); },
+                             5000ms));
+    }
+}
+
+TEST_CASE("C4: drover run as PID 1 of a pid namespace reaps 100 double-forked grandchildren") {
+    if (!unshare_works()) {
+        MESSAGE("skipped: cannot create a pid namespace here (unshare --pid --fork --mount-proc failed)");
+        return;
+    }
+    // The shell double-forks 100 short sleepers; they are re-parented to PID 1 (drover run),
+    // which must reap them. Then the shell counts zombies in the namespace.
+    const std::string script =
+        "for i in $(seq 100); do (sleep 0.1 &); done; sleep 1; "
+        "cat /proc/[0-9]*/stat 2>/dev/null | grep -c ') Z ' ; exit 0";
+    auto r = output_now(command("unshare").args({"--pid", "--fork", "--mount-proc", DROVER_BIN, "run", "--",
+                                                 "/bin/sh", "-c", script}));
+    CHECK(r.status == exit_status::exited(0));
+    CHECK(r.out == "0\n");
+}
+
+TEST_CASE("D4: TERM, INT and HUP to drover run as PID 1 reach the child; drover exits with its status") {
+    if (!unshare_works()) {
+        MESSAGE("skipped: cannot create a pid namespace here (unshare --pid --fork --mount-proc failed)");
+        return;
+    }
+    struct expectation {
+        int sig;
+        exit_status status;
+    };
+    for (auto [sig, expected] : {expectation{SIGTERM, exit_status::exited(0)},
+                                 expectation{SIGINT, exit_status::exited(128 + SIGINT)},
+                                 expectation{SIGHUP, exit_status::exited(128 + SIGHUP)}}) {
+        asio::io_context ctx;
+        child u = spawn(ctx, command("unshare").args({"--pid", "--fork", "--mount-proc", DROVER_BIN, "run", "--",
+                                                      helper_path(), "trap-term", "30000"})
+                                 .std_out(stdio::null()));
+        // unshare's child is drover run, PID 1 inside; wait until drover has started the helper.
+        pid_t drover_pid = 0;
+        REQUIRE(eventually([&] {
+            auto kids = children_of_pid(*u.id());
+            if (kids.empty()) return false;
+            drover_pid = kids.front();
+            for (pid_t g : children_of_pid(drover_pid)) {
+                std::string cmd = read_file("/proc/" + std::to_string(g) + "/cmdline");
+                if (cmd.find("drover-test-child") != std::string::npos) return true;
+            }
+            return false;
+        }));
+        std::this_thread::sleep_for(100ms); // the helper installs its TERM handler
+        REQUIRE(::kill(drover_pid, sig) == 0);
+        CHECK(run(ctx, u.async_wait(asio::use_awaitable), 10s) == expected);
+    }
+}
+
+TEST_CASE("H2: drover run's timeout counts steady time (static check lives in test-stop)") {
+    // The dynamic variant (stepping the wall clock) needs CAP_SYS_TIME in a private VM.
+    auto t0 = clk::now();
+    CHECK(drover_run(cat({"run", "--timeout", "0.3s", "--"}, helper_argv({"sleep", "5000"}))).status ==
+          exit_status::exited(124));
+    CHECK(clk::now() - t0 < 2s);
 }
 
 }

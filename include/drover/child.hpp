@@ -184,6 +184,13 @@ public:
     boost::asio::readable_pipe& std_out();
     boost::asio::readable_pipe& std_err();
 
+    /// Sends `sig` to every process of the tree (the main process included while it runs).
+    /// Fails with `errc::not_running` once nothing of the tree is left.
+    void signal_tree(int sig, error_code& ec);
+
+    /// Internal: identifies the state for `attribute_orphans_to`.
+    const void* impl_for_attribution() const noexcept { return impl_.get(); }
+
     /// Internal: spawn() builds children through this.
     explicit child(std::shared_ptr<detail::child_impl> impl) noexcept;
 

@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <cstddef>
+#include <string>
 #include <vector>
 
 #include "drover/error.hpp"
@@ -15,12 +16,20 @@ namespace drover {
 /// - orphans of drover's children are re-parented to this process; `reap_orphans()` reaps them
 ///   (call it whenever SIGCHLD arrives: a runner blocks SIGCHLD and reads it from a signalfd);
 /// - without a cgroup, a child's process tree also counts the adopted orphans that are still
-///   in its session or process group, and, while a single drover child is alive, every adopted
-///   orphan, so `async_stop` finds processes that escaped with a double fork and `setsid`.
+///   in its session or process group, and every adopted orphan for the child named by
+///   `attribute_orphans_to()`, so `async_stop` finds processes that escaped with a double fork
+///   and `setsid`.
 ///
 /// A library embedded in someone else's program must not call this: it changes who reaps what
 /// for the whole process.
 error_code become_reaper() noexcept;
+
+class child;
+
+/// In runner mode, counts every adopted orphan as part of `c`'s tree (for a runner with one
+/// main child, such as `drover run`), whatever its session. Without this, orphans belong to a
+/// child's tree only while they stay in its session or process group.
+void attribute_orphans_to(const child& c) noexcept;
 
 /// True once `become_reaper()` succeeded.
 bool is_reaper() noexcept;
@@ -32,5 +41,11 @@ std::size_t reap_orphans() noexcept;
 
 /// The live children of this process that no `drover::child` owns.
 std::vector<pid_t> orphans();
+
+/// Kills what a runner that died left behind: with a leaf cgroup path, `cgroup.kill`, then
+/// waits (up to 5 s) for it to empty and removes it (and its parent, when empty); with a
+/// session id, SIGKILL to every process still in that session or process group (an id that
+/// cannot be reused while any member lives). Used by `drover run`'s guard process.
+void kill_abandoned_tree(const std::string& cgroup_path, pid_t session) noexcept;
 
 } // namespace drover

@@ -1,12 +1,17 @@
 #include "detail/cgroup.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <thread>
 #include <cstring>
 #include <fstream>
 #include <mutex>
@@ -43,6 +48,57 @@ std::size_t g_live_leaves = 0; // leaves not yet removed (under g_dir_mutex)
 std::atomic<unsigned long> g_next_leaf{1};
 
 std::string drover_dir(const cgroup_probe& p) { return p.own + "/drover-" + std::to_string(::getpid()); }
+
+
+/// Removes the cgroups under `dir` that have emptied (depth first: a runner nested in one of
+/// our leaves may have made its own), then `dir` itself. Keeps trying until `deadline` for
+/// cgroups whose last processes are still exiting or are zombies awaiting their reaper.
+bool sweep_until(const std::string& dir, std::chrono::steady_clock::time_point deadline) {
+    DIR* d = ::opendir(dir.c_str());
+    if (d == nullptr) return errno == ENOENT;
+    std::vector<std::string> subs;
+    while (dirent* e = ::readdir(d))
+        if (e->d_type == DT_DIR && e->d_name[0] != '.') subs.push_back(dir + "/" + e->d_name);
+    ::closedir(d);
+    for (const auto& sub : subs) sweep_until(sub, deadline);
+    for (;;) {
+        if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) return true;
+        if (errno != EBUSY || std::chrono::steady_clock::now() >= deadline) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+}
+
+void sweep(const std::string& dir, std::chrono::milliseconds patience) {
+    sweep_until(dir, std::chrono::steady_clock::now() + patience);
+}
+
+/// Empty directories left by drover processes that no longer exist (killed before they could
+/// clean up). Populated leaves are left alone: their processes are not ours to judge.
+void sweep_dead_drovers(const std::string& own) {
+    DIR* d = ::opendir(own.c_str());
+    if (d == nullptr) return;
+    std::vector<std::string> dead;
+    while (dirent* e = ::readdir(d)) {
+        if (std::strncmp(e->d_name, "drover-", 7) != 0) continue;
+        char* end = nullptr;
+        long pid = std::strtol(e->d_name + 7, &end, 10);
+        if (end == nullptr || *end != '\0' || pid <= 0) continue;
+        if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) dead.push_back(own + "/" + e->d_name);
+    }
+    ::closedir(d);
+    for (const auto& dir : dead) sweep(dir, std::chrono::milliseconds(0));
+}
+
+/// At exit, remove this process's leaves that have emptied (a child killed by a destructor
+/// just before the io_context went away never got its cleanup).
+struct exit_sweeper {
+    std::string dir;
+    pid_t owner = 0; // a forked copy of this process exiting must not sweep its parent's leaves
+    ~exit_sweeper() {
+        if (!dir.empty() && ::getpid() == owner) sweep(dir, std::chrono::milliseconds(200));
+    }
+};
+exit_sweeper g_exit_sweeper;
 
 cgroup_probe do_probe() {
     cgroup_probe p;
@@ -85,6 +141,9 @@ cgroup_probe do_probe() {
     }
     ::rmdir(dir.c_str()); // created again with the first leaf
     p.usable = true;
+    sweep_dead_drovers(p.own);
+    g_exit_sweeper.dir = dir;
+    g_exit_sweeper.owner = ::getpid();
     return p;
 }
 

@@ -79,6 +79,9 @@ void reap_in_background(std::shared_ptr<child_impl> c);
 void start_stop(const std::shared_ptr<child_impl>& c, int sig, std::chrono::steady_clock::duration grace,
                 bool kill_now, stop_handler h);
 
+/// Sends `sig` to every process of the tree now; returns how many got it.
+std::size_t signal_tree_now(child_impl& c, int sig);
+
 /// SIGKILL to the whole tree, synchronously (used by the destructor).
 void kill_tree_now(child_impl& c) noexcept;
 

@@ -20,4 +20,7 @@ std::size_t registry_size() noexcept;
 
 bool runner_mode() noexcept;
 
+/// The child_impl (address) that adopted orphans are attributed to, or null.
+const void* orphan_owner() noexcept;
+
 } // namespace drover::detail
