@@ -151,6 +151,36 @@ awaitable<result> many_at_once() {
                                                 total / (ms / 1000))};
 }
 
+awaitable<result> timeout_with_escalation() {
+    // A child that ignores SIGTERM, with a 300 ms timeout and a 200 ms grace period: SIGTERM at
+    // the deadline, SIGKILL 200 ms later, errc::timed_out once nothing of it is left.
+    auto ex = co_await asio::this_coro::executor;
+    drover::child c = drover::spawn(
+        ex, drover::command("sh", {"-c", "trap '' TERM; sleep 10"}).stop_grace(std::chrono::milliseconds(200)));
+    auto t0 = std::chrono::steady_clock::now();
+    auto [ec, st] = co_await c.async_wait_for(std::chrono::milliseconds(300), asio::as_tuple(use_awaitable));
+    auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    co_return result{ec == drover::errc::timed_out && st == drover::exit_status::signaled(SIGKILL) && ms < 1500,
+                     fmt::format("sh ignoring TERM, timeout 300 ms, grace 200 ms: '{}', {} after {:.0f} ms",
+                                 ec.message(), st, ms)};
+}
+
+awaitable<result> stop_the_whole_tree() {
+    // The child escapes every way a process group kill misses: setsid, a double fork, nohup.
+    // A stop still leaves nothing, and completes only when the tree is empty.
+    auto ex = co_await asio::this_coro::executor;
+    drover::child c = drover::spawn(
+        ex, drover::command("sh", {"-c", "setsid sleep 1000 & (sleep 1001 &); nohup sleep 1002 >/dev/null 2>&1 & wait"}));
+    asio::steady_timer settle(ex, std::chrono::milliseconds(200));
+    co_await settle.async_wait(use_awaitable);
+    std::size_t before = c.tree_pids().size();
+    std::string how = c.tree() == drover::tree_kind::cgroup ? "cgroup " + *c.cgroup_path() : "session walk";
+    auto st = co_await c.async_stop(std::chrono::seconds(2), use_awaitable);
+    std::size_t after = c.tree_pids().size();
+    co_return result{before == 4 && after == 0 && st == drover::exit_status::signaled(SIGTERM),
+                     fmt::format("{} processes in the tree ({}), stopped: {}, {} left", before, how, st, after)};
+}
+
 } // namespace
 
 int main() {
@@ -167,6 +197,8 @@ int main() {
         {"exact spawn errors", exact_spawn_errors},
         {"a controlled environment", controlled_environment},
         {"many children at once", many_at_once},
+        {"timeout with escalation", timeout_with_escalation},
+        {"stop the whole tree", stop_the_whole_tree},
     };
     asio::io_context ctx;
     int failed = 0;
