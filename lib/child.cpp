@@ -96,8 +96,7 @@ struct wait_op {
         if (first) self.reset_cancellation_state(asio::enable_partial_cancellation());
         error_code rec;
         auto st = try_reap(*impl, rec);
-        if (rec) return self.complete(rec, exit_status::unknown());
-        if (st) {
+        if (st || (rec && first)) {
             // Never complete inline from the initiating function: go through the io executor
             // first, then dispatch to the handler's own executor. (Boost 1.81's
             // any_completion_executor cannot be required to be non-blocking, so no post(self).)
@@ -105,8 +104,10 @@ struct wait_op {
                 auto ex = impl->pidfd.get_executor();
                 return asio::post(ex, [self = std::move(self)]() mutable { asio::dispatch(std::move(self)); });
             }
+            if (rec) return self.complete(rec, exit_status::unknown());
             return self.complete(error_code{}, *st);
         }
+        if (rec) return self.complete(rec, exit_status::unknown());
         if (ec && self.cancelled() != asio::cancellation_type::none &&
             impl->on_cancel != cancel_policy::leave_running) {
             // Cancelled while the process runs: stop the tree first, then report the abort.
@@ -160,6 +161,8 @@ bool tree_maybe_alive(detail::child_impl& c) {
         if (!c.status) return true;
     }
     if (c.leaf) return c.leaf->populated();
+    // The session id cannot have been reused while any member lives (a pgid probe suffices
+    // for the common case of a child that left nothing behind).
     return c.session > 0 && ::kill(-c.session, 0) == 0;
 }
 
@@ -169,19 +172,19 @@ child::~child() {
     if (!impl_) return;
     auto c = std::move(impl_);
     try {
-        if (c->tree_done || (c->stopping && c->killed)) return;
+        // Kill now, synchronously, so the tree dies even if the io_context never runs again;
+        // everything else (and all stop state) stays on the child's strand.
         if (tree_maybe_alive(*c)) {
-            detail::log_debug("killing the tree of '{}' (pid {}): its child handle was destroyed", c->program,
-                              c->pid);
-            detail::kill_tree_now(*c);
-            c->killed = true;
-            detail::start_stop(c, SIGKILL, {}, true, {});
-        } else if (c->leaf && !c->leaf->remove()) {
-            detail::start_stop(c, 0, {}, false, {});
+            detail::log_debug("killing the tree of '{}': its child handle was destroyed", c->program);
+            if (c->leaf) c->leaf->kill();
+            else detail::sys_pidfd_send_signal(c->pidfd.native_handle(), SIGKILL);
+            detail::start_stop(c, SIGKILL, {}, true, {}); // the rest of the tree, reap, rmdir
+        } else {
+            detail::start_stop(c, 0, {}, false, {}); // reap if needed, remove the leaf
         }
     } catch (...) {
-        // Out of memory while queueing the cleanup: the tree is killed; the main process stays
-        // a zombie until drover's process exits. Nothing else can be done in a destructor.
+        // Out of memory while queueing the cleanup: the main process stays a zombie until
+        // drover's process exits. Nothing else can be done in a destructor.
     }
 }
 
@@ -191,7 +194,9 @@ child::executor_type child::get_executor() const {
 }
 
 std::optional<pid_t> child::id() const noexcept {
-    if (!impl_ || impl_->pid < 0) return std::nullopt;
+    if (!impl_) return std::nullopt;
+    std::lock_guard lock(impl_->m);
+    if (impl_->pid < 0) return std::nullopt;
     return impl_->pid;
 }
 
@@ -200,12 +205,14 @@ int child::native_handle() const noexcept {
 }
 
 std::optional<exit_status> child::status() const noexcept {
-    return impl_ ? impl_->status : std::nullopt;
+    if (!impl_) return std::nullopt;
+    std::lock_guard lock(impl_->m);
+    return impl_->status;
 }
 
 void child::signal(int sig, error_code& ec) noexcept {
     ec.clear();
-    if (!impl_ || impl_->status) {
+    if (!impl_ || status()) {
         ec = errc::not_running;
         return;
     }
@@ -254,12 +261,10 @@ void child::async_wait_impl(std::shared_ptr<detail::child_impl> impl,
 void child::detach() {
     if (!impl_) return;
     auto impl = std::move(impl_);
-    if (impl->leaf) {
-        // Watch cgroup.events (no cost while it runs); reap and remove the leaf once empty.
-        detail::start_stop(impl, 0, {}, false, {});
-    } else if (!impl->status) {
-        detail::reap_in_background(std::move(impl));
-    }
+    // Reap the main process when it exits; with a leaf, also watch cgroup.events (no cost
+    // while it runs) and remove the leaf once the tree is empty.
+    detail::reap_in_background(impl);
+    if (impl->leaf) detail::start_stop(impl, 0, {}, false, {});
 }
 
 void child::signal_tree(int sig, error_code& ec) {
@@ -281,12 +286,13 @@ std::vector<pid_t> child::tree_pids() const {
     return detail::tree_pids(*impl_);
 }
 
-void child::async_stop_impl(std::shared_ptr<detail::child_impl> impl,
+void child::async_stop_impl(std::shared_ptr<detail::child_impl> impl, int sig,
                             std::optional<std::chrono::steady_clock::duration> grace, bool kill,
                             asio::any_completion_handler<wait_signature> handler) {
     if (!impl) throw boost::system::system_error(errc::not_running, "async_stop on an empty child");
+    if (sig <= 0 || sig >= NSIG) sig = impl->stop_signal;
     auto g = grace.value_or(impl->stop_grace);
-    detail::start_stop(impl, kill ? SIGKILL : impl->stop_signal, g, kill, std::move(handler));
+    detail::start_stop(impl, kill ? SIGKILL : sig, g, kill, std::move(handler));
 }
 
 namespace {
@@ -370,6 +376,12 @@ child spawn(const asio::any_io_executor& ex, const command& cmd, spawn_failure& 
     try {
         f = spawn_failure{};
         f.program = cmd.program();
+        if (cmd.stop_signal() <= 0 || cmd.stop_signal() >= NSIG) {
+            f.code = errc::invalid_command;
+            f.stage = spawn_stage::prepare;
+            f.detail = "stop signal " + std::to_string(cmd.stop_signal()) + " is not a signal";
+            return {};
+        }
         std::unique_ptr<detail::cgroup_leaf> leaf;
         if (cmd.cgroup() != cgroup_mode::off) {
             error_code lec;
@@ -399,8 +411,20 @@ child spawn(const asio::any_io_executor& ex, const command& cmd, spawn_failure& 
                 }
             }
         };
-        if (cmd.parent_death_signal() != 0 && !detail::on_long_lived_thread(ex)) detail::run_on_spawn_thread(do_launch);
-        else do_launch();
+        auto launch_once = [&] {
+            if (cmd.parent_death_signal() != 0 && !detail::on_long_lived_thread(ex)) detail::run_on_spawn_thread(do_launch);
+            else do_launch();
+        };
+        launch_once();
+        if (!ok && leaf && f.stage == spawn_stage::cgroup && cmd.cgroup() == cgroup_mode::automatic) {
+            // The kernel would not place the child in its leaf (a threaded cgroup, say):
+            // automatic mode falls back to the session tree.
+            detail::log_debug("{}; retrying without a cgroup", f.message());
+            leaf.reset();
+            f = spawn_failure{};
+            f.program = cmd.program();
+            launch_once();
+        }
         if (!ok) {
             detail::log_debug("{}", f.message());
             return {};

@@ -103,7 +103,7 @@ void kill_abandoned_tree(const std::string& cgroup_path, pid_t session) noexcept
         // SIGSTOP every member until none is new, then SIGKILL: a parent killed first would
         // re-parent a setsid'd child out of the walk's reach.
         for (int round = 0; round < 10; ++round) {
-            if (detail::kill_tree(session, {session}) == 0) break;
+            if (detail::kill_tree(session, {}) == 0) break; // the leader is found by its session
             std::this_thread::sleep_for(10ms);
         }
     }

@@ -81,7 +81,16 @@ bool fd_exited(int fd) {
 /// Without a cgroup: remember every member found (by pidfd), so that one re-parented out of
 /// the walk's reach later (its parent died of the signal) is still killed and waited for.
 void remember_tree(child_impl& c) {
-    for (auto& fd : collect_tree(c.session, walk_roots(c))) c.known.push_back(std::move(fd));
+    auto members = session_members(c.session, walk_roots(c));
+    std::lock_guard lock(c.known_m);
+    std::erase_if(c.known, [](const auto& k) { return fd_exited(k.second.get()); });
+    for (const auto& m : members) {
+        bool have = false;
+        for (const auto& k : c.known) have = have || k.first == m.pid;
+        if (have) continue;
+        unique_fd fd = verified_pidfd(m);
+        if (fd) c.known.emplace_back(m.pid, std::move(fd));
+    }
 }
 
 std::size_t send_to_tree(child_impl& c, int sig) {
@@ -98,8 +107,11 @@ std::size_t send_to_tree(child_impl& c, int sig) {
         return n;
     }
     remember_tree(c);
-    for (auto& fd : c.known)
-        if (!fd_exited(fd.get()) && sys_pidfd_send_signal(fd.get(), sig) == 0) ++n;
+    {
+        std::lock_guard lock(c.known_m);
+        for (auto& [pid, fd] : c.known)
+            if (!fd_exited(fd.get()) && sys_pidfd_send_signal(fd.get(), sig) == 0) ++n;
+    }
     if (!main_exited(c) && sys_pidfd_send_signal(c.pidfd.native_handle(), sig) == 0) ++n;
     return n;
 }
@@ -107,8 +119,11 @@ std::size_t send_to_tree(child_impl& c, int sig) {
 bool tree_empty(child_impl& c) {
     if (c.leaf) return !c.leaf->populated();
     if (!main_exited(c)) return false;
-    for (auto& fd : c.known)
-        if (!fd_exited(fd.get())) return false;
+    {
+        std::lock_guard lock(c.known_m);
+        for (auto& [pid, fd] : c.known)
+            if (!fd_exited(fd.get())) return false;
+    }
     if (c.session <= 0) return true; // no session of its own: its descendants cannot be told apart
     return session_tree(c.session, walk_roots(c)).empty();
 }
@@ -131,6 +146,7 @@ void complete_waiters(const std::shared_ptr<child_impl>& c) {
 
 void finish(const std::shared_ptr<child_impl>& c) {
     c->tree_done = true;
+    c->finishing = false;
     c->stopping = false;
     complete_waiters(c);
 }
@@ -196,6 +212,9 @@ void arm_watch(const std::shared_ptr<child_impl>& c) {
                                       }
                                       check_empty(c);
                                   }));
+            // Edge-triggered epoll forgets an event that fired before the wait was queued (with
+            // several threads in the reactor): look again now that it is queued.
+            if (!c->leaf->populated()) asio::post(c->strand, [c] { check_empty(c); });
             return;
         }
         // No inotify (out of descriptors?): fall back to checking periodically.
@@ -207,7 +226,7 @@ void arm_watch(const std::shared_ptr<child_impl>& c) {
 }
 
 void check_empty(const std::shared_ptr<child_impl>& c) {
-    if (c->tree_done || !c->stopping) return;
+    if (c->tree_done || !c->stopping || c->finishing) return;
     if (!tree_empty(*c)) {
         arm_watch(c);
         return;
@@ -219,6 +238,7 @@ void check_empty(const std::shared_ptr<child_impl>& c) {
         c->events->close(ignored);
         c->events.reset();
     }
+    c->finishing = true;
     reap_main(c);
 }
 
@@ -260,10 +280,11 @@ void kill_tree_now(child_impl& c) noexcept try {
         for (pid_t p : c.leaf->procs()) signal_cgroup_member(*c.leaf, p, SIGKILL);
         return;
     }
-    for (auto& fd : c.known) sys_pidfd_send_signal(fd.get(), SIGSTOP);
+    std::lock_guard lock(c.known_m);
+    for (auto& [pid, fd] : c.known) sys_pidfd_send_signal(fd.get(), SIGSTOP);
     std::vector<pid_t> roots = walk_roots(c);
     kill_tree(c.session, roots);
-    for (auto& fd : c.known) sys_pidfd_send_signal(fd.get(), SIGKILL);
+    for (auto& [pid, fd] : c.known) sys_pidfd_send_signal(fd.get(), SIGKILL);
 } catch (...) {
 }
 
@@ -276,7 +297,8 @@ std::vector<pid_t> tree_pids(child_impl& c) {
 
 void start_stop(const std::shared_ptr<child_impl>& c, int sig, std::chrono::steady_clock::duration grace,
                 bool kill_now, stop_handler h) {
-    asio::dispatch(c->strand, [c, sig, grace, kill_now, h = std::move(h)]() mutable {
+    // post, not dispatch: the handler must never run inside the initiating call.
+    asio::post(c->strand, [c, sig, grace, kill_now, h = std::move(h)]() mutable {
         stop_on_strand(c, sig, grace, kill_now, std::move(h));
     });
 }

@@ -198,6 +198,23 @@ TEST_CASE("drover run stops what the command left running when it exits") {
     }
 }
 
+TEST_CASE("D3: a SIGTERM to drover run escalates to SIGKILL after --grace when the child ignores it") {
+    asio::io_context ctx;
+    child d = spawn(ctx, command(DROVER_BIN, cat({"run", "--grace", "300ms", "--"}, helper_argv({"ignore-term", "30000"})))
+                             .std_out(stdio::pipe())
+                             .std_err(stdio::null()));
+    auto r = run(ctx, [&]() -> asio::awaitable<exit_status> {
+        std::array<char, 14> buf{};
+        co_await asio::async_read(d.std_out(), asio::buffer(buf), asio::use_awaitable); // "ignoring TERM\n"
+        auto t0 = clk::now();
+        d.signal(SIGTERM);
+        auto st = co_await d.async_wait(asio::use_awaitable);
+        CHECK(clk::now() - t0 < 3s);
+        co_return st;
+    }());
+    CHECK(r == exit_status::exited(128 + SIGKILL));
+}
+
 TEST_CASE("C3: drover run killed with SIGKILL leaves nothing of the tree behind") {
     for (const char* mode : {"--no-cgroup", "--grace=10s"}) {
         const std::string t = run_tag() + (mode[2] == 'n' ? "3" : "4");

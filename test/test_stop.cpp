@@ -328,6 +328,61 @@ TEST_CASE("a required cgroup that cannot be had fails the spawn with a clear err
     CHECK(f.stage == spawn_stage::cgroup);
 }
 
+TEST_CASE("signalling a session tree again and again does not accumulate descriptors") {
+    asio::io_context ctx;
+    const std::string t = tag() + "7";
+    child c = spawn(ctx, command("/bin/sh").args({"-c", "sleep 1007." + t + " & sleep 1008." + t + " & wait"})
+                             .cgroup(cgroup_mode::off));
+    REQUIRE(wait_until([&] { return processes_with("." + t).size() == 2; }));
+    auto fds = [] { return std::distance(fs::directory_iterator("/proc/self/fd"), fs::directory_iterator()); };
+    error_code ec;
+    c.signal_tree(SIGCONT, ec);
+    auto before = fds();
+    for (int i = 0; i < 100; ++i) c.signal_tree(SIGCONT, ec);
+    CHECK_FALSE(ec);
+    CHECK(fds() <= before + 1);
+    run(ctx, c.async_kill(asio::use_awaitable));
+    CHECK(processes_with("." + t).empty());
+}
+
+TEST_CASE("a stop of a tree that is already empty still completes through the executor, not inline") {
+    asio::io_context ctx;
+    child c = spawn(ctx, helper({"exit", "5"}));
+    CHECK(run(ctx, c.async_wait(asio::use_awaitable)) == exit_status::exited(5));
+    bool done = false;
+    ctx.restart();
+    asio::post(ctx, [&] {
+        c.async_stop(1s, [&](error_code, exit_status st) {
+            CHECK(st == exit_status::exited(5));
+            done = true;
+        });
+        CHECK_FALSE(done); // not from inside the initiating call
+    });
+    ctx.run_for(5s);
+    CHECK(done);
+}
+
+TEST_CASE("detach: the main process is reaped when it exits, while the rest of its tree runs on") {
+    asio::io_context ctx;
+    const std::string t = tag() + "8";
+    child c = spawn(ctx, command("/bin/sh").args({"-c", "setsid sleep 1009." + t + " & exit 0"}));
+    pid_t pid = *c.id();
+    c.detach();
+    REQUIRE(wait_until([&] { return processes_with("." + t).size() == 1; }));
+    ctx.run_for(300ms);
+    detail::proc_ids ids;
+    CHECK_FALSE((detail::read_proc_ids(pid, ids) && ids.state == 'Z')); // no zombie left
+    for (pid_t p : processes_with("." + t)) ::kill(p, SIGKILL);
+}
+
+TEST_CASE("a stop signal that is not a signal is refused at spawn") {
+    asio::io_context ctx;
+    spawn_failure f;
+    child c = spawn(ctx, helper({"exit", "0"}).stop_signal(0), f);
+    CHECK(f.code == errc::invalid_command);
+    CHECK_FALSE(c.valid());
+}
+
 TEST_CASE("/proc/<pid>/stat parsing survives a hostile comm") {
     detail::proc_ids ids;
     REQUIRE(detail::parse_stat_ids("123 (a) (b\n) c) S 1 456 789 0 -1", ids));

@@ -143,16 +143,26 @@ public:
     auto async_stop(std::chrono::steady_clock::duration grace, CompletionToken&& token) {
         return boost::asio::async_initiate<CompletionToken, wait_signature>(
             [](auto handler, std::shared_ptr<detail::child_impl> impl, std::chrono::steady_clock::duration g) {
-                async_stop_impl(std::move(impl), g, false, std::move(handler));
+                async_stop_impl(std::move(impl), 0, g, false, std::move(handler));
             },
             token, impl_, grace);
+    }
+    /// As above, starting with `sig` instead of the command's stop signal (`drover run` stops
+    /// with the signal it received).
+    template <typename CompletionToken>
+    auto async_stop(int sig, std::chrono::steady_clock::duration grace, CompletionToken&& token) {
+        return boost::asio::async_initiate<CompletionToken, wait_signature>(
+            [](auto handler, std::shared_ptr<detail::child_impl> impl, int s, std::chrono::steady_clock::duration g) {
+                async_stop_impl(std::move(impl), s, g, false, std::move(handler));
+            },
+            token, impl_, sig, grace);
     }
     /// As above, with the command's `stop_grace()`.
     template <typename CompletionToken>
     auto async_stop(CompletionToken&& token) {
         return boost::asio::async_initiate<CompletionToken, wait_signature>(
             [](auto handler, std::shared_ptr<detail::child_impl> impl) {
-                async_stop_impl(std::move(impl), std::nullopt, false, std::move(handler));
+                async_stop_impl(std::move(impl), 0, std::nullopt, false, std::move(handler));
             },
             token, impl_);
     }
@@ -161,7 +171,7 @@ public:
     auto async_kill(CompletionToken&& token) {
         return boost::asio::async_initiate<CompletionToken, wait_signature>(
             [](auto handler, std::shared_ptr<detail::child_impl> impl) {
-                async_stop_impl(std::move(impl), std::nullopt, true, std::move(handler));
+                async_stop_impl(std::move(impl), 0, std::nullopt, true, std::move(handler));
             },
             token, impl_);
     }
@@ -200,7 +210,7 @@ private:
     static void async_wait_for_impl(std::shared_ptr<detail::child_impl> impl,
                                     std::chrono::steady_clock::duration timeout,
                                     boost::asio::any_completion_handler<wait_signature> handler);
-    static void async_stop_impl(std::shared_ptr<detail::child_impl> impl,
+    static void async_stop_impl(std::shared_ptr<detail::child_impl> impl, int sig,
                                 std::optional<std::chrono::steady_clock::duration> grace, bool kill,
                                 boost::asio::any_completion_handler<wait_signature> handler);
 

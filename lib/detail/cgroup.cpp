@@ -215,6 +215,7 @@ std::unique_ptr<cgroup_leaf> cgroup_leaf::create(error_code& ec, std::string& wh
         leaf->proc_view_ = p.root == "/" ? below : p.root + below;
         leaf->path_ = std::move(path);
         leaf->dir_.reset(fd);
+        leaf->removed_ = false;
         ++g_live_leaves;
         return leaf;
     }

@@ -70,7 +70,7 @@ private:
     std::string path_;
     std::string proc_view_;
     unique_fd dir_;
-    bool removed_ = false;
+    bool removed_ = true; ///< until create() has made the directory
 };
 
 } // namespace drover::detail

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/any_completion_handler.hpp>
@@ -56,7 +57,11 @@ struct child_impl {
     bool tree_done = false;      ///< the tree is empty, the main process reaped, the leaf removed
     int rmdir_tries = 0;
     std::vector<stop_handler> stop_waiters;
-    std::vector<unique_fd> known; ///< without cgroup: pidfds of every tree member seen at a stop
+    /// Without a cgroup: pidfds of every tree member seen when signalling, by pid (guarded by
+    /// known_m: signal_tree() adds from the caller's thread). Exited entries are pruned.
+    std::mutex known_m;
+    std::vector<std::pair<pid_t, unique_fd>> known;
+    bool finishing = false;      ///< the tree is empty; reaping and removing the leaf
     boost::asio::steady_timer timer;      ///< the grace period
     boost::asio::steady_timer poll_timer; ///< fallback emptiness checks; rmdir retries
     std::optional<boost::asio::posix::stream_descriptor> events; ///< inotify on cgroup.events

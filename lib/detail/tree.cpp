@@ -128,54 +128,57 @@ std::vector<pid_t> children_of(pid_t pid) {
     return out;
 }
 
-std::vector<pid_t> session_tree(pid_t sid, const std::vector<pid_t>& extra_roots) {
+std::vector<tree_member> session_members(pid_t sid, const std::vector<pid_t>& extra_roots) {
     const pid_t self = ::getpid();
     std::unordered_set<pid_t> seen;
-    std::vector<pid_t> todo;
+    std::vector<tree_member> todo;
     if (sid > 0) for_each_proc([&](pid_t pid) {
         proc_ids ids;
         if (pid == self || !read_proc_ids(pid, ids) || ids.state == 'Z' || ids.state == 'X') return;
         if (ids.session == sid || ids.pgrp == sid)
-            if (seen.insert(pid).second) todo.push_back(pid);
+            if (seen.insert(pid).second) todo.push_back({pid, ids});
     });
     for (pid_t r : extra_roots) {
         proc_ids ids;
         if (r != self && read_proc_ids(r, ids) && ids.state != 'Z' && ids.state != 'X' && seen.insert(r).second)
-            todo.push_back(r);
+            todo.push_back({r, ids});
     }
-    std::vector<pid_t> out;
+    std::vector<tree_member> out;
     while (!todo.empty()) {
-        pid_t p = todo.back();
+        tree_member m = todo.back();
         todo.pop_back();
-        out.push_back(p);
-        for (pid_t c : children_of(p)) {
+        out.push_back(m);
+        for (pid_t c : children_of(m.pid)) {
             proc_ids ids;
             if (c == self || !read_proc_ids(c, ids) || ids.state == 'Z' || ids.state == 'X') continue;
-            if (seen.insert(c).second) todo.push_back(c);
+            if (ids.ppid != m.pid) continue; // re-parented (or reused) since the listing
+            if (seen.insert(c).second) todo.push_back({c, ids});
         }
     }
     return out;
 }
 
-namespace {
+std::vector<pid_t> session_tree(pid_t sid, const std::vector<pid_t>& extra_roots) {
+    std::vector<pid_t> out;
+    for (const auto& m : session_members(sid, extra_roots)) out.push_back(m.pid);
+    return out;
+}
 
-/// A pidfd for `pid` whose identity still matches what /proc said a moment before, so a pid
-/// reused in between is never signalled.
-unique_fd verified_pidfd(pid_t pid) {
-    proc_ids before, after;
-    if (!read_proc_ids(pid, before)) return {};
-    unique_fd fd{sys_pidfd_open(pid, 0)};
+/// A pidfd for a member found by the walk, only if the process holding the pid after
+/// pidfd_open still has the parent, process group and session the walk saw: a member that
+/// exited and whose pid was reused in between is never signalled.
+unique_fd verified_pidfd(const tree_member& m) {
+    unique_fd fd{sys_pidfd_open(m.pid, 0)};
     if (!fd) return {};
-    if (!read_proc_ids(pid, after) || !same_ids(before, after)) return {};
+    proc_ids now;
+    if (!read_proc_ids(m.pid, now) || !same_ids(m.ids, now)) return {};
     return fd;
 }
 
-} // namespace
-
 std::vector<unique_fd> collect_tree(pid_t sid, const std::vector<pid_t>& extra_roots) {
     std::vector<unique_fd> out;
-    for (pid_t p : session_tree(sid, extra_roots)) {
-        unique_fd fd = verified_pidfd(p);
+    for (const auto& m : session_members(sid, extra_roots)) {
+        unique_fd fd = verified_pidfd(m);
         if (fd) out.push_back(std::move(fd));
     }
     return out;
@@ -187,9 +190,10 @@ std::size_t kill_tree(pid_t sid, const std::vector<pid_t>& extra_roots) {
     std::vector<pid_t> roots = extra_roots;
     for (int round = 0; round < 64; ++round) {
         bool added = false;
-        for (pid_t p : session_tree(sid, roots)) {
+        for (const auto& m : session_members(sid, roots)) {
+            pid_t p = m.pid;
             if (stopped.count(p)) continue;
-            unique_fd fd = verified_pidfd(p);
+            unique_fd fd = verified_pidfd(m);
             stopped.insert(p);
             if (!fd) continue;
             sys_pidfd_send_signal(fd.get(), SIGSTOP);

@@ -34,6 +34,14 @@ bool read_proc_ids(pid_t pid, proc_ids& out) noexcept;
 /// The pids listed in /proc/<pid>/task/*/children.
 std::vector<pid_t> children_of(pid_t pid);
 
+struct tree_member {
+    pid_t pid;
+    proc_ids ids; ///< as read when the walk found it
+};
+
+/// The live (non-zombie) members of the tree of session `sid`, with their ids at discovery.
+std::vector<tree_member> session_members(pid_t sid, const std::vector<pid_t>& extra_roots);
+
 /// The live (non-zombie) processes of the tree rooted at session `sid`, as described above.
 /// Never includes the calling process.
 std::vector<pid_t> session_tree(pid_t sid, const std::vector<pid_t>& extra_roots);
@@ -41,6 +49,7 @@ std::vector<pid_t> session_tree(pid_t sid, const std::vector<pid_t>& extra_roots
 /// Pidfds for every process of the tree, each one's identity re-checked after pidfd_open (so
 /// a pid reused meanwhile is left out). Collect first, then signal: a parent that dies of the
 /// signal re-parents its children out of reach of the walk.
+unique_fd verified_pidfd(const tree_member& m);
 std::vector<unique_fd> collect_tree(pid_t sid, const std::vector<pid_t>& extra_roots);
 
 /// Kills the whole tree: SIGSTOP to every member until no new member appears (a stopped process

@@ -270,14 +270,19 @@ int run(const run_options& o, spdlog::logger& log) {
                 boost::system::error_code sec;
                 if (sig == SIGCHLD) {
                     drover::reap_orphans();
-                } else if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP) {
-                    if ((sig == SIGTERM || sig == SIGINT) && ++stop_requests > 1) {
-                        log.warn("{} again: killing the process tree", sigabbrev_np(sig));
+                } else if (sig == SIGTERM || sig == SIGINT) {
+                    // A stop with the signal received: it and SIGCONT to the tree, SIGKILL
+                    // after --grace if anything is left. A second one kills at once.
+                    if (++stop_requests > 1) {
+                        log.warn("SIG{} again: killing the process tree", sigabbrev_np(sig));
                         child.async_kill([](boost::system::error_code, drover::exit_status) {});
                     } else {
-                        child.signal_tree(sig, sec);
-                        log.debug("forwarded SIG{} to the tree: {}", sigabbrev_np(sig), sec ? sec.message() : "ok");
+                        log.debug("SIG{}: stopping the process tree", sigabbrev_np(sig));
+                        child.async_stop(sig, cmd.stop_grace(), [](boost::system::error_code, drover::exit_status) {});
                     }
+                } else if (sig == SIGHUP) {
+                    child.signal_tree(sig, sec); // often "reload": no escalation
+                    log.debug("forwarded SIGHUP to the tree: {}", sec ? sec.message() : "ok");
                 } else {
                     child.signal(sig, sec);
                     log.debug("forwarded SIG{} to the child: {}", sigabbrev_np(sig), sec ? sec.message() : "ok");
