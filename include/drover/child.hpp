@@ -50,13 +50,16 @@ enum class tree_kind {
 /// their descendants (`tree_kind::session`), and, in runner mode (`become_reaper()`), the
 /// orphans adopted from it.
 ///
-/// **Destruction**: unless the tree was stopped or `detach()` was called, the destructor sends
-/// SIGKILL to whatever remains of the tree (cgroup.kill, or a /proc walk) and leaves a task in
-/// the io_context that reaps the main process and removes the leaf cgroup once the tree is
-/// empty. It does not wait.
+/// **Destruction**: unless the tree was stopped or `detach()` was called, the destructor kills
+/// what remains of the tree: at once `cgroup.kill` (or, without a cgroup, SIGKILL to the main
+/// process), then, in the io_context, SIGKILL to the rest of a session tree, reaping of the main
+/// process and removal of the leaf cgroup once the tree is empty. It does not wait. A leaf
+/// left because the io_context stopped running is removed when the process exits.
 ///
 /// **Threads**: like every Asio I/O object, one `child` must not be used from two threads at
-/// once; distinct children are independent. The io_context may be run by any number of threads.
+/// once; distinct children are independent. Waits are correct with any number of threads
+/// running the io_context; the stop machinery runs on a strand of its own. A `child` must not
+/// outlive its io_context.
 class child {
 public:
     using executor_type = boost::asio::any_io_executor;
