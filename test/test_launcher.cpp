@@ -2,6 +2,12 @@
 // CLONE_PIDFD (clone3 refused, as under Docker's seccomp profile), clone + pidfd_open.
 #include "detail/launch.hpp"
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+
 #include <doctest/doctest.h>
 
 #include "support.hpp"
@@ -17,6 +23,40 @@ struct pinned {
 } // namespace
 
 TEST_SUITE("launcher") {
+
+TEST_CASE("C3b: a parent killed before the child's PR_SET_PDEATHSIG still takes the child with it") {
+    // A plain fork (this test binary has no other threads) plays drover's process: it spawns a
+    // helper whose launch pauses 600 ms just before prctl(PR_SET_PDEATHSIG). The parent is
+    // SIGKILLed inside that pause; the child's getppid() check must notice and die.
+    pid_t parent = ::fork();
+    REQUIRE(parent >= 0);
+    if (parent == 0) {
+        detail::set_test_delay_before_pdeathsig(600);
+        asio::io_context ctx;
+        spawn_failure f;
+        child c = spawn(ctx, helper({"sleep", "30000"}), f);
+        ::_exit(f ? 1 : 0); // not reached in time: we are killed during the spawn
+    }
+    // Find the helper while it sits in the pause (it is the forked process's only child).
+    pid_t helper_pid = 0;
+    for (int i = 0; i < 300 && helper_pid == 0; ++i) {
+        std::ifstream kids("/proc/" + std::to_string(parent) + "/task/" + std::to_string(parent) + "/children");
+        kids >> helper_pid;
+        if (helper_pid == 0) ::usleep(1000);
+    }
+    REQUIRE(helper_pid > 0);
+    ::kill(parent, SIGKILL);
+    int ws = 0;
+    ::waitpid(parent, &ws, 0); // directed at our own forked child
+    bool gone = false;
+    for (int i = 0; i < 300 && !gone; ++i) {
+        std::string stat = read_file("/proc/" + std::to_string(helper_pid) + "/stat");
+        auto rp = stat.rfind(')');
+        gone = stat.empty() || (rp != std::string::npos && rp + 2 < stat.size() && stat[rp + 2] == 'Z');
+        if (!gone) ::usleep(10000);
+    }
+    CHECK(gone); // died within 3 s: at the end of the pause, not 30 s later
+}
 
 TEST_CASE("the default launcher is clone3 on this kernel") {
     output_now(helper({"exit", "0"}));

@@ -55,6 +55,7 @@ namespace {
 std::atomic<int> g_forced{0};                 // launcher_kind pinned by tests, 0 = probe
 std::atomic<int> g_detected{0};               // launcher_kind that worked, 0 = not yet
 std::atomic<bool> g_clear_sighand_ok{true};   // CLONE_CLEAR_SIGHAND accepted (5.5+)
+std::atomic<unsigned> g_test_pdeathsig_delay_ms{0};
 
 // ---- what the child needs, prepared by the parent ------------------------------------------
 
@@ -79,6 +80,7 @@ struct child_plan {
     bool attach_in_child = false;  // join cgroup_fd by writing cgroup.procs (no CLONE_INTO_CGROUP)
     int pdeathsig = 0;             // PR_SET_PDEATHSIG, 0 = none
     pid_t parent_pid = 0;          // getpid() before the clone, for the getppid() check
+    unsigned test_delay_ms = 0;    // tests: sleep before PR_SET_PDEATHSIG
     // Written by the child on failure (shared memory: CLONE_VM).
     int stage = 0;
     int err = 0;
@@ -144,6 +146,11 @@ DROVER_CHILD_FN int child_main(void* arg) noexcept {
     //     died before the prctl, getppid() already names someone else: act as if it fired
     //     (0 means the parent is in another pid namespace, which cannot happen here).
     if (p->pdeathsig != 0) {
+        if (p->test_delay_ms != 0) {
+            const struct timespec ts = {static_cast<time_t>(p->test_delay_ms / 1000),
+                                        static_cast<long>(p->test_delay_ms % 1000) * 1000000L};
+            ::syscall(SYS_nanosleep, &ts, nullptr);
+        }
         if (::syscall(SYS_prctl, PR_SET_PDEATHSIG, p->pdeathsig, 0, 0, 0) != 0)
             child_fail(p, spawn_stage::parent_death, errno);
         long ppid = ::syscall(SYS_getppid);
@@ -521,6 +528,10 @@ void reap_failed(int pidfd, pid_t pid) noexcept {
 
 } // namespace
 
+void set_test_delay_before_pdeathsig(unsigned ms) noexcept {
+    g_test_pdeathsig_delay_ms.store(ms, std::memory_order_relaxed);
+}
+
 void force_launcher(launcher_kind k) noexcept {
     g_forced.store(static_cast<int>(k), std::memory_order_relaxed);
 }
@@ -582,6 +593,7 @@ bool launch(const command& cmd, int cgroup_fd, launched& out, spawn_failure& f) 
     plan.cgroup_fd = cgroup_fd;
     plan.pdeathsig = cmd.parent_death_signal();
     plan.parent_pid = ::getpid();
+    plan.test_delay_ms = g_test_pdeathsig_delay_ms.load(std::memory_order_relaxed);
     if (plan.pdeathsig < 0 || plan.pdeathsig > 64)
         return f.code = errc::invalid_command, f.stage = spawn_stage::prepare,
                f.detail = "parent death signal " + std::to_string(plan.pdeathsig) + " is not a signal", false;
