@@ -4,6 +4,7 @@
 #include "drover/child.hpp"
 #include "drover/command.hpp"
 #include "drover/error.hpp"
+#include "drover/escape.hpp"
 #include "drover/exit_status.hpp"
 #include "drover/reaper.hpp"
 #include "drover/stdio.hpp"

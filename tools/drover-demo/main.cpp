@@ -39,17 +39,8 @@ awaitable<std::string> read_all(asio::readable_pipe& p) {
     }
 }
 
-/// Shows control characters so that what children print cannot restyle the demo's terminal.
-std::string visible(const std::string& s) {
-    std::string out;
-    for (unsigned char c : s) {
-        if (c == '\n') out += "\\n";
-        else if (c == '\0') out += "\\0";
-        else if (c < 0x20 || c == 0x7f) out += fmt::format("\\x{:02x}", c);
-        else out += static_cast<char>(c);
-    }
-    return out;
-}
+/// What children print goes through drover::escape before it reaches the demo's terminal.
+std::string visible(const std::string& s) { return drover::escape(s); }
 
 // ---- scenarios ----------------------------------------------------------------------------------
 

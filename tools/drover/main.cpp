@@ -202,7 +202,7 @@ int run(const run_options& o, spdlog::logger& log) {
     for (std::size_t i = 1; i < o.argv.size(); ++i)
         if (looks_like_shell_syntax(o.argv[i]))
             log.warn("argument {} ('{}') is passed to '{}' as is; no shell interprets it", i,
-                     o.argv[i], o.argv.front());
+                     drover::escape(o.argv[i]), drover::escape(o.argv.front()));
 
     // Orphans of the child's tree are re-parented to us (or we are PID 1): we reap them, and
     // without a cgroup they still count as part of the tree.
@@ -314,7 +314,8 @@ int run(const run_options& o, spdlog::logger& log) {
         timed_out = ec == drover::errc::timed_out;
         status = st;
         if (timed_out) {
-            log.warn("'{}' timed out after {}; its process tree was stopped ({})", o.argv.front(), *o.timeout, st);
+            log.warn("'{}' timed out after {}; its process tree was stopped ({})", drover::escape(o.argv.front()),
+                     *o.timeout, st);
             return done();
         }
         // The main process is gone; stop whatever it left running, then finish.
@@ -407,12 +408,12 @@ int main(int argc, char** argv) {
     if (run_cmd->parsed()) {
         ro.argv = run_cmd->remaining();
         if (!ro.argv.empty() && ro.argv.front().starts_with("-")) {
-            log->error("run: unknown option '{}' (put the command after --)", ro.argv.front());
+            log->error("run: unknown option '{}' (put the command after --)", drover::escape(ro.argv.front()));
             return exit_drover_failed;
         }
         if (own_argc != argc) {
             if (!ro.argv.empty()) {
-                log->error("run: unexpected '{}' before --", ro.argv.front());
+                log->error("run: unexpected '{}' before --", drover::escape(ro.argv.front()));
                 return exit_drover_failed;
             }
             ro.argv = std::move(child_argv);
