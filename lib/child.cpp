@@ -2,7 +2,11 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cerrno>
 
@@ -27,6 +31,20 @@ namespace drover {
 namespace detail {
 
 namespace {
+resource_usage to_usage(const struct rusage& ru) noexcept {
+    resource_usage u;
+    u.user_cpu = std::chrono::seconds(ru.ru_utime.tv_sec) + std::chrono::microseconds(ru.ru_utime.tv_usec);
+    u.system_cpu = std::chrono::seconds(ru.ru_stime.tv_sec) + std::chrono::microseconds(ru.ru_stime.tv_usec);
+    u.max_rss_kib = ru.ru_maxrss;
+    u.minor_faults = ru.ru_minflt;
+    u.major_faults = ru.ru_majflt;
+    u.voluntary_switches = ru.ru_nvcsw;
+    u.involuntary_switches = ru.ru_nivcsw;
+    u.input_blocks = ru.ru_inblock;
+    u.output_blocks = ru.ru_oublock;
+    return u;
+}
+
 void mark_reaped(child_impl& c, exit_status st) noexcept {
     c.status = st;
     registry_remove(c.pid);
@@ -39,9 +57,10 @@ std::optional<exit_status> try_reap(child_impl& c, error_code& ec) noexcept {
     std::lock_guard lock(c.m);
     if (c.status) return c.status;
     siginfo_t si{};
+    struct rusage ru {};
     for (;;) {
-        if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(c.pidfd.native_handle()), &si,
-                     WEXITED | WNOHANG | __WALL) == 0)
+        // The raw syscall takes a fifth argument glibc's waitid() does not expose: the rusage.
+        if (::syscall(SYS_waitid, P_PIDFD, c.pidfd.native_handle(), &si, WEXITED | WNOHANG | __WALL, &ru) == 0)
             break;
         if (errno == EINTR) continue;
         if (errno == ECHILD) {
@@ -54,6 +73,7 @@ std::optional<exit_status> try_reap(child_impl& c, error_code& ec) noexcept {
         return std::nullopt;
     }
     if (si.si_pid == 0) return std::nullopt; // still running: a spurious wake-up
+    c.usage = to_usage(ru);
     switch (si.si_code) {
     case CLD_EXITED: mark_reaped(c, exit_status::exited(si.si_status)); break;
     case CLD_KILLED: mark_reaped(c, exit_status::signaled(si.si_status, false)); break;
@@ -366,9 +386,36 @@ Pipe& pipe_or_throw(const std::shared_ptr<detail::child_impl>& impl, std::option
 }
 } // namespace
 
-asio::writable_pipe& child::std_in() { return pipe_or_throw(impl_, &detail::child_impl::in, "std_in"); }
-asio::readable_pipe& child::std_out() { return pipe_or_throw(impl_, &detail::child_impl::out, "std_out"); }
-asio::readable_pipe& child::std_err() { return pipe_or_throw(impl_, &detail::child_impl::err, "std_err"); }
+pipe_writer& child::std_in() { return pipe_or_throw(impl_, &detail::child_impl::in, "std_in"); }
+asio::posix::stream_descriptor& child::std_out() { return pipe_or_throw(impl_, &detail::child_impl::out, "std_out"); }
+asio::posix::stream_descriptor& child::std_err() { return pipe_or_throw(impl_, &detail::child_impl::err, "std_err"); }
+asio::posix::stream_descriptor& child::pty() { return pipe_or_throw(impl_, &detail::child_impl::pty, "pty"); }
+
+void child::resize_pty(unsigned short rows, unsigned short cols) {
+    error_code ec;
+    resize_pty(rows, cols, ec);
+    if (ec) throw boost::system::system_error(ec, "resize_pty");
+}
+
+void child::resize_pty(unsigned short rows, unsigned short cols, error_code& ec) noexcept {
+    ec.clear();
+    if (!impl_ || !impl_->pty || !impl_->pty->is_open()) {
+        ec = errc::not_piped;
+        return;
+    }
+    struct winsize ws {};
+    ws.ws_row = rows;
+    ws.ws_col = cols;
+    // The kernel sends SIGWINCH to the terminal's foreground process group when the size changes.
+    if (::ioctl(impl_->pty->native_handle(), TIOCSWINSZ, &ws) != 0)
+        ec = error_code(errno, boost::system::system_category());
+}
+
+std::optional<resource_usage> child::usage() const noexcept {
+    if (!impl_) return std::nullopt;
+    std::lock_guard lock(impl_->m);
+    return impl_->usage;
+}
 
 // ---- spawn -----------------------------------------------------------------------------------
 
@@ -441,12 +488,14 @@ child spawn(const asio::any_io_executor& ex, const command& cmd, spawn_failure& 
         if (!ec) {
             l.pidfd.release();
             impl->pid = l.pid;
-            if (l.parent_end[0] && !ec) impl->in.emplace(ex).assign(l.parent_end[0].get(), ec);
+            if (l.parent_end[0] && !ec) impl->in.emplace(ex).descriptor().assign(l.parent_end[0].get(), ec);
             if (!ec) l.parent_end[0].release();
             if (l.parent_end[1] && !ec) impl->out.emplace(ex).assign(l.parent_end[1].get(), ec);
             if (!ec) l.parent_end[1].release();
             if (l.parent_end[2] && !ec) impl->err.emplace(ex).assign(l.parent_end[2].get(), ec);
             if (!ec) l.parent_end[2].release();
+            if (l.pty_master && !ec) impl->pty.emplace(ex).assign(l.pty_master.get(), ec);
+            if (!ec) l.pty_master.release();
         }
         if (ec) {
             // The process runs but cannot be supervised: kill and reap it now (it dies at once).

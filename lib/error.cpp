@@ -37,6 +37,7 @@ std::string_view to_string(spawn_stage s) noexcept {
     case spawn_stage::signals: return "signals";
     case spawn_stage::session: return "setsid";
     case spawn_stage::stdio: return "stdio";
+    case spawn_stage::terminal: return "terminal";
     case spawn_stage::cgroup: return "cgroup";
     case spawn_stage::cwd: return "chdir";
     case spawn_stage::parent_death: return "parent death signal";

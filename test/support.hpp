@@ -66,7 +66,7 @@ inline void run(asio::io_context& ctx, asio::awaitable<void> aw,
 }
 
 /// Reads a pipe until EOF.
-inline asio::awaitable<std::string> read_all(asio::readable_pipe& p) {
+inline asio::awaitable<std::string> read_all(asio::posix::stream_descriptor& p) {
     std::string out;
     char buf[65536];
     for (;;) {

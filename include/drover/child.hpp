@@ -14,12 +14,13 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/execution_context.hpp>
-#include <boost/asio/readable_pipe.hpp>
-#include <boost/asio/writable_pipe.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 
 #include "drover/command.hpp"
 #include "drover/error.hpp"
 #include "drover/exit_status.hpp"
+#include "drover/pipe_writer.hpp"
+#include "drover/resource_usage.hpp"
 
 namespace drover {
 
@@ -193,9 +194,25 @@ public:
 
     /// The parent's ends of the pipes configured with `stdio::pipe()`. Throw `system_error`
     /// with `errc::not_piped` if that stream is not a pipe.
-    boost::asio::writable_pipe& std_in();
-    boost::asio::readable_pipe& std_out();
-    boost::asio::readable_pipe& std_err();
+    ///
+    /// `std_in()` writes report EPIPE as an error once the child is gone and never raise
+    /// SIGPIPE (see `pipe_writer`); close it to send EOF. `std_out()`/`std_err()` are plain
+    /// non-blocking descriptors: read them with Asio or through a `line_reader`. Read every
+    /// pipe you asked for, concurrently: a child blocked on a full pipe never exits.
+    pipe_writer& std_in();
+    boost::asio::posix::stream_descriptor& std_out();
+    boost::asio::posix::stream_descriptor& std_err();
+
+    /// The master side of the terminal configured with `stdio::pty()`: read what the child
+    /// prints, write what it reads. Reading gives EIO (not EOF) once every process closed the
+    /// terminal; `line_reader` treats that as the end. Throws `errc::not_piped` without a pty.
+    boost::asio::posix::stream_descriptor& pty();
+    /// Sets the terminal's window size; the child's foreground process group gets SIGWINCH.
+    void resize_pty(unsigned short rows, unsigned short cols);
+    void resize_pty(unsigned short rows, unsigned short cols, error_code& ec) noexcept;
+
+    /// What the process (and the children it reaped) consumed, once it has been reaped.
+    std::optional<resource_usage> usage() const noexcept;
 
     /// Sends `sig` to every process of the tree (the main process included while it runs).
     /// Fails with `errc::not_running` once nothing of the tree is left.

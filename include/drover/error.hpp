@@ -38,6 +38,7 @@ enum class spawn_stage {
     signals,      ///< resetting signal dispositions in the child
     session,      ///< setsid() in the child
     stdio,        ///< dup2 of fds 0-2 and passed fds in the child
+    terminal,     ///< opening a pseudo-terminal (parent) or making it the controlling tty (child)
     cgroup,       ///< creating the child's leaf cgroup (parent) or joining it (child)
     cwd,          ///< chdir() in the child
     parent_death, ///< PR_SET_PDEATHSIG in the child

@@ -13,15 +13,15 @@
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
-#include <boost/asio/readable_pipe.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
-#include <boost/asio/writable_pipe.hpp>
 
 #include "detail/cgroup.hpp"
 #include "drover/command.hpp"
 #include "drover/error.hpp"
 #include "drover/exit_status.hpp"
+#include "drover/pipe_writer.hpp"
+#include "drover/resource_usage.hpp"
 
 namespace drover::detail {
 
@@ -40,9 +40,11 @@ struct child_impl {
     pid_t session = -1;                          ///< = the pid if it leads its own session
     std::optional<exit_status> status;           ///< set once, when reaped
     std::string program;
-    std::optional<boost::asio::writable_pipe> in;
-    std::optional<boost::asio::readable_pipe> out;
-    std::optional<boost::asio::readable_pipe> err;
+    std::optional<resource_usage> usage;         ///< set with status, when the kernel gave one
+    std::optional<pipe_writer> in;
+    std::optional<boost::asio::posix::stream_descriptor> out;
+    std::optional<boost::asio::posix::stream_descriptor> err;
+    std::optional<boost::asio::posix::stream_descriptor> pty; ///< the master side of stdio::pty()
 
     // The tree and how to stop it.
     std::unique_ptr<cgroup_leaf> leaf;           ///< null: the session/process-group fallback

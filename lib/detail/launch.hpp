@@ -37,6 +37,7 @@ struct launched {
     unique_fd pidfd;
     pid_t pid = -1;
     unique_fd parent_end[3]; ///< the parent's pipe ends for fds configured as stdio::pipe()
+    unique_fd pty_master;    ///< the master side when any fd is stdio::pty()
 };
 
 /// Creates the process described by `cmd`. Returns false and fills `f` (code, stage, detail;

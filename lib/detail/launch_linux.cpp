@@ -15,10 +15,12 @@
 #include "detail/launch.hpp"
 
 #include <fcntl.h>
+#include <termios.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/mman.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -75,6 +77,7 @@ struct child_plan {
     int n_keep = 0;
     unsigned inherit_in_place = 0; // bit t: fd t (0..2) is inherited as is; clear its CLOEXEC
     bool new_session = true;
+    int ctty_fd = -1;              // a target fd (0-2) on the pty slave: TIOCSCTTY, or -1
     bool cloexec_range = true;
     int cgroup_fd = -1;            // the leaf cgroup's directory, or -1
     bool attach_in_child = false;  // join cgroup_fd by writing cgroup.procs (no CLONE_INTO_CGROUP)
@@ -131,6 +134,9 @@ DROVER_CHILD_FN int child_main(void* arg) noexcept {
             child_fail(p, spawn_stage::stdio, errno);
     for (int fd = 0; fd < 3; ++fd)
         if (p->inherit_in_place & (1U << fd)) ::syscall(SYS_fcntl, fd, F_SETFD, 0);
+    // 3b. A pseudo-terminal becomes the controlling terminal of the new session.
+    if (p->ctty_fd >= 0 && ::syscall(SYS_ioctl, p->ctty_fd, TIOCSCTTY, 0) < 0)
+        child_fail(p, spawn_stage::terminal, errno);
     // O_NONBLOCK lives in the open file description; a child expects blocking stdio (B4).
     for (int fd = 0; fd < 3; ++fd) {
         long fl = ::syscall(SYS_fcntl, fd, F_GETFL);
@@ -408,7 +414,33 @@ struct prepared_fds {
     std::vector<int> keep;
     unsigned inherit_in_place = 0;
     unique_fd parent_end[3];
+    unique_fd pty_master;
+    int ctty_fd = -1;
 };
+
+/// Opens a new pseudo-terminal pair: the master (non-blocking, for the parent) and the slave
+/// (blocking, for the child), with the window size set on it.
+bool open_pty(unsigned short rows, unsigned short cols, unique_fd& master, unique_fd& slave,
+              spawn_failure& f) {
+    unique_fd m{::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC)};
+    if (!m) return fail(f, errno, spawn_stage::terminal, "posix_openpt");
+    if (::grantpt(m.get()) != 0 || ::unlockpt(m.get()) != 0)
+        return fail(f, errno, spawn_stage::terminal, "unlockpt");
+    char name[64];
+    if (::ptsname_r(m.get(), name, sizeof name) != 0) return fail(f, errno, spawn_stage::terminal, "ptsname");
+    struct winsize ws {};
+    ws.ws_row = rows;
+    ws.ws_col = cols;
+    if (::ioctl(m.get(), TIOCSWINSZ, &ws) != 0) return fail(f, errno, spawn_stage::terminal, "TIOCSWINSZ");
+    unique_fd sl{::open(name, O_RDWR | O_NOCTTY | O_CLOEXEC)};
+    if (!sl) return fail(f, errno, spawn_stage::terminal, name);
+    int fl = ::fcntl(m.get(), F_GETFL);
+    if (fl < 0 || ::fcntl(m.get(), F_SETFL, fl | O_NONBLOCK) != 0)
+        return fail(f, errno, spawn_stage::terminal, "O_NONBLOCK on the master");
+    master = std::move(m);
+    slave = std::move(sl);
+    return true;
+}
 
 bool prepare_fds(const command& cmd, prepared_fds& pf, spawn_failure& f) {
     int max_target = 2;
@@ -442,8 +474,11 @@ bool prepare_fds(const command& cmd, prepared_fds& pf, spawn_failure& f) {
     };
 
     unique_fd devnull;
+    unique_fd pty_slave;
+    int source_of[3] = {-1, -1, -1}; // what fd t is made from (for to_stdout); -1: closed
     for (int t = 0; t < 3; ++t) {
         const stdio& s = cmd.stdio_for(t);
+        const std::size_t moves_before = pf.moves.size();
         switch (s.type()) {
         case stdio::kind::inherit: {
             if (::fcntl(t, F_GETFD) < 0) break; // closed in the parent: closed in the child
@@ -454,7 +489,25 @@ bool prepare_fds(const command& cmd, prepared_fds& pf, spawn_failure& f) {
                 if (!add_move(fd, t, true)) return false;
             } else {
                 pf.inherit_in_place |= 1U << t;
+                source_of[t] = t;
             }
+            break;
+        }
+        case stdio::kind::pty: {
+            if (!cmd.starts_new_session())
+                return f.code = errc::invalid_command, f.stage = spawn_stage::prepare,
+                       f.detail = "a pty needs a new session (new_session(false) was set)", false;
+            if (!pf.pty_master && !open_pty(s.rows(), s.cols(), pf.pty_master, pty_slave, f)) return false;
+            if (pf.ctty_fd < 0) pf.ctty_fd = t;
+            if (!add_move(pty_slave.get(), t, true)) return false;
+            break;
+        }
+        case stdio::kind::to_stdout: {
+            if (t != 2)
+                return f.code = errc::invalid_command, f.stage = spawn_stage::prepare,
+                       f.detail = "stdio::to_stdout() is only for fd 2 (stderr)", false;
+            if (source_of[1] < 0) break; // fd 1 is closed: so is fd 2
+            if (!add_move(source_of[1], 2, true)) return false;
             break;
         }
         case stdio::kind::null: {
@@ -507,8 +560,10 @@ bool prepare_fds(const command& cmd, prepared_fds& pf, spawn_failure& f) {
             break;
         }
         }
+        if (pf.moves.size() > moves_before) source_of[t] = pf.moves.back().src;
     }
     if (devnull) pf.owned.push_back(std::move(devnull));
+    if (pty_slave) pf.owned.push_back(std::move(pty_slave));
     for (const auto& p : cmd.passed_fds())
         if (!add_move(p.parent_fd, p.child_fd, false)) return false;
     return true;
@@ -589,6 +644,7 @@ bool launch(const command& cmd, int cgroup_fd, launched& out, spawn_failure& f) 
     plan.n_keep = static_cast<int>(pf.keep.size());
     plan.inherit_in_place = pf.inherit_in_place;
     plan.new_session = cmd.starts_new_session();
+    plan.ctty_fd = pf.ctty_fd;
     plan.cloexec_range = true;
     plan.cgroup_fd = cgroup_fd;
     plan.pdeathsig = cmd.parent_death_signal();
@@ -651,6 +707,7 @@ bool launch(const command& cmd, int cgroup_fd, launched& out, spawn_failure& f) 
     out.pidfd = std::move(pidfd);
     out.pid = r.pid;
     for (int t = 0; t < 3; ++t) out.parent_end[t] = std::move(pf.parent_end[t]);
+    out.pty_master = std::move(pf.pty_master);
     return true;
 } catch (const std::bad_alloc&) {
     return fail(f, ENOMEM, spawn_stage::prepare);

@@ -59,6 +59,10 @@
 //   print-ids                   "pid P ppid PP sid S pgid G\n".
 //   print-cwd                   the working directory + "\n".
 //   print-nonblock              "0:b 1:b 2:b\n", b = 1 if O_NONBLOCK, 0 if not, - if closed.
+//   print-tty                   "0:t 1:t 2:t ctty:c\n": t = isatty(fd), c = 1 if /dev/tty opens.
+//   print-winsize               "winsize ROWS COLS\n" of the terminal on fd 0.
+//   wait-winch MS               block SIGWINCH, print "waiting for WINCH\n", wait up to MS for
+//                               it; print "WINCH ROWS COLS\n" (fd 0's new size) or "no WINCH\n".
 //   print-rlimit NAME           "<soft> <hard>\n" ("unlimited" for RLIM_INFINITY); NAME is NOFILE,
 //                               NPROC, CORE, AS, CPU, FSIZE, STACK or MEMLOCK.
 //   print-umask                 "0022\n".
@@ -82,6 +86,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -686,6 +691,42 @@ void op_print_nonblock(args_t) {
     out(line + "\n");
 }
 
+void op_print_tty(args_t) {
+    std::string line;
+    for (int fd = 0; fd <= 2; ++fd) line += std::to_string(fd) + ":" + (::isatty(fd) == 1 ? "1 " : "0 ");
+    // The controlling terminal: /dev/tty opens only if there is one.
+    const int tty = ::open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (tty >= 0) ::close(tty);
+    line += std::string("ctty:") + (tty >= 0 ? "1" : "0");
+    out(line + "\n");
+}
+
+void op_print_winsize(args_t) {
+    winsize ws{};
+    if (::ioctl(0, TIOCGWINSZ, &ws) != 0) fail_syscall("TIOCGWINSZ");
+    out("winsize " + std::to_string(ws.ws_row) + " " + std::to_string(ws.ws_col) + "\n");
+}
+
+void op_wait_winch(args_t args) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGWINCH);
+    if (::sigprocmask(SIG_BLOCK, &set, nullptr) != 0) fail_syscall("sigprocmask");
+    out("waiting for WINCH\n");
+    const unsigned long long ms = number_arg(args, 0);
+    const timespec ts{static_cast<time_t>(ms / 1000), static_cast<long>(ms % 1000) * 1000000L};
+    int sig;
+    do sig = ::sigtimedwait(&set, nullptr, &ts);
+    while (sig < 0 && errno == EINTR);
+    if (sig != SIGWINCH) {
+        out("no WINCH\n");
+        return;
+    }
+    winsize ws{};
+    if (::ioctl(0, TIOCGWINSZ, &ws) != 0) fail_syscall("TIOCGWINSZ");
+    out("WINCH " + std::to_string(ws.ws_row) + " " + std::to_string(ws.ws_col) + "\n");
+}
+
 void op_print_rlimit(args_t args) {
     rlimit limit{};
     if (::getrlimit(*parse_rlimit(args[0]), &limit) != 0) fail_syscall("getrlimit");
@@ -853,6 +894,9 @@ constexpr std::array op_table{
     op_spec{"print-ids", "", op_print_ids},
     op_spec{"print-cwd", "", op_print_cwd},
     op_spec{"print-nonblock", "", op_print_nonblock},
+    op_spec{"print-tty", "", op_print_tty},
+    op_spec{"print-winsize", "", op_print_winsize},
+    op_spec{"wait-winch", "MS", op_wait_winch},
     op_spec{"print-rlimit", "NAME", op_print_rlimit},
     op_spec{"print-umask", "", op_print_umask},
     op_spec{"print-creds", "", op_print_creds},

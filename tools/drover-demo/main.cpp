@@ -29,7 +29,7 @@ struct result {
     std::string detail;
 };
 
-awaitable<std::string> read_all(asio::readable_pipe& p) {
+awaitable<std::string> read_all(asio::posix::stream_descriptor& p) {
     std::string out;
     char buf[4096];
     for (;;) {

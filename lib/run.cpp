@@ -1,0 +1,198 @@
+#include "drover/run.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "drover/child.hpp"
+
+namespace asio = boost::asio;
+
+namespace drover {
+
+std::string captured_output::text() const {
+    if (!truncated()) return head + tail;
+    std::string s;
+    s.reserve(head.size() + tail.size() + 48);
+    s += head;
+    s += "\n[drover: ";
+    s += std::to_string(dropped_bytes());
+    s += " bytes truncated]\n";
+    s += tail;
+    return s;
+}
+
+namespace {
+
+constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
+
+/// Keeps the first `head_cap` bytes and the last `tail_cap` bytes of a stream in bounded memory.
+class bounded_capture {
+public:
+    bounded_capture(captured_output& out, std::size_t max) : out_(out), head_cap_(max / 2), tail_cap_(max - max / 2) {}
+
+    void add(const char* p, std::size_t n) {
+        out_.total_bytes += n;
+        std::size_t take = std::min(n, head_cap_ - out_.head.size());
+        out_.head.append(p, take);
+        p += take;
+        n -= take;
+        if (n == 0 || tail_cap_ == 0) return;
+        if (n >= tail_cap_) { // the new bytes alone fill the tail
+            ring_.assign(p + n - tail_cap_, tail_cap_);
+            pos_ = 0;
+            return;
+        }
+        if (ring_.size() < tail_cap_) { // still filling the ring
+            std::size_t fill = std::min(n, tail_cap_ - ring_.size());
+            ring_.append(p, fill);
+            p += fill;
+            n -= fill;
+        }
+        while (n != 0) { // overwrite the oldest bytes
+            std::size_t chunk = std::min(n, tail_cap_ - pos_);
+            std::memcpy(ring_.data() + pos_, p, chunk);
+            pos_ = (pos_ + chunk) % tail_cap_;
+            p += chunk;
+            n -= chunk;
+        }
+    }
+
+    void finish() {
+        if (pos_ == 0) out_.tail = std::move(ring_);
+        else out_.tail = ring_.substr(pos_) + ring_.substr(0, pos_);
+        ring_.clear();
+    }
+
+private:
+    captured_output& out_;
+    std::size_t head_cap_;
+    std::size_t tail_cap_;
+    std::string ring_;
+    std::size_t pos_ = 0;
+};
+
+struct run_state {
+    run_state(const asio::any_io_executor& io, command c, run_options o)
+        : io(io), ex(asio::make_strand(io)), sync(ex), cmd(std::move(c)), opts(std::move(o)) {}
+
+    asio::any_io_executor io;
+    asio::strand<asio::any_io_executor> ex; // every coroutine of one run runs here
+    asio::steady_timer sync;                // the drain deadline; readers cancel it when done
+    command cmd;
+    run_options opts;
+    child c;
+    run_result r;
+    int readers = 0;
+};
+
+asio::awaitable<void> read_stream(std::shared_ptr<run_state> st, asio::posix::stream_descriptor& d,
+                                  captured_output& out) {
+    co_await asio::this_coro::throw_if_cancelled(false);
+    bounded_capture cap(out, st->opts.max_output);
+    std::vector<char> buf(64 * 1024);
+    for (;;) {
+        auto [ec, n] = co_await d.async_read_some(asio::buffer(buf), tuple_awaitable);
+        if (n != 0) {
+            cap.add(buf.data(), n);
+            if (out.total_bytes > st->opts.max_output && !st->r.output_limit_exceeded) {
+                st->r.output_limit_exceeded = true;
+                if (st->opts.on_overflow == overflow_policy::kill && st->c.valid())
+                    st->c.async_kill(asio::detached);
+            }
+        }
+        if (ec) break; // EOF, closed by the drain deadline, or a read error: the stream ends
+    }
+    cap.finish();
+    if (--st->readers == 0) st->sync.cancel();
+}
+
+asio::awaitable<void> write_input(std::shared_ptr<run_state> st) {
+    co_await asio::this_coro::throw_if_cancelled(false);
+    auto& in = st->c.std_in();
+    const std::string& data = *st->opts.input;
+    auto [ec, n] = co_await in.write(asio::buffer(data), tuple_awaitable);
+    if (ec && ec != asio::error::operation_aborted) st->r.input_broken = true;
+    (void)n;
+    error_code ignored;
+    in.close(ignored);
+}
+
+asio::awaitable<run_result> run_main(std::shared_ptr<run_state> st) {
+    co_await asio::this_coro::throw_if_cancelled(false);
+    co_await asio::this_coro::reset_cancellation_state(asio::enable_partial_cancellation());
+    auto& o = st->opts;
+    command& cmd = st->cmd;
+    cmd.std_out(stdio::pipe());
+    if (o.merge_stderr) cmd.std_err(stdio::to_stdout());
+    else if (o.capture_stderr) cmd.std_err(stdio::pipe());
+    if (o.input) cmd.std_in(stdio::pipe());
+
+    const auto start = std::chrono::steady_clock::now();
+    st->c = spawn(st->io, cmd); // throws spawn_error
+    child& c = st->c;
+    st->r.pid = c.id().value_or(-1);
+
+    st->readers = 1 + (!o.merge_stderr && o.capture_stderr ? 1 : 0);
+    asio::co_spawn(st->ex, read_stream(st, c.std_out(), st->r.out), asio::detached);
+    if (st->readers == 2) asio::co_spawn(st->ex, read_stream(st, c.std_err(), st->r.err), asio::detached);
+    if (o.input) asio::co_spawn(st->ex, write_input(st), asio::detached);
+
+    auto [ec, status] = o.timeout ? co_await c.async_wait_for(*o.timeout, tuple_awaitable)
+                                  : co_await c.async_wait(tuple_awaitable);
+    st->r.duration = std::chrono::steady_clock::now() - start;
+    st->r.status = status;
+    st->r.usage = c.usage();
+    bool aborted = false;
+    if (ec == errc::timed_out) st->r.timed_out = true;
+    else if (ec == asio::error::operation_aborted) aborted = true;
+    else if (ec) throw boost::system::system_error(ec, "waiting for the child");
+
+    // The main process is gone; what it started may still hold the pipes. Give them the drain
+    // grace, then close them.
+    if (st->readers > 0) {
+        st->sync.expires_after(o.drain_grace);
+        co_await st->sync.async_wait(tuple_awaitable);
+    }
+    if (st->readers > 0) {
+        st->r.drain_timed_out = true;
+        error_code ignored;
+        c.std_out().close(ignored);
+        if (!o.merge_stderr && o.capture_stderr) c.std_err().close(ignored);
+        st->sync.expires_at(asio::steady_timer::time_point::max());
+        if (st->readers > 0) co_await st->sync.async_wait(tuple_awaitable);
+    }
+    if (o.input && c.std_in().is_open()) {
+        error_code ignored;
+        c.std_in().close(ignored); // a child that never read its input
+    }
+
+    // Nothing of the run may outlive it: kill what is left of the tree and wait until it is
+    // gone (this also removes the leaf cgroup).
+    st->r.killed_leftovers = !c.tree_pids().empty();
+    co_await c.async_kill(tuple_awaitable);
+
+    if (aborted) throw boost::system::system_error(asio::error::operation_aborted, "async_run");
+    co_return std::move(st->r);
+}
+
+} // namespace
+
+void async_run_impl(const asio::any_io_executor& ex, command cmd, run_options opts,
+                    asio::any_completion_handler<void(std::exception_ptr, run_result)> handler) {
+    auto st = std::make_shared<run_state>(ex, std::move(cmd), std::move(opts));
+    auto strand = st->ex;
+    asio::co_spawn(strand, run_main(std::move(st)), std::move(handler));
+}
+
+} // namespace drover
