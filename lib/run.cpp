@@ -35,6 +35,7 @@ std::string captured_output::text() const {
 namespace {
 
 constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
+using clk_point = std::chrono::steady_clock::time_point;
 
 /// Keeps the first `head_cap` bytes and the last `tail_cap` bytes of a stream in bounded memory.
 class bounded_capture {
@@ -91,9 +92,11 @@ struct run_state {
     asio::steady_timer sync;                // the drain deadline; readers cancel it when done
     command cmd;
     run_options opts;
-    child c;
+    child owned;            // async_run: the child; async_capture: empty
+    child* cp = &owned;     // the child captured
     run_result r;
     int readers = 0;
+    bool capture_err = false;
 };
 
 asio::awaitable<void> read_stream(std::shared_ptr<run_state> st, asio::posix::stream_descriptor& d,
@@ -107,8 +110,8 @@ asio::awaitable<void> read_stream(std::shared_ptr<run_state> st, asio::posix::st
             cap.add(buf.data(), n);
             if (out.total_bytes > st->opts.max_output && !st->r.output_limit_exceeded) {
                 st->r.output_limit_exceeded = true;
-                if (st->opts.on_overflow == overflow_policy::kill && st->c.valid())
-                    st->c.async_kill(asio::detached);
+                if (st->opts.on_overflow == overflow_policy::kill && st->cp->valid())
+                    st->cp->async_kill(asio::detached);
             }
         }
         if (ec) break; // EOF, closed by the drain deadline, or a read error: the stream ends
@@ -119,7 +122,7 @@ asio::awaitable<void> read_stream(std::shared_ptr<run_state> st, asio::posix::st
 
 asio::awaitable<void> write_input(std::shared_ptr<run_state> st) {
     co_await asio::this_coro::throw_if_cancelled(false);
-    auto& in = st->c.std_in();
+    auto& in = st->cp->std_in();
     const std::string& data = *st->opts.input;
     auto [ec, n] = co_await in.write(asio::buffer(data), tuple_awaitable);
     if (ec && ec != asio::error::operation_aborted) st->r.input_broken = true;
@@ -128,24 +131,15 @@ asio::awaitable<void> write_input(std::shared_ptr<run_state> st) {
     in.close(ignored);
 }
 
-asio::awaitable<run_result> run_main(std::shared_ptr<run_state> st) {
-    co_await asio::this_coro::throw_if_cancelled(false);
-    co_await asio::this_coro::reset_cancellation_state(asio::enable_partial_cancellation());
+/// Captures, waits, drains and cleans up `*st->cp`, which runs already.
+asio::awaitable<run_result> capture_main(std::shared_ptr<run_state> st, clk_point start) {
     auto& o = st->opts;
-    command& cmd = st->cmd;
-    cmd.std_out(stdio::pipe());
-    if (o.merge_stderr) cmd.std_err(stdio::to_stdout());
-    else if (o.capture_stderr) cmd.std_err(stdio::pipe());
-    if (o.input) cmd.std_in(stdio::pipe());
-
-    const auto start = std::chrono::steady_clock::now();
-    st->c = spawn(st->io, cmd); // throws spawn_error
-    child& c = st->c;
+    child& c = *st->cp;
     st->r.pid = c.id().value_or(-1);
 
-    st->readers = 1 + (!o.merge_stderr && o.capture_stderr ? 1 : 0);
+    st->readers = 1 + (st->capture_err ? 1 : 0);
     asio::co_spawn(st->ex, read_stream(st, c.std_out(), st->r.out), asio::detached);
-    if (st->readers == 2) asio::co_spawn(st->ex, read_stream(st, c.std_err(), st->r.err), asio::detached);
+    if (st->capture_err) asio::co_spawn(st->ex, read_stream(st, c.std_err(), st->r.err), asio::detached);
     if (o.input) asio::co_spawn(st->ex, write_input(st), asio::detached);
 
     auto [ec, status] = o.timeout ? co_await c.async_wait_for(*o.timeout, tuple_awaitable)
@@ -168,7 +162,7 @@ asio::awaitable<run_result> run_main(std::shared_ptr<run_state> st) {
         st->r.drain_timed_out = true;
         error_code ignored;
         c.std_out().close(ignored);
-        if (!o.merge_stderr && o.capture_stderr) c.std_err().close(ignored);
+        if (st->capture_err) c.std_err().close(ignored);
         st->sync.expires_at(asio::steady_timer::time_point::max());
         if (st->readers > 0) co_await st->sync.async_wait(tuple_awaitable);
     }
@@ -177,22 +171,59 @@ asio::awaitable<run_result> run_main(std::shared_ptr<run_state> st) {
         c.std_in().close(ignored); // a child that never read its input
     }
 
-    // Nothing of the run may outlive it: kill what is left of the tree and wait until it is
-    // gone (this also removes the leaf cgroup).
+    // Nothing of the run may outlive it: stop what is left of the tree (stop signal, grace,
+    // SIGKILL) and wait until it is gone; this also removes the leaf cgroup.
     st->r.killed_leftovers = !c.tree_pids().empty();
-    co_await c.async_kill(tuple_awaitable);
+    co_await c.async_stop(tuple_awaitable);
 
     if (aborted) throw boost::system::system_error(asio::error::operation_aborted, "async_run");
     co_return std::move(st->r);
 }
 
+asio::awaitable<run_result> run_main(std::shared_ptr<run_state> st) {
+    co_await asio::this_coro::throw_if_cancelled(false);
+    co_await asio::this_coro::reset_cancellation_state(asio::enable_partial_cancellation());
+    auto& o = st->opts;
+    command& cmd = st->cmd;
+    cmd.std_out(stdio::pipe());
+    if (o.merge_stderr) cmd.std_err(stdio::to_stdout());
+    else if (o.capture_stderr) cmd.std_err(stdio::pipe());
+    if (o.input) cmd.std_in(stdio::pipe());
+    st->capture_err = !o.merge_stderr && o.capture_stderr;
+
+    const auto start = std::chrono::steady_clock::now();
+    st->owned = spawn(st->io, cmd); // throws spawn_error
+    co_return co_await capture_main(st, start);
+}
+
+asio::awaitable<run_result> existing_main(std::shared_ptr<run_state> st) {
+    co_await asio::this_coro::throw_if_cancelled(false);
+    co_await asio::this_coro::reset_cancellation_state(asio::enable_partial_cancellation());
+    const auto start = std::chrono::steady_clock::now();
+    child& c = *st->cp;
+    st->capture_err = st->opts.capture_stderr;
+    if (!c.valid()) throw boost::system::system_error(errc::not_running, "async_capture");
+    // Every stream the options name must be a pipe (these throw errc::not_piped).
+    c.std_out();
+    if (st->capture_err) c.std_err();
+    if (st->opts.input) c.std_in();
+    co_return co_await capture_main(st, start);
+}
+
 } // namespace
 
 void async_run_impl(const asio::any_io_executor& ex, command cmd, run_options opts,
-                    asio::any_completion_handler<void(std::exception_ptr, run_result)> handler) {
+                    asio::any_completion_handler<run_signature> handler) {
     auto st = std::make_shared<run_state>(ex, std::move(cmd), std::move(opts));
     auto strand = st->ex;
     asio::co_spawn(strand, run_main(std::move(st)), std::move(handler));
+}
+
+void async_capture_impl(child& c, run_options opts, asio::any_completion_handler<run_signature> handler) {
+    auto st = std::make_shared<run_state>(c.get_executor(), command(std::string{}), std::move(opts));
+    st->cp = &c;
+    auto strand = st->ex;
+    asio::co_spawn(strand, existing_main(std::move(st)), std::move(handler));
 }
 
 } // namespace drover

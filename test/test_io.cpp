@@ -451,3 +451,37 @@ TEST_CASE("stdio::to_stdout merges stderr into an inherited stdout file") {
 }
 
 } // TEST_SUITE
+
+TEST_SUITE("io") {
+
+TEST_CASE("async_capture: a child spawned by the caller, signalled while captured") {
+    asio::io_context ctx;
+    run(ctx, []() -> asio::awaitable<void> {
+        auto ex = co_await asio::this_coro::executor;
+        child c = spawn(ex, helper({"trap-term", "30000"}).std_out(stdio::pipe()).std_err(stdio::pipe()));
+        asio::steady_timer t(ex, 300ms);
+        co_await t.async_wait(asio::use_awaitable);
+        c.signal(SIGTERM);
+        auto r = co_await async_capture(c, {}, asio::use_awaitable);
+        CHECK(r.out.head == "trapping TERM\ngot TERM\n");
+        CHECK(r.status.success());
+        CHECK(r.duration < 10s);
+    }());
+}
+
+TEST_CASE("async_capture: a stream that is not a pipe is errc::not_piped") {
+    asio::io_context ctx;
+    run(ctx, []() -> asio::awaitable<void> {
+        auto ex = co_await asio::this_coro::executor;
+        child c = spawn(ex, helper({"exit", "0"}).std_out(stdio::pipe()));
+        try {
+            co_await async_capture(c, {}, asio::use_awaitable); // stderr captured but inherited
+            FAIL("no exception");
+        } catch (const boost::system::system_error& e) {
+            CHECK(e.code() == errc::not_piped);
+        }
+        co_await c.async_wait(asio::use_awaitable);
+    }());
+}
+
+} // TEST_SUITE

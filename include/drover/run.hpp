@@ -73,21 +73,44 @@ struct run_result {
     bool input_broken = false;          ///< the child stopped reading stdin before all was written
 };
 
+using run_signature = void(std::exception_ptr, run_result);
+
 /// Spawns `cmd`, feeds `input`, captures stdout and stderr concurrently (no pipe can fill up
 /// and block the child), waits for the main process to exit, gives the pipes `drain_grace`,
-/// then kills whatever is left of the tree and completes once it is gone.
+/// then stops whatever is left of the tree (the command's stop signal and grace, then
+/// SIGKILL) and completes once it is gone.
 ///
 /// Completion signature: `void(std::exception_ptr, run_result)`. A failed spawn is a
 /// `spawn_error` (program, stage, errno); a non-zero exit, a timeout or an overflow are not
 /// errors: they are in the result. Cancellation (terminal or partial) stops the tree as
 /// `child::async_wait` does and then completes with `operation_aborted`.
+///
+/// ```
+/// auto r = co_await drover::async_run(ex, drover::command("git", {"status"}));
+/// if (r.status.success()) use(r.out.text());
+/// ```
 void async_run_impl(const boost::asio::any_io_executor& ex, command cmd, run_options opts,
-                    boost::asio::any_completion_handler<void(std::exception_ptr, run_result)> handler);
+                    boost::asio::any_completion_handler<run_signature> handler);
+
+class child;
+/// As `async_run`, for a child you spawned yourself (to keep signalling it, say): its stdout
+/// must be `stdio::pipe()`, and so must its stderr when captured (not merged; merge by
+/// spawning with `stdio::to_stdout()`) and its stdin when `input` is given; otherwise the
+/// operation fails with `errc::not_piped`. `merge_stderr` is ignored. `duration` counts from
+/// the call. The child must outlive the operation.
+void async_capture_impl(child& c, run_options opts, boost::asio::any_completion_handler<run_signature> handler);
+
+template <typename CompletionToken = boost::asio::deferred_t>
+auto async_capture(child& c, run_options opts, CompletionToken&& token = {}) {
+    return boost::asio::async_initiate<CompletionToken, run_signature>(
+        [](auto handler, child* cp, run_options o) { async_capture_impl(*cp, std::move(o), std::move(handler)); },
+        token, &c, std::move(opts));
+}
 
 template <typename CompletionToken = boost::asio::deferred_t>
 auto async_run(const boost::asio::any_io_executor& ex, command cmd, run_options opts = {},
                CompletionToken&& token = {}) {
-    return boost::asio::async_initiate<CompletionToken, void(std::exception_ptr, run_result)>(
+    return boost::asio::async_initiate<CompletionToken, run_signature>(
         [](auto handler, boost::asio::any_io_executor e, command c, run_options o) {
             async_run_impl(e, std::move(c), std::move(o), std::move(handler));
         },

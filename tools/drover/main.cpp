@@ -4,19 +4,27 @@
 // killed by signal N; 124 when --timeout expired; 125 when drover itself failed (bad option,
 // spawn setup failed); 126 when the program exists but cannot be executed; 127 when it cannot
 // be found.
+#include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/select.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <climits>
+#include <limits>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 #include <functional>
 #include <optional>
 #include <string>
@@ -24,9 +32,17 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -51,6 +67,7 @@ sigset_t handled_set() {
     sigemptyset(&set);
     for (int s : forwarded_signals) sigaddset(&set, s);
     sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGWINCH); // --pty: the terminal's new size goes to the child's terminal
     return set;
 }
 
@@ -90,6 +107,281 @@ std::optional<int> parse_signal(std::string s) {
     for (int sig = 1; sig < NSIG; ++sig)
         if (const char* name = sigabbrev_np(sig); name != nullptr && s == name) return sig;
     return std::nullopt;
+}
+
+/// "16MiB", "512KiB", "1M", "64k", "1G", "1048576": bytes; K, M, G (with or without "iB")
+/// are binary (1024-based), as in most tools' size options.
+std::optional<std::size_t> parse_size(std::string_view s) {
+    std::size_t digits = 0;
+    while (digits < s.size() && std::isdigit(static_cast<unsigned char>(s[digits]))) ++digits;
+    if (digits == 0) return std::nullopt;
+    unsigned long long v = 0;
+    auto [ptr, ec] = std::from_chars(s.data(), s.data() + digits, v);
+    if (ec != std::errc{}) return std::nullopt;
+    std::string unit(s.substr(digits));
+    for (auto& ch : unit) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    unsigned shift;
+    if (unit.empty() || unit == "b") shift = 0;
+    else if (unit == "k" || unit == "kb" || unit == "kib") shift = 10;
+    else if (unit == "m" || unit == "mb" || unit == "mib") shift = 20;
+    else if (unit == "g" || unit == "gb" || unit == "gib") shift = 30;
+    else return std::nullopt;
+    if (v > (std::numeric_limits<std::size_t>::max() >> shift)) return std::nullopt;
+    return static_cast<std::size_t>(v) << shift;
+}
+
+/// "24x80" (rows x columns).
+std::optional<std::pair<unsigned short, unsigned short>> parse_pty_size(std::string_view s) {
+    auto x = s.find('x');
+    if (x == std::string_view::npos) return std::nullopt;
+    unsigned rows = 0, cols = 0;
+    auto a = std::from_chars(s.data(), s.data() + x, rows);
+    auto b = std::from_chars(s.data() + x + 1, s.data() + s.size(), cols);
+    if (a.ec != std::errc{} || a.ptr != s.data() + x || b.ec != std::errc{} || b.ptr != s.data() + s.size())
+        return std::nullopt;
+    if (rows == 0 || cols == 0 || rows > 10000 || cols > 10000) return std::nullopt;
+    return std::pair{static_cast<unsigned short>(rows), static_cast<unsigned short>(cols)};
+}
+
+/// Writes all of `data` to `fd`, blocking (drover's own stdout/stderr).
+bool write_all(int fd, std::string_view data) {
+    while (!data.empty()) {
+        ssize_t n = ::write(fd, data.data(), data.size());
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN) { // someone made it non-blocking: wait for room
+                fd_set w;
+                FD_ZERO(&w);
+                FD_SET(fd, &w);
+                ::select(fd + 1, nullptr, &w, nullptr, nullptr);
+                continue;
+            }
+            return false;
+        }
+        data.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return true;
+}
+
+/// `bytes` as valid UTF-8 for JSON: each byte that is not part of a valid sequence becomes
+/// U+FFFD. Sets `valid` to whether nothing had to be replaced.
+std::string to_utf8(std::string_view bytes, bool& valid) {
+    std::string out;
+    out.reserve(bytes.size());
+    valid = true;
+    std::size_t i = 0;
+    while (i < bytes.size()) {
+        auto b = static_cast<unsigned char>(bytes[i]);
+        std::size_t len = b < 0x80 ? 1 : (b >> 5) == 0x6 ? 2 : (b >> 4) == 0xE ? 3 : (b >> 3) == 0x1E ? 4 : 0;
+        bool ok = len != 0 && i + len <= bytes.size();
+        std::uint32_t cp = len == 1 ? b : len == 2 ? (b & 0x1F) : len == 3 ? (b & 0x0F) : (b & 0x07);
+        for (std::size_t k = 1; ok && k < len; ++k) {
+            auto c = static_cast<unsigned char>(bytes[i + k]);
+            if ((c & 0xC0) != 0x80) ok = false;
+            cp = (cp << 6) | (c & 0x3F);
+        }
+        if (ok) { // no overlong forms, surrogates or code points past U+10FFFF
+            ok = !(len == 2 && cp < 0x80) && !(len == 3 && cp < 0x800) && !(len == 4 && cp < 0x10000) &&
+                 !(cp >= 0xD800 && cp <= 0xDFFF) && cp <= 0x10FFFF;
+        }
+        if (ok) {
+            out.append(bytes.substr(i, len));
+            i += len;
+        } else {
+            out += "\xEF\xBF\xBD";
+            valid = false;
+            ++i;
+        }
+    }
+    return out;
+}
+
+std::string base64(std::string_view in) {
+    static constexpr char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    std::string out;
+    out.reserve((in.size() + 2) / 3 * 4);
+    std::size_t i = 0;
+    for (; i + 3 <= in.size(); i += 3) {
+        std::uint32_t v = (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8) |
+                          static_cast<unsigned char>(in[i + 2]);
+        out += tbl[(v >> 18) & 63];
+        out += tbl[(v >> 12) & 63];
+        out += tbl[(v >> 6) & 63];
+        out += tbl[v & 63];
+    }
+    if (std::size_t rest = in.size() - i) {
+        std::uint32_t v = static_cast<unsigned char>(in[i]) << 16;
+        if (rest == 2) v |= static_cast<unsigned char>(in[i + 1]) << 8;
+        out += tbl[(v >> 18) & 63];
+        out += tbl[(v >> 12) & 63];
+        out += rest == 2 ? tbl[(v >> 6) & 63] : '=';
+        out += '=';
+    }
+    return out;
+}
+
+boost::json::object stream_json(const drover::captured_output& c) {
+    boost::json::object o;
+    std::string text = c.text();
+    bool valid = true;
+    o["text"] = to_utf8(text, valid);
+    o["utf8"] = valid;
+    if (!valid) o["base64"] = base64(text); // the exact bytes, when "text" had to replace some
+    o["bytes_total"] = c.total_bytes;
+    o["bytes_dropped"] = c.dropped_bytes();
+    o["truncated"] = c.truncated();
+    return o;
+}
+
+double millis(std::chrono::nanoseconds d) { return static_cast<double>(d.count()) / 1e6; }
+
+/// The JSON record of `drover run --json`: one object, one line.
+std::string run_json(const std::vector<std::string>& argv, const drover::run_result& r, int exit_code) {
+    boost::json::object j;
+    boost::json::array a;
+    for (const auto& s : argv) {
+        bool valid = true;
+        a.emplace_back(to_utf8(s, valid));
+    }
+    j["argv"] = std::move(a);
+    j["pid"] = r.pid;
+    boost::json::object st;
+    if (r.status.is_exited()) {
+        st["exited"] = true;
+        st["code"] = r.status.code();
+    } else if (r.status.is_signaled()) {
+        st["exited"] = false;
+        st["signal"] = r.status.signal();
+        const char* name = sigabbrev_np(r.status.signal());
+        st["signal_name"] = name != nullptr ? std::string("SIG") + name : std::string();
+        st["core_dumped"] = r.status.core_dumped();
+    } else {
+        st["unknown"] = true;
+    }
+    st["text"] = r.status.to_string();
+    j["status"] = std::move(st);
+    j["exit_code"] = exit_code;
+    j["timed_out"] = r.timed_out;
+    j["duration_ms"] = millis(r.duration);
+    if (r.usage) {
+        boost::json::object u;
+        u["user_cpu_ms"] = millis(r.usage->user_cpu);
+        u["system_cpu_ms"] = millis(r.usage->system_cpu);
+        u["max_rss_kib"] = r.usage->max_rss_kib;
+        u["minor_faults"] = r.usage->minor_faults;
+        u["major_faults"] = r.usage->major_faults;
+        u["voluntary_switches"] = r.usage->voluntary_switches;
+        u["involuntary_switches"] = r.usage->involuntary_switches;
+        u["input_blocks"] = r.usage->input_blocks;
+        u["output_blocks"] = r.usage->output_blocks;
+        j["rusage"] = std::move(u);
+    } else {
+        j["rusage"] = nullptr;
+    }
+    j["stdout"] = stream_json(r.out);
+    j["stderr"] = stream_json(r.err);
+    j["output_limit_exceeded"] = r.output_limit_exceeded;
+    j["drain_timed_out"] = r.drain_timed_out;
+    j["killed_leftovers"] = r.killed_leftovers;
+    return boost::json::serialize(j) + "\n";
+}
+
+/// A descriptor of our own on the same file as `fd` (a terminal or pipe), opened afresh so that
+/// O_NONBLOCK on it does not change the file description drover shares with its parent (B4).
+/// -1 when that is not possible (a socket, a regular file): then use blocking I/O on `fd`.
+int private_nonblocking(int fd, int access) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || !(S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode))) return -1;
+    std::string path = "/proc/self/fd/" + std::to_string(fd);
+    return ::open(path.c_str(), access | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+}
+
+/// Puts a terminal in raw mode (keys go to the child's terminal as typed: Ctrl-C is a byte the
+/// child's terminal turns into SIGINT) and restores it.
+class raw_terminal {
+public:
+    explicit raw_terminal(int fd) {
+        if (::isatty(fd) != 1 || ::tcgetattr(fd, &saved_) != 0) return;
+        termios raw = saved_;
+        ::cfmakeraw(&raw);
+        if (::tcsetattr(fd, TCSANOW, &raw) == 0) fd_ = fd;
+    }
+    ~raw_terminal() { restore(); }
+    void restore() {
+        if (fd_ >= 0) ::tcsetattr(fd_, TCSADRAIN, &saved_);
+        fd_ = -1;
+    }
+    raw_terminal(const raw_terminal&) = delete;
+    raw_terminal& operator=(const raw_terminal&) = delete;
+
+private:
+    int fd_ = -1;
+    termios saved_{};
+};
+
+std::optional<std::pair<unsigned short, unsigned short>> terminal_size() {
+    for (int fd : {1, 0, 2}) {
+        winsize ws{};
+        if (::ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_row != 0 && ws.ws_col != 0)
+            return std::pair{ws.ws_row, ws.ws_col};
+    }
+    return std::nullopt;
+}
+
+/// --pty: drover's stdin to the child's terminal. At EOF, the terminal's EOF character.
+asio::awaitable<void> relay_input(asio::posix::stream_descriptor& in, int sync_fd, asio::posix::stream_descriptor& master) {
+    std::vector<char> buf(16 * 1024);
+    for (;;) {
+        std::size_t n = 0;
+        if (in.is_open()) {
+            auto [ec, got] = co_await in.async_read_some(asio::buffer(buf), asio::as_tuple(asio::use_awaitable));
+            if (ec == asio::error::operation_aborted) co_return;
+            n = ec ? 0 : got;
+        } else if (sync_fd >= 0) {
+            ssize_t r;
+            do r = ::read(sync_fd, buf.data(), buf.size());
+            while (r < 0 && errno == EINTR);
+            n = r > 0 ? static_cast<std::size_t>(r) : 0;
+        }
+        if (!master.is_open()) co_return;
+        if (n == 0) {
+            char eof = 4; // VEOF (^D): ends the child's read in canonical mode
+            co_await asio::async_write(master, asio::buffer(&eof, 1), asio::as_tuple(asio::use_awaitable));
+            co_return;
+        }
+        auto [wec, w] = co_await asio::async_write(master, asio::buffer(buf.data(), n), asio::as_tuple(asio::use_awaitable));
+        if (wec) co_return;
+    }
+}
+
+/// --pty: the child's terminal to drover's stdout, until every process closed the terminal.
+asio::awaitable<void> relay_output(asio::posix::stream_descriptor& master, asio::posix::stream_descriptor& out) {
+    drover::line_reader reader(master);
+    for (;;) {
+        auto [ec, chunk] = co_await reader.next_chunk(asio::as_tuple(asio::use_awaitable));
+        if (ec || chunk.empty()) co_return;
+        if (out.is_open()) {
+            auto [wec, n] = co_await asio::async_write(out, asio::buffer(chunk), asio::as_tuple(asio::use_awaitable));
+            if (wec) out.close();
+        } else {
+            write_all(1, chunk);
+        }
+    }
+}
+
+/// --label: each line of a stream as an escaped log line, `NAME | text` (stdout) or
+/// `NAME ! text` (stderr), on drover's stdout.
+asio::awaitable<void> label_lines(asio::posix::stream_descriptor& d, std::string prefix) {
+    drover::line_reader lines(d, 16 * 1024);
+    for (;;) {
+        auto [ec, l] = co_await lines.next(asio::as_tuple(asio::use_awaitable));
+        if (ec || !l) co_return;
+        std::string rec = prefix + drover::escape(l->text);
+        if (l->truncated()) rec += fmt::format(" [drover: line cut, {} more bytes]", l->dropped);
+        if (!l->complete) rec += " [drover: no newline at end]";
+        rec += '\n';
+        write_all(1, rec);
+    }
 }
 
 std::string self_exe() {
@@ -136,8 +428,34 @@ struct run_options {
     std::string stop_signal = "TERM";
     bool cgroup = false;
     bool no_cgroup = false;
+    std::optional<std::string> std_in, std_out, std_err;
+    bool capture = false;
+    std::optional<std::string> max_output;
+    std::optional<std::string> on_overflow;
+    bool json = false;
+    std::string drain_grace = "1s";
+    bool pty = false;
+    std::optional<std::string> pty_size;
+    std::optional<std::string> label;
     std::vector<std::string> argv;
 };
+
+/// --stdin/--stdout/--stderr: "inherit", "null", "stdout" (stderr only), or a file path.
+std::optional<drover::stdio> stdio_spec(const std::string& v, int fd, spdlog::logger& log) {
+    if (v == "inherit") return drover::stdio::inherit();
+    if (v == "null") return drover::stdio::null();
+    if (v == "stdout") {
+        if (fd == 2) return drover::stdio::to_stdout();
+        log.error("run: --{} stdout: only --stderr can go to stdout", fd == 0 ? "stdin" : "stdout");
+        return std::nullopt;
+    }
+    if (v.empty()) {
+        log.error("run: --{} needs inherit, null{} or a file path", fd == 0 ? "stdin" : fd == 1 ? "stdout" : "stderr",
+                  fd == 2 ? ", stdout" : "");
+        return std::nullopt;
+    }
+    return drover::stdio::file(v);
+}
 
 /// `drover __guard CGROUP SESSION`: started by `drover run` (outside the child's tree, in its
 /// own session, with no parent-death signal). It waits on its stdin, a pipe from drover run:
@@ -183,6 +501,65 @@ int run(const run_options& o, spdlog::logger& log) {
         log.error("run: --cgroup and --no-cgroup contradict each other");
         return exit_drover_failed;
     }
+    const bool capture = o.capture || o.json;
+    drover::run_options capture_opts;
+    if (o.max_output) {
+        auto n = parse_size(*o.max_output);
+        if (!n) {
+            log.error("run: --max-output '{}' is not a size (like 1MiB, 64k, 1048576)", drover::escape(*o.max_output));
+            return exit_drover_failed;
+        }
+        capture_opts.max_output = *n;
+    }
+    if (o.on_overflow) {
+        if (*o.on_overflow == "truncate") capture_opts.on_overflow = drover::overflow_policy::truncate;
+        else if (*o.on_overflow == "kill") capture_opts.on_overflow = drover::overflow_policy::kill;
+        else {
+            log.error("run: --on-overflow '{}' is not truncate or kill", drover::escape(*o.on_overflow));
+            return exit_drover_failed;
+        }
+    }
+    if ((o.max_output || o.on_overflow) && !capture) {
+        log.error("run: --max-output and --on-overflow apply to --capture (or --json); add one of them");
+        return exit_drover_failed;
+    }
+    auto drain = parse_duration(o.drain_grace);
+    if (!drain) {
+        log.error("run: --drain-grace '{}' is not a duration (like 500ms, 1s)", drover::escape(o.drain_grace));
+        return exit_drover_failed;
+    }
+    capture_opts.drain_grace = std::chrono::duration_cast<std::chrono::steady_clock::duration>(*drain);
+    std::optional<std::pair<unsigned short, unsigned short>> pty_size;
+    if (o.pty_size) {
+        pty_size = parse_pty_size(*o.pty_size);
+        if (!pty_size) {
+            log.error("run: --pty-size '{}' is not ROWSxCOLS (like 24x80)", drover::escape(*o.pty_size));
+            return exit_drover_failed;
+        }
+        if (!o.pty) {
+            log.error("run: --pty-size needs --pty");
+            return exit_drover_failed;
+        }
+    }
+    {
+        int modes = (capture ? 1 : 0) + (o.pty ? 1 : 0) + (o.label ? 1 : 0);
+        if (modes > 1) {
+            log.error("run: --capture/--json, --pty and --label each decide where the output goes; pick one");
+            return exit_drover_failed;
+        }
+        if (o.pty && (o.std_in || o.std_out || o.std_err)) {
+            log.error("run: --pty connects stdin, stdout and stderr to the terminal; drop --stdin/--stdout/--stderr");
+            return exit_drover_failed;
+        }
+        if ((capture || o.label) && (o.std_out || o.std_err)) {
+            log.error("run: --{} reads stdout and stderr itself; drop --stdout/--stderr", capture ? "capture" : "label");
+            return exit_drover_failed;
+        }
+        if (o.label && o.label->empty()) {
+            log.error("run: --label needs a name");
+            return exit_drover_failed;
+        }
+    }
     drover::command cmd(o.argv.front(), std::vector<std::string>(o.argv.begin() + 1, o.argv.end()));
     if (o.env_clear) cmd.env_clear();
     for (const auto& k : o.env_keep) cmd.env_keep(k);
@@ -195,6 +572,27 @@ int run(const run_options& o, spdlog::logger& log) {
         cmd.env(kv.substr(0, eq), kv.substr(eq + 1));
     }
     if (o.cwd) cmd.cwd(*o.cwd);
+    if (o.std_in) {
+        auto sp = stdio_spec(*o.std_in, 0, log);
+        if (!sp) return exit_drover_failed;
+        cmd.std_in(*sp);
+    }
+    if (o.std_out) {
+        auto sp = stdio_spec(*o.std_out, 1, log);
+        if (!sp) return exit_drover_failed;
+        cmd.std_out(*sp);
+    }
+    if (o.std_err) {
+        auto sp = stdio_spec(*o.std_err, 2, log);
+        if (!sp) return exit_drover_failed;
+        cmd.std_err(*sp);
+    }
+    if (capture || o.label) cmd.std_out(drover::stdio::pipe()).std_err(drover::stdio::pipe());
+    if (o.pty) {
+        auto size = pty_size ? pty_size : terminal_size();
+        auto [rows, cols] = size.value_or(std::pair<unsigned short, unsigned short>{24, 80});
+        cmd.std_in(drover::stdio::pty(rows, cols)).std_out(drover::stdio::pty()).std_err(drover::stdio::pty());
+    }
     cmd.stop_signal(*stop_signal)
         .stop_grace(std::chrono::duration_cast<std::chrono::steady_clock::duration>(*grace))
         .cgroup(o.cgroup ? drover::cgroup_mode::required
@@ -217,6 +615,7 @@ int run(const run_options& o, spdlog::logger& log) {
     const bool guarded_session = o.no_cgroup && !pid1;
     if (guarded_session) cmd.parent_death_signal(0);
     drover::spawn_failure failure;
+    const auto spawned_at = std::chrono::steady_clock::now();
     drover::child child = drover::spawn(ctx, cmd, failure);
     if (failure) {
         log.error("{}", failure.message());
@@ -280,6 +679,9 @@ int run(const run_options& o, spdlog::logger& log) {
                         log.debug("SIG{}: stopping the process tree", sigabbrev_np(sig));
                         child.async_stop(sig, cmd.stop_grace(), [](boost::system::error_code, drover::exit_status) {});
                     }
+                } else if (sig == SIGWINCH) {
+                    if (o.pty) // our terminal changed size: so does the child's
+                        if (auto size = terminal_size()) child.resize_pty(size->first, size->second, sec);
                 } else if (sig == SIGHUP) {
                     child.signal_tree(sig, sec); // often "reload": no escalation
                     log.debug("forwarded SIGHUP to the tree: {}", sec ? sec.message() : "ok");
@@ -294,9 +696,41 @@ int run(const run_options& o, spdlog::logger& log) {
     read_signal();
     drover::reap_orphans(); // any that exited before the signalfd existed
 
+    // Where the output goes: --pty relays the terminal, --label logs lines, --capture keeps it.
+    asio::posix::stream_descriptor pty_in(ctx), pty_out(ctx);
+    asio::steady_timer pty_drain(ctx);
+    std::optional<raw_terminal> raw;
+    if (o.pty) {
+        raw.emplace(0);
+        int sync_in = -1;
+        if (::fcntl(0, F_GETFD) >= 0) {
+            int fd = private_nonblocking(0, O_RDONLY);
+            boost::system::error_code aec;
+            if (fd >= 0) pty_in.assign(fd, aec);
+            if (fd < 0 || aec) { // a file or /dev/null: read it as it comes, it never blocks long
+                if (fd >= 0 && aec) ::close(fd);
+                sync_in = 0;
+            }
+        }
+        int ofd = private_nonblocking(1, O_WRONLY);
+        if (ofd >= 0) {
+            boost::system::error_code aec;
+            pty_out.assign(ofd, aec);
+            if (aec) ::close(ofd);
+        }
+        asio::co_spawn(ctx, relay_input(pty_in, sync_in, child.pty()), asio::detached);
+        asio::co_spawn(ctx, relay_output(child.pty(), pty_out), [&](std::exception_ptr) { pty_drain.cancel(); });
+    }
+    if (o.label) {
+        std::string name = drover::escape(*o.label);
+        asio::co_spawn(ctx, label_lines(child.std_out(), name + " | "), asio::detached);
+        asio::co_spawn(ctx, label_lines(child.std_err(), name + " ! "), asio::detached);
+    }
+
     drover::exit_status status;
     boost::system::error_code wait_ec;
     bool timed_out = false;
+    std::optional<drover::run_result> captured;
     auto done = [&] {
         finished = true;
         boost::system::error_code ignored;
@@ -308,36 +742,91 @@ int run(const run_options& o, spdlog::logger& log) {
             guard.std_in().close(ignored);
             guard.async_wait([](boost::system::error_code, drover::exit_status) {});
         }
+        if (o.pty) {
+            // The tree is gone, so the terminal reports EIO once its output is read; if
+            // something else still holds it, give up on it after a moment.
+            pty_in.close(ignored);
+            pty_drain.expires_after(std::chrono::seconds(2));
+            pty_drain.async_wait([&](boost::system::error_code ec) {
+                if (!ec) child.pty().close(ignored);
+            });
+        }
+    };
+    auto report_timeout = [&](const drover::exit_status& st) {
+        log.warn("'{}' timed out after {}; its process tree was stopped ({})", drover::escape(o.argv.front()),
+                 *o.timeout, st);
     };
     auto on_main_exit = [&](boost::system::error_code ec, drover::exit_status st) {
         wait_ec = ec == drover::errc::timed_out ? boost::system::error_code{} : ec;
         timed_out = ec == drover::errc::timed_out;
         status = st;
         if (timed_out) {
-            log.warn("'{}' timed out after {}; its process tree was stopped ({})", drover::escape(o.argv.front()),
-                     *o.timeout, st);
+            report_timeout(st);
             return done();
         }
         // The main process is gone; stop whatever it left running, then finish.
         child.async_stop([&](boost::system::error_code, drover::exit_status) { done(); });
     };
-    if (timeout)
+    if (capture) {
+        // Capture both streams (bounded), wait, drain, and stop what the command left running.
+        if (timeout) capture_opts.timeout = std::chrono::duration_cast<std::chrono::steady_clock::duration>(*timeout);
+        const auto capture_from = std::chrono::steady_clock::now();
+        drover::async_capture(child, capture_opts, [&, capture_from](std::exception_ptr e, drover::run_result r) {
+            if (e) {
+                try {
+                    std::rethrow_exception(e);
+                } catch (const boost::system::system_error& se) {
+                    wait_ec = se.code();
+                } catch (const std::exception& ex) {
+                    log.error("capturing the output of '{}': {}", drover::escape(o.argv.front()), ex.what());
+                    wait_ec = make_error_code(boost::system::errc::io_error);
+                }
+            } else {
+                status = r.status;
+                timed_out = r.timed_out;
+                r.duration += capture_from - spawned_at; // async_capture counts from its call
+                if (timed_out) report_timeout(r.status);
+                captured = std::move(r);
+            }
+            done();
+        });
+    } else if (timeout) {
         child.async_wait_for(std::chrono::duration_cast<std::chrono::steady_clock::duration>(*timeout), on_main_exit);
-    else
+    } else {
         child.async_wait(on_main_exit);
+    }
     ctx.run();
+    if (raw) raw->restore();
     drover::reap_orphans();
     if (wait_ec) {
-        log.error("waiting for '{}': {}", o.argv.front(), wait_ec.message());
+        log.error("waiting for '{}': {}", drover::escape(o.argv.front()), wait_ec.message());
         return exit_drover_failed;
     }
-    log.debug("'{}' {}", o.argv.front(), status);
-    if (timed_out) return exit_timed_out;
-    if (status.is_unknown()) {
-        log.error("'{}': {}", o.argv.front(), status);
-        return exit_drover_failed;
+    log.debug("'{}' {}", drover::escape(o.argv.front()), status);
+    int rc = status.shell_code();
+    if (timed_out) rc = exit_timed_out;
+    else if (status.is_unknown()) {
+        log.error("'{}': {}", drover::escape(o.argv.front()), status);
+        rc = exit_drover_failed;
     }
-    return status.shell_code();
+    if (captured) {
+        if (o.json) {
+            write_all(1, run_json(o.argv, *captured, rc));
+        } else {
+            write_all(1, captured->out.text());
+            write_all(2, captured->err.text());
+        }
+        for (auto [name, c] : {std::pair{"stdout", &captured->out}, std::pair{"stderr", &captured->err}})
+            if (c->truncated())
+                log.warn("{} of '{}': {} bytes, {} kept (first and last {}), {} dropped{}", name,
+                         drover::escape(o.argv.front()), c->total_bytes, c->head.size() + c->tail.size(),
+                         c->head.size(), c->dropped_bytes(),
+                         capture_opts.on_overflow == drover::overflow_policy::kill ? "; the tree was killed" : "");
+        if (captured->drain_timed_out)
+            log.warn("'{}' exited, but its output stayed open (a process it started?); stopped reading after {}",
+                     drover::escape(o.argv.front()), o.drain_grace);
+    }
+    return rc;
 }
 
 } // namespace
@@ -374,6 +863,23 @@ int main(int argc, char** argv) {
     run_cmd->add_option("--stop-signal", ro.stop_signal, "First signal of a stop (default TERM)");
     run_cmd->add_flag("--cgroup", ro.cgroup, "Require a cgroup v2 leaf for the tree (fail if there is none)");
     run_cmd->add_flag("--no-cgroup", ro.no_cgroup, "Track the tree by session and /proc, without a cgroup");
+    run_cmd->add_option("--stdin", ro.std_in, "The child's stdin: inherit (default), null, or a file");
+    run_cmd->add_option("--stdout", ro.std_out, "The child's stdout: inherit (default), null, or a file (truncated)");
+    run_cmd->add_option("--stderr", ro.std_err, "The child's stderr: inherit (default), null, stdout, or a file");
+    run_cmd->add_flag("--capture", ro.capture,
+                      "Capture stdout and stderr (bounded by --max-output) and print them when the command ends");
+    run_cmd->add_option("--max-output", ro.max_output,
+                        "Bytes kept per stream with --capture (default 16MiB): the first and last half");
+    run_cmd->add_option("--on-overflow", ro.on_overflow,
+                        "Past --max-output: truncate (default: keep draining) or kill (the tree)");
+    run_cmd->add_flag("--json", ro.json,
+                      "Print one JSON record: status, duration, rusage, both streams (implies --capture)");
+    run_cmd->add_option("--drain-grace", ro.drain_grace,
+                        "With --capture: how long output may still arrive after the command exits (default 1s)");
+    run_cmd->add_flag("--pty", ro.pty, "Run the command on a new pseudo-terminal, relayed to drover's stdin/stdout");
+    run_cmd->add_option("--pty-size", ro.pty_size, "The terminal's size as ROWSxCOLS (default: drover's terminal, or 24x80)");
+    run_cmd->add_option("--label", ro.label,
+                        "Print each output line as an escaped log line: 'NAME | line' (stdout), 'NAME ! line' (stderr)");
     // Everything from PROGRAM on belongs to the child, untouched (options included).
     run_cmd->prefix_command();
     run_cmd->allow_extras();
@@ -390,8 +896,10 @@ int main(int argc, char** argv) {
             child_argv.assign(argv + i + 1, argv + argc);
             break;
         }
-        if (a == "--cwd" || a == "--env" || a == "--env-keep" || a == "--timeout" || a == "--grace" ||
-            a == "--stop-signal") {
+        static const std::array<std::string_view, 14> with_value = {
+            "--cwd",    "--env",        "--env-keep",  "--timeout",  "--grace",       "--stop-signal", "--stdin",
+            "--stdout", "--stderr",     "--max-output", "--on-overflow", "--drain-grace", "--pty-size",  "--label"};
+        if (std::find(with_value.begin(), with_value.end(), a) != with_value.end()) {
             ++i; // the option's value
             continue;
         }
