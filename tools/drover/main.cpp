@@ -233,7 +233,8 @@ boost::json::object stream_json(const drover::captured_output& c) {
     return o;
 }
 
-double millis(std::chrono::nanoseconds d) { return static_cast<double>(d.count()) / 1e6; }
+/// Whole microseconds: JSON readers get integers (Boost.JSON writes doubles as 4.9E1).
+std::int64_t micros(std::chrono::nanoseconds d) { return std::chrono::duration_cast<std::chrono::microseconds>(d).count(); }
 
 /// The JSON record of `drover run --json`: one object, one line.
 std::string run_json(const std::vector<std::string>& argv, const drover::run_result& r, int exit_code) {
@@ -262,11 +263,11 @@ std::string run_json(const std::vector<std::string>& argv, const drover::run_res
     j["status"] = std::move(st);
     j["exit_code"] = exit_code;
     j["timed_out"] = r.timed_out;
-    j["duration_ms"] = millis(r.duration);
+    j["duration_us"] = micros(r.duration);
     if (r.usage) {
         boost::json::object u;
-        u["user_cpu_ms"] = millis(r.usage->user_cpu);
-        u["system_cpu_ms"] = millis(r.usage->system_cpu);
+        u["user_cpu_us"] = micros(r.usage->user_cpu);
+        u["system_cpu_us"] = micros(r.usage->system_cpu);
         u["max_rss_kib"] = r.usage->max_rss_kib;
         u["minor_faults"] = r.usage->minor_faults;
         u["major_faults"] = r.usage->major_faults;
