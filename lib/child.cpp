@@ -21,6 +21,7 @@
 #include "detail/child_impl.hpp"
 #include "detail/launch.hpp"
 #include "detail/log.hpp"
+#include "detail/pipe_writer_access.hpp"
 #include "detail/registry.hpp"
 #include "detail/spawn_thread.hpp"
 #include "detail/sys.hpp"
@@ -488,7 +489,7 @@ child spawn(const asio::any_io_executor& ex, const command& cmd, spawn_failure& 
         if (!ec) {
             l.pidfd.release();
             impl->pid = l.pid;
-            if (l.parent_end[0] && !ec) impl->in.emplace(ex).descriptor().assign(l.parent_end[0].get(), ec);
+            if (l.parent_end[0] && !ec) pipe_writer_access::descriptor(impl->in.emplace(ex)).assign(l.parent_end[0].get(), ec);
             if (!ec) l.parent_end[0].release();
             if (l.parent_end[1] && !ec) impl->out.emplace(ex).assign(l.parent_end[1].get(), ec);
             if (!ec) l.parent_end[1].release();

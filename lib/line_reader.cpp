@@ -38,14 +38,19 @@ struct line_reader_access {
 
     /// A complete line from what was read, if there is one.
     static std::optional<line> split(line_reader& r) {
-        auto pos = r.buf_.find('\n');
+        auto pos = r.buf_.find('\n', r.start_);
         if (pos == std::string::npos) {
-            add(r, r.buf_.data(), r.buf_.size());
+            add(r, r.buf_.data() + r.start_, r.buf_.size() - r.start_);
             r.buf_.clear();
+            r.start_ = 0;
             return std::nullopt;
         }
-        add(r, r.buf_.data(), pos);
-        r.buf_.erase(0, pos + 1);
+        add(r, r.buf_.data() + r.start_, pos - r.start_);
+        r.start_ = pos + 1; // no erase per line: splitting stays linear in the bytes read
+        if (r.start_ == r.buf_.size()) {
+            r.buf_.clear();
+            r.start_ = 0;
+        }
         r.have_partial_ = true;
         return take_line(r, true);
     }
@@ -82,6 +87,10 @@ struct line_reader_access {
                 if (rd.have_partial_) return self.complete(error_code{}, take_line(rd, false));
                 return self.complete(error_code{}, std::nullopt);
             }
+            if (rd.start_ != 0) { // unreachable: split() consumed the buffer; keep it compact anyway
+                rd.buf_.erase(0, rd.start_);
+                rd.start_ = 0;
+            }
             before = rd.buf_.size();
             reading = true;
             rd.buf_.resize(before + read_size);
@@ -99,12 +108,13 @@ struct line_reader_access {
             auto& rd = *r;
             if (!started) {
                 started = true;
-                if (!rd.partial_.empty() || !rd.buf_.empty() || rd.eof_) {
+                if (!rd.partial_.empty() || rd.start_ != rd.buf_.size() || rd.eof_) {
                     // What a line read left behind comes first.
                     chunk = std::move(rd.partial_);
-                    chunk += rd.buf_;
+                    chunk.append(rd.buf_, rd.start_, std::string::npos);
                     rd.partial_.clear();
                     rd.buf_.clear();
+                    rd.start_ = 0;
                     rd.dropped_ = 0;
                     rd.have_partial_ = false;
                     leftover = true;

@@ -1,5 +1,7 @@
 #include "drover/pipe_writer.hpp"
 
+#include "detail/pipe_writer_access.hpp"
+
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -46,14 +48,6 @@ ssize_t write_without_sigpipe(int fd, const void* p, std::size_t n) noexcept {
     return r;
 }
 
-bool writable_now(int fd) noexcept {
-    pollfd p{fd, POLLOUT, 0};
-    int r;
-    do r = ::poll(&p, 1, 0);
-    while (r < 0 && errno == EINTR);
-    return r > 0;
-}
-
 struct write_op {
     pipe_writer* w;
     asio::posix::stream_descriptor* fd;
@@ -71,31 +65,41 @@ struct write_op {
             auto ex = fd->get_executor();
             return asio::post(ex, [self = std::move(self)]() mutable { self(error_code{}); });
         }
-        if (ec && ec != asio::error::operation_aborted) return self.complete(ec, done);
-        if (ec && self.cancelled() != asio::cancellation_type::none) return self.complete(ec, done);
-        if (!fd->is_open()) return self.complete(asio::error::bad_descriptor, done);
-        // operation_aborted without a cancellation: our own nudge (see below); try again.
+        // Cancelled, closed, or the writer destroyed (its descriptor too): complete without
+        // touching the descriptor again.
+        if (ec) return self.complete(ec, done);
         while (done < data.size()) {
             error_code wec;
-            std::size_t n = w->write_some(asio::buffer(static_cast<const char*>(data.data()) + done,
-                                                       data.size() - done), wec);
+            std::size_t n = pipe_writer_access::write_now(*w, asio::buffer(static_cast<const char*>(data.data()) + done,
+                                                           data.size() - done), wec);
             done += n;
             if (wec == asio::error::would_block) break;
             if (wec) return self.complete(wec, done);
             if (!all && done > 0) return self.complete(error_code{}, done);
         }
         if (done == data.size()) return self.complete(error_code{}, done);
+        // Asio re-arms the descriptor (EPOLL_CTL_MOD) for each new wait, so room freed before
+        // the wait is queued is still reported.
         fd->async_wait(asio::posix::descriptor_base::wait_write, std::move(self));
-        // Asio's epoll registration is edge-triggered: space freed while no wait was queued
-        // would be missed. Look once more; if the pipe is writable, nudge the wait.
-        if (fd->is_open() && writable_now(fd->native_handle())) {
-            error_code ignored;
-            fd->cancel(ignored);
-        }
     }
 };
 
 } // namespace
+
+std::size_t pipe_writer::write_some_blocking(asio::const_buffer data, error_code& ec) noexcept {
+    for (;;) {
+        std::size_t n = write_some_now(data, ec);
+        if (ec != asio::error::would_block) return n;
+        pollfd p{fd_.native_handle(), POLLOUT, 0};
+        int r;
+        do r = ::poll(&p, 1, -1);
+        while (r < 0 && errno == EINTR);
+        if (r < 0) {
+            ec = error_code(errno, boost::system::system_category());
+            return 0;
+        }
+    }
+}
 
 std::size_t pipe_writer::write_some_now(asio::const_buffer data, error_code& ec) noexcept {
     ec.clear();

@@ -35,7 +35,8 @@ std::string captured_output::text() const {
 namespace {
 
 constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
-using clk_point = std::chrono::steady_clock::time_point;
+using clk = std::chrono::steady_clock;
+using clk_point = clk::time_point;
 
 /// Keeps the first `head_cap` bytes and the last `tail_cap` bytes of a stream in bounded memory.
 class bounded_capture {
@@ -73,6 +74,10 @@ public:
         if (pos_ == 0) out_.tail = std::move(ring_);
         else out_.tail = ring_.substr(pos_) + ring_.substr(0, pos_);
         ring_.clear();
+        if (out_.total_bytes == out_.head.size() + out_.tail.size()) { // nothing dropped: one piece
+            out_.head += out_.tail;
+            out_.tail.clear();
+        }
     }
 
 private:
@@ -95,8 +100,23 @@ struct run_state {
     child owned;            // async_run: the child; async_capture: empty
     child* cp = &owned;     // the child captured
     run_result r;
-    int readers = 0;
+    int readers = 0; // capture coroutines still reading
+    int writers = 0; // the input writer, while it runs
     bool capture_err = false;
+
+    /// Wakes the main coroutine (on the strand) when a reader or the writer finished.
+    void notify() { sync.cancel(); }
+
+    /// Waits on the strand until `done()` holds or `deadline` passes; true if it holds.
+    template <typename Pred>
+    asio::awaitable<bool> wait_until(Pred done, asio::steady_timer::time_point deadline) {
+        while (!done()) {
+            if (asio::steady_timer::clock_type::now() >= deadline) co_return false;
+            sync.expires_at(deadline);
+            co_await sync.async_wait(asio::as_tuple(asio::use_awaitable));
+        }
+        co_return true;
+    }
 };
 
 asio::awaitable<void> read_stream(std::shared_ptr<run_state> st, asio::posix::stream_descriptor& d,
@@ -117,7 +137,8 @@ asio::awaitable<void> read_stream(std::shared_ptr<run_state> st, asio::posix::st
         if (ec) break; // EOF, closed by the drain deadline, or a read error: the stream ends
     }
     cap.finish();
-    if (--st->readers == 0) st->sync.cancel();
+    --st->readers;
+    st->notify();
 }
 
 asio::awaitable<void> write_input(std::shared_ptr<run_state> st) {
@@ -125,10 +146,11 @@ asio::awaitable<void> write_input(std::shared_ptr<run_state> st) {
     auto& in = st->cp->std_in();
     const std::string& data = *st->opts.input;
     auto [ec, n] = co_await in.write(asio::buffer(data), tuple_awaitable);
-    if (ec && ec != asio::error::operation_aborted) st->r.input_broken = true;
-    (void)n;
+    if (ec || n != data.size()) st->r.input_broken = true;
     error_code ignored;
     in.close(ignored);
+    --st->writers;
+    st->notify();
 }
 
 /// Captures, waits, drains and cleans up `*st->cp`, which runs already.
@@ -138,6 +160,7 @@ asio::awaitable<run_result> capture_main(std::shared_ptr<run_state> st, clk_poin
     st->r.pid = c.id().value_or(-1);
 
     st->readers = 1 + (st->capture_err ? 1 : 0);
+    st->writers = o.input ? 1 : 0;
     asio::co_spawn(st->ex, read_stream(st, c.std_out(), st->r.out), asio::detached);
     if (st->capture_err) asio::co_spawn(st->ex, read_stream(st, c.std_err(), st->r.err), asio::detached);
     if (o.input) asio::co_spawn(st->ex, write_input(st), asio::detached);
@@ -147,36 +170,31 @@ asio::awaitable<run_result> capture_main(std::shared_ptr<run_state> st, clk_poin
     st->r.duration = std::chrono::steady_clock::now() - start;
     st->r.status = status;
     st->r.usage = c.usage();
-    bool aborted = false;
+    error_code failure; // reported after the cleanup below, which runs whatever happened
     if (ec == errc::timed_out) st->r.timed_out = true;
-    else if (ec == asio::error::operation_aborted) aborted = true;
-    else if (ec) throw boost::system::system_error(ec, "waiting for the child");
+    else if (ec) failure = ec; // operation_aborted: cancelled (the tree was stopped)
 
     // The main process is gone; what it started may still hold the pipes. Give them the drain
-    // grace, then close them.
-    if (st->readers > 0) {
-        st->sync.expires_after(o.drain_grace);
-        co_await st->sync.async_wait(tuple_awaitable);
-    }
-    if (st->readers > 0) {
+    // grace, then close them and wait for the readers to notice.
+    if (!co_await st->wait_until([&] { return st->readers == 0; }, clk::now() + o.drain_grace)) {
         st->r.drain_timed_out = true;
         error_code ignored;
         c.std_out().close(ignored);
         if (st->capture_err) c.std_err().close(ignored);
-        st->sync.expires_at(asio::steady_timer::time_point::max());
-        if (st->readers > 0) co_await st->sync.async_wait(tuple_awaitable);
     }
-    if (o.input && c.std_in().is_open()) {
+    // A child that never read all its input: close stdin, so the writer ends too.
+    if (st->writers > 0) {
         error_code ignored;
-        c.std_in().close(ignored); // a child that never read its input
+        c.std_in().close(ignored);
     }
+    co_await st->wait_until([&] { return st->readers == 0 && st->writers == 0; }, clk::time_point::max());
 
     // Nothing of the run may outlive it: stop what is left of the tree (stop signal, grace,
     // SIGKILL) and wait until it is gone; this also removes the leaf cgroup.
     st->r.killed_leftovers = !c.tree_pids().empty();
     co_await c.async_stop(tuple_awaitable);
 
-    if (aborted) throw boost::system::system_error(asio::error::operation_aborted, "async_run");
+    if (failure) throw boost::system::system_error(failure, "async_run");
     co_return std::move(st->r);
 }
 

@@ -1,5 +1,8 @@
 // `drover run`'s output options: --capture, --max-output, --json, --label (E4), --pty,
 // --stdin/--stdout/--stderr; driven through the real binary, captured with async_run.
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <doctest/doctest.h>
 
 #include <boost/json/parse.hpp>
@@ -136,6 +139,28 @@ TEST_CASE("drover run --pty relays drover's stdin to the child's terminal") {
     }());
     CHECK(r.status.code() == 0);
     CHECK(r.out.head == "typed line\r\ntyped line\r\n"); // the terminal's echo, then the child's copy
+}
+
+TEST_CASE("drover run --pty with stdin on a socket (ssh, socket activation) relays it and ends promptly") {
+    int sv[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    REQUIRE(::write(sv[0], "via socket\n", 11) == 11);
+    asio::io_context ctx;
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = run(ctx, [](int in) -> asio::awaitable<run_result> {
+        auto ex = co_await asio::this_coro::executor;
+        std::vector<std::string> args = {"run", "--pty", "--", helper_path(), "head-lines", "1"};
+        command cmd(DROVER_BIN, std::move(args));
+        cmd.std_in(stdio::fd(in));
+        run_options o;
+        o.timeout = 30s;
+        co_return co_await async_run(ex, std::move(cmd), o, asio::use_awaitable);
+    }(sv[1]));
+    ::close(sv[0]);
+    ::close(sv[1]);
+    CHECK(std::chrono::steady_clock::now() - t0 < 1500ms); // no blocking read, no idle drain wait
+    CHECK(r.status.code() == 0);
+    CHECK(r.out.head == "via socket\r\nvia socket\r\n");
 }
 
 TEST_CASE("drover run --stdin/--stdout/--stderr: null, files, stderr to stdout") {

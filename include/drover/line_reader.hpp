@@ -40,7 +40,8 @@ struct line {
 /// (`drover::escape`) before they reach a log or a terminal.
 ///
 /// `next_chunk()` completes with `void(error_code, std::string)`: whatever is available (up to
-/// 64 KiB), an empty string at the end.
+/// 64 KiB), an empty string at the end. After `next()`, it first returns what `next()` had read
+/// but not yet returned (a partial line keeps only its first `max_length` bytes).
 ///
 /// The reader refers to the descriptor, which must outlive it. One operation at a time.
 class line_reader {
@@ -63,7 +64,7 @@ public:
     }
 
     /// True once the end of the output was reached.
-    bool at_end() const noexcept { return eof_ && buf_.empty() && !have_partial_; }
+    bool at_end() const noexcept { return eof_ && start_ == buf_.size() && !have_partial_; }
     std::size_t max_length() const noexcept { return max_; }
 
 private:
@@ -75,7 +76,8 @@ private:
     std::size_t max_;
     bool tty_ = false;
     bool eof_ = false;
-    std::string buf_;          // read, not yet split
+    std::string buf_;          // read; bytes before start_ are already split off
+    std::size_t start_ = 0;
     std::string partial_;      // the line being assembled (at most max_ bytes)
     std::uint64_t dropped_ = 0;
     bool have_partial_ = false;

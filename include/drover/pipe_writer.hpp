@@ -23,7 +23,8 @@ namespace drover {
 /// for the duration of the `write(2)` and consumes the SIGPIPE the kernel queued for it.)
 ///
 /// It is an Asio AsyncWriteStream and SyncWriteStream, so `asio::async_write` and
-/// `asio::write` work on it. Like every Asio I/O object, it must not be used from two threads
+/// `asio::write` work on it (the synchronous forms block the calling thread while the pipe is
+/// full). Like every Asio I/O object, it must not be used from two threads
 /// at once, and the data written must stay valid until the operation completes.
 class pipe_writer {
 public:
@@ -59,31 +60,31 @@ public:
             token, this, first_buffer(buffers));
     }
 
-    /// SyncWriteStream: one non-blocking write attempt (`would_block` when the pipe is full).
+    /// SyncWriteStream: writes some bytes, blocking the calling thread while the pipe is full.
     template <typename ConstBufferSequence>
     std::size_t write_some(const ConstBufferSequence& buffers, error_code& ec) {
-        return write_some_now(first_buffer(buffers), ec);
+        return write_some_blocking(first_buffer(buffers), ec);
     }
     template <typename ConstBufferSequence>
     std::size_t write_some(const ConstBufferSequence& buffers) {
         error_code ec;
-        std::size_t n = write_some_now(first_buffer(buffers), ec);
+        std::size_t n = write_some_blocking(first_buffer(buffers), ec);
         if (ec) throw boost::system::system_error(ec, "pipe_writer::write_some");
         return n;
     }
 
-    /// Closes the pipe: the child reads EOF. Pending writes complete with `operation_aborted`.
+    /// Closes the pipe: the child reads EOF. A pending write completes with `operation_aborted`
+    /// and the bytes written so far.
     void close() { fd_.close(); }
     void close(error_code& ec) { fd_.close(ec); }
     bool is_open() const noexcept { return fd_.is_open(); }
     int native_handle() noexcept { return fd_.native_handle(); }
-    /// Cancels pending writes (they complete with `operation_aborted`).
+    /// Cancels a pending write: it completes with `operation_aborted` and the bytes written.
     void cancel(error_code& ec) { fd_.cancel(ec); }
 
-    /// Internal: the descriptor (spawn assigns the pipe through it).
-    boost::asio::posix::stream_descriptor& descriptor() noexcept { return fd_; }
-
 private:
+    friend struct pipe_writer_access; // spawn() assigns the pipe
+
     template <typename ConstBufferSequence>
     static boost::asio::const_buffer first_buffer(const ConstBufferSequence& buffers) {
         for (auto it = boost::asio::buffer_sequence_begin(buffers); it != boost::asio::buffer_sequence_end(buffers); ++it) {
@@ -93,6 +94,7 @@ private:
         return {};
     }
     std::size_t write_some_now(boost::asio::const_buffer data, error_code& ec) noexcept;
+    std::size_t write_some_blocking(boost::asio::const_buffer data, error_code& ec) noexcept;
     static void write_impl(pipe_writer* self, boost::asio::const_buffer data, bool all,
                            boost::asio::any_completion_handler<write_signature> handler);
 

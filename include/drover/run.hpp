@@ -37,7 +37,8 @@ struct run_options {
     /// Capture stderr (default). When false, and not merged, stderr is what the command says.
     bool capture_stderr = true;
     /// Written to the child's stdin, which is then closed. Without it, stdin is what the
-    /// command says (default: inherited).
+    /// command says (default: inherited, as with Python's `subprocess.run`; give the command
+    /// `std_in(stdio::null())` for Go's default).
     std::optional<std::string> input;
     /// Stop the tree (stop signal, the command's grace, SIGKILL) when the run takes longer.
     std::optional<std::chrono::steady_clock::duration> timeout;
@@ -49,8 +50,8 @@ struct run_options {
 
 /// One captured stream: all of it, or its head and tail with the middle counted.
 struct captured_output {
-    std::string head;              ///< the first bytes (everything, when not truncated)
-    std::string tail;              ///< the last bytes, when truncated
+    std::string head;              ///< the first bytes; everything, when nothing was dropped
+    std::string tail;              ///< the last bytes, when the middle was dropped; else empty
     std::uint64_t total_bytes = 0; ///< everything the child wrote to the stream
 
     std::uint64_t dropped_bytes() const noexcept { return total_bytes - head.size() - tail.size(); }
@@ -94,10 +95,11 @@ void async_run_impl(const boost::asio::any_io_executor& ex, command cmd, run_opt
 
 class child;
 /// As `async_run`, for a child you spawned yourself (to keep signalling it, say): its stdout
-/// must be `stdio::pipe()`, and so must its stderr when captured (not merged; merge by
-/// spawning with `stdio::to_stdout()`) and its stdin when `input` is given; otherwise the
-/// operation fails with `errc::not_piped`. `merge_stderr` is ignored. `duration` counts from
-/// the call. The child must outlive the operation.
+/// must be `stdio::pipe()`, and so must its stderr unless `capture_stderr` is false (set it
+/// false when you spawned with `stdio::to_stdout()` or left stderr inherited), and its stdin
+/// when `input` is given; otherwise the operation fails with `errc::not_piped`.
+/// `merge_stderr` is ignored. `duration` counts from the call. The child must outlive the
+/// operation.
 void async_capture_impl(child& c, run_options opts, boost::asio::any_completion_handler<run_signature> handler);
 
 /// The default token is `use_awaitable`, not `deferred` as elsewhere in drover: Boost 1.81

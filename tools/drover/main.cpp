@@ -10,6 +10,7 @@
 #include <sys/ioctl.h>
 #include <sys/select.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
@@ -329,18 +330,34 @@ std::optional<std::pair<unsigned short, unsigned short>> terminal_size() {
     return std::nullopt;
 }
 
+/// How --pty reads drover's stdin without blocking the io_context or changing the O_NONBLOCK
+/// flag of a file description drover shares with its parent (B4).
+enum class input_mode {
+    none,      ///< stdin is closed
+    reopened,  ///< a pipe or terminal opened afresh, non-blocking: plain async reads
+    ready_then_read, ///< a socket (cannot be reopened): wait for readiness, recv(MSG_DONTWAIT)
+    blocking,  ///< a regular file or /dev/null: reads never wait for long
+};
+
 /// --pty: drover's stdin to the child's terminal. At EOF, the terminal's EOF character.
-asio::awaitable<void> relay_input(asio::posix::stream_descriptor& in, int sync_fd, asio::posix::stream_descriptor& master) {
+asio::awaitable<void> relay_input(asio::posix::stream_descriptor& in, input_mode mode,
+                                  asio::posix::stream_descriptor& master) {
     std::vector<char> buf(16 * 1024);
     for (;;) {
         std::size_t n = 0;
-        if (in.is_open()) {
+        if (mode == input_mode::reopened) {
             auto [ec, got] = co_await in.async_read_some(asio::buffer(buf), asio::as_tuple(asio::use_awaitable));
             if (ec == asio::error::operation_aborted) co_return;
             n = ec ? 0 : got;
-        } else if (sync_fd >= 0) {
+        } else if (mode == input_mode::ready_then_read) {
+            auto [ec] = co_await in.async_wait(asio::posix::descriptor_base::wait_read, asio::as_tuple(asio::use_awaitable));
+            if (ec == asio::error::operation_aborted) co_return;
+            ssize_t r = ec ? 0 : ::recv(in.native_handle(), buf.data(), buf.size(), MSG_DONTWAIT);
+            if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
+            n = r > 0 ? static_cast<std::size_t>(r) : 0;
+        } else if (mode == input_mode::blocking) {
             ssize_t r;
-            do r = ::read(sync_fd, buf.data(), buf.size());
+            do r = ::read(0, buf.data(), buf.size());
             while (r < 0 && errno == EINTR);
             n = r > 0 ? static_cast<std::size_t>(r) : 0;
         }
@@ -353,6 +370,31 @@ asio::awaitable<void> relay_input(asio::posix::stream_descriptor& in, int sync_f
         auto [wec, w] = co_await asio::async_write(master, asio::buffer(buf.data(), n), asio::as_tuple(asio::use_awaitable));
         if (wec) co_return;
     }
+}
+
+/// Chooses how to read drover's stdin for --pty and prepares `in` for it.
+input_mode open_input(asio::posix::stream_descriptor& in) {
+    struct stat st {};
+    if (::fstat(0, &st) != 0) return input_mode::none;
+    boost::system::error_code ec;
+    if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)) {
+        int fd = private_nonblocking(0, O_RDONLY);
+        if (fd >= 0) {
+            in.assign(fd, ec);
+            if (!ec) return input_mode::reopened;
+            ::close(fd); // epoll refuses it (/dev/null): reads never block
+            return input_mode::blocking;
+        }
+    }
+    if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)) return input_mode::blocking;
+    int fd = ::fcntl(0, F_DUPFD_CLOEXEC, 3); // a socket, or a pipe /proc cannot reopen
+    if (fd < 0) return input_mode::none;
+    in.assign(fd, ec);
+    if (ec) {
+        ::close(fd);
+        return input_mode::none;
+    }
+    return input_mode::ready_then_read;
 }
 
 /// --pty: the child's terminal to drover's stdout, until every process closed the terminal.
@@ -701,26 +743,21 @@ int run(const run_options& o, spdlog::logger& log) {
     asio::posix::stream_descriptor pty_in(ctx), pty_out(ctx);
     asio::steady_timer pty_drain(ctx);
     std::optional<raw_terminal> raw;
+    bool pty_output_done = false;
     if (o.pty) {
         raw.emplace(0);
-        int sync_in = -1;
-        if (::fcntl(0, F_GETFD) >= 0) {
-            int fd = private_nonblocking(0, O_RDONLY);
-            boost::system::error_code aec;
-            if (fd >= 0) pty_in.assign(fd, aec);
-            if (fd < 0 || aec) { // a file or /dev/null: read it as it comes, it never blocks long
-                if (fd >= 0 && aec) ::close(fd);
-                sync_in = 0;
-            }
-        }
+        input_mode in_mode = open_input(pty_in);
         int ofd = private_nonblocking(1, O_WRONLY);
         if (ofd >= 0) {
             boost::system::error_code aec;
             pty_out.assign(ofd, aec);
             if (aec) ::close(ofd);
         }
-        asio::co_spawn(ctx, relay_input(pty_in, sync_in, child.pty()), asio::detached);
-        asio::co_spawn(ctx, relay_output(child.pty(), pty_out), [&](std::exception_ptr) { pty_drain.cancel(); });
+        if (in_mode != input_mode::none) asio::co_spawn(ctx, relay_input(pty_in, in_mode, child.pty()), asio::detached);
+        asio::co_spawn(ctx, relay_output(child.pty(), pty_out), [&](std::exception_ptr) {
+            pty_output_done = true;
+            pty_drain.cancel();
+        });
     }
     if (o.label) {
         std::string name = drover::escape(*o.label);
@@ -747,6 +784,7 @@ int run(const run_options& o, spdlog::logger& log) {
             // The tree is gone, so the terminal reports EIO once its output is read; if
             // something else still holds it, give up on it after a moment.
             pty_in.close(ignored);
+            if (pty_output_done) return;
             pty_drain.expires_after(std::chrono::seconds(2));
             pty_drain.async_wait([&](boost::system::error_code ec) {
                 if (!ec) child.pty().close(ignored);
