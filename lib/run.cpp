@@ -1,5 +1,7 @@
 #include "drover/run.hpp"
 
+#include <fcntl.h>
+
 #include <algorithm>
 #include <cstring>
 #include <memory>
@@ -38,42 +40,34 @@ constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 using clk = std::chrono::steady_clock;
 using clk_point = clk::time_point;
 
+constexpr std::size_t read_size = 256 * 1024;
+
 /// Keeps the first `head_cap` bytes and the last `tail_cap` bytes of a stream in bounded memory.
+/// Once the head is full, reads go straight into the tail's ring buffer (no copy).
 class bounded_capture {
 public:
     bounded_capture(captured_output& out, std::size_t max) : out_(out), head_cap_(max / 2), tail_cap_(max - max / 2) {}
 
-    void add(const char* p, std::size_t n) {
+    /// Where the next read should go: the scratch buffer while the head fills, then the ring.
+    asio::mutable_buffer prepare(std::vector<char>& scratch) {
+        direct_ = out_.head.size() == head_cap_ && tail_cap_ >= 4096;
+        if (!direct_) return asio::buffer(scratch);
+        if (ring_.size() != tail_cap_) ring_.resize(tail_cap_);
+        return asio::buffer(ring_.data() + pos_, std::min(read_size, tail_cap_ - pos_));
+    }
+
+    /// Takes `n` bytes read into the buffer `prepare` returned.
+    void commit(const std::vector<char>& scratch, std::size_t n) {
+        if (!direct_) return add(scratch.data(), n);
         out_.total_bytes += n;
-        std::size_t take = std::min(n, head_cap_ - out_.head.size());
-        out_.head.append(p, take);
-        p += take;
-        n -= take;
-        if (n == 0 || tail_cap_ == 0) return;
-        if (n >= tail_cap_) { // the new bytes alone fill the tail
-            ring_.assign(p + n - tail_cap_, tail_cap_);
-            pos_ = 0;
-            return;
-        }
-        if (ring_.size() < tail_cap_) { // still filling the ring
-            std::size_t fill = std::min(n, tail_cap_ - ring_.size());
-            ring_.append(p, fill);
-            p += fill;
-            n -= fill;
-        }
-        while (n != 0) { // overwrite the oldest bytes
-            std::size_t chunk = std::min(n, tail_cap_ - pos_);
-            std::memcpy(ring_.data() + pos_, p, chunk);
-            pos_ = (pos_ + chunk) % tail_cap_;
-            p += chunk;
-            n -= chunk;
-        }
+        advance(n);
     }
 
     void finish() {
-        if (pos_ == 0) out_.tail = std::move(ring_);
+        if (filled_ < tail_cap_) out_.tail.assign(ring_.data(), filled_);
         else out_.tail = ring_.substr(pos_) + ring_.substr(0, pos_);
         ring_.clear();
+        ring_.shrink_to_fit();
         if (out_.total_bytes == out_.head.size() + out_.tail.size()) { // nothing dropped: one piece
             out_.head += out_.tail;
             out_.tail.clear();
@@ -81,11 +75,41 @@ public:
     }
 
 private:
+    void add(const char* p, std::size_t n) {
+        out_.total_bytes += n;
+        std::size_t take = std::min(n, head_cap_ - out_.head.size());
+        out_.head.append(p, take);
+        p += take;
+        n -= take;
+        if (n == 0 || tail_cap_ == 0) return;
+        if (ring_.size() != tail_cap_) ring_.resize(tail_cap_);
+        if (n >= tail_cap_) { // the new bytes alone fill the tail
+            std::memcpy(ring_.data(), p + n - tail_cap_, tail_cap_);
+            pos_ = 0;
+            filled_ = tail_cap_;
+            return;
+        }
+        while (n != 0) { // overwrite the oldest bytes
+            std::size_t chunk = std::min(n, tail_cap_ - pos_);
+            std::memcpy(ring_.data() + pos_, p, chunk);
+            advance(chunk);
+            p += chunk;
+            n -= chunk;
+        }
+    }
+
+    void advance(std::size_t n) {
+        pos_ = (pos_ + n) % tail_cap_;
+        filled_ = std::min(tail_cap_, filled_ + n);
+    }
+
     captured_output& out_;
     std::size_t head_cap_;
     std::size_t tail_cap_;
-    std::string ring_;
-    std::size_t pos_ = 0;
+    std::string ring_;        // tail_cap_ bytes once the head is full
+    std::size_t pos_ = 0;     // where the next byte goes
+    std::size_t filled_ = 0;  // valid bytes: [0, filled_) until the ring wraps, then all
+    bool direct_ = false;     // the pending read goes into the ring
 };
 
 struct run_state {
@@ -123,11 +147,14 @@ asio::awaitable<void> read_stream(std::shared_ptr<run_state> st, asio::posix::st
                                   captured_output& out) {
     co_await asio::this_coro::throw_if_cancelled(false);
     bounded_capture cap(out, st->opts.max_output);
-    std::vector<char> buf(64 * 1024);
+    // A bigger pipe means fewer wake-ups per megabyte (1 MiB is the default pipe-max-size; an
+    // unprivileged user over the pipe-user-pages limit keeps 64 KiB, which is fine).
+    ::fcntl(d.native_handle(), F_SETPIPE_SZ, 1024 * 1024);
+    std::vector<char> buf(read_size);
     for (;;) {
-        auto [ec, n] = co_await d.async_read_some(asio::buffer(buf), tuple_awaitable);
+        auto [ec, n] = co_await d.async_read_some(cap.prepare(buf), tuple_awaitable);
         if (n != 0) {
-            cap.add(buf.data(), n);
+            cap.commit(buf, n);
             if (out.total_bytes > st->opts.max_output && !st->r.output_limit_exceeded) {
                 st->r.output_limit_exceeded = true;
                 if (st->opts.on_overflow == overflow_policy::kill && st->cp->valid())
