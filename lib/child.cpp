@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <functional>
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_executor.hpp>
@@ -18,6 +19,7 @@
 #include <boost/asio/post.hpp>
 
 #include "detail/cgroup.hpp"
+#include "detail/cleanups.hpp"
 #include "detail/child_impl.hpp"
 #include "detail/launch.hpp"
 #include "detail/log.hpp"
@@ -192,18 +194,23 @@ bool tree_maybe_alive(detail::child_impl& c) {
 child::~child() {
     if (!impl_) return;
     auto c = std::move(impl_);
+    std::function<void()> finished;
     try {
         // Kill now, synchronously, so the tree dies even if the io_context never runs again;
-        // everything else (and all stop state) stays on the child's strand.
+        // everything else (and all stop state) stays on the child's strand. The cleanup is
+        // counted, so a task_group can wait for it (detail/cleanups.hpp).
+        finished = detail::cleanup_started(c->pidfd.get_executor());
+        detail::stop_handler done = [f = finished](error_code, exit_status) { f(); };
         if (tree_maybe_alive(*c)) {
             detail::log_debug("killing the tree of '{}': its child handle was destroyed", c->program);
             if (c->leaf) c->leaf->kill();
             else detail::sys_pidfd_send_signal(c->pidfd.native_handle(), SIGKILL);
-            detail::start_stop(c, SIGKILL, {}, true, {}); // the rest of the tree, reap, rmdir
+            detail::start_stop(c, SIGKILL, {}, true, std::move(done)); // the rest of the tree, reap, rmdir
         } else {
-            detail::start_stop(c, 0, {}, false, {}); // reap if needed, remove the leaf
+            detail::start_stop(c, 0, {}, false, std::move(done)); // reap if needed, remove the leaf
         }
     } catch (...) {
+        if (finished) finished();
         // Out of memory while queueing the cleanup: the main process stays a zombie until
         // drover's process exits. Nothing else can be done in a destructor.
     }

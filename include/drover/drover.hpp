@@ -11,4 +11,6 @@
 #include "drover/reaper.hpp"
 #include "drover/resource_usage.hpp"
 #include "drover/run.hpp"
+#include "drover/run_all.hpp"
 #include "drover/stdio.hpp"
+#include "drover/task_group.hpp"

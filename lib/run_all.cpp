@@ -1,0 +1,66 @@
+#include "drover/run_all.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace asio = boost::asio;
+
+namespace drover {
+namespace {
+
+asio::awaitable<run_result> run_one(asio::any_io_executor ex, command cmd, run_options o) {
+    co_return co_await async_run(ex, std::move(cmd), std::move(o), asio::use_awaitable);
+}
+
+struct outcome {
+    error_code ec;
+    std::vector<task_result<run_result>> results;
+};
+
+asio::awaitable<outcome> run_all(asio::any_io_executor ex, std::vector<command> commands, run_all_options opts) {
+    co_await asio::this_coro::throw_if_cancelled(false);
+    outcome out;
+    out.results.resize(commands.size());
+    task_group<run_result> group(ex, {opts.max_concurrency, opts.fail_fast});
+    std::vector<std::size_t> index_of_id(commands.size() + 1);
+    for (std::size_t i = 0; i < commands.size(); ++i) {
+        run_options o = opts.run;
+        if (opts.timeout) o.timeout = opts.timeout;
+        std::size_t id = group.spawn(run_one(ex, std::move(commands[i]), std::move(o)));
+        if (id >= index_of_id.size()) index_of_id.resize(id + 1);
+        index_of_id[id] = i;
+        out.results[i].id = id;
+    }
+    for (;;) {
+        auto [ec, r] = co_await group.async_join_next(asio::as_tuple(asio::deferred));
+        if (ec) { // cancelled: leave the group (stop and reap everything), report what finished
+            out.ec = ec;
+            auto [sec] = co_await group.async_shutdown(asio::as_tuple(asio::deferred));
+            (void)sec;
+            for (auto& res : out.results)
+                if (!res.value && !res.error)
+                    res.error = std::make_exception_ptr(boost::system::system_error(ec, "async_run_all"));
+            break;
+        }
+        if (!r) break;
+        std::size_t i = index_of_id[r->id];
+        out.results[i] = std::move(*r);
+    }
+    co_return std::move(out);
+}
+
+} // namespace
+
+void async_run_all_impl(const asio::any_io_executor& ex, std::vector<command> commands, run_all_options opts,
+                        asio::any_completion_handler<run_all_signature> handler) {
+    asio::co_spawn(ex, run_all(ex, std::move(commands), std::move(opts)),
+                   [h = std::move(handler)](std::exception_ptr e, outcome o) mutable {
+                       error_code ec = o.ec;
+                       if (e && !ec) ec = make_error_code(boost::system::errc::not_enough_memory);
+                       std::move(h)(ec, std::move(o.results));
+                   });
+}
+
+} // namespace drover

@@ -1,0 +1,3 @@
+// Compiles drover/run_all.hpp alone, first: every public header is self-contained.
+#include "drover/run_all.hpp"
+#include "drover/run_all.hpp" // and guarded

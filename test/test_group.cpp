@@ -1,0 +1,351 @@
+// task_group: JoinSet-style concurrency with structured cleanup; async_run_all.
+#include "drover/task_group.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <thread>
+#include <filesystem>
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "drover/child.hpp"
+#include "drover/run_all.hpp"
+#include "support.hpp"
+
+using namespace drover;
+using namespace drover::test;
+using clk = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// Live (not zombie) processes whose argv is drover-test-child with exactly this script.
+int helpers_running(const std::string& script) {
+    int n = 0;
+    const std::string want = std::string(helper_path()) + " " + script;
+    for (auto& e : std::filesystem::directory_iterator("/proc")) {
+        auto name = e.path().filename().string();
+        if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+        std::string cl = read_file("/proc/" + name + "/cmdline");
+        std::replace(cl.begin(), cl.end(), '\0', ' ');
+        if (!cl.empty() && cl.back() == ' ') cl.pop_back();
+        std::string stat = read_file("/proc/" + name + "/stat");
+        auto rp = stat.rfind(')');
+        if (rp != std::string::npos && rp + 2 < stat.size() && stat[rp + 2] == 'Z') continue;
+        if (cl == want) ++n;
+    }
+    return n;
+}
+
+/// A task that runs a helper child sleeping `ms` and returns `value` once it has exited.
+asio::awaitable<int> sleeper(int ms, int value) {
+    auto ex = co_await asio::this_coro::executor;
+    child c = spawn(ex, helper({"sleep", std::to_string(ms)}));
+    auto st = co_await c.async_wait(asio::use_awaitable);
+    if (!st.success()) throw std::runtime_error("sleeper failed");
+    co_return value;
+}
+
+asio::awaitable<void> wait_for(std::chrono::milliseconds d) {
+    asio::steady_timer t(co_await asio::this_coro::executor, d);
+    co_await t.async_wait(asio::use_awaitable);
+}
+
+} // namespace
+
+TEST_SUITE("group") {
+
+TEST_CASE("join_next yields tasks in completion order: 250..50 ms sleepers finish in reverse") {
+    asio::io_context ctx;
+    run(ctx, []() -> asio::awaitable<void> {
+        auto ex = co_await asio::this_coro::executor;
+        task_group<int> g(ex);
+        const int ms[] = {250, 200, 150, 100, 50}; // the seed article's 2.5 .. 0.5 s, scaled by 0.1
+        for (int i = 0; i < 5; ++i) g.spawn(sleeper(ms[i], i));
+        CHECK(g.size() == 5);
+        auto t0 = clk::now();
+        std::vector<int> order;
+        while (auto r = co_await g.async_join_next()) order.push_back(r->get());
+        auto took = clk::now() - t0;
+        CHECK(order == std::vector<int>{4, 3, 2, 1, 0});
+        CHECK(took >= 250ms);
+        CHECK(took < 5s); // concurrent: about 250 ms, not the 750 ms of a sequence
+        CHECK(g.empty());
+        auto none = co_await g.async_join_next();
+        CHECK_FALSE(none);
+    }());
+    CHECK(zombie_count() == 0);
+}
+
+TEST_CASE("a concurrency limit of 3 over 20 tasks: never more than 3 running, observed") {
+    asio::io_context ctx;
+    run(ctx, []() -> asio::awaitable<void> {
+        auto ex = co_await asio::this_coro::executor;
+        task_group<int> g(ex, {.max_concurrency = 3});
+        int now = 0, peak = 0, group_peak = 0;
+        auto task = [&](int i) -> asio::awaitable<int> {
+            ++now;
+            peak = std::max(peak, now);
+            group_peak = std::max(group_peak, static_cast<int>(g.running()));
+            int v = co_await sleeper(30, i); // a real child each
+            --now;
+            co_return v;
+        };
+        for (int i = 0; i < 20; ++i) g.spawn(task(i));
+        CHECK(g.running() <= 3);
+        auto all = co_await g.async_join_all();
+        CHECK(all.size() == 20);
+        std::vector<int> values;
+        for (auto& r : all) values.push_back(r.get());
+        std::sort(values.begin(), values.end());
+        for (int i = 0; i < 20; ++i) CHECK(values[i] == i);
+        CHECK(peak == 3);
+        CHECK(group_peak <= 3);
+    }());
+}
+
+TEST_CASE("fail-fast: one task fails, the others are cancelled and their children are gone") {
+    asio::io_context ctx;
+    run(ctx, []() -> asio::awaitable<void> {
+        auto ex = co_await asio::this_coro::executor;
+        task_group<int> g(ex, {.fail_fast = true});
+        for (int i = 0; i < 4; ++i) g.spawn(sleeper(30017, i));
+        g.spawn([]() -> asio::awaitable<int> {
+            co_await wait_for(200ms);
+            throw std::runtime_error("task 5 failed");
+        }());
+        co_await wait_for(100ms);
+        CHECK(helpers_running("sleep 30017") == 4);
+        auto t0 = clk::now();
+        auto all = co_await g.async_join_all();
+        CHECK(clk::now() - t0 < 8s); // the stop takes the children's SIGTERM, not 30 s
+        REQUIRE(all.size() == 5);
+        CHECK(all.front().id == 5); // the failure finished first
+        CHECK_THROWS_WITH_AS(all.front().get(), "task 5 failed", std::runtime_error);
+        for (std::size_t i = 1; i < all.size(); ++i) {
+            CHECK_FALSE(all[i].ok());
+            try {
+                all[i].get();
+            } catch (const boost::system::system_error& e) {
+                CHECK(e.code() == asio::error::operation_aborted); // the wait, cancelled
+            }
+        }
+        CHECK(helpers_running("sleep 30017") == 0);
+    }());
+    CHECK(zombie_count() == 0);
+}
+
+TEST_CASE("leaving the scope with 10 long-running children: all stopped and reaped") {
+    SUBCASE("with_task_group: the body returns early") {
+        asio::io_context ctx;
+        run(ctx, []() -> asio::awaitable<void> {
+            auto ex = co_await asio::this_coro::executor;
+            int r = co_await with_task_group<int>(ex, {}, [&](task_group<int>& g) -> asio::awaitable<int> {
+                for (int i = 0; i < 10; ++i) g.spawn(sleeper(30018, i));
+                co_await wait_for(200ms);
+                CHECK(helpers_running("sleep 30018") == 10);
+                co_return 42;
+            });
+            CHECK(r == 42);
+            // with_task_group returned: every child is stopped and reaped.
+            CHECK(helpers_running("sleep 30018") == 0);
+            CHECK(zombie_count() == 0);
+        }());
+    }
+    SUBCASE("with_task_group: the body throws; tasks hold children while waiting on something else") {
+        asio::io_context ctx;
+        run(ctx, []() -> asio::awaitable<void> {
+            auto ex = co_await asio::this_coro::executor;
+            auto holder = [](int i) -> asio::awaitable<int> {
+                auto e = co_await asio::this_coro::executor;
+                child c = spawn(e, helper({"sleep", "30019"}));
+                co_await wait_for(30s); // cancelled: the child is dropped while unwinding
+                co_return i;
+            };
+            try {
+                co_await with_task_group<int>(ex, {}, [&](task_group<int>& g) -> asio::awaitable<void> {
+                    for (int i = 0; i < 10; ++i) g.spawn(holder(i));
+                    co_await wait_for(200ms);
+                    CHECK(helpers_running("sleep 30019") == 10);
+                    throw std::runtime_error("body failed");
+                });
+                FAIL("no exception");
+            } catch (const std::runtime_error& e) {
+                CHECK(std::string(e.what()) == "body failed");
+            }
+            // The destructors' kills were reaped before with_task_group rethrew.
+            CHECK(helpers_running("sleep 30019") == 0);
+            CHECK(zombie_count() == 0);
+        }());
+    }
+    SUBCASE("the destructor: cancels, and the io_context finishes the cleanup") {
+        asio::io_context ctx;
+        run(ctx, []() -> asio::awaitable<void> {
+            auto ex = co_await asio::this_coro::executor;
+            {
+                task_group<int> g(ex);
+                for (int i = 0; i < 10; ++i) g.spawn(sleeper(30020, i));
+                co_await wait_for(200ms);
+                CHECK(helpers_running("sleep 30020") == 10);
+            } // never joined
+            // The tasks end in the background; give them the time a stop takes.
+            for (int i = 0; i < 100 && helpers_running("sleep 30020") > 0; ++i) co_await wait_for(50ms);
+            CHECK(helpers_running("sleep 30020") == 0);
+        }());
+        ctx.run_for(1s); // the last reaps and rmdirs
+        CHECK(zombie_count() == 0);
+    }
+}
+
+TEST_CASE("cancelling the coroutine that awaits join_next does not leak tasks") {
+    asio::io_context ctx;
+    run(ctx, []() -> asio::awaitable<void> {
+        auto ex = co_await asio::this_coro::executor;
+        task_group<int> g(ex);
+        for (int i = 0; i < 3; ++i) g.spawn(sleeper(30021, i));
+        // The join loses a race against a timer: the join is cancelled, not the tasks.
+        using namespace asio::experimental::awaitable_operators;
+        asio::steady_timer t(ex, 150ms);
+        auto winner = co_await (g.async_join_next(asio::use_awaitable) || t.async_wait(asio::use_awaitable));
+        CHECK(winner.index() == 1);
+        CHECK(g.size() == 3);
+        CHECK(helpers_running("sleep 30021") == 3);
+        // Leaving the group stops them.
+        co_await g.async_shutdown();
+        CHECK(g.size() == 0);
+        CHECK(helpers_running("sleep 30021") == 0);
+    }());
+    CHECK(zombie_count() == 0);
+}
+
+TEST_CASE("cancelling the coroutine around with_task_group stops every task and child") {
+    asio::io_context ctx;
+    asio::cancellation_signal cancel;
+    bool done = false;
+    asio::co_spawn(
+        ctx,
+        []() -> asio::awaitable<void> {
+            auto ex = co_await asio::this_coro::executor;
+            co_await with_task_group<void>(ex, {}, [](task_group<void>& g) -> asio::awaitable<void> {
+                for (int i = 0; i < 5; ++i)
+                    g.spawn([]() -> asio::awaitable<void> { co_await sleeper(30022, 0); }());
+                co_await g.async_join_all(asio::use_awaitable); // cancelled from outside
+            });
+        }(),
+        asio::bind_cancellation_slot(cancel.slot(), [&](std::exception_ptr) { done = true; }));
+    asio::steady_timer t(ctx, 200ms);
+    t.async_wait([&](error_code) {
+        CHECK(helpers_running("sleep 30022") == 5);
+        cancel.emit(asio::cancellation_type::terminal);
+    });
+    ctx.run_for(20s);
+    CHECK(done);
+    CHECK(helpers_running("sleep 30022") == 0);
+    CHECK(zombie_count() == 0);
+}
+
+TEST_CASE("task_group<void>: join_next on an empty group is empty; a spawn after shutdown is aborted") {
+    asio::io_context ctx;
+    run(ctx, []() -> asio::awaitable<void> {
+        auto ex = co_await asio::this_coro::executor;
+        task_group<void> g(ex);
+        CHECK_FALSE(co_await g.async_join_next());
+        g.spawn([]() -> asio::awaitable<void> { co_return; }());
+        auto r = co_await g.async_join_next();
+        REQUIRE(r);
+        CHECK(r->ok());
+        co_await g.async_shutdown();
+        g.spawn([]() -> asio::awaitable<void> { co_return; }());
+        auto late = co_await g.async_join_next();
+        REQUIRE(late);
+        CHECK_FALSE(late->ok());
+    }());
+}
+
+TEST_CASE("async_run_all: 1,000 short commands, 32 at a time, every status right and in order") {
+    asio::io_context ctx;
+    auto t0 = clk::now();
+    auto results = run(ctx, []() -> asio::awaitable<std::vector<task_result<run_result>>> {
+        auto ex = co_await asio::this_coro::executor;
+        std::vector<command> cmds;
+        for (int i = 0; i < 1000; ++i)
+            cmds.push_back(helper({"write-line", "n" + std::to_string(i), "exit", std::to_string(i % 7)}));
+        run_all_options o;
+        o.max_concurrency = 32;
+        co_return co_await async_run_all(ex, std::move(cmds), o, asio::use_awaitable);
+    }(), 300s);
+    MESSAGE("1000 commands in " << std::chrono::duration<double>(clk::now() - t0).count() << " s");
+    REQUIRE(results.size() == 1000);
+    int wrong = 0;
+    for (int i = 0; i < 1000; ++i) {
+        auto& r = results[i];
+        if (!r.ok() || r.value->status.code() != i % 7 || r.value->out.head != "n" + std::to_string(i) + "\n") ++wrong;
+    }
+    CHECK(wrong == 0);
+    CHECK(zombie_count() == 0);
+}
+
+TEST_CASE("async_run_all: per-command timeout, and a spawn failure in its own slot") {
+    asio::io_context ctx;
+    auto results = run(ctx, []() -> asio::awaitable<std::vector<task_result<run_result>>> {
+        auto ex = co_await asio::this_coro::executor;
+        std::vector<command> cmds;
+        cmds.push_back(helper({"exit", "0"}));
+        cmds.push_back(helper({"sleep", "30023"}));
+        cmds.push_back(command("/nonexistent/prog"));
+        run_all_options o;
+        o.timeout = 300ms;
+        co_return co_await async_run_all(ex, std::move(cmds), o, asio::use_awaitable);
+    }());
+    REQUIRE(results.size() == 3);
+    CHECK(results[0].get().status.success());
+    CHECK(results[1].get().timed_out);
+    CHECK_THROWS_AS(results[2].get(), spawn_error);
+    CHECK(helpers_running("sleep 30023") == 0);
+}
+
+} // TEST_SUITE
+
+TEST_SUITE("group") {
+
+TEST_CASE("four threads run the io_context: 200 tasks with children, limit 16, fail-fast off") {
+    asio::io_context ctx(4);
+    std::atomic<int> now{0}, peak{0};
+    std::vector<task_result<int>> all;
+    bool done = false;
+    auto body = [&]() -> asio::awaitable<void> {
+        auto ex = co_await asio::this_coro::executor;
+        task_group<int> g(ex, {.max_concurrency = 16});
+        // A named lambda: a coroutine lambda's captures live in the closure, which must outlive
+        // the coroutine (a temporary closure would dangle).
+        auto task = [&](int v) -> asio::awaitable<int> {
+            int n = ++now;
+            int p = peak.load();
+            while (n > p && !peak.compare_exchange_weak(p, n)) {
+            }
+            int r = co_await sleeper(5, v);
+            --now;
+            co_return r;
+        };
+        for (int i = 0; i < 200; ++i) g.spawn(task(i));
+        all = co_await g.async_join_all(asio::use_awaitable);
+        done = true;
+    };
+    asio::co_spawn(ctx, body(), asio::detached);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 4; ++i) threads.emplace_back([&] { ctx.run_for(60s); });
+    for (auto& t : threads) t.join();
+    CHECK(done);
+    CHECK(all.size() == 200);
+    int ok = 0;
+    for (auto& r : all) ok += r.ok() ? 1 : 0;
+    CHECK(ok == 200);
+    CHECK(peak.load() <= 16);
+    CHECK(zombie_count() == 0);
+}
+
+} // TEST_SUITE
