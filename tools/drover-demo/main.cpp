@@ -15,6 +15,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <fmt/core.h>
+#include <fmt/ranges.h>
 
 #include "drover/drover.hpp"
 
@@ -154,27 +155,67 @@ awaitable<result> controlled_environment() {
 }
 
 awaitable<result> many_at_once() {
+    // xargs -P 32: 500 commands through async_run_all, results in the order given.
     auto ex = co_await asio::this_coro::executor;
-    constexpr int total = 500, width = 32;
-    int next = 0, good = 0;
+    std::vector<drover::command> cmds;
+    for (int i = 0; i < 500; ++i) cmds.push_back(drover::command("sh", {"-c", "exit $0", std::to_string(i % 3)}));
+    drover::run_all_options opts;
+    opts.max_concurrency = 32;
     auto t0 = std::chrono::steady_clock::now();
-    auto worker = [&]() -> awaitable<void> {
-        while (next < total) {
-            ++next;
-            drover::child c = drover::spawn(co_await asio::this_coro::executor, drover::command("true"));
-            if ((co_await c.async_wait(use_awaitable)).success()) ++good;
-        }
-    };
-    int running = width;
-    asio::steady_timer all_done(ex, asio::steady_timer::time_point::max());
-    for (int i = 0; i < width; ++i)
-        asio::co_spawn(ex, worker(), [&](std::exception_ptr) {
-            if (--running == 0) all_done.cancel();
-        });
-    co_await all_done.async_wait(asio::as_tuple(use_awaitable));
+    auto results = co_await drover::async_run_all(ex, std::move(cmds), opts);
     auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    co_return result{good == total, fmt::format("{} children, {} at a time, all reaped in {:.0f} ms ({:.0f}/s)", good, width, ms,
-                                                total / (ms / 1000))};
+    int good = 0;
+    for (std::size_t i = 0; i < results.size(); ++i)
+        if (results[i].ok() && results[i].value->status.code() == static_cast<int>(i % 3)) ++good;
+    co_return result{good == 500, fmt::format("{} commands, 32 at a time, every status in order, in {:.0f} ms ({:.0f}/s)",
+                                              good, ms, 500 / (ms / 1000))};
+}
+
+awaitable<int> nap(int hundredths) {
+    // One task: a child sleeping `hundredths` hundredths of a second, then that number.
+    auto ex = co_await asio::this_coro::executor;
+    drover::child c = drover::spawn(ex, drover::command("sleep", {fmt::format("{:.2f}", hundredths / 100.0)}));
+    co_await c.async_wait(use_awaitable);
+    co_return hundredths;
+}
+
+awaitable<result> concurrent_tasks() {
+    // The seed article's five sleepers (2.5, 2, 1.5, 1, 0.5 s; here a tenth of that) in a
+    // task_group: they run at once and join in the order they finish, shortest first.
+    auto ex = co_await asio::this_coro::executor;
+    drover::task_group<int> group(ex);
+    for (int t : {25, 20, 15, 10, 5}) group.spawn(nap(t));
+    std::vector<int> order;
+    auto t0 = std::chrono::steady_clock::now();
+    while (auto r = co_await group.async_join_next()) order.push_back(r->get());
+    auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    bool ok = order == std::vector<int>({5, 10, 15, 20, 25}) && ms < 500;
+    std::vector<std::string> secs;
+    for (int t : order) secs.push_back(fmt::format("{:.2f} s", t / 100.0));
+    co_return result{ok, fmt::format("joined in completion order: {}, all after {:.0f} ms (a sequence: 750 ms)",
+                                     fmt::join(secs, ", "), ms)};
+}
+
+awaitable<result> scope_cleanup() {
+    // Leaving a with_task_group scope early stops and reaps every child its tasks started.
+    auto ex = co_await asio::this_coro::executor;
+    std::vector<pid_t> pids;
+    co_await drover::with_task_group<void>(ex, {}, [&](drover::task_group<void>& g) -> awaitable<void> {
+        for (int i = 0; i < 5; ++i)
+            g.spawn([](std::vector<pid_t>& out) -> awaitable<void> {
+                auto task_ex = co_await asio::this_coro::executor;
+                drover::child c = drover::spawn(task_ex, drover::command("sleep", {"1000"}));
+                out.push_back(*c.id());
+                co_await c.async_wait(use_awaitable); // cancelled when the scope ends: stopped
+            }(pids));
+        asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(100));
+        co_await t.async_wait(use_awaitable);
+        // The body returns early; five children still run.
+    });
+    int alive = 0;
+    for (pid_t p : pids) alive += ::kill(p, 0) == 0 ? 1 : 0;
+    co_return result{pids.size() == 5 && alive == 0,
+                     fmt::format("5 'sleep 1000' children, scope left after 100 ms: {} alive, none a zombie", alive)};
 }
 
 awaitable<result> timeout_with_escalation() {
@@ -224,7 +265,9 @@ int main() {
         {"a terminal for the child", a_terminal_for_the_child},
         {"exact spawn errors", exact_spawn_errors},
         {"a controlled environment", controlled_environment},
-        {"many children at once", many_at_once},
+        {"many commands at once", many_at_once},
+        {"concurrent tasks", concurrent_tasks},
+        {"leaving a scope", scope_cleanup},
         {"timeout with escalation", timeout_with_escalation},
         {"stop the whole tree", stop_the_whole_tree},
     };
