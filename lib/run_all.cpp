@@ -1,6 +1,10 @@
 #include "drover/run_all.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -55,12 +59,20 @@ asio::awaitable<outcome> run_all(asio::any_io_executor ex, std::vector<command> 
 
 void async_run_all_impl(const asio::any_io_executor& ex, std::vector<command> commands, run_all_options opts,
                         asio::any_completion_handler<run_all_signature> handler) {
+    const std::size_t n = commands.size();
+    // Keep the handler's cancellation slot (cancelling the whole run) and executor.
+    auto slot = asio::get_associated_cancellation_slot(handler);
+    auto hex = asio::get_associated_executor(handler, ex);
     asio::co_spawn(ex, run_all(ex, std::move(commands), std::move(opts)),
-                   [h = std::move(handler)](std::exception_ptr e, outcome o) mutable {
-                       error_code ec = o.ec;
-                       if (e && !ec) ec = make_error_code(boost::system::errc::not_enough_memory);
-                       std::move(h)(ec, std::move(o.results));
-                   });
+                   asio::bind_cancellation_slot(
+                       slot, asio::bind_executor(hex, [h = std::move(handler), n](std::exception_ptr e, outcome o) mutable {
+                           if (e) { // out of memory, say: every command gets the exception
+                               o.ec = make_error_code(boost::system::errc::io_error);
+                               o.results.assign(n, task_result<run_result>{});
+                               for (auto& r : o.results) r.error = e;
+                           }
+                           std::move(h)(o.ec, std::move(o.results));
+                       })));
 }
 
 } // namespace drover

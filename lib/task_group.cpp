@@ -104,8 +104,18 @@ public:
                 // On the task's strand: every use of its cancellation slot happens there, and so
                 // does on_done, which removes the task; look it up, never keep a pointer.
                 asio::post(strand, [self, id] {
-                    task* tp = self->find(id);
-                    if (tp == nullptr) return;
+                    task* tp = nullptr;
+                    bool cancelled = false;
+                    {
+                        std::lock_guard lock(self->m);
+                        auto it = self->live.find(id);
+                        if (it == self->live.end()) return;
+                        tp = it->second.get();
+                        cancelled = tp->cancel_sent;
+                    }
+                    // A cancellation sent between "started" and here found no slot to reach:
+                    // the task never runs.
+                    if (cancelled) return self->on_done(id, aborted());
                     auto starter = std::move(tp->starter);
                     starter->start(tp->strand, tp->sig.slot(),
                                    [self, id](std::exception_ptr e) { self->on_done(id, std::move(e)); });
@@ -157,7 +167,6 @@ public:
             std::vector<finished_task> all(std::make_move_iterator(done.begin()), std::make_move_iterator(done.end()));
             done.clear();
             todo.push_back([self = shared_from_this(), h = std::move(w.h), all = std::move(all)]() mutable {
-                clear_slot(h);
                 asio::post(self->ex, asio::append(std::move(h), error_code{}, std::move(all)));
             });
         }
@@ -167,23 +176,19 @@ public:
             shutdown_waiters.clear();
             for (auto& h : hs)
                 todo.push_back([self = shared_from_this(), h = std::move(h)]() mutable {
-                    // Every task has ended; now wait for the child cleanups they left behind
-                    // (when_no_cleanups takes a std::function: the handler goes behind a pointer).
+                    // Every task has ended; now wait for the child cleanups started so far,
+                    // which include those the tasks left behind (a std::function: the handler
+                    // goes behind a pointer).
                     auto hp = std::make_shared<shutdown_handler>(std::move(h));
-                    when_no_cleanups(self->ex, [self, hp] { asio::post(self->ex, asio::append(std::move(*hp), error_code{})); });
+                    when_cleanups_started_so_far_done(self->ex, [self, hp] { asio::post(self->ex, asio::append(std::move(*hp), error_code{})); });
                 });
         }
     }
 
-    template <typename H>
-    static void clear_slot(H& h) {
-        auto slot = asio::get_associated_cancellation_slot(h);
-        if (slot.is_connected()) slot.clear();
-    }
-
     action deliver_next(next_handler h, std::optional<finished_task> f) {
+        // The join's cancellation slot is cleared by the wrapper in task_group.hpp, on the
+        // handler's own executor (never from a task's thread).
         return [self = shared_from_this(), h = std::move(h), f = std::move(f)]() mutable {
-            clear_slot(h);
             asio::post(self->ex, asio::append(std::move(h), error_code{}, std::move(f)));
         };
     }

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 #include <thread>
 #include <filesystem>
 
@@ -214,6 +215,12 @@ TEST_CASE("cancelling the coroutine that awaits join_next does not leak tasks") 
         CHECK(winner.index() == 1);
         CHECK(g.size() == 3);
         CHECK(helpers_running("sleep 30021") == 3);
+        CHECK(co_await asio::this_coro::throw_if_cancelled()); // untouched by the race
+        // The group still works after the cancelled join: a new task joins normally.
+        g.spawn(sleeper(10, 99));
+        auto next = co_await g.async_join_next();
+        REQUIRE(next);
+        CHECK(next->get() == 99);
         // Leaving the group stops them.
         co_await g.async_shutdown();
         CHECK(g.size() == 0);
@@ -236,7 +243,13 @@ TEST_CASE("cancelling the coroutine around with_task_group stops every task and 
                 co_await g.async_join_all(asio::use_awaitable); // cancelled from outside
             });
         }(),
-        asio::bind_cancellation_slot(cancel.slot(), [&](std::exception_ptr) { done = true; }));
+        asio::bind_cancellation_slot(cancel.slot(), [&](std::exception_ptr e) {
+            done = true;
+            CHECK(e); // the cancellation reaches the caller
+            // Checked in the completion itself: by now everything is stopped and reaped.
+            CHECK(helpers_running("sleep 30022") == 0);
+            CHECK(zombie_count() == 0);
+        }));
     asio::steady_timer t(ctx, 200ms);
     t.async_wait([&](error_code) {
         CHECK(helpers_running("sleep 30022") == 5);
@@ -346,6 +359,111 @@ TEST_CASE("four threads run the io_context: 200 tasks with children, limit 16, f
     CHECK(ok == 200);
     CHECK(peak.load() <= 16);
     CHECK(zombie_count() == 0);
+}
+
+} // TEST_SUITE
+
+TEST_SUITE("group") {
+
+TEST_CASE("async_run_all respects its limit (sampled) and stops everything when cancelled") {
+    asio::io_context ctx;
+    int peak = 0;
+    bool finished = false;
+    error_code got;
+    std::size_t n_results = 0;
+    asio::cancellation_signal cancel;
+    std::vector<command> cmds;
+    for (int i = 0; i < 40; ++i) cmds.push_back(helper({"sleep", "30024"}));
+    run_all_options o;
+    o.max_concurrency = 6;
+    async_run_all(ctx.get_executor(), std::move(cmds), o,
+                  asio::bind_cancellation_slot(cancel.slot(), [&](error_code ec, std::vector<task_result<run_result>> rs) {
+                      finished = true;
+                      got = ec;
+                      n_results = rs.size();
+                      CHECK(helpers_running("sleep 30024") == 0);
+                  }));
+    asio::steady_timer sample(ctx);
+    int samples = 0;
+    std::function<void()> tick = [&] {
+        peak = std::max(peak, helpers_running("sleep 30024"));
+        if (++samples == 20) return cancel.emit(asio::cancellation_type::terminal);
+        sample.expires_after(20ms);
+        sample.async_wait([&](error_code) { tick(); });
+    };
+    sample.expires_after(20ms);
+    sample.async_wait([&](error_code) { tick(); });
+    ctx.run_for(30s);
+    CHECK(finished);
+    CHECK(got == asio::error::operation_aborted);
+    CHECK(n_results == 40);
+    CHECK(peak == 6); // six at a time, observed
+    CHECK(zombie_count() == 0);
+}
+
+TEST_CASE("with_task_group leaves the caller's throw_if_cancelled as it was") {
+    asio::io_context ctx;
+    run(ctx, []() -> asio::awaitable<void> {
+        auto ex = co_await asio::this_coro::executor;
+        CHECK(co_await asio::this_coro::throw_if_cancelled());
+        co_await with_task_group<void>(ex, {}, [](task_group<void>& g) -> asio::awaitable<void> {
+            g.spawn(wait_for(10ms));
+            co_return;
+        });
+        CHECK(co_await asio::this_coro::throw_if_cancelled());
+    }());
+}
+
+TEST_CASE("four threads: shutdown in the middle of 100 tasks with children, limit 8, no hang, nothing left") {
+    for (int round = 0; round < 5; ++round) {
+        CAPTURE(round);
+        asio::io_context ctx(4);
+        bool done = false;
+        auto body = [&]() -> asio::awaitable<void> {
+            auto ex = co_await asio::this_coro::executor;
+            task_group<int> g(ex, {.max_concurrency = 8});
+            for (int i = 0; i < 100; ++i) g.spawn(sleeper(i % 2 ? 30025 : 5, i));
+            co_await wait_for(std::chrono::milliseconds(20 + 30 * round));
+            co_await g.async_shutdown(asio::use_awaitable);
+            CHECK(g.size() == 0);
+            done = true;
+        };
+        asio::co_spawn(ctx, body(), asio::detached);
+        std::vector<std::thread> threads;
+        for (int i = 0; i < 4; ++i) threads.emplace_back([&] { ctx.run_for(60s); });
+        for (auto& t : threads) t.join();
+        CHECK(done);
+        CHECK(helpers_running("sleep 30025") == 0);
+        CHECK(zombie_count() == 0);
+    }
+}
+
+TEST_CASE("leaving a group does not wait for unrelated child cleanups started later") {
+    asio::io_context ctx;
+    run(ctx, []() -> asio::awaitable<void> {
+        auto ex = co_await asio::this_coro::executor;
+        // Keep dropping children in the same io_context while the group is left.
+        bool stop = false;
+        auto churn = [&]() -> asio::awaitable<void> {
+            while (!stop) {
+                auto e = co_await asio::this_coro::executor;
+                child c = spawn(e, helper({"sleep", "30026"}));
+                co_await wait_for(2ms); // c is dropped alive: a destructor cleanup each time
+            }
+        };
+        asio::co_spawn(ex, churn(), asio::detached);
+        co_await wait_for(50ms);
+        auto t0 = clk::now();
+        co_await with_task_group<void>(ex, {}, [](task_group<void>& g) -> asio::awaitable<void> {
+            g.spawn(wait_for(10ms));
+            co_return;
+        });
+        CHECK(clk::now() - t0 < 1s);
+        stop = true;
+        co_await wait_for(100ms);
+    }());
+    ctx.run_for(1s);
+    CHECK(helpers_running("sleep 30026") == 0);
 }
 
 } // TEST_SUITE

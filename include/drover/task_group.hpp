@@ -11,6 +11,7 @@
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/bind_executor.hpp>
@@ -157,8 +158,10 @@ task_result<T> to_result(finished_task&& f) {
 /// is `operation_aborted`.
 ///
 /// **Leaving the group.** `async_shutdown()` cancels every unfinished task and completes once
-/// all of them have ended *and* every child cleanup their dropped `child` handles left to the
-/// io_context is done: no process started in the group is left, and none is a zombie.
+/// all of them have ended *and* every `child` destructor cleanup (kill, reap, rmdir) started in
+/// the io_context by then is done, those of the group's tasks included: no process started in
+/// the group is left, and none is a zombie. After it, the group takes no new task (`spawn`
+/// returns an id whose result is `operation_aborted`).
 /// `with_task_group()` does this for you when its body completes, throws or is cancelled.
 ///
 /// **The destructor** cannot wait: it cancels every unfinished task and returns. The tasks
@@ -166,7 +169,7 @@ task_result<T> to_result(finished_task&& f) {
 /// their results are discarded. Prefer `async_shutdown()` or `with_task_group()`.
 ///
 /// One group object must not be used from two threads at once; tasks may run on any thread of
-/// the io_context.
+/// the io_context. A moved-from group may only be destroyed or assigned to.
 template <typename T = void>
 class task_group {
 public:
@@ -191,6 +194,7 @@ public:
     }
 
     /// Adds a task; it starts at once, or when the concurrency limit allows. Returns its id.
+    /// After `async_shutdown()` the task is not run: its result is `operation_aborted`.
     std::size_t spawn(boost::asio::awaitable<T> task) {
         if constexpr (std::is_void_v<T>) {
             return detail::task_group_spawn(core_, std::make_unique<detail::awaitable_starter<void>>(std::move(task)), {});
@@ -213,7 +217,8 @@ public:
                 detail::task_group_join_next(
                     core, boost::asio::bind_cancellation_slot(
                               slot, boost::asio::bind_executor(
-                                        hex, [h = std::move(handler)](error_code ec, std::optional<detail::finished_task> f) mutable {
+                                        hex, [h = std::move(handler), slot](error_code ec, std::optional<detail::finished_task> f) mutable {
+                                            if (slot.is_connected()) slot.clear(); // on the handler's executor
                                             std::optional<task_result<T>> r;
                                             if (f) r.emplace(detail::to_result<T>(std::move(*f)));
                                             std::move(h)(ec, std::move(r));
@@ -233,7 +238,8 @@ public:
                 detail::task_group_join_all(
                     core, boost::asio::bind_cancellation_slot(
                               slot, boost::asio::bind_executor(
-                                        hex, [h = std::move(handler)](error_code ec, std::vector<detail::finished_task> fs) mutable {
+                                        hex, [h = std::move(handler), slot](error_code ec, std::vector<detail::finished_task> fs) mutable {
+                                            if (slot.is_connected()) slot.clear();
                                             std::vector<task_result<T>> rs;
                                             rs.reserve(fs.size());
                                             for (auto& f : fs) rs.push_back(detail::to_result<T>(std::move(f)));
@@ -295,8 +301,12 @@ auto with_task_group(const boost::asio::any_io_executor& ex, task_group_options 
         error = std::current_exception();
     }
     // Leave the group even if this coroutine was cancelled: the cleanup must run to the end.
+    // (The flag belongs to the whole coroutine chain in Asio 1.81: restore it for the caller.)
+    const bool throw_if_cancelled = co_await boost::asio::this_coro::throw_if_cancelled();
     co_await boost::asio::this_coro::throw_if_cancelled(false);
-    co_await group.async_shutdown(boost::asio::deferred);
+    auto [shutdown_ec] = co_await group.async_shutdown(boost::asio::as_tuple(boost::asio::deferred));
+    (void)shutdown_ec; // never fails
+    co_await boost::asio::this_coro::throw_if_cancelled(throw_if_cancelled);
     if (error) std::rethrow_exception(error);
     if constexpr (!std::is_void_v<R>) co_return std::move(*value);
 }

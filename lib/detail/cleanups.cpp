@@ -1,7 +1,9 @@
 #include "detail/cleanups.hpp"
 
 #include <memory>
+#include <cstdint>
 #include <mutex>
+#include <set>
 #include <utility>
 #include <vector>
 
@@ -22,10 +24,16 @@ public:
     static asio::execution_context::id id;
     explicit cleanup_service(asio::execution_context& ctx) : service(ctx) {}
 
+    struct waiter {
+        std::uint64_t upto; // released once no cleanup numbered <= upto is in flight
+        asio::any_io_executor ex;
+        std::function<void()> h;
+    };
     struct state {
         std::mutex m;
-        long in_flight = 0;
-        std::vector<std::pair<asio::any_io_executor, std::function<void()>>> waiters;
+        std::uint64_t next = 1;            // number of the next cleanup
+        std::set<std::uint64_t> in_flight; // numbers of cleanups under way
+        std::vector<waiter> waiters;
     };
     std::shared_ptr<state> st = std::make_shared<state>();
 
@@ -47,27 +55,38 @@ std::shared_ptr<cleanup_service::state> state_for(const asio::any_io_executor& e
 
 std::function<void()> cleanup_started(const asio::any_io_executor& ex) {
     auto st = state_for(ex);
+    std::uint64_t n;
     {
         std::lock_guard lock(st->m);
-        ++st->in_flight;
+        n = st->next++;
+        st->in_flight.insert(n);
     }
-    return [st] {
-        std::vector<std::pair<asio::any_io_executor, std::function<void()>>> ready;
+    return [st, n] {
+        std::vector<cleanup_service::waiter> ready;
         {
             std::lock_guard lock(st->m);
-            if (--st->in_flight > 0) return;
-            ready.swap(st->waiters);
+            st->in_flight.erase(n);
+            const std::uint64_t oldest = st->in_flight.empty() ? UINT64_MAX : *st->in_flight.begin();
+            for (auto it = st->waiters.begin(); it != st->waiters.end();) {
+                if (it->upto < oldest) {
+                    ready.push_back(std::move(*it));
+                    it = st->waiters.erase(it);
+                } else {
+                    ++it;
+                }
+            }
         }
-        for (auto& [e, h] : ready) asio::post(e, std::move(h));
+        for (auto& w : ready) asio::post(w.ex, std::move(w.h));
     };
 }
 
-void when_no_cleanups(const asio::any_io_executor& ex, std::function<void()> h) {
+void when_cleanups_started_so_far_done(const asio::any_io_executor& ex, std::function<void()> h) {
     auto st = state_for(ex);
     {
         std::lock_guard lock(st->m);
-        if (st->in_flight > 0) {
-            st->waiters.emplace_back(ex, std::move(h));
+        const std::uint64_t upto = st->next - 1;
+        if (!st->in_flight.empty() && *st->in_flight.begin() <= upto) {
+            st->waiters.push_back({upto, ex, std::move(h)});
             return;
         }
     }

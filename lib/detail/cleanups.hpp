@@ -12,7 +12,8 @@ namespace drover::detail {
 /// Counts one cleanup in `ex`'s execution context; the returned function ends it (call once).
 std::function<void()> cleanup_started(const boost::asio::any_io_executor& ex);
 
-/// Posts `h` to `ex` once no destructor cleanup is in flight in its context (at once if none).
-void when_no_cleanups(const boost::asio::any_io_executor& ex, std::function<void()> h);
+/// Posts `h` to `ex` once every destructor cleanup started so far in its context has finished
+/// (at once if none is under way). Cleanups started later do not delay it.
+void when_cleanups_started_so_far_done(const boost::asio::any_io_executor& ex, std::function<void()> h);
 
 } // namespace drover::detail
