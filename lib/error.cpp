@@ -41,6 +41,8 @@ std::string_view to_string(spawn_stage s) noexcept {
     case spawn_stage::cgroup: return "cgroup";
     case spawn_stage::cwd: return "chdir";
     case spawn_stage::parent_death: return "parent death signal";
+    case spawn_stage::limits: return "resource limits";
+    case spawn_stage::privileges: return "no_new_privs";
     case spawn_stage::close_fds: return "close fds";
     case spawn_stage::exec: return "exec";
     case spawn_stage::register_io: return "register with io_context";

@@ -177,7 +177,26 @@ TEST_CASE("drover run --stdin/--stdout/--stderr: null, files, stderr to stdout")
     ::unlink(path);
 }
 
-TEST_CASE("drover run: output options are validated before anything starts") {
+TEST_CASE("drover run --rlimit, --umask, --no-new-privs shape the child") {
+    auto r = drover_cli({"run", "--rlimit", "core=0", "--rlimit", "nofile=256:512", "--umask", "077", "--no-new-privs"},
+                        {"print-rlimit", "CORE", "print-rlimit", "NOFILE", "print-umask", "print-nnp"});
+    CHECK(code(r) == 0);
+    CHECK(r.out.head == "0 0\n256 512\n0077\nnnp 1\n");
+}
+
+TEST_CASE("drover run warns about shell syntax that no shell will see, and says how to use one") {
+    auto r = drover_cli({"run"}, {"echo-args", "a", "|", "$(id)"});
+    CHECK(code(r) == 0);
+    CHECK(r.err.head.find("argument 3 ('|') looks like a pipe") != std::string::npos);
+    CHECK(r.err.head.find("argument 4 ('$(id)') looks like command substitution") != std::string::npos);
+    CHECK(r.err.head.find("sh -c") != std::string::npos);
+    // A shell named on purpose gets no warning.
+    auto sh = drover_cli({"run", "--", "/bin/sh", "-c", "echo a | cat"});
+    CHECK(sh.out.head == "a\n");
+    CHECK(sh.err.head.find("warning") == std::string::npos);
+}
+
+TEST_CASE("drover run: output and limit options are validated before anything starts") {
     for (auto args : std::vector<std::vector<std::string>>{
              {"run", "--capture", "--max-output", "lots"},
              {"run", "--capture", "--on-overflow", "explode"},
@@ -190,6 +209,11 @@ TEST_CASE("drover run: output options are validated before anything starts") {
              {"run", "--capture", "--stdout", "null"},
              {"run", "--stdout", "stdout"},
              {"run", "--capture", "--drain-grace", "soon"},
+             {"run", "--rlimit", "files=10"},
+             {"run", "--rlimit", "nofile=ten"},
+             {"run", "--rlimit", "nofile=100:50"},
+             {"run", "--rlimit", "nofile"},
+             {"run", "--umask", "999"},
          }) {
         CAPTURE(args);
         auto r = drover_cli(args, {"touch", "/tmp/drover-must-not-exist"});

@@ -2,11 +2,14 @@
 #pragma once
 
 #include <signal.h>
+#include <sys/resource.h>
+#include <sys/types.h>
 
 #include <chrono>
 #include <filesystem>
 #include <initializer_list>
 #include <optional>
+#include <string_view>
 #include <string>
 #include <utility>
 #include <vector>
@@ -61,11 +64,26 @@ enum class cancel_policy : unsigned char {
 ///
 /// **Parent death**: the child gets `parent_death_signal()` (default SIGKILL; 0 for none) when
 /// the thread that spawned it exits. drover spawns from a long-lived thread (see `spawn`).
+///
+/// **Limits**: `rlimit()` sets a resource limit for the child only. Without an explicit
+/// RLIMIT_NOFILE, a child whose parent raised its soft NOFILE limit above 1024 gets 1024 (the
+/// hard limit kept): programs using `select()` break above it (pitfalls B6).
+/// `umask()` and `no_new_privs()` apply in the child before exec.
 class command {
 public:
     explicit command(std::string program) : program_(std::move(program)) {}
     command(std::string program, std::vector<std::string> args)
         : program_(std::move(program)), args_(std::move(args)) {}
+
+    /// The one way to run a shell: `/bin/sh -c script` (argv[0] "sh"). Everything in `script` is
+    /// shell syntax; never build it from untrusted text (pass such text as arguments of a
+    /// command instead, or as positional parameters: `shell("echo \"$1\"").arg("sh").arg(x)`,
+    /// where the first extra argument becomes `$0`).
+    static command shell(std::string script) {
+        command c("/bin/sh", {"-c", std::move(script)});
+        c.arg0("sh");
+        return c;
+    }
 
     /// Appends one argument (argv[1], argv[2], ...).
     command& arg(std::string a) {
@@ -169,7 +187,35 @@ public:
         return *this;
     }
 
+    /// Sets resource limit `resource` (RLIMIT_CPU, RLIMIT_NOFILE, ...) for the child, soft and
+    /// hard (RLIM_INFINITY for none). Raising a hard limit needs privilege: the spawn then fails
+    /// at stage `limits` with EPERM. Set twice: the last wins.
+    command& rlimit(int resource, rlim_t soft, rlim_t hard) {
+        std::erase_if(rlimits_, [&](const resource_limit& l) { return l.resource == resource; });
+        rlimits_.push_back({resource, soft, hard});
+        return *this;
+    }
+    /// The child's file mode creation mask (default: the parent's).
+    command& umask(mode_t mask) {
+        umask_ = mask & 0777;
+        return *this;
+    }
+    /// PR_SET_NO_NEW_PRIVS in the child: exec can never grant privileges (setuid binaries, file
+    /// capabilities) to it or its descendants.
+    command& no_new_privs(bool on = true) {
+        no_new_privs_ = on;
+        return *this;
+    }
+
     // ---- observers -------------------------------------------------------------------------
+    struct resource_limit {
+        int resource;
+        rlim_t soft;
+        rlim_t hard;
+    };
+    const std::vector<resource_limit>& rlimits() const noexcept { return rlimits_; }
+    std::optional<mode_t> file_mode_mask() const noexcept { return umask_; }
+    bool sets_no_new_privs() const noexcept { return no_new_privs_; }
     enum class env_base : unsigned char { inherit, empty, keep_list };
     struct env_op {
         std::string key;
@@ -212,6 +258,26 @@ private:
     cgroup_mode cgroup_mode_ = cgroup_mode::automatic;
     cancel_policy cancel_policy_ = cancel_policy::stop;
     int pdeathsig_ = SIGKILL;
+    std::vector<resource_limit> rlimits_;
+    std::optional<mode_t> umask_;
+    bool no_new_privs_ = false;
 };
+
+/// RLIMIT_* for a name: "cpu", "fsize", "data", "stack", "core", "rss", "nproc", "nofile",
+/// "memlock", "as", "locks", "sigpending", "msgqueue", "nice", "rtprio", "rttime" (any case,
+/// with or without "RLIMIT_"). Empty for anything else.
+std::optional<int> rlimit_resource(std::string_view name) noexcept;
+
+/// An argument that looks like shell syntax, which drover passes on literally.
+struct shell_syntax_hint {
+    std::size_t index; ///< in argv (1 = the first argument)
+    std::string what;  ///< e.g. "a pipe '|'", "command substitution '$('"
+};
+/// The arguments of `cmd` that look like shell syntax (`|`, `&&`, `;`, `>`, `$(`, backticks...)
+/// that no shell will interpret, for a warning that says how to use one on purpose
+/// (`command::shell`). Nothing is reported when the program itself is a shell (sh, bash, dash,
+/// zsh, ksh, mksh, ash, fish, busybox): that is using one on purpose. The library only
+/// reports; tools decide whether to warn.
+std::vector<shell_syntax_hint> shell_syntax_hints(const command& cmd);
 
 } // namespace drover

@@ -41,6 +41,8 @@ enum class spawn_stage {
     terminal,     ///< opening a pseudo-terminal (parent) or making it the controlling tty (child)
     cgroup,       ///< creating the child's leaf cgroup (parent) or joining it (child)
     cwd,          ///< chdir() in the child
+    limits,       ///< setting resource limits (prlimit) in the child
+    privileges,   ///< PR_SET_NO_NEW_PRIVS in the child
     parent_death, ///< PR_SET_PDEATHSIG in the child
     close_fds,    ///< closing every fd not passed on purpose, in the child
     exec,         ///< execve() itself

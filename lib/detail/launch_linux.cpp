@@ -19,6 +19,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/mman.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -66,6 +67,13 @@ struct fd_move {
     int dst;
 };
 
+/// One prlimit64 call's arguments (the kernel's struct rlimit64 is two u64).
+struct rlimit64_arg {
+    int resource;
+    std::uint64_t soft;
+    std::uint64_t hard;
+};
+
 struct child_plan {
     const char* path = nullptr;
     char* const* argv = nullptr;
@@ -84,6 +92,10 @@ struct child_plan {
     int pdeathsig = 0;             // PR_SET_PDEATHSIG, 0 = none
     pid_t parent_pid = 0;          // getpid() before the clone, for the getppid() check
     unsigned test_delay_ms = 0;    // tests: sleep before PR_SET_PDEATHSIG
+    const struct rlimit64_arg* limits = nullptr; // resource limits to set, with their resource
+    int n_limits = 0;
+    int umask = -1;                // -1: keep the parent's
+    bool no_new_privs = false;
     // Written by the child on failure (shared memory: CLONE_VM).
     int stage = 0;
     int err = 0;
@@ -146,6 +158,17 @@ DROVER_CHILD_FN int child_main(void* arg) noexcept {
     // 4. Working directory.
     if (p->cwd != nullptr && ::syscall(SYS_chdir, p->cwd) < 0)
         child_fail(p, spawn_stage::cwd, errno);
+
+    // 4a. File mode creation mask and resource limits (before exec; a limit the child may not
+    //     raise fails here with EPERM, reported with its stage).
+    if (p->umask >= 0) ::syscall(SYS_umask, p->umask);
+    for (int i = 0; i < p->n_limits; ++i) {
+        const std::uint64_t lim[2] = {p->limits[i].soft, p->limits[i].hard};
+        if (::syscall(SYS_prlimit64, 0, p->limits[i].resource, lim, nullptr) != 0)
+            child_fail(p, spawn_stage::limits, errno);
+    }
+    if (p->no_new_privs && ::syscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        child_fail(p, spawn_stage::privileges, errno);
 
     // 4b. Parent death signal, after any credential change (which would clear it). It fires when
     //     the spawning *thread* exits, so spawn() runs on a long-lived thread. If the parent
@@ -650,6 +673,29 @@ bool launch(const command& cmd, int cgroup_fd, launched& out, spawn_failure& f) 
     plan.pdeathsig = cmd.parent_death_signal();
     plan.parent_pid = ::getpid();
     plan.test_delay_ms = g_test_pdeathsig_delay_ms.load(std::memory_order_relaxed);
+    std::vector<rlimit64_arg> limits;
+    bool nofile_set = false;
+    for (const auto& l : cmd.rlimits()) {
+        if (l.resource < 0 || l.resource >= RLIMIT_NLIMITS)
+            return f.code = errc::invalid_command, f.stage = spawn_stage::prepare,
+                   f.detail = "resource limit " + std::to_string(l.resource) + " does not exist", false;
+        if (l.soft != RLIM_INFINITY && (l.hard == RLIM_INFINITY ? false : l.soft > l.hard))
+            return f.code = errc::invalid_command, f.stage = spawn_stage::prepare,
+                   f.detail = "resource limit " + std::to_string(l.resource) + ": soft limit above hard limit", false;
+        limits.push_back({l.resource, l.soft, l.hard});
+        nofile_set = nofile_set || l.resource == RLIMIT_NOFILE;
+    }
+    if (!nofile_set) {
+        // A supervisor raises its own soft NOFILE limit; its children get the conventional 1024
+        // (select() breaks above it), the hard limit kept (pitfalls B6).
+        struct rlimit own {};
+        if (::getrlimit(RLIMIT_NOFILE, &own) == 0 && own.rlim_cur > 1024) // RLIM_INFINITY too
+            limits.push_back({RLIMIT_NOFILE, 1024, own.rlim_max});
+    }
+    plan.limits = limits.data();
+    plan.n_limits = static_cast<int>(limits.size());
+    plan.umask = cmd.file_mode_mask() ? static_cast<int>(*cmd.file_mode_mask()) : -1;
+    plan.no_new_privs = cmd.sets_no_new_privs();
     if (plan.pdeathsig < 0 || plan.pdeathsig > 64)
         return f.code = errc::invalid_command, f.stage = spawn_stage::prepare,
                f.detail = "parent death signal " + std::to_string(plan.pdeathsig) + " is not a signal", false;

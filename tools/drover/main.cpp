@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/select.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -453,14 +454,6 @@ int exit_code_for(const drover::spawn_failure& f) {
     return exit_drover_failed;
 }
 
-/// Arguments that a user may have meant for a shell. They are passed on literally; say so.
-bool looks_like_shell_syntax(const std::string& a) {
-    static const std::array<std::string, 10> ops = {"|", "||", "&&", ";", ">", ">>", "<", "&", "2>&1", "|&"};
-    for (const auto& op : ops)
-        if (a == op) return true;
-    return false;
-}
-
 struct run_options {
     std::optional<std::string> cwd;
     std::vector<std::string> env;
@@ -480,8 +473,20 @@ struct run_options {
     bool pty = false;
     std::optional<std::string> pty_size;
     std::optional<std::string> label;
+    std::vector<std::string> rlimits;
+    std::optional<std::string> umask;
+    bool no_new_privs = false;
     std::vector<std::string> argv;
 };
+
+/// "unlimited"/"infinity" or a number.
+std::optional<rlim_t> parse_rlim(std::string_view s) {
+    if (s == "unlimited" || s == "infinity") return RLIM_INFINITY;
+    unsigned long long v = 0;
+    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (s.empty() || ec != std::errc{} || ptr != s.data() + s.size()) return std::nullopt;
+    return static_cast<rlim_t>(v);
+}
 
 /// --stdin/--stdout/--stderr: "inherit", "null", "stdout" (stderr only), or a file path.
 std::optional<drover::stdio> stdio_spec(const std::string& v, int fd, spdlog::logger& log) {
@@ -640,10 +645,39 @@ int run(const run_options& o, spdlog::logger& log) {
         .stop_grace(std::chrono::duration_cast<std::chrono::steady_clock::duration>(*grace))
         .cgroup(o.cgroup ? drover::cgroup_mode::required
                          : o.no_cgroup ? drover::cgroup_mode::off : drover::cgroup_mode::automatic);
-    for (std::size_t i = 1; i < o.argv.size(); ++i)
-        if (looks_like_shell_syntax(o.argv[i]))
-            log.warn("argument {} ('{}') is passed to '{}' as is; no shell interprets it", i,
-                     drover::escape(o.argv[i]), drover::escape(o.argv.front()));
+    for (const auto& l : o.rlimits) { // NAME=SOFT[:HARD]
+        auto eq = l.find('=');
+        auto res = eq == std::string::npos ? std::nullopt : drover::rlimit_resource(std::string_view(l).substr(0, eq));
+        std::string_view vals = eq == std::string::npos ? std::string_view{} : std::string_view(l).substr(eq + 1);
+        auto colon = vals.find(':');
+        auto soft = parse_rlim(vals.substr(0, colon));
+        auto hard = colon == std::string_view::npos ? soft : parse_rlim(vals.substr(colon + 1));
+        if (!res || !soft || !hard) {
+            log.error("run: --rlimit '{}' is not NAME=SOFT[:HARD] (like nofile=1024, cpu=10:20, core=0, "
+                      "as=unlimited; names: cpu fsize data stack core rss nproc nofile memlock as locks "
+                      "sigpending msgqueue nice rtprio rttime)", drover::escape(l));
+            return exit_drover_failed;
+        }
+        if (*hard != RLIM_INFINITY && (*soft == RLIM_INFINITY || *soft > *hard)) {
+            log.error("run: --rlimit '{}': the soft limit is above the hard limit", drover::escape(l));
+            return exit_drover_failed;
+        }
+        cmd.rlimit(*res, *soft, *hard);
+    }
+    if (o.umask) {
+        unsigned v = 0;
+        auto [ptr, ec] = std::from_chars(o.umask->data(), o.umask->data() + o.umask->size(), v, 8);
+        if (o.umask->empty() || ec != std::errc{} || ptr != o.umask->data() + o.umask->size() || v > 0777) {
+            log.error("run: --umask '{}' is not an octal mask (like 022, 0077)", drover::escape(*o.umask));
+            return exit_drover_failed;
+        }
+        cmd.umask(static_cast<mode_t>(v));
+    }
+    if (o.no_new_privs) cmd.no_new_privs();
+    for (const auto& hint : drover::shell_syntax_hints(cmd))
+        log.warn("argument {} ('{}') looks like {}, but no shell runs: '{}' gets it as is. To use a shell, "
+                 "say so: drover run -- sh -c '...'", hint.index, drover::escape(o.argv[hint.index]), hint.what,
+                 drover::escape(o.argv.front()));
 
     // Orphans of the child's tree are re-parented to us (or we are PID 1): we reap them, and
     // without a cgroup they still count as part of the tree.
@@ -917,6 +951,11 @@ int main(int argc, char** argv) {
                         "With --capture: how long output may still arrive after the command exits (default 1s)");
     run_cmd->add_flag("--pty", ro.pty, "Run the command on a new pseudo-terminal, relayed to drover's stdin/stdout");
     run_cmd->add_option("--pty-size", ro.pty_size, "The terminal's size as ROWSxCOLS (default: drover's terminal, or 24x80)");
+    run_cmd->add_option("--rlimit", ro.rlimits, "A resource limit for the child, NAME=SOFT[:HARD] (repeatable)")
+        ->expected(1)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+    run_cmd->add_option("--umask", ro.umask, "The child's umask, octal (like 022)");
+    run_cmd->add_flag("--no-new-privs", ro.no_new_privs, "Set no_new_privs: exec can never gain privileges");
     run_cmd->add_option("--label", ro.label,
                         "Print each output line as an escaped log line: 'NAME | line' (stdout), 'NAME ! line' (stderr)");
     // Everything from PROGRAM on belongs to the child, untouched (options included).
@@ -935,9 +974,10 @@ int main(int argc, char** argv) {
             child_argv.assign(argv + i + 1, argv + argc);
             break;
         }
-        static const std::array<std::string_view, 14> with_value = {
+        static const std::array<std::string_view, 16> with_value = {
             "--cwd",    "--env",        "--env-keep",  "--timeout",  "--grace",       "--stop-signal", "--stdin",
-            "--stdout", "--stderr",     "--max-output", "--on-overflow", "--drain-grace", "--pty-size",  "--label"};
+            "--stdout", "--stderr",     "--max-output", "--on-overflow", "--drain-grace", "--pty-size",  "--label",
+            "--rlimit", "--umask"};
         if (std::find(with_value.begin(), with_value.end(), a) != with_value.end()) {
             ++i; // the option's value
             continue;
