@@ -87,4 +87,28 @@ std::string escape(std::string_view s) {
     return out;
 }
 
+std::string to_valid_utf8(std::string_view s, bool* replaced) {
+    std::string out;
+    out.reserve(s.size());
+    bool any = false;
+    for (std::size_t i = 0; i < s.size();) {
+        if (static_cast<unsigned char>(s[i]) < 0x80) {
+            out += s[i++];
+            continue;
+        }
+        std::uint32_t cp = 0;
+        std::size_t len = decode(s, i, cp);
+        if (len == 0) {
+            out += "\xEF\xBF\xBD"; // U+FFFD
+            any = true;
+            ++i;
+        } else {
+            out.append(s.substr(i, len));
+            i += len;
+        }
+    }
+    if (replaced) *replaced = any;
+    return out;
+}
+
 } // namespace drover

@@ -164,8 +164,6 @@ asio::awaitable<void> read_stream(std::shared_ptr<run_state> st, asio::posix::st
         if (ec) break; // EOF, closed by the drain deadline, or a read error: the stream ends
     }
     cap.finish();
-    --st->readers;
-    st->notify();
 }
 
 asio::awaitable<void> write_input(std::shared_ptr<run_state> st) {
@@ -176,8 +174,15 @@ asio::awaitable<void> write_input(std::shared_ptr<run_state> st) {
     if (ec || n != data.size()) st->r.input_broken = true;
     error_code ignored;
     in.close(ignored);
-    --st->writers;
-    st->notify();
+}
+
+/// Starts `body` on the run's strand; when it ends, however it ends (an exception included),
+/// `counter` goes down and the main coroutine is woken, so a failing helper cannot hang a run.
+void start_helper(const std::shared_ptr<run_state>& st, asio::awaitable<void> body, int run_state::*counter) {
+    asio::co_spawn(st->ex, std::move(body), [st, counter](std::exception_ptr) {
+        --((*st).*counter);
+        st->notify();
+    });
 }
 
 /// Captures, waits, drains and cleans up `*st->cp`, which runs already.
@@ -188,9 +193,9 @@ asio::awaitable<run_result> capture_main(std::shared_ptr<run_state> st, clk_poin
 
     st->readers = 1 + (st->capture_err ? 1 : 0);
     st->writers = o.input ? 1 : 0;
-    asio::co_spawn(st->ex, read_stream(st, c.std_out(), st->r.out), asio::detached);
-    if (st->capture_err) asio::co_spawn(st->ex, read_stream(st, c.std_err(), st->r.err), asio::detached);
-    if (o.input) asio::co_spawn(st->ex, write_input(st), asio::detached);
+    start_helper(st, read_stream(st, c.std_out(), st->r.out), &run_state::readers);
+    if (st->capture_err) start_helper(st, read_stream(st, c.std_err(), st->r.err), &run_state::readers);
+    if (o.input) start_helper(st, write_input(st), &run_state::writers);
 
     auto [ec, status] = o.timeout ? co_await c.async_wait_for(*o.timeout, tuple_awaitable)
                                   : co_await c.async_wait(tuple_awaitable);

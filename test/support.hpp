@@ -134,4 +134,27 @@ inline std::string read_file(const std::string& path) {
     return ss.str();
 }
 
+/// How many live (not zombie) processes have a command line (arguments joined by spaces) for
+/// which `match` is true.
+template <typename Match>
+int live_processes_where(Match match) {
+    int n = 0;
+    DIR* d = ::opendir("/proc");
+    if (!d) return 0;
+    while (auto* e = ::readdir(d)) {
+        std::string name = e->d_name;
+        if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+        std::string cl = read_file("/proc/" + name + "/cmdline");
+        for (auto& ch : cl)
+            if (ch == '\0') ch = ' ';
+        if (!cl.empty() && cl.back() == ' ') cl.pop_back();
+        std::string stat = read_file("/proc/" + name + "/stat");
+        auto rp = stat.rfind(')');
+        if (rp != std::string::npos && rp + 2 < stat.size() && stat[rp + 2] == 'Z') continue;
+        if (match(cl)) ++n;
+    }
+    ::closedir(d);
+    return n;
+}
+
 } // namespace drover::test

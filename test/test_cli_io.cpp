@@ -209,6 +209,7 @@ TEST_CASE("drover run: output and limit options are validated before anything st
              {"run", "--capture", "--stdout", "null"},
              {"run", "--stdout", "stdout"},
              {"run", "--capture", "--drain-grace", "soon"},
+             {"run", "--drain-grace", "1s"},
              {"run", "--rlimit", "files=10"},
              {"run", "--rlimit", "nofile=ten"},
              {"run", "--rlimit", "nofile=100:50"},

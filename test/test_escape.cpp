@@ -52,3 +52,15 @@ TEST_CASE("the result never holds a control byte, whatever the input") {
 }
 
 }
+
+TEST_SUITE("escape") {
+TEST_CASE("to_valid_utf8 keeps valid text and controls, replaces each invalid byte with U+FFFD") {
+    bool replaced = true;
+    CHECK(drover::to_valid_utf8("plain \x1b[2J \xe2\x80\xae \xc3\xa9", &replaced) == "plain \x1b[2J \xe2\x80\xae \xc3\xa9");
+    CHECK_FALSE(replaced);
+    CHECK(drover::to_valid_utf8("a\xff" "b\xc0\xaf" "c\xed\xa0\x80", &replaced) ==
+          "a\xEF\xBF\xBD" "b\xEF\xBF\xBD\xEF\xBF\xBD" "c\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");
+    CHECK(replaced);
+    CHECK(drover::to_valid_utf8("trunc\xe2\x80") == "trunc\xEF\xBF\xBD\xEF\xBF\xBD");
+}
+} // TEST_SUITE

@@ -24,22 +24,10 @@ using namespace std::chrono_literals;
 
 namespace {
 
-/// Live (not zombie) processes whose argv is drover-test-child with exactly this script.
+/// Live processes whose argv is drover-test-child with exactly this script.
 int helpers_running(const std::string& script) {
-    int n = 0;
     const std::string want = std::string(helper_path()) + " " + script;
-    for (auto& e : std::filesystem::directory_iterator("/proc")) {
-        auto name = e.path().filename().string();
-        if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-        std::string cl = read_file("/proc/" + name + "/cmdline");
-        std::replace(cl.begin(), cl.end(), '\0', ' ');
-        if (!cl.empty() && cl.back() == ' ') cl.pop_back();
-        std::string stat = read_file("/proc/" + name + "/stat");
-        auto rp = stat.rfind(')');
-        if (rp != std::string::npos && rp + 2 < stat.size() && stat[rp + 2] == 'Z') continue;
-        if (cl == want) ++n;
-    }
-    return n;
+    return live_processes_where([&](const std::string& cl) { return cl == want; });
 }
 
 /// A task that runs a helper child sleeping `ms` and returns `value` once it has exited.

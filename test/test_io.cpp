@@ -57,20 +57,9 @@ int open_fd_count() {
     return n;
 }
 
-/// Processes whose command line starts with `prefix` (a needle in argv, like "sleep 31").
-int processes_running(const std::string& cmdline_prefix) {
-    int n = 0;
-    for (auto& e : std::filesystem::directory_iterator("/proc")) {
-        auto name = e.path().filename().string();
-        if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-        std::string cl = read_file("/proc/" + name + "/cmdline");
-        std::replace(cl.begin(), cl.end(), '\0', ' ');
-        std::string stat = read_file("/proc/" + name + "/stat");
-        auto rp = stat.rfind(')');
-        if (rp != std::string::npos && rp + 2 < stat.size() && stat[rp + 2] == 'Z') continue;
-        if (cl.rfind(cmdline_prefix, 0) == 0) ++n;
-    }
-    return n;
+/// Live processes whose command line starts with `prefix` (a needle in argv, like "sleep 31").
+int processes_running(const std::string& prefix) {
+    return live_processes_where([&](const std::string& cl) { return cl.rfind(prefix, 0) == 0; });
 }
 
 asio::awaitable<run_result> run_it(command cmd, run_options o = {}) {

@@ -19,4 +19,9 @@ namespace drover {
 /// prints child output goes through this function.
 std::string escape(std::string_view bytes);
 
+/// `bytes` as valid UTF-8, for formats that require Unicode text (JSON): every byte that is not
+/// part of a valid sequence becomes U+FFFD; everything else, controls included, is kept (the
+/// format's own escaping handles those). `*replaced`, if given, says whether any byte was.
+std::string to_valid_utf8(std::string_view bytes, bool* replaced = nullptr);
+
 } // namespace drover

@@ -165,39 +165,6 @@ bool write_all(int fd, std::string_view data) {
     return true;
 }
 
-/// `bytes` as valid UTF-8 for JSON: each byte that is not part of a valid sequence becomes
-/// U+FFFD. Sets `valid` to whether nothing had to be replaced.
-std::string to_utf8(std::string_view bytes, bool& valid) {
-    std::string out;
-    out.reserve(bytes.size());
-    valid = true;
-    std::size_t i = 0;
-    while (i < bytes.size()) {
-        auto b = static_cast<unsigned char>(bytes[i]);
-        std::size_t len = b < 0x80 ? 1 : (b >> 5) == 0x6 ? 2 : (b >> 4) == 0xE ? 3 : (b >> 3) == 0x1E ? 4 : 0;
-        bool ok = len != 0 && i + len <= bytes.size();
-        std::uint32_t cp = len == 1 ? b : len == 2 ? (b & 0x1F) : len == 3 ? (b & 0x0F) : (b & 0x07);
-        for (std::size_t k = 1; ok && k < len; ++k) {
-            auto c = static_cast<unsigned char>(bytes[i + k]);
-            if ((c & 0xC0) != 0x80) ok = false;
-            cp = (cp << 6) | (c & 0x3F);
-        }
-        if (ok) { // no overlong forms, surrogates or code points past U+10FFFF
-            ok = !(len == 2 && cp < 0x80) && !(len == 3 && cp < 0x800) && !(len == 4 && cp < 0x10000) &&
-                 !(cp >= 0xD800 && cp <= 0xDFFF) && cp <= 0x10FFFF;
-        }
-        if (ok) {
-            out.append(bytes.substr(i, len));
-            i += len;
-        } else {
-            out += "\xEF\xBF\xBD";
-            valid = false;
-            ++i;
-        }
-    }
-    return out;
-}
-
 std::string base64(std::string_view in) {
     static constexpr char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     std::string out;
@@ -225,10 +192,10 @@ std::string base64(std::string_view in) {
 boost::json::object stream_json(const drover::captured_output& c) {
     boost::json::object o;
     std::string text = c.text();
-    bool valid = true;
-    o["text"] = to_utf8(text, valid);
-    o["utf8"] = valid;
-    if (!valid) o["base64"] = base64(text); // the exact bytes, when "text" had to replace some
+    bool replaced = false;
+    o["text"] = drover::to_valid_utf8(text, &replaced);
+    o["utf8"] = !replaced;
+    if (replaced) o["base64"] = base64(text); // the exact bytes, when "text" had to replace some
     o["bytes_total"] = c.total_bytes;
     o["bytes_dropped"] = c.dropped_bytes();
     o["truncated"] = c.truncated();
@@ -242,10 +209,7 @@ std::int64_t micros(std::chrono::nanoseconds d) { return std::chrono::duration_c
 std::string run_json(const std::vector<std::string>& argv, const drover::run_result& r, int exit_code) {
     boost::json::object j;
     boost::json::array a;
-    for (const auto& s : argv) {
-        bool valid = true;
-        a.emplace_back(to_utf8(s, valid));
-    }
+    for (const auto& s : argv) a.emplace_back(drover::to_valid_utf8(s));
     j["argv"] = std::move(a);
     j["pid"] = r.pid;
     boost::json::object st;
@@ -469,7 +433,7 @@ struct run_options {
     std::optional<std::string> max_output;
     std::optional<std::string> on_overflow;
     bool json = false;
-    std::string drain_grace = "1s";
+    std::optional<std::string> drain_grace;
     bool pty = false;
     std::optional<std::string> pty_size;
     std::optional<std::string> label;
@@ -571,12 +535,18 @@ int run(const run_options& o, spdlog::logger& log) {
         log.error("run: --max-output and --on-overflow apply to --capture (or --json); add one of them");
         return exit_drover_failed;
     }
-    auto drain = parse_duration(o.drain_grace);
-    if (!drain) {
-        log.error("run: --drain-grace '{}' is not a duration (like 500ms, 1s)", drover::escape(o.drain_grace));
-        return exit_drover_failed;
+    if (o.drain_grace) {
+        auto drain = parse_duration(*o.drain_grace);
+        if (!drain) {
+            log.error("run: --drain-grace '{}' is not a duration (like 500ms, 1s)", drover::escape(*o.drain_grace));
+            return exit_drover_failed;
+        }
+        if (!capture) {
+            log.error("run: --drain-grace applies to --capture (or --json); add one of them");
+            return exit_drover_failed;
+        }
+        capture_opts.drain_grace = std::chrono::duration_cast<std::chrono::steady_clock::duration>(*drain);
     }
-    capture_opts.drain_grace = std::chrono::duration_cast<std::chrono::steady_clock::duration>(*drain);
     std::optional<std::pair<unsigned short, unsigned short>> pty_size;
     if (o.pty_size) {
         pty_size = parse_pty_size(*o.pty_size);
@@ -897,7 +867,8 @@ int run(const run_options& o, spdlog::logger& log) {
                          capture_opts.on_overflow == drover::overflow_policy::kill ? "; the tree was killed" : "");
         if (captured->drain_timed_out)
             log.warn("'{}' exited, but its output stayed open (a process it started?); stopped reading after {}",
-                     drover::escape(o.argv.front()), o.drain_grace);
+                     drover::escape(o.argv.front()),
+                     fmt::format("{} ms", std::chrono::duration_cast<std::chrono::milliseconds>(capture_opts.drain_grace).count()));
     }
     return rc;
 }
