@@ -77,6 +77,8 @@ std::optional<exit_status> try_reap(child_impl& c, error_code& ec) noexcept {
     }
     if (si.si_pid == 0) return std::nullopt; // still running: a spurious wake-up
     c.usage = to_usage(ru);
+    // The OOM killer counts its kill before the process is gone: read while the leaf exists.
+    if (c.memory_limited && c.leaf) c.oom_kills = c.leaf->oom_kills();
     switch (si.si_code) {
     case CLD_EXITED: mark_reaped(c, exit_status::exited(si.si_status)); break;
     case CLD_KILLED: mark_reaped(c, exit_status::signaled(si.si_status, false)); break;
@@ -419,6 +421,17 @@ void child::resize_pty(unsigned short rows, unsigned short cols, error_code& ec)
         ec = error_code(errno, boost::system::system_category());
 }
 
+std::vector<unapplied_limit> child::unapplied_limits() const {
+    if (!impl_) return {};
+    return impl_->unapplied;
+}
+
+std::optional<std::uint64_t> child::oom_kills() const noexcept {
+    if (!impl_) return std::nullopt;
+    std::lock_guard lock(impl_->m);
+    return impl_->oom_kills;
+}
+
 std::optional<resource_usage> child::usage() const noexcept {
     if (!impl_) return std::nullopt;
     std::lock_guard lock(impl_->m);
@@ -438,10 +451,12 @@ child spawn(const asio::any_io_executor& ex, const command& cmd, spawn_failure& 
             return {};
         }
         std::unique_ptr<detail::cgroup_leaf> leaf;
+        std::string no_leaf_why = "the command runs without a cgroup (cgroup_mode::off)";
         if (cmd.cgroup() != cgroup_mode::off) {
             error_code lec;
             std::string why;
             leaf = detail::cgroup_leaf::create(lec, why);
+            if (!leaf) no_leaf_why = "no cgroup for the child: " + why;
             if (!leaf && cmd.cgroup() == cgroup_mode::required) {
                 f.code = lec == error_code(ENOTSUP, boost::system::system_category()) ? error_code(errc::no_cgroup) : lec;
                 f.stage = spawn_stage::cgroup;
@@ -449,6 +464,9 @@ child spawn(const asio::any_io_executor& ex, const command& cmd, spawn_failure& 
                 return {};
             }
         }
+        std::vector<std::pair<std::string, std::string>> not_applied;
+        bool memory_limited = false;
+        if (leaf) leaf->apply_limits(cmd.cgroup_settings(), not_applied, memory_limited);
         detail::launched l;
         bool ok = false;
         auto do_launch = [&] {
@@ -475,7 +493,10 @@ child spawn(const asio::any_io_executor& ex, const command& cmd, spawn_failure& 
             // The kernel would not place the child in its leaf (a threaded cgroup, say):
             // automatic mode falls back to the session tree.
             detail::log_debug("{}; retrying without a cgroup", f.message());
+            no_leaf_why = "the kernel would not place the child in its cgroup: " + f.message();
             leaf.reset();
+            not_applied.clear();
+            memory_limited = false;
             f = spawn_failure{};
             f.program = cmd.program();
             launch_once();
@@ -486,6 +507,14 @@ child spawn(const asio::any_io_executor& ex, const command& cmd, spawn_failure& 
         }
         auto impl = std::make_shared<detail::child_impl>(ex);
         impl->program = cmd.program();
+        if (!leaf) {
+            const auto& lim = cmd.cgroup_settings();
+            if (lim.memory_max) not_applied.emplace_back("memory_max", no_leaf_why);
+            if (lim.pids_max) not_applied.emplace_back("pids_max", no_leaf_why);
+            if (lim.cpu_quota) not_applied.emplace_back("cpu_max", no_leaf_why);
+        }
+        for (auto& [setting, why] : not_applied) impl->unapplied.push_back({std::move(setting), std::move(why)});
+        impl->memory_limited = memory_limited;
         impl->leaf = std::move(leaf);
         impl->session = cmd.starts_new_session() ? l.pid : -1;
         impl->stop_signal = cmd.stop_signal();

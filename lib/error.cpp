@@ -40,6 +40,12 @@ std::string_view to_string(spawn_stage s) noexcept {
     case spawn_stage::terminal: return "terminal";
     case spawn_stage::cgroup: return "cgroup";
     case spawn_stage::cwd: return "chdir";
+    case spawn_stage::namespaces: return "namespaces";
+    case spawn_stage::mounts: return "mounts";
+    case spawn_stage::capabilities: return "capabilities";
+    case spawn_stage::setgroups: return "setgroups";
+    case spawn_stage::setgid: return "setgid";
+    case spawn_stage::setuid: return "setuid";
     case spawn_stage::parent_death: return "parent death signal";
     case spawn_stage::limits: return "resource limits";
     case spawn_stage::privileges: return "no_new_privs";

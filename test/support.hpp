@@ -22,6 +22,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <doctest/doctest.h>
 
+#include "detail/cgroup.hpp"
 #include "drover/drover.hpp"
 
 namespace drover::test {
@@ -155,6 +156,35 @@ int live_processes_where(Match match) {
     }
     ::closedir(d);
     return n;
+}
+
+/// Runs the drover binary with `args` (then `-- helper script...` when a script is given),
+/// capturing both streams, with a 60 s timeout.
+inline run_result drover_cli(std::vector<std::string> args, std::vector<std::string> script = {}) {
+    if (!script.empty()) {
+        args.push_back("--");
+        args.push_back(helper_path());
+        args.insert(args.end(), script.begin(), script.end());
+    }
+    asio::io_context ctx;
+    return run(ctx, [](std::vector<std::string> a) -> asio::awaitable<run_result> {
+        auto ex = co_await asio::this_coro::executor;
+        run_options o;
+        o.timeout = 60s;
+        co_return co_await async_run(ex, command(DROVER_BIN, std::move(a)), o, asio::use_awaitable);
+    }(std::move(args)));
+}
+
+/// Whether drover's cgroup can hand the cgroup v2 `controller` to its leaves. On the project's
+/// hybrid hosts it cannot.
+inline bool controller_available(const std::string& controller) {
+    const auto& p = detail::probe_cgroup();
+    if (!p.usable) return false;
+    std::istringstream in(read_file(p.own + "/cgroup.controllers"));
+    std::string w;
+    while (in >> w)
+        if (w == controller) return true;
+    return false;
 }
 
 } // namespace drover::test

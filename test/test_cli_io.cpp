@@ -17,21 +17,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-run_result drover_cli(std::vector<std::string> args, std::vector<std::string> script = {}) {
-    if (!script.empty()) {
-        args.push_back("--");
-        args.push_back(helper_path());
-        args.insert(args.end(), script.begin(), script.end());
-    }
-    asio::io_context ctx;
-    return run(ctx, [](std::vector<std::string> a) -> asio::awaitable<run_result> {
-        auto ex = co_await asio::this_coro::executor;
-        run_options o;
-        o.timeout = 60s;
-        co_return co_await async_run(ex, command(DROVER_BIN, std::move(a)), o, asio::use_awaitable);
-    }(std::move(args)));
-}
-
 int code(const run_result& r) { return r.status.code(); }
 
 } // namespace

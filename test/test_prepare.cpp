@@ -42,17 +42,19 @@ void write_file(const fs::path& p, const std::string& content, mode_t mode) {
 
 TEST_SUITE("prepare") {
 
-TEST_CASE("B5: the inherited environment keeps the first of duplicate keys and drops NOTIFY_SOCKET") {
+TEST_CASE("B5: the inherited environment keeps the last of duplicate keys and drops the supervisor's variables") {
     command c("x");
-    auto env = env_of(c, {"FOO=1", "FOO=2", "NOTIFY_SOCKET=/run/x", "BAR=b", "MALFORMED"});
-    CHECK(env == std::vector<std::string>{"FOO=1", "BAR=b"});
+    auto env = env_of(c, {"FOO=1", "NOTIFY_SOCKET=/run/x", "BAR=b", "MALFORMED", "FOO=2", "LISTEN_FDS=3",
+                          "LISTEN_PID=9", "LISTEN_FDNAMES=a", "WATCHDOG_USEC=1", "WATCHDOG_PID=9", "DROVER_LOG=debug",
+                          "LD_PRELOAD=/x.so"});
+    CHECK(env == std::vector<std::string>{"FOO=2", "BAR=b", "LD_PRELOAD=/x.so"}); // LD_* is inherited: documented
 }
 
 TEST_CASE("B5: a keep-list passes exactly the listed keys, once each") {
     command c("x");
     c.env_keep("FOO").env_keep("PATH");
     auto env = env_of(c, {"LD_PRELOAD=/x.so", "FOO=1", "FOO=2", "SECRET=s", "NOTIFY_SOCKET=/run/x", "PATH=/bin"});
-    CHECK(env == std::vector<std::string>{"FOO=1", "PATH=/bin"});
+    CHECK(env == std::vector<std::string>{"FOO=2", "PATH=/bin"});
 }
 
 TEST_CASE("env_clear starts empty and set/remove apply in call order") {
@@ -132,3 +134,63 @@ TEST_CASE("the search path is the child's PATH, else the parent's") {
 }
 
 }
+
+// ---- environment files -------------------------------------------------------------------------
+
+#include "drover/env_file.hpp"
+
+namespace {
+using kv = std::vector<std::pair<std::string, std::string>>;
+std::string env_file_error_of(std::string_view text) {
+    try {
+        drover::parse_env_file(text, "f.env");
+    } catch (const drover::env_file_error& e) {
+        return e.what();
+    }
+    return "(no error)";
+}
+} // namespace
+
+TEST_SUITE("prepare") {
+
+TEST_CASE("env files: the strict dotenv format") {
+    auto v = drover::parse_env_file("# comment\n\n  \nexport A=1\nB='$HOME \\n x' # c\nC=\"q\\\"\\n\\t\\\\\\$\"\r\n"
+                                    "D=\nE=a#b\nF=x   # trailing comment\nA=2\n",
+                                    "f.env");
+    CHECK(v == kv{{"A", "1"}, {"B", "$HOME \\n x"}, {"C", "q\"\n\t\\$"}, {"D", ""}, {"E", "a#b"}, {"F", "x"}, {"A", "2"}});
+    CHECK(drover::parse_env_file("", "f.env").empty());
+    CHECK(drover::parse_env_file("X=1", "f.env") == kv{{"X", "1"}}); // no final newline
+}
+
+TEST_CASE("env files: every error names the file, the line and what to write instead") {
+    CHECK(env_file_error_of("A=1\nB = 2\n") == "f.env:2: a space before '=' in 'B': write B=VALUE with no spaces around '='");
+    CHECK(env_file_error_of("A=x y\n") == "f.env:1: a space in the unquoted value of 'A': quote the value, as A=\"x y\"");
+    CHECK(env_file_error_of("1A=x\n").find("f.env:1: a variable name must start with a letter") == 0);
+    CHECK(env_file_error_of("A-B=x\n").find("f.env:1: '-' in the variable name") == 0);
+    CHECK(env_file_error_of("A\n").find("f.env:1: 'A' has no '='") == 0);
+    CHECK(env_file_error_of("A='x\n").find("no closing single quote") != std::string::npos);
+    CHECK(env_file_error_of("A=\"x\n").find("no closing double quote") != std::string::npos);
+    CHECK(env_file_error_of("A=\"\\q\"\n").find("unknown escape '\\q'") != std::string::npos);
+    CHECK(env_file_error_of("A='x'y\n").find("unexpected 'y'") != std::string::npos);
+    CHECK(env_file_error_of("A=it's\n").find("quote the value") != std::string::npos);
+    CHECK(env_file_error_of(std::string_view("A=x\0y\n", 6)) == "f.env:1: a NUL byte");
+    CHECK(env_file_error_of("A=\x01\n").find("control character \\x01") != std::string::npos);
+    CHECK(env_file_error_of("export\n").find("f.env:1:") == 0);
+}
+
+TEST_CASE("env files: read from disk, applied by command::env_file, the last of a key winning") {
+    temp_dir d;
+    write_file(d.path / "a.env", "A=1\nB=2\nA=3\n", 0644);
+    command c("x");
+    c.env_clear().env("B", "0").env_file(d.path / "a.env");
+    CHECK(env_of(c, {}) == std::vector<std::string>{"B=2", "A=3"}); // a set key moves to the end
+    try {
+        drover::read_env_file(d.path / "missing.env");
+        FAIL("no error");
+    } catch (const drover::env_file_error& e) {
+        CHECK(e.line() == 0);
+        CHECK(std::string(e.what()) == (d.path / "missing.env").string() + ": No such file or directory");
+    }
+}
+
+} // TEST_SUITE

@@ -330,9 +330,9 @@ TEST_CASE("B5: with a keep-list the child sees exactly the allowed variables, on
         throw;
     }
     environ = saved;
-    CHECK(split_nul(r.out) == std::vector<std::string>{"FOO=1", "PATH=/usr/bin:/bin", "ADDED=x y"});
+    CHECK(split_nul(r.out) == std::vector<std::string>{"FOO=2", "PATH=/usr/bin:/bin", "ADDED=x y"});
     CHECK(split_nul(inherit.out) ==
-          std::vector<std::string>{"FOO=1", "SECRET=s", "PATH=/usr/bin:/bin"});
+          std::vector<std::string>{"FOO=2", "SECRET=s", "PATH=/usr/bin:/bin"});
 }
 
 TEST_CASE("stdio: null, files (truncate, append, read) and a pipe through a child") {

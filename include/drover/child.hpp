@@ -214,6 +214,15 @@ public:
     /// What the process (and the children it reaped) consumed, once it has been reaped.
     std::optional<resource_usage> usage() const noexcept;
 
+    /// The command's cgroup limits (`memory_max`, `pids_max`, `cpu_max`) that are not in force
+    /// for this child, each with the reason (no controller on this host, no cgroup, ...).
+    /// Empty when every limit asked for applies. The library reports; tools warn.
+    std::vector<unapplied_limit> unapplied_limits() const;
+    /// Processes of the tree the OOM killer took (`oom_kill` of the leaf's memory.events), read
+    /// when the main process is reaped. Empty while it runs, and when no memory limit was in
+    /// force. A child killed by SIGKILL with a non-zero count was killed for memory.
+    std::optional<std::uint64_t> oom_kills() const noexcept;
+
     /// Sends `sig` to every process of the tree (the main process included while it runs).
     /// Fails with `errc::not_running` once nothing of the tree is left.
     void signal_tree(int sig, error_code& ec);

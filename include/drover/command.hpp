@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <initializer_list>
 #include <optional>
@@ -32,6 +33,42 @@ enum class cancel_policy : unsigned char {
     leave_running, ///< only the wait ends; the tree keeps running
 };
 
+/// Linux namespaces a child can get (opt-in; combine with `|`). See `command::unshare`.
+enum class namespaces : unsigned {
+    none = 0,
+    user = 1U << 0,   ///< CLONE_NEWUSER: the caller's uid/gid become 0 inside (one-id maps)
+    pid = 1U << 1,    ///< CLONE_NEWPID: the child is pid 1 of a new pid namespace
+    mount = 1U << 2,  ///< CLONE_NEWNS: private mounts (propagation made private); with `pid`,
+                      ///<   a fresh /proc is mounted
+    net = 1U << 3,    ///< CLONE_NEWNET: only a loopback interface, brought up
+    uts = 1U << 4,    ///< CLONE_NEWUTS: its own hostname
+    ipc = 1U << 5,    ///< CLONE_NEWIPC: its own System V IPC and POSIX message queues
+    cgroup = 1U << 6, ///< CLONE_NEWCGROUP: its cgroup becomes the root of its view
+};
+constexpr namespaces operator|(namespaces a, namespaces b) noexcept {
+    return static_cast<namespaces>(static_cast<unsigned>(a) | static_cast<unsigned>(b));
+}
+constexpr namespaces operator&(namespaces a, namespaces b) noexcept {
+    return static_cast<namespaces>(static_cast<unsigned>(a) & static_cast<unsigned>(b));
+}
+constexpr bool any(namespaces n) noexcept { return static_cast<unsigned>(n) != 0; }
+
+/// Resource limits enforced through the child's leaf cgroup (cgroup v2 controllers).
+struct cgroup_limits {
+    std::optional<std::uint64_t> memory_max; ///< bytes, memory.max
+    std::optional<std::uint64_t> pids_max;   ///< processes and threads, pids.max
+    /// cpu.max: `cpu_quota` of CPU time per `cpu_period` (e.g. 50ms per 100ms = half a core).
+    std::optional<std::chrono::microseconds> cpu_quota;
+    std::chrono::microseconds cpu_period{100000};
+    bool empty() const noexcept { return !memory_max && !pids_max && !cpu_quota; }
+};
+
+/// A cgroup limit that could not be put in force for a child (see `child::unapplied_limits`).
+struct unapplied_limit {
+    std::string setting; ///< "memory_max", "pids_max" or "cpu_max"
+    std::string reason;  ///< why, for a warning
+};
+
 /// A command to spawn: a program plus an argv vector, never a command string.
 ///
 /// Arguments reach the child byte for byte; no shell ever sees them. A shell runs only if you
@@ -44,12 +81,15 @@ enum class cancel_policy : unsigned char {
 /// - a name with `/` is used as written; a relative one is relative to the child's `cwd()`.
 ///
 /// **Environment** starts from a base and then applies `env()`/`env_remove()` in call order:
-/// - inherit (default): the parent's environment, minus `NOTIFY_SOCKET` (the supervisor's own
-///   systemd channel, never meant for its children);
+/// - inherit (default): the parent's environment minus what belongs to the supervisor itself:
+///   `NOTIFY_SOCKET`, `WATCHDOG_PID`, `WATCHDOG_USEC` (its systemd channel), `LISTEN_PID`,
+///   `LISTEN_FDS`, `LISTEN_FDNAMES` (sockets passed to it) and every `DROVER_*` variable;
 /// - `env_clear()`: empty;
-/// - `env_keep(key)`: only the listed keys of the parent's environment.
-/// A key occurring twice in the parent's environment counts once, with its first value (the one
-/// the parent's `getenv` sees). Keys must be non-empty and contain no `=` or NUL; values no NUL.
+/// - `env_keep(key)`: only the listed keys of the parent's environment (an allow-list; a listed
+///   supervisor variable is kept, because it was asked for).
+/// Duplicate keys: the last one wins, everywhere (a key twice in the parent's environment, twice
+/// in an env file, or set twice). `env_file()` applies a dotenv file (see `read_env_file`).
+/// Keys must be non-empty and contain no `=` or NUL; values no NUL.
 ///
 /// **Stdio** defaults to `stdio::inherit()` for fds 0-2. `pass_fd()` hands further descriptors
 /// to the child; every other descriptor is closed before exec, CLOEXEC or not.
@@ -69,6 +109,25 @@ enum class cancel_policy : unsigned char {
 /// RLIMIT_NOFILE, a child whose parent raised its soft NOFILE limit above 1024 gets 1024 (the
 /// hard limit kept): programs using `select()` break above it (pitfalls B6).
 /// `umask()` and `no_new_privs()` apply in the child before exec.
+///
+/// **Identity** (`user()`, `group()`, `supplementary_groups()`): names are resolved in the
+/// parent at spawn; the child then calls setgroups, setgid, setuid (in that order, each checked
+/// and verified with getres[ug]id) before exec. Only the child changes identity, never the
+/// parent or its threads. Without `group()`, the user's primary group; without
+/// `supplementary_groups()`, the user's groups from the group database. Changing identity
+/// needs root (CAP_SETUID, CAP_SETGID): otherwise the spawn fails at stage `setgroups` with
+/// EPERM. `capability_bounding_set()` (root) limits what the child and its descendants can ever
+/// hold.
+///
+/// **Isolation** (`unshare()`): new namespaces for the child, created by clone itself. With
+/// `namespaces::user`, the caller's uid and gid are mapped to 0 inside (works unprivileged).
+/// A child in a new pid namespace is its init: the kernel ignores signals it has no handler
+/// for, so a stop reaches it only through its handler or the SIGKILL after the grace.
+///
+/// **cgroup limits** (`memory_max()`, `pids_max()`, `cpu_max()`) are written to the child's
+/// leaf cgroup before it starts. Where a controller is missing (a hybrid host, no delegation)
+/// the spawn still succeeds and `child::unapplied_limits()` says which limit was not applied
+/// and why: never silently ignored.
 class command {
 public:
     explicit command(std::string program) : program_(std::move(program)) {}
@@ -207,7 +266,62 @@ public:
         return *this;
     }
 
+    /// Reads a dotenv file now (see `read_env_file`) and sets each of its variables, in file
+    /// order. Throws `env_file_error` naming the file and line on a syntax error or a read
+    /// failure.
+    command& env_file(const std::filesystem::path& file);
+
+    /// Runs the child as `user` (a name from the user database, or a numeric uid).
+    command& user(std::string name_or_uid) {
+        user_ = std::move(name_or_uid);
+        return *this;
+    }
+    /// Runs the child with primary group `group` (a name or a numeric gid).
+    command& group(std::string name_or_gid) {
+        group_ = std::move(name_or_gid);
+        return *this;
+    }
+    /// The child's supplementary groups (names or numbers); empty for none.
+    command& supplementary_groups(std::vector<std::string> groups) {
+        groups_ = std::move(groups);
+        return *this;
+    }
+    /// Keeps only these capabilities (CAP_* numbers, see `capability_number`) in the child's
+    /// bounding set; every other one is dropped for good. Needs CAP_SETPCAP (root).
+    command& capability_bounding_set(std::vector<int> keep) {
+        cap_bound_ = std::move(keep);
+        return *this;
+    }
+    /// New namespaces for the child (default none).
+    command& unshare(namespaces ns) {
+        namespaces_ = ns;
+        return *this;
+    }
+    /// memory.max of the child's cgroup, in bytes.
+    command& memory_max(std::uint64_t bytes) {
+        limits_.memory_max = bytes;
+        return *this;
+    }
+    /// pids.max of the child's cgroup: processes and threads of the whole tree.
+    command& pids_max(std::uint64_t n) {
+        limits_.pids_max = n;
+        return *this;
+    }
+    /// cpu.max of the child's cgroup: `quota` of CPU time per `period`.
+    command& cpu_max(std::chrono::microseconds quota,
+                     std::chrono::microseconds period = std::chrono::microseconds(100000)) {
+        limits_.cpu_quota = quota;
+        limits_.cpu_period = period;
+        return *this;
+    }
+
     // ---- observers -------------------------------------------------------------------------
+    const std::optional<std::string>& user() const noexcept { return user_; }
+    const std::optional<std::string>& group() const noexcept { return group_; }
+    const std::optional<std::vector<std::string>>& supplementary_groups() const noexcept { return groups_; }
+    const std::optional<std::vector<int>>& capability_bounding_set() const noexcept { return cap_bound_; }
+    namespaces unshared() const noexcept { return namespaces_; }
+    const struct cgroup_limits& cgroup_settings() const noexcept { return limits_; }
     struct resource_limit {
         int resource;
         rlim_t soft;
@@ -261,12 +375,29 @@ private:
     std::vector<resource_limit> rlimits_;
     std::optional<mode_t> umask_;
     bool no_new_privs_ = false;
+    std::optional<std::string> user_;
+    std::optional<std::string> group_;
+    std::optional<std::vector<std::string>> groups_;
+    std::optional<std::vector<int>> cap_bound_;
+    namespaces namespaces_ = namespaces::none;
+    struct cgroup_limits limits_;
 };
 
 /// RLIMIT_* for a name: "cpu", "fsize", "data", "stack", "core", "rss", "nproc", "nofile",
 /// "memlock", "as", "locks", "sigpending", "msgqueue", "nice", "rtprio", "rttime" (any case,
 /// with or without "RLIMIT_"). Empty for anything else.
 std::optional<int> rlimit_resource(std::string_view name) noexcept;
+
+/// CAP_* for a name: "net_bind_service", "CAP_SYS_ADMIN", ... (any case, with or without "CAP_").
+/// Empty for anything else. `capability_name` is the reverse ("cap_chown"), empty if unknown.
+std::optional<int> capability_number(std::string_view name) noexcept;
+std::string_view capability_name(int cap) noexcept;
+
+/// Namespaces from a comma-separated list: "user", "pid", "mount" (or "mnt"), "net", "uts",
+/// "ipc", "cgroup". Empty for an unknown name (then `bad` holds it).
+std::optional<namespaces> parse_namespaces(std::string_view list, std::string* bad = nullptr);
+/// "pid,mount,net": the names of the set namespaces, in the enum's order.
+std::string to_string(namespaces ns);
 
 /// An argument that looks like shell syntax, which drover passes on literally.
 struct shell_syntax_hint {

@@ -40,8 +40,15 @@ enum class spawn_stage {
     stdio,        ///< dup2 of fds 0-2 and passed fds in the child
     terminal,     ///< opening a pseudo-terminal (parent) or making it the controlling tty (child)
     cgroup,       ///< creating the child's leaf cgroup (parent) or joining it (child)
+    namespaces,   ///< creating namespaces (clone), or writing the user namespace's id maps,
+                  ///<   or bringing up the new network namespace's loopback
+    mounts,       ///< making mounts private / mounting /proc in a new mount namespace
     cwd,          ///< chdir() in the child
     limits,       ///< setting resource limits (prlimit) in the child
+    capabilities, ///< dropping capabilities from the bounding set in the child
+    setgroups,    ///< setgroups() in the child (supplementary groups)
+    setgid,       ///< setresgid() in the child, verified with getresgid
+    setuid,       ///< setresuid() in the child, verified with getresuid
     privileges,   ///< PR_SET_NO_NEW_PRIVS in the child
     parent_death, ///< PR_SET_PDEATHSIG in the child
     close_fds,    ///< closing every fd not passed on purpose, in the child

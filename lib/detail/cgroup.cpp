@@ -284,6 +284,93 @@ int cgroup_leaf::watch_events() const noexcept {
     return fd;
 }
 
+namespace {
+
+/// Writes `text` to `path` in one write(2); an errno or 0.
+int write_file(const std::string& path, const std::string& text) noexcept {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return errno;
+    ssize_t n;
+    do n = ::write(fd, text.data(), text.size());
+    while (n < 0 && errno == EINTR);
+    int err = n < 0 ? errno : (static_cast<std::size_t>(n) != text.size() ? EIO : 0);
+    ::close(fd);
+    return err;
+}
+
+bool listed(const std::string& words, const std::string& name) {
+    std::istringstream in(words);
+    std::string w;
+    while (in >> w)
+        if (w == name) return true;
+    return false;
+}
+
+/// Makes `controller` available to drover's leaves: enabled in the subtree_control of drover's
+/// own cgroup and of its drover-<pid> directory. Empty on success, else the reason.
+std::string enable_controller(const cgroup_probe& p, const std::string& drover_directory,
+                              const std::string& controller) {
+    if (!listed(read_small_file(p.own + "/cgroup.controllers"), controller))
+        return "the cgroup v2 hierarchy at " + p.mount + " offers no '" + controller + "' controller to " +
+               p.own + " (on a hybrid host it is on cgroup v1; with systemd, give drover a delegated cgroup: "
+               "Delegate=yes)";
+    std::lock_guard lock(g_dir_mutex);
+    for (const std::string& dir : {p.own, drover_directory}) {
+        if (listed(read_small_file(dir + "/cgroup.subtree_control"), controller)) continue;
+        int err = write_file(dir + "/cgroup.subtree_control", "+" + controller);
+        if (err == 0) continue;
+        std::string why = "cannot enable '" + controller + "' in " + dir + "/cgroup.subtree_control: " +
+                          std::strerror(err);
+        if (err == EBUSY)
+            why += " (the cgroup holds processes itself; cgroup v2 enables controllers only above leaves: "
+                   "run drover in a leaf of a delegated cgroup)";
+        return why;
+    }
+    return {};
+}
+
+} // namespace
+
+void cgroup_leaf::apply_limits(const cgroup_limits& limits,
+                               std::vector<std::pair<std::string, std::string>>& not_applied,
+                               bool& memory_applied) {
+    memory_applied = false;
+    if (limits.empty()) return;
+    const cgroup_probe& p = probe_cgroup();
+    const std::string dir = path_.substr(0, path_.rfind('/'));
+    auto apply = [&](const char* setting, const std::string& controller, const std::string& file,
+                     const std::string& value) -> bool {
+        std::string why = enable_controller(p, dir, controller);
+        if (why.empty()) {
+            if (int err = write_file(path_ + "/" + file, value); err != 0)
+                why = "cannot write '" + value + "' to " + path_ + "/" + file + ": " + std::strerror(err);
+        }
+        if (!why.empty()) not_applied.emplace_back(setting, std::move(why));
+        return why.empty();
+    };
+    if (limits.memory_max)
+        memory_applied = apply("memory_max", "memory", "memory.max", std::to_string(*limits.memory_max));
+    if (limits.pids_max) apply("pids_max", "pids", "pids.max", std::to_string(*limits.pids_max));
+    if (limits.cpu_quota)
+        apply("cpu_max", "cpu", "cpu.max",
+              std::to_string(limits.cpu_quota->count()) + " " + std::to_string(limits.cpu_period.count()));
+}
+
+std::optional<std::uint64_t> cgroup_leaf::oom_kills() const noexcept {
+    int fd = ::openat(dir_.get(), "memory.events", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return std::nullopt;
+    char buf[512];
+    ssize_t n;
+    do n = ::read(fd, buf, sizeof buf - 1);
+    while (n < 0 && errno == EINTR);
+    ::close(fd);
+    if (n <= 0) return std::nullopt;
+    buf[n] = '\0';
+    const char* at = std::strstr(buf, "oom_kill ");
+    if (at == nullptr) return std::nullopt;
+    return std::strtoull(at + 9, nullptr, 10);
+}
+
 bool cgroup_leaf::remove() noexcept {
     if (removed_) return true;
     if (::rmdir(path_.c_str()) != 0 && errno != ENOENT) return false;

@@ -9,11 +9,15 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <memory>
+#include <optional>
+#include <utility>
 #include <string>
 #include <vector>
 
 #include "detail/unique_fd.hpp"
+#include "drover/command.hpp"
 #include "drover/error.hpp"
 
 namespace drover::detail {
@@ -60,6 +64,17 @@ public:
     /// An inotify descriptor that becomes readable when cgroup.events changes. Owned by the
     /// caller. -1 on failure.
     int watch_events() const noexcept;
+    /// Writes the limits into the leaf (before the child is placed in it), enabling the
+    /// controllers they need in drover's cgroups first. What cannot be applied is appended to
+    /// `not_applied`, as {setting name, reason}; everything else is in force. `memory_applied`
+    /// says whether memory.max was written (then `oom_kills()` means something).
+    void apply_limits(const cgroup_limits& limits,
+                      std::vector<std::pair<std::string, std::string>>& not_applied,
+                      bool& memory_applied);
+    /// `oom_kill` from memory.events: processes of the leaf the OOM killer took. Empty when the
+    /// file cannot be read (no memory controller).
+    std::optional<std::uint64_t> oom_kills() const noexcept;
+
     /// rmdir of the leaf (and of drover's directory if it was the last leaf). False while the
     /// kernel still refuses (EBUSY): try again later.
     bool remove() noexcept;

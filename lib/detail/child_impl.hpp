@@ -48,6 +48,9 @@ struct child_impl {
 
     // The tree and how to stop it.
     std::unique_ptr<cgroup_leaf> leaf;           ///< null: the session/process-group fallback
+    std::vector<drover::unapplied_limit> unapplied;      ///< cgroup limits not in force (set at spawn)
+    bool memory_limited = false;                 ///< memory.max was written to the leaf
+    std::optional<std::uint64_t> oom_kills;      ///< from memory.events, read when reaped
     int stop_signal = 15;
     std::chrono::steady_clock::duration stop_grace{};
     cancel_policy on_cancel = cancel_policy::stop;

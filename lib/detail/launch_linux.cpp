@@ -15,6 +15,11 @@
 #include "detail/launch.hpp"
 
 #include <fcntl.h>
+#include <linux/capability.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
 #include <termios.h>
 #include <sched.h>
 #include <signal.h>
@@ -33,6 +38,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -96,9 +102,43 @@ struct child_plan {
     int n_limits = 0;
     int umask = -1;                // -1: keep the parent's
     bool no_new_privs = false;
+    // Identity (resolved by the parent; each step only when it changes something).
+    bool set_groups = false;
+    const gid_t* groups = nullptr;
+    int n_groups = 0;
+    bool set_gid = false;
+    gid_t gid = 0;
+    bool set_uid = false;
+    uid_t uid = 0;
+    // Capability bounding set: drop every cap in [0, last_cap] not in keep_caps.
+    bool drop_caps = false;
+    std::uint64_t keep_caps = 0;
+    int last_cap = -1;
+    // Namespaces: clone flags, then what the child sets up inside them.
+    std::uint64_t ns_flags = 0;
+    const char* uid_map = nullptr; // "0 <euid> 1\n" for a new user namespace
+    const char* gid_map = nullptr;
+    bool private_mounts = false;   // MS_REC|MS_PRIVATE on / (new mount namespace)
+    bool mount_proc = false;       // a fresh /proc (new pid + mount namespaces)
+    struct ifreq* loopback = nullptr; // "lo", brought up in a new network namespace
     // Written by the child on failure (shared memory: CLONE_VM).
     int stage = 0;
     int err = 0;
+    int substep = 0; // which step of a stage failed (for the parent's message)
+};
+
+/// Steps within a stage, for messages (child_plan::substep).
+enum substep : int {
+    sub_none = 0,
+    sub_setgroups_deny,
+    sub_uid_map,
+    sub_gid_map,
+    sub_loopback,
+    sub_private_mounts,
+    sub_mount_proc,
+    sub_capbset,
+    sub_capset,
+    sub_verify,
 };
 
 // ---- the child ------------------------------------------------------------------------------
@@ -111,6 +151,28 @@ DROVER_CHILD_FN [[noreturn]] void child_fail(child_plan* p, spawn_stage stage, i
     p->stage = static_cast<int>(stage);
     ::syscall(SYS_exit_group, 127);
     __builtin_unreachable();
+}
+
+DROVER_CHILD_FN [[noreturn]] void child_fail_at(child_plan* p, spawn_stage stage, int sub, int err) noexcept {
+    p->substep = sub;
+    child_fail(p, stage, err);
+}
+
+DROVER_CHILD_FN std::size_t child_strlen(const char* s) noexcept {
+    std::size_t n = 0;
+    while (s[n] != '\0') ++n;
+    return n;
+}
+
+/// Writes `text` to `path` in one write(2). Returns 0 or an errno.
+DROVER_CHILD_FN int child_write_file(const char* path, const char* text) noexcept {
+    long fd = ::syscall(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return errno;
+    std::size_t len = child_strlen(text);
+    long n = ::syscall(SYS_write, fd, text, len);
+    int err = n < 0 ? errno : (static_cast<std::size_t>(n) != len ? EIO : 0);
+    ::syscall(SYS_close, fd);
+    return err;
 }
 
 DROVER_CHILD_FN int child_main(void* arg) noexcept {
@@ -126,6 +188,18 @@ DROVER_CHILD_FN int child_main(void* arg) noexcept {
             child_fail(p, spawn_stage::signals, errno);
     }
 
+    // 1b. A new user namespace (created by clone): map the parent's euid/egid to 0 inside. The
+    //     child may write its own maps when they name only its own ids (user_namespaces(7));
+    //     an unprivileged gid_map needs setgroups denied first.
+    if (p->uid_map != nullptr) {
+        int e = child_write_file("/proc/self/setgroups", "deny");
+        if (e != 0 && e != ENOENT) child_fail_at(p, spawn_stage::namespaces, sub_setgroups_deny, e);
+        if ((e = child_write_file("/proc/self/uid_map", p->uid_map)) != 0)
+            child_fail_at(p, spawn_stage::namespaces, sub_uid_map, e);
+        if ((e = child_write_file("/proc/self/gid_map", p->gid_map)) != 0)
+            child_fail_at(p, spawn_stage::namespaces, sub_gid_map, e);
+    }
+
     // 2. A new session: the child leads its own process group, away from drover's terminal.
     if (p->new_session && ::syscall(SYS_setsid) < 0) child_fail(p, spawn_stage::session, errno);
 
@@ -137,6 +211,27 @@ DROVER_CHILD_FN int child_main(void* arg) noexcept {
         long n = ::syscall(SYS_write, fd, "0", 1);
         if (n != 1) child_fail(p, spawn_stage::cgroup, n < 0 ? errno : EIO);
         ::syscall(SYS_close, fd);
+    }
+
+    // 2c. A new mount namespace starts with copies of the parent's mounts, shared ones still
+    //     propagating back: make them all private first, so nothing the child mounts leaks out.
+    //     With a new pid namespace too, a fresh /proc shows only the child's processes.
+    if (p->private_mounts &&
+        ::syscall(SYS_mount, nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+        child_fail_at(p, spawn_stage::mounts, sub_private_mounts, errno);
+    if (p->mount_proc &&
+        ::syscall(SYS_mount, "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+        child_fail_at(p, spawn_stage::mounts, sub_mount_proc, errno);
+    // 2d. A new network namespace has only "lo", down: bring it up, so localhost works.
+    if (p->loopback != nullptr) {
+        long s = ::syscall(SYS_socket, AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (s < 0) child_fail_at(p, spawn_stage::namespaces, sub_loopback, errno);
+        if (::syscall(SYS_ioctl, s, SIOCGIFFLAGS, p->loopback) != 0)
+            child_fail_at(p, spawn_stage::namespaces, sub_loopback, errno);
+        p->loopback->ifr_flags = static_cast<short>(p->loopback->ifr_flags | IFF_UP);
+        if (::syscall(SYS_ioctl, s, SIOCSIFFLAGS, p->loopback) != 0)
+            child_fail_at(p, spawn_stage::namespaces, sub_loopback, errno);
+        ::syscall(SYS_close, s);
     }
 
     // 3. stdio and passed fds. Every source is above every target, so no dup clobbers a
@@ -155,25 +250,63 @@ DROVER_CHILD_FN int child_main(void* arg) noexcept {
         if (fl >= 0 && (fl & O_NONBLOCK)) ::syscall(SYS_fcntl, fd, F_SETFL, fl & ~O_NONBLOCK);
     }
 
-    // 4. Working directory.
-    if (p->cwd != nullptr && ::syscall(SYS_chdir, p->cwd) < 0)
-        child_fail(p, spawn_stage::cwd, errno);
-
-    // 4a. File mode creation mask and resource limits (before exec; a limit the child may not
-    //     raise fails here with EPERM, reported with its stage).
-    if (p->umask >= 0) ::syscall(SYS_umask, p->umask);
+    // 4. Resource limits, while still privileged (raising a hard limit needs
+    //    CAP_SYS_RESOURCE; without it this fails with EPERM, reported with its stage).
     for (int i = 0; i < p->n_limits; ++i) {
         const std::uint64_t lim[2] = {p->limits[i].soft, p->limits[i].hard};
         if (::syscall(SYS_prlimit64, 0, p->limits[i].resource, lim, nullptr) != 0)
             child_fail(p, spawn_stage::limits, errno);
     }
+
+    // 4a. The capability bounding set (needs CAP_SETPCAP, so before the identity change), and
+    //     the inheritable set cut to it: inheritable caps pass exec outside the bounding set.
+    if (p->drop_caps) {
+        for (int cap = 0; cap <= p->last_cap; ++cap) {
+            if (cap < 64 && ((p->keep_caps >> cap) & 1U) != 0) continue;
+            if (::syscall(SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0) != 0)
+                child_fail_at(p, spawn_stage::capabilities, sub_capbset, errno);
+        }
+        __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+        __user_cap_data_struct data[2] = {};
+        if (::syscall(SYS_capget, &hdr, data) != 0)
+            child_fail_at(p, spawn_stage::capabilities, sub_capset, errno);
+        data[0].inheritable &= static_cast<std::uint32_t>(p->keep_caps);
+        data[1].inheritable &= static_cast<std::uint32_t>(p->keep_caps >> 32);
+        if (::syscall(SYS_capset, &hdr, data) != 0)
+            child_fail_at(p, spawn_stage::capabilities, sub_capset, errno);
+    }
+
+    // 4b. Identity: setgroups, then setgid, then setuid (after setuid the right to change groups
+    //     is gone). Raw syscalls act on this thread only, which is the whole child (G3). Every
+    //     result is checked, and the ids verified (pitfalls G2).
+    if (p->set_groups && ::syscall(SYS_setgroups, p->n_groups, p->groups) != 0)
+        child_fail(p, spawn_stage::setgroups, errno);
+    if (p->set_gid) {
+        if (::syscall(SYS_setresgid, p->gid, p->gid, p->gid) != 0) child_fail(p, spawn_stage::setgid, errno);
+        gid_t r = 0, e = 0, s = 0;
+        if (::syscall(SYS_getresgid, &r, &e, &s) != 0 || r != p->gid || e != p->gid || s != p->gid)
+            child_fail_at(p, spawn_stage::setgid, sub_verify, EPERM);
+    }
+    if (p->set_uid) {
+        if (::syscall(SYS_setresuid, p->uid, p->uid, p->uid) != 0) child_fail(p, spawn_stage::setuid, errno);
+        uid_t r = 0, e = 0, s = 0;
+        if (::syscall(SYS_getresuid, &r, &e, &s) != 0 || r != p->uid || e != p->uid || s != p->uid)
+            child_fail_at(p, spawn_stage::setuid, sub_verify, EPERM);
+    }
+
+    // 4c. Working directory, as the child's own identity (a directory it cannot enter fails).
+    if (p->cwd != nullptr && ::syscall(SYS_chdir, p->cwd) < 0)
+        child_fail(p, spawn_stage::cwd, errno);
+
+    // 4d. File mode creation mask and no_new_privs.
+    if (p->umask >= 0) ::syscall(SYS_umask, p->umask);
     if (p->no_new_privs && ::syscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
         child_fail(p, spawn_stage::privileges, errno);
 
     // 4b. Parent death signal, after any credential change (which would clear it). It fires when
     //     the spawning *thread* exits, so spawn() runs on a long-lived thread. If the parent
     //     died before the prctl, getppid() already names someone else: act as if it fired
-    //     (0 means the parent is in another pid namespace, which cannot happen here).
+    //     (0 means the parent is outside the child's pid namespace: the check cannot apply).
     if (p->pdeathsig != 0) {
         if (p->test_delay_ms != 0) {
             const struct timespec ts = {static_cast<time_t>(p->test_delay_ms / 1000),
@@ -333,7 +466,7 @@ clone_result do_clone3(child_plan& plan, void* stack_top) noexcept {
         bool into = plan.cgroup_fd >= 0 && !plan.attach_in_child;
         clone_args args{};
         args.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | (clear ? clone_clear_sighand : 0) |
-                     (into ? clone_into_cgroup : 0);
+                     (into ? clone_into_cgroup : 0) | plan.ns_flags;
         if (into) args.cgroup = static_cast<std::uint64_t>(plan.cgroup_fd);
         args.pidfd = reinterpret_cast<std::uint64_t>(&r.pidfd);
         args.exit_signal = SIGCHLD;
@@ -366,7 +499,8 @@ clone_result do_clone3(child_plan& plan, void* stack_top) noexcept {
 clone_result do_clone(child_plan& plan, void* stack_top, bool with_pidfd) noexcept {
     clone_result r;
     if (plan.cgroup_fd >= 0) plan.attach_in_child = true; // no CLONE_INTO_CGROUP with clone()
-    int flags = CLONE_VM | CLONE_VFORK | (with_pidfd ? CLONE_PIDFD : 0) | SIGCHLD;
+    int flags = CLONE_VM | CLONE_VFORK | (with_pidfd ? CLONE_PIDFD : 0) | SIGCHLD |
+                static_cast<int>(plan.ns_flags);
     pid_t pid = ::clone(child_main, stack_top, flags, &plan, with_pidfd ? &r.pidfd : nullptr);
     if (pid < 0) {
         r.err = errno;
@@ -696,6 +830,83 @@ bool launch(const command& cmd, int cgroup_fd, launched& out, spawn_failure& f) 
     plan.n_limits = static_cast<int>(limits.size());
     plan.umask = cmd.file_mode_mask() ? static_cast<int>(*cmd.file_mode_mask()) : -1;
     plan.no_new_privs = cmd.sets_no_new_privs();
+
+    // Namespaces.
+    const namespaces ns = cmd.unshared();
+    const bool userns = any(ns & namespaces::user);
+    std::string uid_map, gid_map;
+    struct ifreq lo {};
+    if (any(ns & namespaces::user)) plan.ns_flags |= CLONE_NEWUSER;
+    if (any(ns & namespaces::pid)) plan.ns_flags |= CLONE_NEWPID;
+    if (any(ns & namespaces::mount)) plan.ns_flags |= CLONE_NEWNS;
+    if (any(ns & namespaces::net)) plan.ns_flags |= CLONE_NEWNET;
+    if (any(ns & namespaces::uts)) plan.ns_flags |= CLONE_NEWUTS;
+    if (any(ns & namespaces::ipc)) plan.ns_flags |= CLONE_NEWIPC;
+    if (any(ns & namespaces::cgroup)) plan.ns_flags |= CLONE_NEWCGROUP;
+    if (userns) {
+        uid_map = "0 " + std::to_string(::geteuid()) + " 1\n";
+        gid_map = "0 " + std::to_string(::getegid()) + " 1\n";
+        plan.uid_map = uid_map.c_str();
+        plan.gid_map = gid_map.c_str();
+    }
+    plan.private_mounts = any(ns & namespaces::mount);
+    plan.mount_proc = any(ns & namespaces::mount) && any(ns & namespaces::pid);
+    if (any(ns & namespaces::net)) {
+        std::memcpy(lo.ifr_name, "lo", 3);
+        plan.loopback = &lo;
+    }
+
+    // Identity: resolved here, applied by the child only where it changes something (so an
+    // unprivileged caller may name itself).
+    identity id;
+    if (!resolve_identity(cmd, id, f)) return false;
+    std::vector<gid_t> groups;
+    if (id.groups) {
+        if (userns && cmd.supplementary_groups())
+            return f.code = errc::invalid_command, f.stage = spawn_stage::prepare,
+                   f.detail = "supplementary groups cannot be set in a new user namespace (setgroups is denied there)", false;
+        groups = *id.groups;
+        std::vector<gid_t> current(static_cast<std::size_t>(std::max(0, ::getgroups(0, nullptr))));
+        int n = ::getgroups(static_cast<int>(current.size()), current.data());
+        current.resize(static_cast<std::size_t>(std::max(0, n)));
+        std::vector<gid_t> want = groups;
+        std::sort(want.begin(), want.end());
+        want.erase(std::unique(want.begin(), want.end()), want.end());
+        std::sort(current.begin(), current.end());
+        current.erase(std::unique(current.begin(), current.end()), current.end());
+        plan.set_groups = !userns && (n < 0 || want != current);
+        plan.groups = groups.data();
+        plan.n_groups = static_cast<int>(groups.size());
+    }
+    if (id.gid) {
+        gid_t r = 0, e = 0, sv = 0;
+        ::getresgid(&r, &e, &sv);
+        plan.set_gid = userns || !(r == *id.gid && e == *id.gid && sv == *id.gid);
+        plan.gid = *id.gid;
+    }
+    if (id.uid) {
+        uid_t r = 0, e = 0, sv = 0;
+        ::getresuid(&r, &e, &sv);
+        plan.set_uid = userns || !(r == *id.uid && e == *id.uid && sv == *id.uid);
+        plan.uid = *id.uid;
+    }
+
+    // Capability bounding set.
+    if (const auto& keep = cmd.capability_bounding_set()) {
+        static const int last_cap = [] {
+            int c = 0;
+            while (c < 63 && ::prctl(PR_CAPBSET_READ, c + 1, 0, 0, 0) >= 0) ++c;
+            return c;
+        }();
+        for (int cap : *keep)
+            if (cap < 0 || cap > last_cap)
+                return f.code = errc::invalid_command, f.stage = spawn_stage::prepare,
+                       f.detail = "capability " + std::to_string(cap) + " does not exist on this kernel (last is " +
+                                  std::to_string(last_cap) + ")", false;
+        plan.drop_caps = true;
+        plan.last_cap = last_cap;
+        for (int cap : *keep) plan.keep_caps |= std::uint64_t{1} << cap;
+    }
     if (plan.pdeathsig < 0 || plan.pdeathsig > 64)
         return f.code = errc::invalid_command, f.stage = spawn_stage::prepare,
                f.detail = "parent death signal " + std::to_string(plan.pdeathsig) + " is not a signal", false;
@@ -710,6 +921,25 @@ bool launch(const command& cmd, int cgroup_fd, launched& out, spawn_failure& f) 
         r = create_child(plan, stack_top, used);
     }
     if (r.pid < 0) {
+        if (plan.ns_flags != 0 && r.err != ENOSYS) {
+            std::string what = "creating namespaces " + to_string(ns);
+            if (r.err == EPERM && !userns && ::geteuid() != 0)
+                what += " needs CAP_SYS_ADMIN; unprivileged, add 'user' (a user namespace)";
+            else if (r.err == EPERM || r.err == ENOSPC || r.err == EUSERS)
+                what += userns ? " was refused (user namespaces may be disabled or at their limit: "
+                                 "user.max_user_namespaces, kernel.unprivileged_userns_clone)"
+                               : " was refused";
+            return fail(f, r.err, spawn_stage::namespaces, std::move(what));
+        }
+        if (r.err == EAGAIN) {
+            // A process limit, not a transient failure: say which ones can cause it (F3).
+            struct rlimit np {};
+            ::getrlimit(RLIMIT_NPROC, &np);
+            std::string d = "a process limit was reached: RLIMIT_NPROC of uid " + std::to_string(::getuid()) +
+                            " (" + (np.rlim_cur == RLIM_INFINITY ? std::string("unlimited") : std::to_string(np.rlim_cur)) +
+                            "), the cgroup's pids.max, or kernel.threads-max";
+            return fail(f, r.err, spawn_stage::clone, std::move(d));
+        }
         if (used == launcher_kind::clone_pidfd_open || refused(r.err))
             return f.code = errc::no_launcher, f.stage = spawn_stage::clone,
                    f.detail = "clone3/clone refused: " + sys_error(r.err).message(), false;
@@ -729,6 +959,27 @@ bool launch(const command& cmd, int cgroup_fd, launched& out, spawn_failure& f) 
             if (err == EACCES && ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) err = EISDIR;
         } else if (stage == spawn_stage::cwd) {
             detail = cwd;
+        } else if (stage == spawn_stage::setgroups || stage == spawn_stage::setgid ||
+                   stage == spawn_stage::setuid) {
+            detail = "changing to " + id.description;
+            if (plan.substep == sub_verify) detail += ": the ids read back differ";
+            else if (err == EPERM && ::geteuid() != 0)
+                detail += " needs root (CAP_SETUID and CAP_SETGID); drover runs as uid " + std::to_string(::geteuid());
+            else if (err == EINVAL && userns)
+                detail += ": only uid/gid 0 exist in the new user namespace";
+        } else if (stage == spawn_stage::capabilities) {
+            detail = plan.substep == sub_capbset ? "dropping from the bounding set needs CAP_SETPCAP (root)"
+                                                 : "restricting the inheritable set";
+        } else if (stage == spawn_stage::namespaces) {
+            switch (plan.substep) {
+            case sub_setgroups_deny: detail = "writing /proc/self/setgroups"; break;
+            case sub_uid_map: detail = "writing the uid map '" + uid_map.substr(0, uid_map.size() - 1) + "'"; break;
+            case sub_gid_map: detail = "writing the gid map '" + gid_map.substr(0, gid_map.size() - 1) + "'"; break;
+            case sub_loopback: detail = "bringing up the loopback interface"; break;
+            default: break;
+            }
+        } else if (stage == spawn_stage::mounts) {
+            detail = plan.substep == sub_mount_proc ? "mounting a private /proc" : "making mounts private";
         }
         return fail(f, err, stage, std::move(detail));
     }

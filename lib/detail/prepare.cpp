@@ -1,12 +1,17 @@
 #include "detail/prepare.hpp"
 
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstdlib>
 #include <cstring>
+#include <unordered_map>
 #include <unordered_set>
 
 namespace drover::detail {
@@ -31,6 +36,123 @@ bool valid_key(std::string_view k) noexcept {
 
 } // namespace
 
+bool is_supervisor_variable(std::string_view key) noexcept {
+    // The supervisor's own channel to systemd and the sockets and watchdog given to it: a child
+    // that inherited them would talk to systemd as if it were the supervisor.
+    static constexpr std::string_view own[] = {"NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC",
+                                               "LISTEN_PID",    "LISTEN_FDS",   "LISTEN_FDNAMES"};
+    for (auto k : own)
+        if (key == k) return true;
+    return key.rfind("DROVER_", 0) == 0;
+}
+
+namespace {
+
+template <class T>
+bool parse_id(const std::string& s, T& out) noexcept {
+    if (s.empty() || s.size() > 10) return false;
+    unsigned long v = 0;
+    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc{} || ptr != s.data() + s.size() || v >= 0xffffffffUL) return false;
+    out = static_cast<T>(v);
+    return true;
+}
+
+bool lookup_group(const std::string& name, gid_t& out, spawn_failure& f) {
+    if (name.find('\0') != std::string::npos)
+        return fail(f, errc::invalid_command, spawn_stage::prepare, "group name contains a NUL byte");
+    if (parse_id(name, out)) return true;
+    std::vector<char> buf(4096);
+    for (;;) {
+        struct group gr {};
+        struct group* res = nullptr;
+        int e = ::getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &res);
+        if (e == ERANGE && buf.size() < (1U << 20)) {
+            buf.resize(buf.size() * 4);
+            continue;
+        }
+        if (res == nullptr)
+            return fail(f, errc::invalid_command, spawn_stage::prepare,
+                        "no group '" + name + "' in the group database" +
+                            (e != 0 ? " (" + std::string(std::strerror(e)) + ")" : ""));
+        out = gr.gr_gid;
+        return true;
+    }
+}
+
+} // namespace
+
+bool resolve_identity(const command& cmd, identity& out, spawn_failure& f) {
+    out = identity{};
+    std::string user_name; // for getgrouplist
+    std::optional<gid_t> user_gid;
+    if (const auto& u = cmd.user()) {
+        if (u->empty() || u->find('\0') != std::string::npos)
+            return fail(f, errc::invalid_command, spawn_stage::prepare, "user name is empty or contains a NUL byte");
+        std::vector<char> buf(4096);
+        struct passwd pw {};
+        struct passwd* res = nullptr;
+        uid_t uid = 0;
+        bool numeric = parse_id(*u, uid);
+        for (;;) {
+            int e = numeric ? ::getpwuid_r(uid, &pw, buf.data(), buf.size(), &res)
+                            : ::getpwnam_r(u->c_str(), &pw, buf.data(), buf.size(), &res);
+            if (e == ERANGE && buf.size() < (1U << 20)) {
+                buf.resize(buf.size() * 4);
+                continue;
+            }
+            if (res == nullptr && !numeric)
+                return fail(f, errc::invalid_command, spawn_stage::prepare,
+                            "no user '" + *u + "' in the user database" +
+                                (e != 0 ? " (" + std::string(std::strerror(e)) + ")" : ""));
+            break;
+        }
+        if (res != nullptr) {
+            uid = res->pw_uid;
+            user_name = res->pw_name;
+            user_gid = res->pw_gid;
+        }
+        out.uid = uid;
+        out.description = "user '" + (user_name.empty() ? *u : user_name) + "' (uid " + std::to_string(uid) + ")";
+    }
+    if (const auto& g = cmd.group()) {
+        gid_t gid = 0;
+        if (!lookup_group(*g, gid, f)) return false;
+        out.gid = gid;
+        if (!out.description.empty()) out.description += ", ";
+        out.description += "group '" + *g + "' (gid " + std::to_string(gid) + ")";
+    } else if (out.uid) {
+        if (!user_gid)
+            return fail(f, errc::invalid_command, spawn_stage::prepare,
+                        "uid " + std::to_string(*out.uid) +
+                            " has no entry in the user database, so its group is unknown: give a group too");
+        out.gid = user_gid;
+    }
+    if (const auto& gs = cmd.supplementary_groups()) {
+        std::vector<gid_t> list;
+        for (const auto& g : *gs) {
+            gid_t gid = 0;
+            if (!lookup_group(g, gid, f)) return false;
+            list.push_back(gid);
+        }
+        out.groups = std::move(list);
+    } else if (!user_name.empty()) {
+        int n = 64;
+        std::vector<gid_t> list(static_cast<std::size_t>(n));
+        while (::getgrouplist(user_name.c_str(), *out.gid, list.data(), &n) < 0) {
+            if (n > 65536)
+                return fail(f, errc::invalid_command, spawn_stage::prepare, "too many groups for '" + user_name + "'");
+            list.resize(static_cast<std::size_t>(n) + 1);
+            n = static_cast<int>(list.size());
+        }
+        list.resize(static_cast<std::size_t>(n));
+        out.groups = std::move(list);
+    } else if (out.gid) {
+        out.groups = std::vector<gid_t>{}; // only a group: no supplementary groups carried over
+    }
+    return true;
+}
+
 const std::string* find_env(const std::vector<std::string>& env, std::string_view key) noexcept {
     for (const auto& e : env)
         if (key_of(e) == key && e.size() > key.size()) return &e;
@@ -40,22 +162,25 @@ const std::string* find_env(const std::vector<std::string>& env, std::string_vie
 bool build_environment(const command& cmd, char* const* parent_env, std::vector<std::string>& out,
                        spawn_failure& f) {
     out.clear();
-    // Base: the parent's environment (first occurrence of a key wins, as the parent's getenv
-    // sees it), restricted by the base mode.
+    // Base: the parent's environment restricted by the base mode. A key given twice counts
+    // once, with its last value (the one rule for duplicates everywhere: Go, Python and the
+    // shells agree; glibc's getenv alone takes the first).
     if (cmd.environment_base() != command::env_base::empty && parent_env != nullptr) {
-        std::unordered_set<std::string_view> seen;
+        std::unordered_map<std::string_view, std::size_t> index; // key -> position in out
         std::unordered_set<std::string_view> keep(cmd.kept_env().begin(), cmd.kept_env().end());
         for (char* const* p = parent_env; *p != nullptr; ++p) {
             std::string_view entry{*p};
             if (entry.find('=') == std::string_view::npos) continue; // malformed: no value
             auto key = key_of(entry);
-            if (key.empty() || !seen.insert(key).second) continue;
+            if (key.empty()) continue;
             if (cmd.environment_base() == command::env_base::keep_list) {
                 if (!keep.contains(key)) continue;
-            } else if (key == "NOTIFY_SOCKET") {
-                continue; // the supervisor's own channel to systemd, never its children's
+            } else if (is_supervisor_variable(key)) {
+                continue;
             }
-            out.emplace_back(entry);
+            auto [it, fresh] = index.try_emplace(key, out.size());
+            if (fresh) out.emplace_back(entry);
+            else out[it->second].assign(entry);
         }
     }
     for (const auto& kv : cmd.kept_env())

@@ -81,12 +81,19 @@
 //   alloc MB                    map and touch MB MiB and keep them; print "allocated MB\n"
 //                               (exit 2 if the mapping fails, e.g. under RLIMIT_AS).
 //   busy MS                     spin on the CPU for MS milliseconds of steady_clock time.
+//   print-proc-pids             the numeric entries of /proc, ascending, one per line.
+//   print-netdevs               each interface of /proc/self/net/dev as "NAME up|down\n".
+//   print-ns NS                 the target of /proc/self/ns/NS + "\n" (like "pid:[4026531836]").
+//   print-file PATH             PATH's contents, as is (exit 2 if it cannot be read).
+//   try-fork                    fork once: "fork ok\n" or "fork failed E<NAME>\n" (the child exits).
 //
 // Example: drover-test-child write-line hello sleep 100 exit 3
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <net/if.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -281,6 +288,7 @@ constexpr std::array param_rules{
     param_rule{"TEXT", param_kind::text},
     param_rule{"PATH", param_kind::text},
     param_rule{"FIELD", param_kind::text},
+    param_rule{"NS", param_kind::text},
     param_rule{"[VAR]", param_kind::optional_var},
     param_rule{"ARG...", param_kind::rest},
 };
@@ -856,6 +864,71 @@ void op_busy(args_t args) {
 // ---------------------------------------------------------------------------------------------
 // The operation table and the script runner
 
+void op_print_proc_pids(args_t) {
+    std::vector<long> pids;
+    DIR* d = ::opendir("/proc");
+    if (d == nullptr) fail_syscall("opendir /proc");
+    while (dirent* e = ::readdir(d)) {
+        std::string_view n = e->d_name;
+        if (n.empty() || n.find_first_not_of("0123456789") != std::string_view::npos) continue;
+        pids.push_back(std::stol(std::string(n)));
+    }
+    ::closedir(d);
+    std::sort(pids.begin(), pids.end());
+    std::string text;
+    for (long p : pids) text += std::to_string(p) + "\n";
+    out(text);
+}
+
+void op_print_netdevs(args_t) {
+    const std::string dev = read_whole_file("/proc/self/net/dev");
+    std::string text;
+    std::size_t pos = 0;
+    int line = 0;
+    const int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    while (pos < dev.size()) {
+        auto nl = dev.find('\n', pos);
+        std::string l = dev.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+        pos = nl == std::string::npos ? dev.size() : nl + 1;
+        if (++line <= 2) continue; // two header lines
+        auto colon = l.find(':');
+        if (colon == std::string::npos) continue;
+        auto start = l.find_first_not_of(' ');
+        std::string name = l.substr(start, colon - start);
+        struct ifreq req {};
+        std::memcpy(req.ifr_name, name.c_str(), std::min(name.size(), sizeof req.ifr_name - 1));
+        const bool up = sock >= 0 && ::ioctl(sock, SIOCGIFFLAGS, &req) == 0 && (req.ifr_flags & IFF_UP) != 0;
+        text += name + (up ? " up\n" : " down\n");
+    }
+    if (sock >= 0) ::close(sock);
+    out(text);
+}
+
+void op_print_ns(args_t args) {
+    const std::string path = "/proc/self/ns/" + std::string(args[0]);
+    char buf[256];
+    const ssize_t n = ::readlink(path.c_str(), buf, sizeof buf);
+    if (n < 0) fail_syscall("readlink " + path);
+    out(std::string(buf, static_cast<std::size_t>(n)) + "\n");
+}
+
+void op_print_file(args_t args) {
+    const std::string path(args[0]);
+    out(read_whole_file(path.c_str()));
+}
+
+void op_try_fork(args_t) {
+    const pid_t pid = ::fork();
+    if (pid == 0) ::_exit(0);
+    if (pid < 0) {
+        const char* name = strerrorname_np(errno);
+        out(std::string("fork failed ") + (name != nullptr ? name : "?") + "\n");
+        return;
+    }
+    ::waitpid(pid, nullptr, 0);
+    out("fork ok\n");
+}
+
 struct op_spec {
     std::string_view name;
     std::string_view params; // space separated parameter names, see param_rules
@@ -911,6 +984,11 @@ constexpr std::array op_table{
     op_spec{"fork-children", "N MS", op_fork_children},
     op_spec{"alloc", "MB", op_alloc},
     op_spec{"busy", "MS", op_busy},
+    op_spec{"print-proc-pids", "", op_print_proc_pids},
+    op_spec{"print-netdevs", "", op_print_netdevs},
+    op_spec{"print-ns", "NS", op_print_ns},
+    op_spec{"print-file", "PATH", op_print_file},
+    op_spec{"try-fork", "", op_try_fork},
 };
 
 const op_spec* find_op(std::string_view name) {

@@ -206,7 +206,8 @@ boost::json::object stream_json(const drover::captured_output& c) {
 std::int64_t micros(std::chrono::nanoseconds d) { return std::chrono::duration_cast<std::chrono::microseconds>(d).count(); }
 
 /// The JSON record of `drover run --json`: one object, one line.
-std::string run_json(const std::vector<std::string>& argv, const drover::run_result& r, int exit_code) {
+std::string run_json(const std::vector<std::string>& argv, const drover::run_result& r, int exit_code,
+                     const drover::child& c) {
     boost::json::object j;
     boost::json::array a;
     for (const auto& s : argv) a.emplace_back(drover::to_valid_utf8(s));
@@ -250,6 +251,11 @@ std::string run_json(const std::vector<std::string>& argv, const drover::run_res
     j["output_limit_exceeded"] = r.output_limit_exceeded;
     j["drain_timed_out"] = r.drain_timed_out;
     j["killed_leftovers"] = r.killed_leftovers;
+    auto oom = c.oom_kills();
+    j["oom_killed"] = oom && *oom > 0;
+    boost::json::array na;
+    for (const auto& u : c.unapplied_limits()) na.push_back(boost::json::object{{"setting", u.setting}, {"reason", u.reason}});
+    j["limits_not_applied"] = std::move(na);
     return boost::json::serialize(j) + "\n";
 }
 
@@ -440,8 +446,44 @@ struct run_options {
     std::vector<std::string> rlimits;
     std::optional<std::string> umask;
     bool no_new_privs = false;
+    std::optional<std::string> user, group, groups, cap_bound, unshare, memory_max, pids_max, cpu_max;
+    std::vector<std::string> env_files;
     std::vector<std::string> argv;
 };
+
+/// "--groups a,b,c" / "--cap-bound x,y": a comma-separated list ("" and "none" are empty).
+std::vector<std::string> split_list(const std::string& s) {
+    std::vector<std::string> out;
+    if (s.empty() || s == "none") return out;
+    std::size_t start = 0;
+    for (;;) {
+        auto comma = s.find(',', start);
+        out.push_back(s.substr(start, comma - start));
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+    }
+    return out;
+}
+
+/// --cpu-max: "50%" of one CPU (per 100ms), "150%", or QUOTA/PERIOD as durations ("20ms/100ms").
+std::optional<std::pair<std::chrono::microseconds, std::chrono::microseconds>> parse_cpu_max(std::string_view s) {
+    using std::chrono::microseconds;
+    if (!s.empty() && s.back() == '%') {
+        unsigned long pct = 0;
+        auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size() - 1, pct);
+        if (ec != std::errc{} || ptr != s.data() + s.size() - 1 || pct == 0 || pct > 100000) return std::nullopt;
+        return std::pair{microseconds(pct * 1000), microseconds(100000)};
+    }
+    auto slash = s.find('/');
+    if (slash == std::string_view::npos) return std::nullopt;
+    auto q = parse_duration(s.substr(0, slash));
+    auto p = parse_duration(s.substr(slash + 1));
+    if (!q || !p) return std::nullopt;
+    auto qu = std::chrono::duration_cast<microseconds>(*q), pu = std::chrono::duration_cast<microseconds>(*p);
+    // cpu.max accepts a period of 1ms to 1s and a quota of at least 1ms.
+    if (pu < microseconds(1000) || pu > microseconds(1000000) || qu < microseconds(1000)) return std::nullopt;
+    return std::pair{qu, pu};
+}
 
 /// "unlimited"/"infinity" or a number.
 std::optional<rlim_t> parse_rlim(std::string_view s) {
@@ -581,6 +623,14 @@ int run(const run_options& o, spdlog::logger& log) {
     drover::command cmd(o.argv.front(), std::vector<std::string>(o.argv.begin() + 1, o.argv.end()));
     if (o.env_clear) cmd.env_clear();
     for (const auto& k : o.env_keep) cmd.env_keep(k);
+    for (const auto& file : o.env_files) {
+        try {
+            cmd.env_file(file);
+        } catch (const drover::env_file_error& e) {
+            log.error("run: --env-file {}", drover::escape(e.what()));
+            return exit_drover_failed;
+        }
+    }
     for (const auto& kv : o.env) {
         auto eq = kv.find('=');
         if (eq == std::string::npos || eq == 0) {
@@ -644,6 +694,74 @@ int run(const run_options& o, spdlog::logger& log) {
         cmd.umask(static_cast<mode_t>(v));
     }
     if (o.no_new_privs) cmd.no_new_privs();
+    if (o.user) {
+        if (o.user->empty()) {
+            log.error("run: --user needs a name or a uid");
+            return exit_drover_failed;
+        }
+        cmd.user(*o.user);
+    }
+    if (o.group) {
+        if (o.group->empty()) {
+            log.error("run: --group needs a name or a gid");
+            return exit_drover_failed;
+        }
+        cmd.group(*o.group);
+    }
+    if (o.groups) cmd.supplementary_groups(split_list(*o.groups));
+    if (o.cap_bound) {
+        std::vector<int> caps;
+        for (const auto& name : split_list(*o.cap_bound)) {
+            auto n = drover::capability_number(name);
+            if (!n) {
+                log.error("run: --cap-bound: '{}' is not a capability (like net_bind_service, chown, sys_ptrace; "
+                          "'none' for an empty set)", drover::escape(name));
+                return exit_drover_failed;
+            }
+            caps.push_back(*n);
+        }
+        cmd.capability_bounding_set(std::move(caps));
+    }
+    if (o.unshare) {
+        std::string bad;
+        auto ns = drover::parse_namespaces(*o.unshare, &bad);
+        if (!ns) {
+            log.error("run: --unshare: '{}' is not a namespace (user, pid, mount, net, uts, ipc, cgroup; "
+                      "comma-separated, like pid,mount)", drover::escape(bad));
+            return exit_drover_failed;
+        }
+        cmd.unshare(*ns);
+    }
+    if (o.memory_max) {
+        auto n = parse_size(*o.memory_max);
+        if (!n || *n == 0) {
+            log.error("run: --memory-max '{}' is not a size (like 512M, 2GiB)", drover::escape(*o.memory_max));
+            return exit_drover_failed;
+        }
+        cmd.memory_max(*n);
+    }
+    if (o.pids_max) {
+        unsigned long long n = 0;
+        auto [ptr, ec] = std::from_chars(o.pids_max->data(), o.pids_max->data() + o.pids_max->size(), n);
+        if (o.pids_max->empty() || ec != std::errc{} || ptr != o.pids_max->data() + o.pids_max->size() || n == 0) {
+            log.error("run: --pids-max '{}' is not a positive number of processes", drover::escape(*o.pids_max));
+            return exit_drover_failed;
+        }
+        cmd.pids_max(n);
+    }
+    if (o.cpu_max) {
+        auto c = parse_cpu_max(*o.cpu_max);
+        if (!c) {
+            log.error("run: --cpu-max '{}' is not a share of CPU time (like 50%, 200%, or QUOTA/PERIOD as "
+                      "20ms/100ms; period 1ms-1s)", drover::escape(*o.cpu_max));
+            return exit_drover_failed;
+        }
+        cmd.cpu_max(c->first, c->second);
+    }
+    if (!cmd.cgroup_settings().empty() && o.no_cgroup) {
+        log.error("run: --memory-max, --pids-max and --cpu-max are cgroup limits; they cannot apply with --no-cgroup");
+        return exit_drover_failed;
+    }
     for (const auto& hint : drover::shell_syntax_hints(cmd))
         log.warn("argument {} ('{}') looks like {}, but no shell runs: '{}' gets it as is. To use a shell, "
                  "say so: drover run -- sh -c '...'", hint.index, drover::escape(o.argv[hint.index]), hint.what,
@@ -669,6 +787,9 @@ int run(const run_options& o, spdlog::logger& log) {
         return exit_code_for(failure);
     }
     drover::attribute_orphans_to(child);
+    for (const auto& u : child.unapplied_limits())
+        log.warn("{} not applied: {}", u.setting == "memory_max" ? "--memory-max"
+                                       : u.setting == "pids_max" ? "--pids-max" : "--cpu-max", u.reason);
     if (auto cg = child.cgroup_path())
         log.debug("'{}' (pid {}) runs in cgroup {}", o.argv.front(), *child.id(), *cg);
     else
@@ -846,6 +967,9 @@ int run(const run_options& o, spdlog::logger& log) {
         return exit_drover_failed;
     }
     log.debug("'{}' {}", drover::escape(o.argv.front()), status);
+    if (auto oom = child.oom_kills(); oom && *oom > 0)
+        log.warn("'{}': the OOM killer took {} process{} of its tree (--memory-max {})", drover::escape(o.argv.front()),
+                 *oom, *oom == 1 ? "" : "es", *o.memory_max);
     int rc = status.shell_code();
     if (timed_out) rc = exit_timed_out;
     else if (status.is_unknown()) {
@@ -854,7 +978,7 @@ int run(const run_options& o, spdlog::logger& log) {
     }
     if (captured) {
         if (o.json) {
-            write_all(1, run_json(o.argv, *captured, rc));
+            write_all(1, run_json(o.argv, *captured, rc, child));
         } else {
             write_all(1, captured->out.text());
             write_all(2, captured->err.text());
@@ -927,6 +1051,18 @@ int main(int argc, char** argv) {
         ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
     run_cmd->add_option("--umask", ro.umask, "The child's umask, octal (like 022)");
     run_cmd->add_flag("--no-new-privs", ro.no_new_privs, "Set no_new_privs: exec can never gain privileges");
+    run_cmd->add_option("--user", ro.user, "Run the child as this user (name or uid; needs root)");
+    run_cmd->add_option("--group", ro.group, "Run the child with this primary group (name or gid; default: the user's)");
+    run_cmd->add_option("--groups", ro.groups, "Supplementary groups, comma-separated (default: the user's; 'none')");
+    run_cmd->add_option("--cap-bound", ro.cap_bound,
+                        "Keep only these capabilities in the bounding set, comma-separated ('none' drops all)");
+    run_cmd->add_option("--env-file", ro.env_files, "Set the variables of a dotenv file (repeatable; strict format)")
+        ->expected(1)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+    run_cmd->add_option("--unshare", ro.unshare, "New namespaces for the child: user,pid,mount,net,uts,ipc,cgroup");
+    run_cmd->add_option("--memory-max", ro.memory_max, "memory.max of the child's cgroup (like 512M)");
+    run_cmd->add_option("--pids-max", ro.pids_max, "pids.max of the child's cgroup: processes and threads");
+    run_cmd->add_option("--cpu-max", ro.cpu_max, "cpu.max of the child's cgroup: 50% (of one CPU) or 20ms/100ms");
     run_cmd->add_option("--label", ro.label,
                         "Print each output line as an escaped log line: 'NAME | line' (stdout), 'NAME ! line' (stderr)");
     // Everything from PROGRAM on belongs to the child, untouched (options included).
@@ -945,10 +1081,11 @@ int main(int argc, char** argv) {
             child_argv.assign(argv + i + 1, argv + argc);
             break;
         }
-        static const std::array<std::string_view, 16> with_value = {
+        static const std::array<std::string_view, 26> with_value = {
             "--cwd",    "--env",        "--env-keep",  "--timeout",  "--grace",       "--stop-signal", "--stdin",
             "--stdout", "--stderr",     "--max-output", "--on-overflow", "--drain-grace", "--pty-size",  "--label",
-            "--rlimit", "--umask"};
+            "--rlimit", "--umask",      "--user",      "--group",    "--groups",      "--cap-bound",   "--env-file",
+            "--unshare", "--memory-max", "--pids-max", "--cpu-max"};
         if (std::find(with_value.begin(), with_value.end(), a) != with_value.end()) {
             ++i; // the option's value
             continue;

@@ -1,0 +1,219 @@
+// `drover run`'s security and limit options (issue 6), driven through the real binary:
+// --user/--group (G2, and the unprivileged error), --unshare (unprivileged with a user namespace),
+// --rlimit nproc (F3), the environment (B5) and --env-file, --memory-max/--pids-max/--cpu-max
+// on a host without the controllers, and the validation of every new option.
+#include <fcntl.h>
+#include <pwd.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "detail/cgroup.hpp"
+#include "drover/run.hpp"
+#include "support.hpp"
+
+using namespace drover;
+using namespace drover::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+run_result cli(std::vector<std::string> args, std::vector<std::string> script = {}) {
+    return drover_cli(std::move(args), std::move(script));
+}
+
+bool root_with_nobody() {
+    struct passwd* pw = ::getpwnam("nobody");
+    return ::geteuid() == 0 && pw != nullptr && pw->pw_uid == 65534;
+}
+
+/// Whether uid 65534 can reach and run drover and the helper from where they were built.
+bool nobody_can_run_build() {
+    for (const char* p : {DROVER_BIN, DROVER_TEST_CHILD}) {
+        std::filesystem::path path(p);
+        for (auto dir = path.parent_path(); !dir.empty() && dir != dir.root_path(); dir = dir.parent_path()) {
+            struct stat st {};
+            if (::stat(dir.c_str(), &st) != 0 || (st.st_mode & S_IXOTH) == 0) return false;
+        }
+        struct stat st {};
+        if (::stat(p, &st) != 0 || (st.st_mode & S_IXOTH) == 0) return false;
+    }
+    return true;
+}
+
+/// Runs `argv` with exactly `envp` (duplicates and all: what a careless parent can pass),
+/// stderr to /dev/null; returns stdout.
+std::string run_with_env(std::vector<std::string> argv, std::vector<std::string> envp) {
+    int p[2];
+    REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    std::vector<char*> av, ev;
+    for (auto& a : argv) av.push_back(a.data());
+    av.push_back(nullptr);
+    for (auto& e : envp) ev.push_back(e.data());
+    ev.push_back(nullptr);
+    pid_t pid = -1;
+    int rc = ::posix_spawn(&pid, av[0], &fa, nullptr, av.data(), ev.data());
+    posix_spawn_file_actions_destroy(&fa);
+    ::close(p[1]);
+    REQUIRE(rc == 0);
+    std::string out;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(p[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
+    ::close(p[0]);
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st));
+    CHECK(WEXITSTATUS(st) == 0);
+    return out;
+}
+
+} // namespace
+
+TEST_SUITE("cli") {
+
+TEST_CASE("G2: drover run --user nobody drops to 65534 entirely") {
+    if (!root_with_nobody()) {
+        MESSAGE("skipped: needs root and a 'nobody' user with uid 65534");
+        return;
+    }
+    auto r = cli({"run", "--user", "nobody"}, {"print-creds", "try-setuid", "0"});
+    CHECK(r.status == exit_status::exited(0));
+    CHECK(r.out.text() == "uid 65534 65534 65534 gid 65534 65534 65534 groups 65534\nsetuid failed EPERM\n");
+    auto g = cli({"run", "--user", "nobody", "--group", "0", "--groups", "none"}, {"print-creds"});
+    CHECK(g.out.text() == "uid 65534 65534 65534 gid 0 0 0 groups \n");
+}
+
+TEST_CASE("unprivileged: --user is a clear error, --unshare works with a user namespace and is a clear error without") {
+    if (!root_with_nobody() || !nobody_can_run_build()) {
+        MESSAGE("skipped: needs root, a 'nobody' user, and a build directory uid 65534 can enter");
+        return;
+    }
+    auto as_nobody = [](std::vector<std::string> inner, std::vector<std::string> script) {
+        std::vector<std::string> args = {"run", "--user", "nobody", "--", DROVER_BIN};
+        args.insert(args.end(), inner.begin(), inner.end());
+        return cli(args, script);
+    };
+    auto u = as_nobody({"run", "--user", "root"}, {"exit", "0"});
+    CHECK(u.status == exit_status::exited(125));
+    CHECK(u.err.text().find("setgroups: Operation not permitted (changing to user 'root' (uid 0) needs root") !=
+          std::string::npos);
+    // Naming yourself needs no privilege: nothing changes.
+    auto self = as_nobody({"run", "--user", "nobody"}, {"print-creds"});
+    CHECK(self.out.text() == "uid 65534 65534 65534 gid 65534 65534 65534 groups 65534\n");
+
+    auto ns = as_nobody({"run", "--unshare", "user,pid,mount,net"}, {"print-pid", "print-creds", "print-proc-pids", "print-netdevs"});
+    if (ns.status == exit_status::exited(125) && ns.err.text().find("namespaces:") != std::string::npos) {
+        MESSAGE("skipped: unprivileged user namespaces are refused here: " << ns.err.text());
+    } else {
+        CHECK(ns.status == exit_status::exited(0));
+        CHECK(ns.out.text() == "pid 1\nuid 0 0 0 gid 0 0 0 groups 0\n1\nlo up\n"); // 65534 is 0 inside
+    }
+    auto no_user = as_nobody({"run", "--unshare", "pid"}, {"exit", "0"});
+    CHECK(no_user.status == exit_status::exited(125));
+    CHECK(no_user.err.text().find("namespaces: Operation not permitted (creating namespaces pid needs CAP_SYS_ADMIN; "
+                                  "unprivileged, add 'user'") != std::string::npos);
+}
+
+TEST_CASE("F3: RLIMIT_NPROC reached: clone's EAGAIN is reported with the limits that cause it") {
+    if (::geteuid() != 0 || !nobody_can_run_build()) {
+        MESSAGE("skipped: needs root (to run drover as a fresh uid) and a build directory others can enter");
+        return;
+    }
+    // A uid of its own, so no other process counts against its limit of one: the inner drover.
+    auto r = cli({"run", "--user", "54329", "--group", "54329", "--rlimit", "nproc=1", "--", DROVER_BIN, "run"},
+                 {"exit", "0"});
+    CHECK(r.status == exit_status::exited(125));
+    CHECK(r.err.text().find("clone: Resource temporarily unavailable (a process limit was reached: RLIMIT_NPROC of "
+                            "uid 54329 (1), the cgroup's pids.max, or kernel.threads-max)") != std::string::npos);
+}
+
+TEST_CASE("B5: drover's child gets the documented environment from a parent with duplicates and secrets") {
+    std::vector<std::string> envp = {"LD_PRELOAD=/nonexistent-drover.so", "FOO=1", "FOO=2", "SECRET=s",
+                                     "NOTIFY_SOCKET=/run/x", "DROVER_LOG=warn", "PATH=/usr/bin:/bin"};
+    auto cleared = run_with_env({DROVER_BIN, "run", "--env-clear", "--env-keep", "FOO", "--env-keep", "PATH", "--",
+                                 helper_path(), "print-env0"},
+                                envp);
+    CHECK(cleared == std::string("FOO=2\0PATH=/usr/bin:/bin\0", 25));
+    auto inherited = run_with_env({DROVER_BIN, "run", "--", helper_path(), "print-env0"}, envp);
+    CHECK(inherited == std::string("LD_PRELOAD=/nonexistent-drover.so\0FOO=2\0SECRET=s\0PATH=/usr/bin:/bin\0", 68));
+}
+
+TEST_CASE("--env-file sets variables before --env; a syntax error names file and line, and nothing runs") {
+    char dir[] = "/tmp/drover-envfile-XXXXXX";
+    REQUIRE(::mkdtemp(dir) != nullptr);
+    std::string good = std::string(dir) + "/good.env", bad = std::string(dir) + "/bad.env";
+    std::ofstream(good) << "# settings\nA=from-file\nB='two words'\n";
+    std::ofstream(bad) << "A=1\nB = 2\n";
+    auto r = cli({"run", "--env-clear", "--env-file", good, "--env", "A=from-flag"}, {"print-env0"});
+    CHECK(r.out.text() == std::string("B=two words\0A=from-flag\0", 24));
+    auto e = cli({"run", "--env-file", bad}, {"touch", std::string(dir) + "/ran"});
+    CHECK(e.status == exit_status::exited(125));
+    CHECK(e.err.text().find(bad + ":2: a space before '='") != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(std::string(dir) + "/ran"));
+    std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("cgroup limits through drover run: applied, or a warning that says they are not") {
+    auto r = cli({"run", "--memory-max", "256M", "--pids-max", "100", "--cpu-max", "50%"}, {"exit", "0"});
+    CHECK(r.status == exit_status::exited(0));
+    for (auto [flag, ctl] : {std::pair{"--memory-max", "memory"}, std::pair{"--pids-max", "pids"}, std::pair{"--cpu-max", "cpu"}}) {
+        bool warned = r.err.text().find(std::string(flag) + " not applied: ") != std::string::npos;
+        CHECK(warned != controller_available(ctl));
+    }
+}
+
+TEST_CASE("--unshare pid,mount and --cap-bound as root") {
+    if (::geteuid() != 0) {
+        MESSAGE("skipped: needs root");
+        return;
+    }
+    auto r = cli({"run", "--unshare", "pid,mount", "--cap-bound", "net_bind_service,chown"},
+                 {"print-pid", "print-proc-pids", "print-status", "CapBnd"});
+    if (r.err.text().find("namespaces:") != std::string::npos) {
+        MESSAGE("skipped: the kernel refused the namespaces: " << r.err.text());
+        return;
+    }
+    CHECK(r.out.text() == "pid 1\n1\nCapBnd:\t0000000000000401\n");
+}
+
+TEST_CASE("the new options are validated before anything starts, each with a clear error") {
+    const std::pair<std::vector<std::string>, std::string> cases[] = {
+        {{"--unshare", "pid,bogus"}, "--unshare: 'bogus' is not a namespace"},
+        {{"--cap-bound", "fly"}, "--cap-bound: 'fly' is not a capability"},
+        {{"--memory-max", "lots"}, "--memory-max 'lots' is not a size"},
+        {{"--memory-max", "0"}, "--memory-max '0' is not a size"},
+        {{"--pids-max", "-1"}, "--pids-max '-1' is not a positive number"},
+        {{"--cpu-max", "5"}, "--cpu-max '5' is not a share of CPU time"},
+        {{"--cpu-max", "1us/100ms"}, "--cpu-max '1us/100ms' is not a share"},
+        {{"--no-cgroup", "--pids-max", "5"}, "cannot apply with --no-cgroup"},
+        {{"--user", ""}, "--user needs a name or a uid"},
+        {{"--user", "no-such-user-drover"}, "no user 'no-such-user-drover' in the user database"},
+        {{"--group", "no-such-group-drover"}, "no group 'no-such-group-drover'"},
+        {{"--env-file", "/nonexistent/drover.env"}, "/nonexistent/drover.env: No such file or directory"},
+    };
+    char dir[] = "/tmp/drover-validate-XXXXXX";
+    REQUIRE(::mkdtemp(dir) != nullptr);
+    const std::string marker = std::string(dir) + "/ran";
+    for (const auto& [args, message] : cases) {
+        std::vector<std::string> a = {"run"};
+        a.insert(a.end(), args.begin(), args.end());
+        auto r = cli(a, {"touch", marker});
+        CHECK_MESSAGE(r.status == exit_status::exited(125), args[0]);
+        CHECK_MESSAGE(r.err.text().find(message) != std::string::npos, r.err.text());
+        CHECK_FALSE(std::filesystem::exists(marker));
+    }
+    std::filesystem::remove_all(dir);
+}
+
+} // TEST_SUITE
