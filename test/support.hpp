@@ -175,16 +175,22 @@ inline run_result drover_cli(std::vector<std::string> args, std::vector<std::str
     }(std::move(args)));
 }
 
-/// Whether drover's cgroup can hand the cgroup v2 `controller` to its leaves. On the project's
-/// hybrid hosts it cannot.
+/// Whether drover's cgroup can hand the cgroup v2 `controller` to its leaves: the controller is
+/// offered to drover's cgroup, and either that cgroup already passes it down or it is the
+/// hierarchy's root (any other cgroup holding drover itself may not enable controllers: the
+/// no-internal-processes rule). On the project's hybrid hosts it cannot.
 inline bool controller_available(const std::string& controller) {
     const auto& p = detail::probe_cgroup();
     if (!p.usable) return false;
-    std::istringstream in(read_file(p.own + "/cgroup.controllers"));
-    std::string w;
-    while (in >> w)
-        if (w == controller) return true;
-    return false;
+    auto listed = [&](const std::string& file) {
+        std::istringstream in(read_file(file));
+        std::string w;
+        while (in >> w)
+            if (w == controller) return true;
+        return false;
+    };
+    if (!listed(p.own + "/cgroup.controllers")) return false;
+    return p.own == p.mount || listed(p.own + "/cgroup.subtree_control");
 }
 
 } // namespace drover::test

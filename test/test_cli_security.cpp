@@ -15,6 +15,9 @@
 #include <sstream>
 
 #include "detail/cgroup.hpp"
+#include <boost/json/parse.hpp>
+#include <boost/json/value.hpp>
+
 #include "drover/run.hpp"
 #include "support.hpp"
 
@@ -113,11 +116,13 @@ TEST_CASE("unprivileged: --user is a clear error, --unshare works with a user na
     CHECK(self.out.text() == "uid 65534 65534 65534 gid 65534 65534 65534 groups 65534\n");
 
     auto ns = as_nobody({"run", "--unshare", "user,pid,mount,net"}, {"print-pid", "print-creds", "print-proc-pids", "print-netdevs"});
-    if (ns.status == exit_status::exited(125) && ns.err.text().find("namespaces:") != std::string::npos) {
-        MESSAGE("skipped: unprivileged user namespaces are refused here: " << ns.err.text());
+    if (ns.status == exit_status::exited(125) &&
+        (ns.err.text().find("namespaces:") != std::string::npos || ns.err.text().find("mounts:") != std::string::npos)) {
+        MESSAGE("skipped: unprivileged user namespaces (or their /proc mount) are refused here: " << ns.err.text());
     } else {
         CHECK(ns.status == exit_status::exited(0));
-        CHECK(ns.out.text() == "pid 1\nuid 0 0 0 gid 0 0 0 groups 0\n1\nlo up\n"); // 65534 is 0 inside
+        // 65534 is 0 inside; then lo, up (tunnel fallback devices, if any, follow it).
+        CHECK(ns.out.text().rfind("pid 1\nuid 0 0 0 gid 0 0 0 groups 0\n1\nlo up\n", 0) == 0);
     }
     auto no_user = as_nobody({"run", "--unshare", "pid"}, {"exit", "0"});
     CHECK(no_user.status == exit_status::exited(125));
@@ -131,7 +136,10 @@ TEST_CASE("F3: RLIMIT_NPROC reached: clone's EAGAIN is reported with the limits 
         return;
     }
     // A uid of its own, so no other process counts against its limit of one: the inner drover.
-    auto r = cli({"run", "--user", "54329", "--group", "54329", "--rlimit", "nproc=1", "--", DROVER_BIN, "run"},
+    // (Under LeakSanitizer the inner drover's exit-time leak check needs a task of its own, which
+    // this very limit forbids: that check is switched off for the inner drover.)
+    auto r = cli({"run", "--user", "54329", "--group", "54329", "--rlimit", "nproc=1", "--env",
+                  "ASAN_OPTIONS=detect_leaks=0", "--", DROVER_BIN, "run"},
                  {"exit", "0"});
     CHECK(r.status == exit_status::exited(125));
     CHECK(r.err.text().find("clone: Resource temporarily unavailable (a process limit was reached: RLIMIT_NPROC of "
@@ -164,12 +172,21 @@ TEST_CASE("--env-file sets variables before --env; a syntax error names file and
     std::filesystem::remove_all(dir);
 }
 
-TEST_CASE("cgroup limits through drover run: applied, or a warning that says they are not") {
-    auto r = cli({"run", "--memory-max", "256M", "--pids-max", "100", "--cpu-max", "50%"}, {"exit", "0"});
+TEST_CASE("cgroup limits through drover run: applied, or a warning and a JSON entry that say they are not") {
+    auto r = cli({"run", "--json", "--memory-max", "256M", "--pids-max", "100", "--cpu-max", "50%"}, {"exit", "0"});
     CHECK(r.status == exit_status::exited(0));
-    for (auto [flag, ctl] : {std::pair{"--memory-max", "memory"}, std::pair{"--pids-max", "pids"}, std::pair{"--cpu-max", "cpu"}}) {
+    auto j = boost::json::parse(r.out.text()).as_object();
+    const auto& na = j.at("limits_not_applied").as_array();
+    for (auto [flag, setting] : {std::pair{"--memory-max", "memory_max"}, std::pair{"--pids-max", "pids_max"},
+                                 std::pair{"--cpu-max", "cpu_max"}}) {
         bool warned = r.err.text().find(std::string(flag) + " not applied: ") != std::string::npos;
-        CHECK(warned != controller_available(ctl));
+        bool listed = std::any_of(na.begin(), na.end(), [&](const boost::json::value& v) {
+            return v.at("setting").as_string() == setting && !v.at("reason").as_string().empty();
+        });
+        CHECK(warned == listed); // reported both ways, never silently
+        // This drover runs inside the test's own leaf cgroup, which holds it: cgroup v2 lets no
+        // such cgroup hand controllers down, so here the limits can only be reported.
+        CHECK(listed);
     }
 }
 
@@ -180,7 +197,7 @@ TEST_CASE("--unshare pid,mount and --cap-bound as root") {
     }
     auto r = cli({"run", "--unshare", "pid,mount", "--cap-bound", "net_bind_service,chown"},
                  {"print-pid", "print-proc-pids", "print-status", "CapBnd"});
-    if (r.err.text().find("namespaces:") != std::string::npos) {
+    if (r.err.text().find("namespaces:") != std::string::npos || r.err.text().find("mounts:") != std::string::npos) {
         MESSAGE("skipped: the kernel refused the namespaces: " << r.err.text());
         return;
     }

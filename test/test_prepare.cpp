@@ -194,3 +194,19 @@ TEST_CASE("env files: read from disk, applied by command::env_file, the last of 
 }
 
 } // TEST_SUITE
+
+TEST_SUITE("prepare") {
+
+TEST_CASE("applying many environment operations is linear (a 100 000-line env file)") {
+    command c("x");
+    for (int i = 0; i < 100000; ++i) c.env("K" + std::to_string(i % 50000), std::to_string(i));
+    const auto t0 = std::chrono::steady_clock::now();
+    auto env = env_of(c, {"K1=old", "OTHER=1"});
+    const auto took = std::chrono::steady_clock::now() - t0;
+    CHECK(env.size() == 50001);
+    CHECK(env.front() == "OTHER=1");
+    CHECK(env.back() == "K49999=99999");
+    CHECK(took < std::chrono::seconds(5)); // generous: linear takes milliseconds, quadratic minutes
+}
+
+} // TEST_SUITE

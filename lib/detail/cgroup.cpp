@@ -322,8 +322,9 @@ std::string enable_controller(const cgroup_probe& p, const std::string& drover_d
         std::string why = "cannot enable '" + controller + "' in " + dir + "/cgroup.subtree_control: " +
                           std::strerror(err);
         if (err == EBUSY)
-            why += " (the cgroup holds processes itself; cgroup v2 enables controllers only above leaves: "
-                   "run drover in a leaf of a delegated cgroup)";
+            why += " (it holds processes, drover among them, and cgroup v2 hands controllers down only "
+                   "from cgroups without processes: run drover in the root cgroup, or in a delegated "
+                   "cgroup whose subtree_control already enables '" + controller + "')";
         return why;
     }
     return {};

@@ -105,6 +105,7 @@ struct child_plan {
     // Identity (resolved by the parent; each step only when it changes something).
     bool set_groups = false;
     const gid_t* groups = nullptr;
+    gid_t* groups_check = nullptr; // n_groups entries, for getgroups
     int n_groups = 0;
     bool set_gid = false;
     gid_t gid = 0;
@@ -142,6 +143,17 @@ enum substep : int {
 };
 
 // ---- the child ------------------------------------------------------------------------------
+
+// The 32-bit-id set*id calls: on i386 and 32-bit arm the plain numbers take 16-bit ids.
+#ifdef SYS_setresuid32
+constexpr long sys_setgroups_nr = SYS_setgroups32, sys_getgroups_nr = SYS_getgroups32,
+               sys_setresuid_nr = SYS_setresuid32, sys_getresuid_nr = SYS_getresuid32,
+               sys_setresgid_nr = SYS_setresgid32, sys_getresgid_nr = SYS_getresgid32;
+#else
+constexpr long sys_setgroups_nr = SYS_setgroups, sys_getgroups_nr = SYS_getgroups,
+               sys_setresuid_nr = SYS_setresuid, sys_getresuid_nr = SYS_getresuid,
+               sys_setresgid_nr = SYS_setresgid, sys_getresgid_nr = SYS_getresgid;
+#endif
 
 #define DROVER_CHILD_FN                                                                           \
     __attribute__((noinline, no_sanitize("address", "thread", "undefined"), no_stack_protector))
@@ -279,18 +291,28 @@ DROVER_CHILD_FN int child_main(void* arg) noexcept {
     // 4b. Identity: setgroups, then setgid, then setuid (after setuid the right to change groups
     //     is gone). Raw syscalls act on this thread only, which is the whole child (G3). Every
     //     result is checked, and the ids verified (pitfalls G2).
-    if (p->set_groups && ::syscall(SYS_setgroups, p->n_groups, p->groups) != 0)
-        child_fail(p, spawn_stage::setgroups, errno);
+    if (p->set_groups) {
+        if (::syscall(sys_setgroups_nr, p->n_groups, p->groups) != 0) child_fail(p, spawn_stage::setgroups, errno);
+        // Verify: the kernel keeps the list (sorted); every entry must be one we asked for.
+        long n = ::syscall(sys_getgroups_nr, p->n_groups, p->groups_check);
+        bool ok = n == p->n_groups;
+        for (long i = 0; ok && i < n && p->n_groups <= 1024; ++i) {
+            bool found = false;
+            for (int j = 0; j < p->n_groups && !found; ++j) found = p->groups_check[i] == p->groups[j];
+            ok = found;
+        }
+        if (!ok) child_fail_at(p, spawn_stage::setgroups, sub_verify, EPERM);
+    }
     if (p->set_gid) {
-        if (::syscall(SYS_setresgid, p->gid, p->gid, p->gid) != 0) child_fail(p, spawn_stage::setgid, errno);
+        if (::syscall(sys_setresgid_nr, p->gid, p->gid, p->gid) != 0) child_fail(p, spawn_stage::setgid, errno);
         gid_t r = 0, e = 0, s = 0;
-        if (::syscall(SYS_getresgid, &r, &e, &s) != 0 || r != p->gid || e != p->gid || s != p->gid)
+        if (::syscall(sys_getresgid_nr, &r, &e, &s) != 0 || r != p->gid || e != p->gid || s != p->gid)
             child_fail_at(p, spawn_stage::setgid, sub_verify, EPERM);
     }
     if (p->set_uid) {
-        if (::syscall(SYS_setresuid, p->uid, p->uid, p->uid) != 0) child_fail(p, spawn_stage::setuid, errno);
+        if (::syscall(sys_setresuid_nr, p->uid, p->uid, p->uid) != 0) child_fail(p, spawn_stage::setuid, errno);
         uid_t r = 0, e = 0, s = 0;
-        if (::syscall(SYS_getresuid, &r, &e, &s) != 0 || r != p->uid || e != p->uid || s != p->uid)
+        if (::syscall(sys_getresuid_nr, &r, &e, &s) != 0 || r != p->uid || e != p->uid || s != p->uid)
             child_fail_at(p, spawn_stage::setuid, sub_verify, EPERM);
     }
 
@@ -481,7 +503,7 @@ clone_result do_clone3(child_plan& plan, void* stack_top) noexcept {
             plan.attach_in_child = true;
             continue;
         }
-        if ((ret == -EINVAL || ret == -E2BIG) && clear) { // < 5.5: no CLONE_CLEAR_SIGHAND
+        if ((ret == -EINVAL || ret == -E2BIG) && clear && plan.ns_flags == 0) { // < 5.5: no CLONE_CLEAR_SIGHAND
             g_clear_sighand_ok.store(false, std::memory_order_relaxed);
             continue;
         }
@@ -860,7 +882,7 @@ bool launch(const command& cmd, int cgroup_fd, launched& out, spawn_failure& f) 
     // unprivileged caller may name itself).
     identity id;
     if (!resolve_identity(cmd, id, f)) return false;
-    std::vector<gid_t> groups;
+    std::vector<gid_t> groups, groups_check;
     if (id.groups) {
         if (userns && cmd.supplementary_groups())
             return f.code = errc::invalid_command, f.stage = spawn_stage::prepare,
@@ -875,7 +897,9 @@ bool launch(const command& cmd, int cgroup_fd, launched& out, spawn_failure& f) 
         std::sort(current.begin(), current.end());
         current.erase(std::unique(current.begin(), current.end()), current.end());
         plan.set_groups = !userns && (n < 0 || want != current);
+        groups_check.resize(groups.size() + 1);
         plan.groups = groups.data();
+        plan.groups_check = groups_check.data();
         plan.n_groups = static_cast<int>(groups.size());
     }
     if (id.gid) {
@@ -914,23 +938,21 @@ bool launch(const command& cmd, int cgroup_fd, launched& out, spawn_failure& f) 
     void* stack_top = t_stack.top();
     if (stack_top == nullptr) return fail(f, ENOMEM, spawn_stage::clone, "child stack");
 
+    // The child's set*id calls commit new credentials, and the kernel then resets "dumpable" on
+    // the *mm*, which CLONE_VM shares with us: restore ours (else drover stops dumping core and
+    // its /proc entries turn root-owned).
+    const bool changes_ids = plan.set_uid || plan.set_gid || plan.set_groups;
+    const int dumpable = changes_ids ? ::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) : -1;
+
     launcher_kind used = launcher_kind::automatic;
     clone_result r;
     {
         all_signals_blocked blocked;
         r = create_child(plan, stack_top, used);
     }
+    if (dumpable >= 0 && ::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != dumpable)
+        ::prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0);
     if (r.pid < 0) {
-        if (plan.ns_flags != 0 && r.err != ENOSYS) {
-            std::string what = "creating namespaces " + to_string(ns);
-            if (r.err == EPERM && !userns && ::geteuid() != 0)
-                what += " needs CAP_SYS_ADMIN; unprivileged, add 'user' (a user namespace)";
-            else if (r.err == EPERM || r.err == ENOSPC || r.err == EUSERS)
-                what += userns ? " was refused (user namespaces may be disabled or at their limit: "
-                                 "user.max_user_namespaces, kernel.unprivileged_userns_clone)"
-                               : " was refused";
-            return fail(f, r.err, spawn_stage::namespaces, std::move(what));
-        }
         if (r.err == EAGAIN) {
             // A process limit, not a transient failure: say which ones can cause it (F3).
             struct rlimit np {};
@@ -939,6 +961,16 @@ bool launch(const command& cmd, int cgroup_fd, launched& out, spawn_failure& f) 
                             " (" + (np.rlim_cur == RLIM_INFINITY ? std::string("unlimited") : std::to_string(np.rlim_cur)) +
                             "), the cgroup's pids.max, or kernel.threads-max";
             return fail(f, r.err, spawn_stage::clone, std::move(d));
+        }
+        if (plan.ns_flags != 0 && (r.err == EPERM || r.err == EINVAL || r.err == ENOSPC || r.err == EUSERS)) {
+            std::string what = "creating namespaces " + to_string(ns);
+            if (r.err == EPERM && !userns && ::geteuid() != 0)
+                what += " needs CAP_SYS_ADMIN; unprivileged, add 'user' (a user namespace)";
+            else if (r.err == EPERM || r.err == ENOSPC || r.err == EUSERS)
+                what += userns ? " was refused (user namespaces may be disabled or at their limit: "
+                                 "user.max_user_namespaces, kernel.unprivileged_userns_clone)"
+                               : " was refused";
+            return fail(f, r.err, spawn_stage::namespaces, std::move(what));
         }
         if (used == launcher_kind::clone_pidfd_open || refused(r.err))
             return f.code = errc::no_launcher, f.stage = spawn_stage::clone,

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <optional>
 #include <cstdlib>
 #include <cstring>
 #include <unordered_map>
@@ -147,8 +148,10 @@ bool resolve_identity(const command& cmd, identity& out, spawn_failure& f) {
         }
         list.resize(static_cast<std::size_t>(n));
         out.groups = std::move(list);
-    } else if (out.gid) {
-        out.groups = std::vector<gid_t>{}; // only a group: no supplementary groups carried over
+    } else if (out.gid && ::geteuid() == 0) {
+        // Only a group, as root: root's own supplementary groups are not carried over. (An
+        // unprivileged caller keeps its own, which it could not change anyway.)
+        out.groups = std::vector<gid_t>{};
     }
     return true;
 }
@@ -187,6 +190,12 @@ bool build_environment(const command& cmd, char* const* parent_env, std::vector<
         if (!valid_key(kv))
             return fail(f, errc::invalid_command, spawn_stage::prepare,
                         "invalid environment key '" + kv + "' in env_keep");
+    if (cmd.env_ops().empty()) return true;
+    // Apply the operations in order, in linear time (an env file may hold many thousands): a
+    // set moves the key to the end, a remove drops it; dead slots are compacted at the end.
+    std::vector<std::optional<std::string>> slots(out.begin(), out.end());
+    std::unordered_map<std::string, std::size_t> where;
+    for (std::size_t i = 0; i < slots.size(); ++i) where.emplace(std::string(key_of(*slots[i])), i);
     for (const auto& op : cmd.env_ops()) {
         if (!valid_key(op.key))
             return fail(f, errc::invalid_command, spawn_stage::prepare,
@@ -194,9 +203,18 @@ bool build_environment(const command& cmd, char* const* parent_env, std::vector<
         if (op.value && op.value->find('\0') != std::string::npos)
             return fail(f, errc::invalid_command, spawn_stage::prepare,
                         "environment value of '" + op.key + "' contains a NUL byte");
-        std::erase_if(out, [&](const std::string& e) { return key_of(e) == op.key; });
-        if (op.value) out.push_back(op.key + "=" + *op.value);
+        if (auto it = where.find(op.key); it != where.end()) {
+            slots[it->second].reset();
+            where.erase(it);
+        }
+        if (op.value) {
+            where.emplace(op.key, slots.size());
+            slots.emplace_back(op.key + "=" + *op.value);
+        }
     }
+    out.clear();
+    for (auto& s : slots)
+        if (s) out.push_back(std::move(*s));
     return true;
 }
 
