@@ -122,7 +122,8 @@ TEST_CASE("unprivileged: --user is a clear error, --unshare works with a user na
     } else {
         CHECK(ns.status == exit_status::exited(0));
         // 65534 is 0 inside; then lo, up (tunnel fallback devices, if any, follow it).
-        CHECK(ns.out.text().rfind("pid 1\nuid 0 0 0 gid 0 0 0 groups 0\n1\nlo up\n", 0) == 0);
+        // drover is the namespace's init (pid 1), the program pid 2.
+        CHECK(ns.out.text().rfind("pid 2\nuid 0 0 0 gid 0 0 0 groups 0\n1\n2\nlo up\n", 0) == 0);
     }
     auto no_user = as_nobody({"run", "--unshare", "pid"}, {"exit", "0"});
     CHECK(no_user.status == exit_status::exited(125));
@@ -195,13 +196,32 @@ TEST_CASE("--unshare pid,mount and --cap-bound as root") {
         MESSAGE("skipped: needs root");
         return;
     }
-    auto r = cli({"run", "--unshare", "pid,mount", "--cap-bound", "net_bind_service,chown"},
+    auto r = cli({"run", "--unshare", "pid,mount", "--no-init", "--cap-bound", "net_bind_service,chown"},
                  {"print-pid", "print-proc-pids", "print-status", "CapBnd"});
     if (r.err.text().find("namespaces:") != std::string::npos || r.err.text().find("mounts:") != std::string::npos) {
         MESSAGE("skipped: the kernel refused the namespaces: " << r.err.text());
         return;
     }
     CHECK(r.out.text() == "pid 1\n1\nCapBnd:\t0000000000000401\n");
+}
+
+TEST_CASE("--unshare pid: drover is the namespace's init, so a stop reaches the program at once") {
+    if (::geteuid() != 0) {
+        MESSAGE("skipped: needs root for a pid namespace without a user namespace");
+        return;
+    }
+    auto r = cli({"run", "--unshare", "pid,mount"}, {"print-pid", "print-ppid", "print-proc-pids"});
+    if (r.err.text().find("namespaces:") != std::string::npos || r.err.text().find("mounts:") != std::string::npos) {
+        MESSAGE("skipped: the kernel refused the namespaces: " << r.err.text());
+        return;
+    }
+    CHECK(r.out.text() == "pid 2\nppid 1\n1\n2\n");
+    // A program without a SIGTERM handler as init would ignore the stop until the SIGKILL after
+    // the 10 s grace; behind drover it gets the TERM.
+    const auto t0 = std::chrono::steady_clock::now();
+    auto t = cli({"run", "--unshare", "pid,mount", "--timeout", "300ms"}, {"sleep", "30000"});
+    CHECK(t.status == exit_status::exited(124));
+    CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(8));
 }
 
 TEST_CASE("the new options are validated before anything starts, each with a clear error") {
@@ -218,6 +238,7 @@ TEST_CASE("the new options are validated before anything starts, each with a cle
         {{"--user", "no-such-user-drover"}, "no user 'no-such-user-drover' in the user database"},
         {{"--group", "no-such-group-drover"}, "no group 'no-such-group-drover'"},
         {{"--env-file", "/nonexistent/drover.env"}, "/nonexistent/drover.env: No such file or directory"},
+        {{"--no-init"}, "--no-init applies to --unshare with pid"},
     };
     char dir[] = "/tmp/drover-validate-XXXXXX";
     REQUIRE(::mkdtemp(dir) != nullptr);

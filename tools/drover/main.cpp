@@ -448,6 +448,7 @@ struct run_options {
     bool no_new_privs = false;
     std::optional<std::string> user, group, groups, cap_bound, unshare, memory_max, pids_max, cpu_max;
     std::vector<std::string> env_files;
+    bool no_init = false;
     std::vector<std::string> argv;
 };
 
@@ -620,7 +621,37 @@ int run(const run_options& o, spdlog::logger& log) {
             return exit_drover_failed;
         }
     }
-    drover::command cmd(o.argv.front(), std::vector<std::string>(o.argv.begin() + 1, o.argv.end()));
+    std::optional<drover::namespaces> unshare;
+    if (o.unshare) {
+        std::string bad;
+        unshare = drover::parse_namespaces(*o.unshare, &bad);
+        if (!unshare) {
+            log.error("run: --unshare: '{}' is not a namespace (user, pid, mount, net, uts, ipc, cgroup; "
+                      "comma-separated, like pid,mount)", drover::escape(bad));
+            return exit_drover_failed;
+        }
+    }
+    if (o.no_init && !(unshare && any(*unshare & drover::namespaces::pid))) {
+        log.error("run: --no-init applies to --unshare with pid");
+        return exit_drover_failed;
+    }
+    // In a new pid namespace the program would be its init, which the kernel shields from every
+    // signal it has no handler for (a stop would only land as the SIGKILL after the grace), and
+    // which must reap the orphans of the namespace. So drover runs there first, as that init:
+    // it forwards signals to the program's tree and reaps (drover run's PID-1 duty).
+    const drover::command user_cmd(o.argv.front(), std::vector<std::string>(o.argv.begin() + 1, o.argv.end()));
+    std::vector<std::string> child_argv = o.argv;
+    if (unshare && any(*unshare & drover::namespaces::pid) && !o.no_init) {
+        std::string exe = self_exe();
+        if (exe.empty()) {
+            log.error("run: cannot find drover's own executable (/proc/self/exe) to run as the namespace's init; "
+                      "use --no-init");
+            return exit_drover_failed;
+        }
+        child_argv = {exe, "run", "--grace", o.grace, "--stop-signal", o.stop_signal, "--"};
+        child_argv.insert(child_argv.end(), o.argv.begin(), o.argv.end());
+    }
+    drover::command cmd(child_argv.front(), std::vector<std::string>(child_argv.begin() + 1, child_argv.end()));
     if (o.env_clear) cmd.env_clear();
     for (const auto& k : o.env_keep) cmd.env_keep(k);
     for (const auto& file : o.env_files) {
@@ -722,16 +753,7 @@ int run(const run_options& o, spdlog::logger& log) {
         }
         cmd.capability_bounding_set(std::move(caps));
     }
-    if (o.unshare) {
-        std::string bad;
-        auto ns = drover::parse_namespaces(*o.unshare, &bad);
-        if (!ns) {
-            log.error("run: --unshare: '{}' is not a namespace (user, pid, mount, net, uts, ipc, cgroup; "
-                      "comma-separated, like pid,mount)", drover::escape(bad));
-            return exit_drover_failed;
-        }
-        cmd.unshare(*ns);
-    }
+    if (unshare) cmd.unshare(*unshare);
     if (o.memory_max) {
         auto n = parse_size(*o.memory_max);
         if (!n || *n == 0) {
@@ -762,7 +784,7 @@ int run(const run_options& o, spdlog::logger& log) {
         log.error("run: --memory-max, --pids-max and --cpu-max are cgroup limits; they cannot apply with --no-cgroup");
         return exit_drover_failed;
     }
-    for (const auto& hint : drover::shell_syntax_hints(cmd))
+    for (const auto& hint : drover::shell_syntax_hints(user_cmd))
         log.warn("argument {} ('{}') looks like {}, but no shell runs: '{}' gets it as is. To use a shell, "
                  "say so: drover run -- sh -c '...'", hint.index, drover::escape(o.argv[hint.index]), hint.what,
                  drover::escape(o.argv.front()));
@@ -1060,6 +1082,8 @@ int main(int argc, char** argv) {
         ->expected(1)
         ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
     run_cmd->add_option("--unshare", ro.unshare, "New namespaces for the child: user,pid,mount,net,uts,ipc,cgroup");
+    run_cmd->add_flag("--no-init", ro.no_init,
+                      "With --unshare pid: run PROGRAM itself as the namespace's init (default: drover runs as init)");
     run_cmd->add_option("--memory-max", ro.memory_max, "memory.max of the child's cgroup (like 512M)");
     run_cmd->add_option("--pids-max", ro.pids_max, "pids.max of the child's cgroup: processes and threads");
     run_cmd->add_option("--cpu-max", ro.cpu_max, "cpu.max of the child's cgroup: 50% (of one CPU) or 20ms/100ms");
