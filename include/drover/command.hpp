@@ -387,6 +387,8 @@ private:
 /// "memlock", "as", "locks", "sigpending", "msgqueue", "nice", "rtprio", "rttime" (any case,
 /// with or without "RLIMIT_"). Empty for anything else.
 std::optional<int> rlimit_resource(std::string_view name) noexcept;
+/// The lower-case name of RLIMIT_* `resource` ("nofile"), empty if unknown.
+std::string_view rlimit_name(int resource) noexcept;
 
 /// CAP_* for a name: "net_bind_service", "CAP_SYS_ADMIN", ... (any case, with or without "CAP_").
 /// Empty for anything else. `capability_name` is the reverse ("cap_chown"), empty if unknown.

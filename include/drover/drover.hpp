@@ -9,6 +9,7 @@
 #include "drover/exit_status.hpp"
 #include "drover/line_reader.hpp"
 #include "drover/pipe_writer.hpp"
+#include "drover/proc_info.hpp"
 #include "drover/reaper.hpp"
 #include "drover/resource_usage.hpp"
 #include "drover/run.hpp"

@@ -20,6 +20,8 @@ enum class errc {
     no_launcher,      ///< the kernel refused every launcher (clone3, clone, pidfd_open)
     timed_out,        ///< a wait's deadline passed; the process tree was stopped
     no_cgroup,        ///< a cgroup was required but no writable cgroup v2 hierarchy is usable
+    stale,            ///< /proc data was discarded: the process exited during the read and its pid names another now
+    malformed_proc,   ///< a /proc file did not have the format the kernel documents
 };
 
 /// The `drover` error category.

@@ -85,6 +85,7 @@
 //   print-netdevs               each interface of /proc/self/net/dev as "NAME up|down\n".
 //   print-ns NS                 the target of /proc/self/ns/NS + "\n" (like "pid:[4026531836]").
 //   print-file PATH             PATH's contents, as is (exit 2 if it cannot be read).
+//   set-comm TEXT               prctl(PR_SET_NAME, TEXT): the kernel keeps the first 15 bytes.
 //   try-fork                    fork once: "fork ok\n" or "fork failed E<NAME>\n" (the child exits).
 //
 // Example: drover-test-child write-line hello sleep 100 exit 3
@@ -917,6 +918,11 @@ void op_print_file(args_t args) {
     out(read_whole_file(path.c_str()));
 }
 
+void op_set_comm(args_t args) {
+    const std::string name(args[0]);
+    if (::prctl(PR_SET_NAME, name.c_str(), 0, 0, 0) != 0) fail_syscall("prctl PR_SET_NAME");
+}
+
 void op_try_fork(args_t) {
     const pid_t pid = ::fork();
     if (pid == 0) ::_exit(0);
@@ -989,6 +995,7 @@ constexpr std::array op_table{
     op_spec{"print-ns", "NS", op_print_ns},
     op_spec{"print-file", "PATH", op_print_file},
     op_spec{"try-fork", "", op_try_fork},
+    op_spec{"set-comm", "TEXT", op_set_comm},
 };
 
 const op_spec* find_op(std::string_view name) {

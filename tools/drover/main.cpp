@@ -49,6 +49,7 @@
 #include <spdlog/spdlog.h>
 
 #include "drover/drover.hpp"
+#include "inspect.hpp"
 
 namespace asio = boost::asio;
 
@@ -1117,6 +1118,19 @@ int main(int argc, char** argv) {
         if (i > 1 && !a.starts_with("-")) break; // PROGRAM: the rest is the child's
     }
 
+    pid_t inspect_pid = 0;
+    bool inspect_json = false;
+    auto* inspect_cmd = app.add_subcommand("inspect", "Show everything about one process, read from /proc: drover inspect PID");
+    inspect_cmd->add_option("PID", inspect_pid, "The process")->required();
+    inspect_cmd->add_flag("--json", inspect_json, "One JSON record instead of text");
+    pid_t ps_pid = 0;
+    bool ps_json = false;
+    std::string ps_interval = "200ms";
+    auto* ps_cmd = app.add_subcommand("ps", "Show the process tree under PID: state, CPU, RSS, uptime: drover ps PID");
+    ps_cmd->add_option("PID", ps_pid, "The root of the tree")->required();
+    ps_cmd->add_flag("--json", ps_json, "A JSON array instead of a table");
+    ps_cmd->add_option("--interval", ps_interval, "CPU is measured over this interval (default 200ms; 0 for none)");
+
     try {
         app.parse(own_argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -1124,6 +1138,15 @@ int main(int argc, char** argv) {
         return rc == 0 ? 0 : exit_drover_failed;
     }
 
+    if (inspect_cmd->parsed()) return drover::tool::inspect_main(inspect_pid, inspect_json, *log);
+    if (ps_cmd->parsed()) {
+        auto interval = parse_duration(ps_interval);
+        if (!interval) {
+            log->error("ps: --interval '{}' is not a duration (like 200ms, 1s)", drover::escape(ps_interval));
+            return exit_drover_failed;
+        }
+        return drover::tool::ps_main(ps_pid, ps_json, *interval, *log);
+    }
     if (run_cmd->parsed()) {
         ro.argv = run_cmd->remaining();
         if (!ro.argv.empty() && ro.argv.front().starts_with("-")) {

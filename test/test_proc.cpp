@@ -1,0 +1,330 @@
+// Introspection (issue 7): read_proc_info against what the kernel says about a known helper
+// child, a hostile comm, gone and stale processes (G5, with a private pid namespace and
+// ns_last_pid), CPU percentages, the tree under a process, and drover inspect / drover ps.
+#include <fcntl.h>
+#include <pwd.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/value.hpp>
+
+#include "detail/proc_hook.hpp"
+#include "support.hpp"
+
+using namespace drover;
+using namespace drover::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+/// Waits until `c` is asleep (its state S), so its /proc entries are settled.
+void wait_sleeping(const child& c) {
+    for (int i = 0; i < 500; ++i) {
+        error_code ec;
+        auto p = read_proc_info(c, ec);
+        if (p && p->state == 'S') return;
+        ::usleep(2000);
+    }
+}
+
+/// Every descendant of `root`, found independently of drover: all of /proc, by ppid.
+std::set<pid_t> descendants_by_scan(pid_t root) {
+    std::map<pid_t, std::vector<pid_t>> kids;
+    for (auto& e : fs::directory_iterator("/proc")) {
+        pid_t pid = 0;
+        auto name = e.path().filename().string();
+        if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+        pid = std::stoi(name);
+        std::string stat = read_file("/proc/" + name + "/stat");
+        auto rp = stat.rfind(')');
+        if (rp == std::string::npos) continue;
+        std::istringstream in(stat.substr(rp + 2));
+        char state;
+        pid_t ppid;
+        if (in >> state >> ppid) kids[ppid].push_back(pid);
+    }
+    std::set<pid_t> out{root};
+    std::vector<pid_t> todo{root};
+    while (!todo.empty()) {
+        pid_t p = todo.back();
+        todo.pop_back();
+        for (pid_t k : kids[p])
+            if (out.insert(k).second) todo.push_back(k);
+    }
+    return out;
+}
+
+// ---- the stale-pid scenario, run in a private pid namespace --------------------------------
+
+pid_t g_victim = 0;
+
+/// Between the reads and the verification: reap the victim and give its pid to a new process.
+void reuse_pid(pid_t pid) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    int fd = ::open("/proc/sys/kernel/ns_last_pid", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) ::_exit(20);
+    std::string last = std::to_string(pid - 1);
+    if (::write(fd, last.data(), last.size()) != static_cast<ssize_t>(last.size())) ::_exit(21);
+    ::close(fd);
+    pid_t again = ::fork();
+    if (again == 0) {
+        ::pause();
+        ::_exit(0);
+    }
+    if (again != pid) ::_exit(22); // the pid was not reused: the scenario did not happen
+}
+
+/// Pid 1 of the new namespace: exit 0 when read_proc_info reported the reused pid as stale.
+[[noreturn]] void namespace_init() {
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) ::_exit(10);
+    if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) ::_exit(11);
+    g_victim = ::fork();
+    if (g_victim == 0) {
+        ::pause();
+        ::_exit(0);
+    }
+    detail::set_proc_verify_hook(reuse_pid);
+    error_code ec;
+    auto info = read_proc_info(g_victim, ec);
+    detail::set_proc_verify_hook(nullptr);
+    if (info) ::_exit(30);                  // stale data was returned
+    if (ec != errc::stale) ::_exit(31);     // discarded, but not called stale
+    // Without the hook the new process reads fine, as itself.
+    auto fresh = read_proc_info(g_victim, ec);
+    ::_exit(fresh && fresh->pid == g_victim ? 0 : 32);
+}
+
+} // namespace
+
+TEST_SUITE("proc") {
+
+TEST_CASE("read_proc_info matches what the kernel says about a known helper child") {
+    int p[2];
+    REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
+    const bool root = ::geteuid() == 0 && ::getpwnam("nobody") != nullptr;
+    asio::io_context ctx;
+    command cmd = helper({"sleep", "30000"});
+    cmd.cwd("/tmp").std_in(stdio::pipe()).std_out(stdio::null()).std_err(stdio::null()).pass_fd(p[0], 5);
+    if (root) cmd.user("nobody");
+    child c = spawn(ctx, cmd);
+    wait_sleeping(c);
+    error_code ec;
+    auto info = read_proc_info(c, ec);
+    REQUIRE_MESSAGE(info, ec.message());
+    CHECK(info->pid == *c.id());
+    CHECK(info->ppid == ::getpid());
+    CHECK(info->state == 'S');
+    CHECK(info->comm == "drover-test-chi"); // the kernel's 15 bytes
+    CHECK(info->cmdline == std::vector<std::string>{helper_path(), "sleep", "30000"});
+    CHECK(info->exe == fs::canonical(helper_path()).string());
+    CHECK(info->cwd == "/tmp");
+    CHECK(info->threads == 1);
+    CHECK(info->session == *c.id()); // its own session
+    if (root) {
+        CHECK(info->uid == 65534);
+        CHECK(info->euid == 65534);
+    } else {
+        CHECK(info->uid == ::getuid());
+    }
+    // Exactly the descriptors drover gave it: 0 (our pipe), 1 and 2 (/dev/null), 5 (passed).
+    REQUIRE(info->fds.size() == 4);
+    CHECK(info->fd_count == 4);
+    CHECK(info->fds[0].fd == 0);
+    CHECK(info->fds[0].target.rfind("pipe:[", 0) == 0);
+    CHECK(info->fds[1].target == "/dev/null");
+    CHECK(info->fds[2].target == "/dev/null");
+    CHECK(info->fds[3].fd == 5);
+    CHECK(info->fds[3].target == fs::read_symlink("/proc/self/fd/" + std::to_string(p[0])).string());
+    // Namespaces: all drover's own.
+    auto own = own_namespaces();
+    CHECK(info->ns.pid == own.pid);
+    CHECK(info->ns.mnt == own.mnt);
+    CHECK(info->ns.net == own.net);
+    CHECK(info->ns.user == own.user);
+    CHECK(info->ns.pid.has_value());
+    if (auto cg = c.cgroup_path()) CHECK(fs::path(info->cgroup).filename() == fs::path(*cg).filename());
+    CHECK(info->rss_bytes > 0);
+    CHECK(info->peak_rss_bytes >= info->rss_bytes);
+    CHECK(info->age < std::chrono::seconds(60));
+    CHECK(std::chrono::system_clock::now() - info->started < std::chrono::seconds(60)); // wall clock for display
+    CHECK(std::any_of(info->interfaces.begin(), info->interfaces.end(), [](const net_interface& i) { return i.name == "lo"; }));
+    bool nofile = false;
+    for (const auto& l : info->limits)
+        if (l.name == "nofile") nofile = l.soft.has_value();
+    CHECK(nofile);
+    if (root) CHECK(info->io.has_value());
+    for (const auto& u : info->unreadable) MESSAGE("unreadable: " << u);
+    CHECK(info->unreadable.empty());
+    c.async_kill([](error_code, exit_status) {});
+    ctx.run();
+    ::close(p[0]);
+    ::close(p[1]);
+}
+
+TEST_CASE("namespace identities differ exactly where the child was given its own") {
+    asio::io_context ctx;
+    spawn_failure f;
+    child c = spawn(ctx, helper({"sleep", "30000"}).unshare(namespaces::net | namespaces::uts), f);
+    if (f) {
+        MESSAGE("skipped: the kernel refused net,uts namespaces: " << f.message());
+        return;
+    }
+    wait_sleeping(c);
+    error_code ec;
+    auto info = read_proc_info(c, ec);
+    REQUIRE(info);
+    auto own = own_namespaces();
+    CHECK(info->ns.net != own.net);
+    CHECK(info->ns.uts != own.uts);
+    CHECK(info->ns.pid == own.pid);
+    CHECK(info->ns.mnt == own.mnt);
+    // Its network namespace has only its own lo (no traffic yet).
+    REQUIRE_FALSE(info->interfaces.empty());
+    CHECK(info->interfaces[0].name == "lo");
+    CHECK(info->interfaces[0].rx_packets == 0);
+
+    // drover inspect says so, by eye and in JSON.
+    auto text = drover_cli({"inspect", std::to_string(*c.id())});
+    CHECK(text.out.text().find("net      " + std::to_string(*info->ns.net) + "   its own (differs from drover's)") !=
+          std::string::npos);
+    CHECK(text.out.text().find("same as drover's") != std::string::npos); // pid, mnt...
+    auto js = drover_cli({"inspect", "--json", std::to_string(*c.id())});
+    auto j = boost::json::parse(js.out.text()).as_object();
+    CHECK(j.at("namespaces").at("net").at("same_as_drover").as_bool() == false);
+    CHECK(j.at("namespaces").at("pid").at("same_as_drover").as_bool() == true);
+    CHECK(j.at("namespaces").at("net").at("id").to_number<std::uint64_t>() == *info->ns.net);
+    c.async_kill([](error_code, exit_status) {});
+    ctx.run();
+}
+
+TEST_CASE("a process name holding ') (' and a newline parses exactly") {
+    asio::io_context ctx;
+    const std::string hostile = "a) (b\nc) Z 1 (";
+    child c = spawn(ctx, helper({"set-comm", hostile, "sleep", "30000"}));
+    std::optional<proc_info> info;
+    for (int i = 0; i < 500; ++i) {
+        error_code ec;
+        info = read_proc_info(c, ec);
+        REQUIRE_MESSAGE(info, ec.message());
+        if (info->comm != "drover-test-chi") break;
+        ::usleep(2000);
+    }
+    CHECK(info->comm == hostile.substr(0, 15));
+    CHECK(info->ppid == ::getpid()); // the fields after the name are still the right ones
+    CHECK(info->cmdline.size() == 5);
+    auto js = drover_cli({"inspect", "--json", std::to_string(*c.id())});
+    CHECK(boost::json::parse(js.out.text()).at("comm").as_string() == hostile.substr(0, 15));
+    c.async_kill([](error_code, exit_status) {});
+    ctx.run();
+}
+
+TEST_CASE("a process that is gone is reported gone, never described") {
+    asio::io_context ctx;
+    child c = spawn(ctx, helper({"exit", "0"}));
+    pid_t pid = *c.id();
+    c.async_wait([](error_code, exit_status) {});
+    ctx.run();
+    error_code ec;
+    CHECK_FALSE(read_proc_info(c, ec));
+    CHECK(ec == std::errc::no_such_process);
+    if (!fs::exists("/proc/" + std::to_string(pid))) {
+        CHECK_FALSE(read_proc_info(pid, ec));
+        CHECK(ec == std::errc::no_such_process);
+    }
+    auto r = drover_cli({"inspect", "999999999"});
+    CHECK(r.status == exit_status::exited(1));
+    CHECK(r.err.text().find("no such process") != std::string::npos);
+}
+
+TEST_CASE("G5: a pid reaped and reused between the reads and the verification is reported stale") {
+    if (::geteuid() != 0) {
+        MESSAGE("skipped: a private pid namespace with ns_last_pid needs root");
+        return;
+    }
+    pid_t outer = ::fork();
+    REQUIRE(outer >= 0);
+    if (outer == 0) {
+        if (::unshare(CLONE_NEWPID | CLONE_NEWNS) != 0) ::_exit(77);
+        pid_t init = ::fork();
+        if (init < 0) ::_exit(78);
+        if (init == 0) namespace_init();
+        int st = 0;
+        ::waitpid(init, &st, 0);
+        ::_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 79);
+    }
+    int st = 0;
+    ::waitpid(outer, &st, 0);
+    REQUIRE(WIFEXITED(st));
+    if (WEXITSTATUS(st) == 77) {
+        MESSAGE("skipped: unshare(CLONE_NEWPID|CLONE_NEWNS) was refused");
+        return;
+    }
+    CHECK_MESSAGE(WEXITSTATUS(st) == 0, "exit code " << WEXITSTATUS(st)
+                                                     << " (30: stale data returned, 31: not called stale, 2x: no reuse)");
+}
+
+TEST_CASE("cpu_percent from two samples: a busy child near 100, a sleeping one near 0") {
+    asio::io_context ctx;
+    child busy = spawn(ctx, helper({"busy", "3000"}));
+    child idle = spawn(ctx, helper({"sleep", "30000"}));
+    ::usleep(100000);
+    error_code ec;
+    auto b1 = read_proc_info(busy, ec), i1 = read_proc_info(idle, ec);
+    ::usleep(400000);
+    auto b2 = read_proc_info(busy, ec), i2 = read_proc_info(idle, ec);
+    REQUIRE((b1 && b2 && i1 && i2));
+    CHECK(cpu_percent(*b1, *b2) > 40); // a shared 2-core machine: generous
+    CHECK(cpu_percent(*b1, *b2) < 210);
+    CHECK(cpu_percent(*i1, *i2) < 5);
+    CHECK(cpu_percent(*b1, *i2) == 0); // different processes: no answer
+    busy.async_kill([](error_code, exit_status) {});
+    idle.async_kill([](error_code, exit_status) {});
+    ctx.run();
+}
+
+TEST_CASE("drover ps of a child that started grandchildren lists every process of the tree") {
+    asio::io_context ctx;
+    // drover run (with its guard) -> helper -> three sleeping children: three levels.
+    std::vector<std::string> args = {"run", "--", helper_path(), "fork-children", "3", "30000", "sleep", "30000"};
+    child d = spawn(ctx, command(DROVER_BIN, args).std_out(stdio::null()));
+    const pid_t root = *d.id();
+    std::set<pid_t> expected;
+    for (int i = 0; i < 500; ++i) { // until the helper's three children exist
+        expected = descendants_by_scan(root);
+        if (expected.size() >= 6) break;
+        ::usleep(5000);
+    }
+    REQUIRE(expected.size() >= 6); // drover, guard, helper, 3 children
+    auto walked = process_tree(root);
+    CHECK(std::set<pid_t>(walked.begin(), walked.end()) == expected);
+    auto r = drover_cli({"ps", "--json", "--interval", "50ms", std::to_string(root)});
+    CHECK(r.status == exit_status::exited(0));
+    auto a = boost::json::parse(r.out.text()).as_array();
+    std::set<pid_t> listed;
+    int deepest = 0;
+    for (const auto& v : a) {
+        listed.insert(static_cast<pid_t>(v.at("pid").as_int64()));
+        deepest = std::max(deepest, static_cast<int>(v.at("depth").as_int64()));
+        CHECK(v.at("state").as_string().size() == 1);
+        CHECK(v.at("rss_bytes").as_int64() > 0);
+    }
+    CHECK(listed == expected);
+    CHECK(deepest == 2);
+    CHECK(a[0].at("pid").as_int64() == root);
+    auto text = drover_cli({"ps", std::to_string(root)});
+    CHECK(text.out.text().rfind("    PID    PPID S   CPU%     RSS   UPTIME  COMMAND\n", 0) == 0);
+    CHECK(text.out.text().find("\\_ " + std::string(helper_path()) + " fork-children 3 30000") != std::string::npos);
+    d.async_stop([](error_code, exit_status) {});
+    ctx.run();
+}
+
+} // TEST_SUITE
