@@ -21,6 +21,7 @@
 #include <charconv>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <string_view>
 
 #include "detail/proc_hook.hpp"
@@ -139,9 +140,9 @@ bool parse_stat(std::string_view text, pid_t pid, proc_info& p) {
     auto f = words(text.substr(close + 2)); // f[0] is field 3 (state)
     if (f.size() < 22 || f[0].size() != 1) return false;
     p.state = f[0][0];
-    std::uint64_t utime = 0, stime = 0, start = 0;
+    std::uint64_t utime = 0, stime = 0, start = 0, flags = 0;
     long threads = 0;
-    if (!parse_num(f[1], p.ppid) || !parse_num(f[2], p.pgrp) || !parse_num(f[3], p.session) ||
+    if (!parse_num(f[1], p.ppid) || !parse_num(f[2], p.pgrp) || !parse_num(f[3], p.session) || !parse_num(f[6], flags) ||
         !parse_num(f[11], utime) || !parse_num(f[12], stime) || !parse_num(f[17], threads) ||
         !parse_num(f[19], start))
         return false;
@@ -149,6 +150,7 @@ bool parse_stat(std::string_view text, pid_t pid, proc_info& p) {
     p.system_cpu = from_ticks(stime);
     p.threads = static_cast<int>(threads);
     p.start_ticks = start;
+    p.kernel_thread = (flags & 0x00200000U) != 0; // PF_KTHREAD
     return true;
 }
 
@@ -258,14 +260,18 @@ bool parse_limits(std::string_view text, std::vector<limit_value>& out) {
         auto end = text.find('\n', pos);
         std::string_view line = text.substr(pos, end == std::string_view::npos ? std::string_view::npos : end - pos);
         pos = end == std::string_view::npos ? text.size() : end + 1;
-        if (line.size() < units_at || r >= RLIMIT_NLIMITS) return false;
+        if (line.size() < units_at) return false;
         limit_value l;
         l.name = std::string(rlimit_name(r++));
+        if (l.name.empty()) { // a limit newer than this build: its own words
+            auto w = words(line.substr(0, soft_at));
+            for (auto x : w) l.name += (l.name.empty() ? "" : " ") + std::string(x);
+        }
         if (!value(line.substr(soft_at, hard_at - soft_at), l.soft) || !value(line.substr(hard_at, units_at - hard_at), l.hard))
             return false;
         out.push_back(std::move(l));
     }
-    return r == RLIMIT_NLIMITS;
+    return r >= RLIMIT_NLIMITS;
 }
 
 bool parse_io(std::string_view text, io_counters& io) {
@@ -314,7 +320,9 @@ std::optional<proc_info> read_with(pid_t pid, int pidfd, error_code& ec) {
     proc_info p;
     p.pid = pid;
     std::string text;
-    bool vanished = false; // a read said the process is gone
+    // A file that vanishes (ENOENT/ESRCH) means the process exited while we read; what decides
+    // is the check at the end. Other errors (EACCES: another user's process) are named.
+    bool vanished = false;
     auto note = [&](const char* what, int err) {
         if (err == ESRCH || err == ENOENT) vanished = true;
         else p.unreadable.push_back(std::string(what) + ": " + std::strerror(err));
@@ -355,44 +363,56 @@ std::optional<proc_info> read_with(pid_t pid, int pidfd, error_code& ec) {
             start = nul + 1;
         }
     }
+    // A kernel thread and a zombie have no executable, working directory or network view.
+    const bool no_task_files = p.kernel_thread || p.state == 'Z';
     char link[4096];
     for (auto [name, dst] : {std::pair{"exe", &p.exe}, std::pair{"cwd", &p.cwd}}) {
         ssize_t n = ::readlinkat(dir.get(), name, link, sizeof link);
         if (n >= 0) dst->assign(link, static_cast<std::size_t>(n));
-        else if (errno != ENOENT || p.state != 'Z') note(name, errno); // a zombie has neither
+        else if (!(no_task_files && errno == ENOENT)) note(name, errno);
     }
     if (unique_fd fdd{::openat(dir.get(), "fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC)}; !fdd) {
         note("fd", errno);
-    } else if (DIR* d = ::fdopendir(fdd.get())) {
+    } else if (std::unique_ptr<DIR, int (*)(DIR*)> d{::fdopendir(fdd.get()), ::closedir}; d) {
         fdd.release();
-        while (dirent* e = ::readdir(d)) {
+        while (dirent* e = ::readdir(d.get())) {
             int fd = 0;
             if (!parse_num(std::string_view(e->d_name), fd)) continue;
             ++p.fd_count;
             if (p.fds.size() >= 1024) continue;
-            ssize_t n = ::readlinkat(::dirfd(d), e->d_name, link, sizeof link);
+            ssize_t n = ::readlinkat(::dirfd(d.get()), e->d_name, link, sizeof link);
             if (n >= 0) p.fds.push_back({fd, std::string(link, static_cast<std::size_t>(n))});
         }
-        ::closedir(d);
         std::sort(p.fds.begin(), p.fds.end(), [](const open_fd& a, const open_fd& b) { return a.fd < b.fd; });
     }
     if (int e = read_at(dir.get(), "cgroup", text, 64 * 1024); e != 0) {
         note("cgroup", e);
     } else {
-        std::size_t pos = 0;
-        while (pos < text.size()) {
-            auto nl = text.find('\n', pos);
-            std::string_view line = std::string_view(text).substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
-            pos = nl == std::string::npos ? text.size() : nl + 1;
-            if (line.substr(0, 3) == "0::") p.cgroup.assign(line.substr(3));
+        // The v2 line comes last. A cgroup path is printed unescaped, so a newline inside one
+        // could fake a line: take the first "0::" line through to the end of the file.
+        std::string_view t(text);
+        std::size_t at = t.rfind("0::", 0) == 0 ? 0 : t.find("\n0::");
+        if (at != 0 && at != std::string_view::npos) ++at; // past the newline
+        if (at != std::string_view::npos) {
+            auto v = t.substr(at + 3);
+            if (!v.empty() && v.back() == '\n') v.remove_suffix(1);
+            p.cgroup.assign(v);
         }
     }
     p.ns = read_ns(dir.get());
+    if (!p.ns.pid && !no_task_files) {
+        char probe[64];
+        if (::readlinkat(dir.get(), "ns/pid", probe, sizeof probe) < 0) note("ns", errno);
+    }
     if (int e = read_at(dir.get(), "io", text, 4096); e != 0) {
         note("io", e);
     } else {
         io_counters io;
-        if (parse_io(text, io)) p.io = io;
+        if (!parse_io(text, io)) {
+            ec = errc::malformed_proc;
+            return std::nullopt;
+        }
+        p.io = io;
     }
     if (int e = read_at(dir.get(), "limits", text, 16 * 1024); e != 0) {
         note("limits", e);
@@ -400,11 +420,18 @@ std::optional<proc_info> read_with(pid_t pid, int pidfd, error_code& ec) {
         ec = errc::malformed_proc;
         return std::nullopt;
     }
-    if (int e = read_at(dir.get(), "net/dev", text, 1 << 20); e != 0) {
-        if (p.state != 'Z') note("net/dev", e);
-    } else if (!parse_net_dev(text, p.interfaces)) {
-        ec = errc::malformed_proc;
-        return std::nullopt;
+    bool dev_truncated = false;
+    if (int e = read_at(dir.get(), "net/dev", text, 1 << 20, &dev_truncated); e != 0) {
+        if (!(no_task_files && e == ENOENT)) note("net/dev", e);
+    } else {
+        if (dev_truncated) { // keep the whole lines
+            text.erase(text.rfind('\n') + 1);
+            p.unreadable.push_back("net/dev: more than 1 MiB of interfaces; the rest is not shown");
+        }
+        if (!parse_net_dev(text, p.interfaces)) {
+            ec = errc::malformed_proc;
+            return std::nullopt;
+        }
     }
 
     if (auto hook = detail::g_verify_hook.load()) hook(pid);
@@ -418,9 +445,20 @@ std::optional<proc_info> read_with(pid_t pid, int pidfd, error_code& ec) {
         return read_at(dir.get(), "stat", again, 4096) != 0 || !parse_stat(again, pid, q) ||
                q.start_ticks != p.start_ticks;
     })();
-    if (reaped || vanished) {
+    if (reaped) {
         ec = pid_in_use(pid) ? error_code(errc::stale) : sys_err(ESRCH);
         return std::nullopt;
+    }
+    if (vanished) {
+        // Not reaped, but files vanished: it exited during the read (now a zombie). What was
+        // read is half a process: report it gone, cleanly.
+        std::string again;
+        proc_info q;
+        if (read_at(dir.get(), "stat", again, 4096) != 0 || !parse_stat(again, pid, q) || q.state == 'Z' ||
+            q.state == 'X') {
+            ec = sys_err(ESRCH);
+            return std::nullopt;
+        }
     }
     return p;
 }
@@ -434,7 +472,8 @@ std::optional<proc_info> read_proc_info(pid_t pid, error_code& ec) {
     }
     unique_fd pidfd{detail::sys_pidfd_open(pid, 0)};
     if (!pidfd) {
-        ec = sys_err(errno);
+        // EINVAL: the number is a thread of some process, not a process.
+        ec = sys_err(errno == EINVAL ? ESRCH : errno);
         return std::nullopt;
     }
     return read_with(pid, pidfd.get(), ec);

@@ -454,15 +454,18 @@ TEST_CASE("spawn cost does not grow with a 1 GiB parent heap (generous bound; me
             }
         }());
         std::sort(d.begin(), d.end());
-        return d[d.size() / 2];
+        return std::pair{d.front(), d[d.size() / 2]};
     };
-    auto before = median_spawn();
+    auto [before, before_median] = median_spawn();
     std::vector<char> heap(std::size_t{1} << 30);
     for (std::size_t i = 0; i < heap.size(); i += 4096) heap[i] = static_cast<char>(i);
-    auto after = median_spawn();
+    auto [after, after_median] = median_spawn();
     using ms = std::chrono::duration<double, std::milli>;
-    MESSAGE("median spawn: " << ms(before).count() << " ms before, " << ms(after).count() << " ms with 1 GiB touched");
-    // fork() would cost ~30 ms here at 1 GiB; a vfork-style spawn stays near the baseline.
+    MESSAGE("spawn: fastest " << ms(before).count() << " ms, median " << ms(before_median).count() << " ms before; fastest "
+                              << ms(after).count() << " ms, median " << ms(after_median).count() << " ms with 1 GiB touched");
+    // fork() would cost ~30 ms here at 1 GiB, every time; a vfork-style spawn stays near the
+    // baseline. The fastest of 21 is compared: the median moves with the load of the other
+    // suites running in parallel on two cores, the fastest only with the spawn's own cost.
     CHECK(after < before * 4 + 5ms);
     CHECK(heap[4096] == static_cast<char>(4096));
 }

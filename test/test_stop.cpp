@@ -407,8 +407,12 @@ TEST_CASE("H2: no wall clock in any timing path") {
             int n = 0;
             while (std::getline(in, line)) {
                 ++n;
-                // A start time shown to people is wall-clock data, not timing: such lines say so.
-                if (line.find("wall clock for display") != std::string::npos) continue;
+                // A start time shown to people is wall-clock data, not timing: such lines say so,
+                // and only in the introspection files.
+                const auto file = e.path().filename().string();
+                if ((file == "proc_info.cpp" || file == "proc_info.hpp" || file == "inspect.cpp") &&
+                    line.find("wall clock for display") != std::string::npos)
+                    continue;
                 for (const char* bad : {"system_clock", "gettimeofday", "time(nullptr)", "time(NULL)",
                                         "CLOCK_REALTIME", "system_timer"}) {
                     if (line.find(bad) != std::string::npos) {

@@ -28,7 +28,7 @@ struct io_counters {
                   cancelled_write_bytes = 0;
 };
 
-/// One resource limit (from prlimit): empty means unlimited.
+/// One resource limit (from /proc/<pid>/limits): empty means unlimited.
 struct limit_value {
     std::string name; ///< "cpu", "nofile", ... (as `rlimit_resource` takes them)
     std::optional<std::uint64_t> soft, hard;
@@ -47,7 +47,9 @@ struct net_interface {
 };
 
 /// Everything drover reads about one process. Fields the kernel would not show (EACCES for
-/// another user's process without privilege) stay empty and are named in `unreadable`.
+/// another user's process without privilege) stay empty and are named in `unreadable`; a
+/// kernel thread has no exe, cwd or cmdline, a zombie not even interfaces (empty, and not
+/// "unreadable").
 struct proc_info {
     pid_t pid = -1;
     pid_t ppid = -1;
@@ -65,6 +67,7 @@ struct proc_info {
     std::chrono::system_clock::time_point started;   ///< boot time + start ticks (wall clock for display)
     std::chrono::nanoseconds age{};                  ///< how long it has been running
     std::uint64_t start_ticks = 0;                   ///< /proc/<pid>/stat field 22: with the pid, an identity
+    bool kernel_thread = false;                      ///< PF_KTHREAD: no exe, cwd or cmdline
     std::chrono::nanoseconds user_cpu{}, system_cpu{};
     std::uint64_t rss_bytes = 0, peak_rss_bytes = 0; ///< VmRSS, VmHWM
     std::size_t fd_count = 0;                        ///< every open descriptor
@@ -81,8 +84,8 @@ struct proc_info {
 /// Reads `pid` from /proc. Every file is read through one /proc/<pid> directory descriptor, and
 /// the result is verified afterwards against a pidfd opened before the first read: if the
 /// process exited meanwhile, nothing read is trusted. Fails with ESRCH (`gone`: the process does
-/// not exist, or it exited during the read) or `errc::stale` (it exited during the read and its
-/// pid already names another process). Parsing is strict and bounded: a `comm` holding spaces,
+/// not exist, or it exited during the read: a zombie read whole is returned, state 'Z') or
+/// `errc::stale` (it was reaped during the read and its pid already names another process). Parsing is strict and bounded: a `comm` holding spaces,
 /// parentheses or newlines parses exactly; a malformed file is `errc::malformed_proc` (never a
 /// guess).
 std::optional<proc_info> read_proc_info(pid_t pid, error_code& ec);

@@ -244,11 +244,13 @@ int ps_main(pid_t pid, bool json, std::chrono::nanoseconds interval, spdlog::log
         return 1;
     }
     std::map<pid_t, proc_info> first;
-    for (pid_t p : tree) {
-        error_code ec;
-        if (auto info = read_proc_info(p, ec)) first.emplace(p, std::move(*info));
+    if (interval.count() > 0) {
+        for (pid_t p : tree) {
+            error_code ec;
+            if (auto info = read_proc_info(p, ec)) first.emplace(p, std::move(*info));
+        }
+        std::this_thread::sleep_for(interval);
     }
-    if (interval.count() > 0) std::this_thread::sleep_for(interval);
     tree = process_tree(pid); // it may have grown or shrunk meanwhile
     struct row {
         proc_info info;
@@ -262,7 +264,12 @@ int ps_main(pid_t pid, bool json, std::chrono::nanoseconds interval, spdlog::log
         auto info = read_proc_info(p, ec);
         if (!info) continue; // exited meanwhile
         int depth = 0;
-        if (auto it = depth_of.find(info->ppid); it != depth_of.end() && p != pid) depth = it->second + 1;
+        if (p != pid) {
+            // Its parent must be a row already: a pid reaped and reused after the walk is not ours.
+            auto it = depth_of.find(info->ppid);
+            if (it == depth_of.end()) continue;
+            depth = it->second + 1;
+        }
         depth_of[p] = depth;
         std::optional<double> cpu;
         if (auto f = first.find(p); f != first.end() && f->second.start_ticks == info->start_ticks)
