@@ -393,3 +393,19 @@ TEST_CASE("drover ps of a child that started grandchildren lists every process o
 }
 
 } // TEST_SUITE
+
+TEST_SUITE("proc") {
+
+TEST_CASE("daemonize reports a failed step to the process that asked, and leaves nothing behind") {
+    asio::io_context ctx;
+    auto r = run(ctx, []() -> asio::awaitable<run_result> {
+        auto ex = co_await asio::this_coro::executor;
+        command cmd(DROVER_DEMO, {"__daemon", "/nonexistent-drover-dir/x.pid"});
+        co_return co_await async_run(ex, cmd, run_options{}, asio::use_awaitable);
+    }());
+    CHECK(r.status == exit_status::exited(1));
+    CHECK(r.err.text() == "daemonize: open pidfile /nonexistent-drover-dir/x.pid: No such file or directory\n");
+    CHECK_FALSE(r.killed_leftovers); // the daemon itself exited after reporting
+}
+
+} // TEST_SUITE

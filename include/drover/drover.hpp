@@ -3,6 +3,7 @@
 
 #include "drover/child.hpp"
 #include "drover/command.hpp"
+#include "drover/daemon.hpp"
 #include "drover/env_file.hpp"
 #include "drover/error.hpp"
 #include "drover/escape.hpp"

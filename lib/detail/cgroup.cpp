@@ -374,7 +374,17 @@ std::optional<std::uint64_t> cgroup_leaf::oom_kills() const noexcept {
 
 bool cgroup_leaf::remove() noexcept {
     if (removed_) return true;
-    if (::rmdir(path_.c_str()) != 0 && errno != ENOENT) return false;
+    if (::rmdir(path_.c_str()) != 0 && errno != ENOENT) {
+        // EBUSY with nothing left in it: cgroups below the leaf, made by a drover that ran in
+        // it and was killed before it could clean up. They are inside our leaf, so ours to remove.
+        if (errno != EBUSY || populated()) return false;
+        try {
+            if (!sweep_until(path_, std::chrono::steady_clock::now())) return false;
+        } catch (...) {
+            return false;
+        }
+        errno = 0;
+    }
     removed_ = true;
     dir_.reset();
     std::lock_guard lock(g_dir_mutex);

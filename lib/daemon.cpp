@@ -1,0 +1,132 @@
+// daemonize(): the classic double fork (see daemon.hpp), with the outcome reported back to the
+// process that asked, through a pipe, before it exits.
+#include "drover/daemon.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <string>
+
+namespace drover {
+namespace {
+
+void write_all(int fd, const std::string& s) noexcept {
+    std::size_t off = 0;
+    while (off < s.size()) {
+        ssize_t n = ::write(fd, s.data() + off, s.size() - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return;
+        off += static_cast<std::size_t>(n);
+    }
+}
+
+/// In the intermediate process or the daemon: tell the original process what failed, then go.
+[[noreturn]] void report_and_exit(int pipe_fd, int err, const std::string& what) noexcept {
+    write_all(pipe_fd, std::to_string(err) + " " + what);
+    ::_exit(1);
+}
+
+/// Puts `fd` onto `target` (0-2), closing `fd` unless it is the target.
+bool move_fd(int fd, int target) noexcept {
+    if (fd == target) return true;
+    if (::dup2(fd, target) < 0) return false;
+    return true;
+}
+
+} // namespace
+
+void daemonize(const daemon_options& o) {
+    int report[2];
+    if (::pipe2(report, O_CLOEXEC) != 0) throw daemon_error({errno, boost::system::system_category()}, "daemonize: pipe");
+
+    // 1. fork: the original process stays only to hear the outcome.
+    pid_t first = ::fork();
+    if (first < 0) {
+        int e = errno;
+        ::close(report[0]);
+        ::close(report[1]);
+        throw daemon_error({e, boost::system::system_category()}, "daemonize: fork");
+    }
+    if (first > 0) {
+        ::close(report[1]);
+        std::string msg;
+        char buf[512];
+        for (;;) {
+            ssize_t n = ::read(report[0], buf, sizeof buf);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) break;
+            msg.append(buf, static_cast<std::size_t>(n));
+        }
+        ::close(report[0]);
+        int st = 0;
+        while (::waitpid(first, &st, 0) < 0 && errno == EINTR) {
+        }
+        if (msg == "ok") ::_exit(0); // the daemon runs: nothing of ours is flushed twice
+        if (msg.empty())
+            throw daemon_error({ECHILD, boost::system::system_category()},
+                               "daemonize: the daemon died before it reported");
+        int err = 0;
+        auto space = msg.find(' ');
+        std::from_chars(msg.data(), msg.data() + (space == std::string::npos ? msg.size() : space), err);
+        throw daemon_error({err, boost::system::system_category()},
+                           "daemonize: " + (space == std::string::npos ? msg : msg.substr(space + 1)));
+    }
+
+    // The first child. 2. setsid: it is not a process group leader (its parent is), so this
+    // succeeds and gives it a new session with no controlling terminal.
+    ::close(report[0]);
+    const int out = report[1];
+    if (::setsid() < 0) report_and_exit(out, errno, "setsid");
+    // 3. fork again and let the session leader go: the daemon is no session leader, so no
+    //    terminal it ever opens can become its controlling terminal.
+    pid_t second = ::fork();
+    if (second < 0) report_and_exit(out, errno, "second fork");
+    if (second > 0) ::_exit(0);
+
+    // The daemon. 4. A working directory that keeps no mount busy.
+    if (::chdir(o.working_directory.c_str()) != 0)
+        report_and_exit(out, errno, "chdir " + o.working_directory.string());
+    // 5. Its own umask, not the one its starter happened to have.
+    if (o.umask) ::umask(*o.umask & 0777);
+    // 6. stdio: nobody is there to read or write a terminal.
+    int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null < 0) report_and_exit(out, errno, "open /dev/null");
+    int sink = null;
+    if (!o.output.empty()) {
+        sink = ::open(o.output.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0644);
+        if (sink < 0) report_and_exit(out, errno, "open " + o.output.string());
+    }
+    if (!move_fd(null, 0) || !move_fd(sink, 1) || !move_fd(sink, 2)) report_and_exit(out, errno, "dup2 onto stdio");
+    if (null > 2) ::close(null);
+    if (sink > 2 && sink != null) ::close(sink);
+    // 7. The pidfile last: locked for the daemon's life, so a second instance sees it is taken,
+    //    and written only once everything else worked.
+    if (!o.pidfile.empty()) {
+        int fd = ::open(o.pidfile.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
+        if (fd < 0) report_and_exit(out, errno, "open pidfile " + o.pidfile.string());
+        if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            int e = errno;
+            char buf[32] = {};
+            ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+            std::string holder = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string("?");
+            while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+            report_and_exit(out, e == EWOULDBLOCK ? EEXIST : e,
+                            "pidfile " + o.pidfile.string() + " is locked: already running as pid " + holder);
+        }
+        std::string pid = std::to_string(::getpid()) + "\n";
+        if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size()))
+            report_and_exit(out, errno, "write pidfile " + o.pidfile.string());
+        // fd stays open (and locked) until the daemon exits; CLOEXEC: an exec'd program is
+        // another program, and must take its own lock.
+    }
+    write_all(out, "ok");
+    ::close(out);
+}
+
+} // namespace drover

@@ -1,0 +1,3 @@
+// Compiles drover/daemon.hpp alone, first: every public header is self-contained.
+#include "drover/daemon.hpp"
+#include "drover/daemon.hpp" // and guarded
