@@ -1,9 +1,11 @@
 // daemonize(): the classic double fork (see daemon.hpp), with the outcome reported back to the
-// process that asked, through a pipe, before it exits.
+// process that asked, through a socket pair, before it exits.
 #include "drover/daemon.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,15 +13,17 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <filesystem>
 #include <string>
 
 namespace drover {
 namespace {
 
+/// Sends on the report socket; MSG_NOSIGNAL: a starter that died must not kill the daemon.
 void write_all(int fd, const std::string& s) noexcept {
     std::size_t off = 0;
     while (off < s.size()) {
-        ssize_t n = ::write(fd, s.data() + off, s.size() - off);
+        ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) return;
         off += static_cast<std::size_t>(n);
@@ -32,18 +36,49 @@ void write_all(int fd, const std::string& s) noexcept {
     ::_exit(1);
 }
 
-/// Puts `fd` onto `target` (0-2), closing `fd` unless it is the target.
+/// Makes `target` (0-2) refer to `fd`'s file, inheritable across exec (the caller closes `fd`).
 bool move_fd(int fd, int target) noexcept {
-    if (fd == target) return true;
-    if (::dup2(fd, target) < 0) return false;
-    return true;
+    if (fd == target) return ::fcntl(target, F_SETFD, 0) == 0; // it was opened CLOEXEC
+    return ::dup2(fd, target) >= 0;
+}
+
+/// Threads of this process (fork copies only the calling one).
+int thread_count() noexcept {
+    DIR* d = ::opendir("/proc/self/task");
+    if (d == nullptr) return 1;
+    int n = 0;
+    while (dirent* e = ::readdir(d)) n += e->d_name[0] != '.' ? 1 : 0;
+    ::closedir(d);
+    return n;
+}
+
+/// Moves a descriptor above 2, so that putting /dev/null on 0-2 can never overwrite it.
+int above_stdio(int fd) noexcept {
+    if (fd > 2) return fd;
+    int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    ::close(fd);
+    return moved;
 }
 
 } // namespace
 
-void daemonize(const daemon_options& o) {
+void daemonize(const daemon_options& options) {
+    if (int n = thread_count(); n > 1)
+        throw daemon_error({EBUSY, boost::system::system_category()},
+                           "daemonize: the process has " + std::to_string(n) +
+                               " threads; call daemonize before any thread exists (fork copies only one)");
+    // Paths are resolved now: the daemon opens them after its chdir.
+    daemon_options o = options;
+    std::error_code fs_ec;
+    if (!o.pidfile.empty()) o.pidfile = std::filesystem::absolute(o.pidfile, fs_ec);
+    if (!o.output.empty()) o.output = std::filesystem::absolute(o.output, fs_ec);
     int report[2];
-    if (::pipe2(report, O_CLOEXEC) != 0) throw daemon_error({errno, boost::system::system_category()}, "daemonize: pipe");
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, report) != 0)
+        throw daemon_error({errno, boost::system::system_category()}, "daemonize: socketpair");
+    report[0] = above_stdio(report[0]);
+    report[1] = above_stdio(report[1]);
+    if (report[0] < 0 || report[1] < 0)
+        throw daemon_error({errno, boost::system::system_category()}, "daemonize: socketpair");
 
     // 1. fork: the original process stays only to hear the outcome.
     pid_t first = ::fork();
@@ -90,8 +125,10 @@ void daemonize(const daemon_options& o) {
     if (second > 0) ::_exit(0);
 
     // The daemon. 4. A working directory that keeps no mount busy.
-    if (::chdir(o.working_directory.c_str()) != 0)
-        report_and_exit(out, errno, "chdir " + o.working_directory.string());
+    if (::chdir(o.working_directory.c_str()) != 0) {
+        int e = errno;
+        report_and_exit(out, e, "chdir " + o.working_directory.string());
+    }
     // 5. Its own umask, not the one its starter happened to have.
     if (o.umask) ::umask(*o.umask & 0777);
     // 6. stdio: nobody is there to read or write a terminal.
@@ -100,7 +137,10 @@ void daemonize(const daemon_options& o) {
     int sink = null;
     if (!o.output.empty()) {
         sink = ::open(o.output.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0644);
-        if (sink < 0) report_and_exit(out, errno, "open " + o.output.string());
+        if (sink < 0) {
+            int e = errno;
+            report_and_exit(out, e, "open " + o.output.string());
+        }
     }
     if (!move_fd(null, 0) || !move_fd(sink, 1) || !move_fd(sink, 2)) report_and_exit(out, errno, "dup2 onto stdio");
     if (null > 2) ::close(null);
@@ -109,7 +149,10 @@ void daemonize(const daemon_options& o) {
     //    and written only once everything else worked.
     if (!o.pidfile.empty()) {
         int fd = ::open(o.pidfile.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
-        if (fd < 0) report_and_exit(out, errno, "open pidfile " + o.pidfile.string());
+        if (fd < 0) {
+            int e = errno;
+            report_and_exit(out, e, "open pidfile " + o.pidfile.string());
+        }
         if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
             int e = errno;
             char buf[32] = {};
@@ -120,8 +163,15 @@ void daemonize(const daemon_options& o) {
                             "pidfile " + o.pidfile.string() + " is locked: already running as pid " + holder);
         }
         std::string pid = std::to_string(::getpid()) + "\n";
-        if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size()))
-            report_and_exit(out, errno, "write pidfile " + o.pidfile.string());
+        if (::ftruncate(fd, 0) != 0) {
+            int e = errno;
+            report_and_exit(out, e, "truncate pidfile " + o.pidfile.string());
+        }
+        ssize_t n = ::pwrite(fd, pid.data(), pid.size(), 0);
+        if (n != static_cast<ssize_t>(pid.size())) {
+            int e = n < 0 ? errno : EIO;
+            report_and_exit(out, e, "write pidfile " + o.pidfile.string());
+        }
         // fd stays open (and locked) until the daemon exits; CLOEXEC: an exec'd program is
         // another program, and must take its own lock.
     }

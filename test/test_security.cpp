@@ -258,6 +258,25 @@ TEST_CASE("I1: cgroup limits are applied where the controllers exist, else repor
     ctx2.run();
 }
 
+TEST_CASE("a leaf holding empty cgroups of a killed nested drover is still removed, at once") {
+    asio::io_context ctx;
+    child c = spawn(ctx, helper({"sleep", "100"}));
+    auto cg = c.cgroup_path();
+    if (!cg) {
+        MESSAGE("skipped: no cgroup v2 leaf for children here");
+        c.async_kill([](error_code, exit_status) {});
+        ctx.run();
+        return;
+    }
+    // What a drover running inside the leaf leaves when it is SIGKILLed: its empty directories.
+    REQUIRE(std::filesystem::create_directories(*cg + "/drover-999999/run-1"));
+    const auto t0 = std::chrono::steady_clock::now();
+    c.async_kill([](error_code, exit_status) {});
+    ctx.run();
+    CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(1)); // not 2 s of EBUSY retries
+    CHECK_FALSE(std::filesystem::exists(*cg));
+}
+
 TEST_CASE("I3: an OOM kill in the child's cgroup is reported from memory.events") {
     if (!controller_available("memory")) {
         MESSAGE("skipped: no cgroup v2 memory controller for drover's cgroup (hybrid host)");

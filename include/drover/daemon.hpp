@@ -40,7 +40,10 @@ struct daemon_options {
 /// as the caller had it (close what you do not need before).
 ///
 /// Call it early, before any thread exists and before an io_context is created: fork copies
-/// only the calling thread.
+/// only the calling thread (with more than one thread it throws, EBUSY, and forks nothing).
+/// Relative paths in the options are taken relative to the caller's working directory. The
+/// signal mask and dispositions are kept as the caller set them. If the daemon dies before it
+/// reports (killed), the starter throws ECHILD ("died before it reported").
 void daemonize(const daemon_options& options = {});
 
 /// Thrown by `daemonize` in the original process when the daemon could not be set up.

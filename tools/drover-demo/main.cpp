@@ -155,7 +155,7 @@ awaitable<result> proc_tour() {
     auto own = drover::own_namespaces();
     std::vector<std::string> fds;
     for (const auto& f : p->fds) fds.push_back(fmt::format("{}->{}", f.fd, visible(f.target)));
-    bool ok = p->ppid == ::getpid() && p->cwd == "/tmp" && p->exe.ends_with("/sleep") && p->ns.pid == own.pid &&
+    bool ok = p->ppid == ::getpid() && p->cwd == "/tmp" && p->exe.ends_with("/sleep") && p->ns.pid && p->ns.pid == own.pid &&
               p->fds.size() == 3 && p->fds[0].target == "/dev/null";
     co_return result{ok, fmt::format("pid {} ppid {} (us) exe {} cwd {} uid {} gid {}; fds {}; pid namespace {} ({}); "
                                      "cgroup {}; rss {} KiB",
@@ -169,45 +169,62 @@ awaitable<result> daemon() {
     // stdio on /dev/null, a pidfile locked with flock. The copy we started exits 0 once the
     // daemon reported that every step worked.
     auto ex = co_await asio::this_coro::executor;
-    const std::string pidfile = fmt::format("/tmp/drover-demo-{}.pid", ::getpid());
+    char dir[] = "/tmp/drover-demo-XXXXXX";
+    if (::mkdtemp(dir) == nullptr) co_return result{false, std::string("mkdtemp: ") + std::strerror(errno)};
+    const std::string pidfile = std::string(dir) + "/daemon.pid";
+    struct cleanup { // the pidfile and its directory go, whatever happens below
+        std::string dir;
+        ~cleanup() {
+            std::error_code ec;
+            std::filesystem::remove_all(dir, ec);
+        }
+    } remove_dir{dir};
     drover::child starter = drover::spawn(ex, drover::command(self_exe(), {"__daemon", pidfile}));
-    const pid_t starter_pid = *starter.id();
     auto st = co_await starter.async_wait(use_awaitable);
     pid_t d = 0;
     std::ifstream(pidfile) >> d;
     drover::error_code ec;
     auto p = d > 0 ? drover::read_proc_info(d, ec) : std::nullopt;
     if (!st.success() || !p) {
-        co_await starter.async_kill(use_awaitable);
+        co_await starter.async_stop(use_awaitable); // its cgroup still holds whatever it left
         co_return result{false, fmt::format("the starter {}; pidfile held '{}'", st, d)};
     }
-    auto kids = drover::process_tree(d);
+    // The daemon forks two children after it reported: wait for them.
+    std::vector<pid_t> kids;
+    for (int i = 0; i < 300 && kids.size() < 3; ++i) {
+        kids = drover::process_tree(d);
+        if (kids.size() < 3) co_await sleep_for(std::chrono::milliseconds(10));
+    }
     // A second instance finds the pidfile locked and says who holds it.
     drover::command second(self_exe(), {"__daemon", pidfile});
     auto again = co_await drover::async_run(ex, second);
     bool locked = again.status.code() == 1 && again.err.text().find("already running as pid " + std::to_string(d)) !=
                                                    std::string::npos;
-    bool detached = p->session != d && p->session == p->pgrp && p->ppid != starter_pid && p->cwd == "/" &&
-                    p->fds.size() >= 3 && p->fds[0].target == "/dev/null" && p->fds[2].target == "/dev/null";
+    // Detached: not a session leader (no terminal can become its own), re-parented to us (the
+    // subreaper), in /, stdio on /dev/null.
+    bool detached = p->session != d && p->session == p->pgrp && p->pgrp != ::getpgrp() && p->ppid == ::getpid() &&
+                    p->cwd == "/" && p->fds.size() >= 3 && p->fds[0].target == "/dev/null" &&
+                    p->fds[2].target == "/dev/null";
     // The process-group kill: one kill(-pgid) takes the daemon and the children it forked.
-    ::kill(-p->pgrp, SIGTERM);
-    int left = 0;
-    for (int i = 0; i < 100; ++i) {
-        drover::reap_orphans(); // we are their subreaper now
-        left = 0;
-        for (pid_t k : kids) left += alive(k) ? 1 : 0;
-        if (left == 0) break;
-        co_await sleep_for(std::chrono::milliseconds(10));
+    int left = static_cast<int>(kids.size());
+    if (detached) {
+        ::kill(-p->pgrp, SIGTERM);
+        for (int i = 0; i < 100 && left > 0; ++i) {
+            drover::reap_orphans(); // we are their subreaper
+            left = 0;
+            for (pid_t k : kids) left += alive(k) ? 1 : 0;
+            if (left > 0) co_await sleep_for(std::chrono::milliseconds(10));
+        }
     }
     co_await starter.async_stop(use_awaitable); // and whatever else its cgroup still holds
-    std::filesystem::remove(pidfile);
+    drover::reap_orphans();
     co_return result{detached && locked && kids.size() == 3 && left == 0,
-                     fmt::format("daemon pid {}: session {} (not its leader: no terminal can become its own), cwd {}, "
-                                 "stdio {}; pidfile locked, a second start said '{}'; kill(-{}) took it and its {} "
-                                 "children: {} left",
-                                 d, p->session, visible(p->cwd), visible(p->fds[0].target),
+                     fmt::format("daemon pid {} (parent now: us, the subreaper): session {} (not its leader: no "
+                                 "terminal can become its own), cwd {}, stdio {}; pidfile locked, a second start said "
+                                 "'{}'; kill(-{}) took it and its {} children: {} left",
+                                 d, p->session, visible(p->cwd), p->fds.empty() ? "?" : visible(p->fds[0].target),
                                  visible(again.err.text().substr(0, again.err.text().find('\n'))), p->pgrp,
-                                 kids.size() - 1, left)};
+                                 kids.empty() ? 0 : kids.size() - 1, left)};
 }
 
 awaitable<result> parent_death() {
@@ -249,20 +266,29 @@ awaitable<result> parent_death() {
 }
 
 awaitable<result> signals() {
-    // A program's own graceful stop: this program again, handling SIGTERM through a signalfd
-    // read on its io_context. On SIGTERM it stops its child (TERM, grace, KILL) and exits 0.
+    // The demo's own SIGINT/SIGTERM handling: the runner reads them from a signalfd on its
+    // io_context and cancels the running scenario, whose awaited operations then stop what they
+    // started. Shown on a second copy of the demo, interrupted in its 'concurrent' scenario
+    // while five children sleep.
     auto ex = co_await asio::this_coro::executor;
-    drover::child g = drover::spawn(ex, drover::command(self_exe(), {"__graceful"}).std_out(drover::stdio::pipe()));
-    drover::line_reader lines(g.std_out());
-    auto ready = co_await lines.next();
-    g.signal(SIGTERM);
-    std::vector<std::string> said;
-    while (auto l = co_await lines.next()) said.push_back(l->text);
-    auto st = co_await g.async_wait(use_awaitable);
-    pid_t kid = ready ? std::atoi(ready->text.c_str() + std::min<std::size_t>(ready->text.size(), 6)) : 0;
-    bool ok = st.success() && said.size() == 2 && kid > 0 && !alive(kid);
-    co_return result{ok, fmt::format("'{}', then SIGTERM: '{}'; {}", ready ? visible(ready->text) : "",
-                                     visible(fmt::format("{}", fmt::join(said, "' '"))), st)};
+    drover::child demo = drover::spawn(ex, drover::command(self_exe(), {"concurrent"}).std_out(drover::stdio::pipe()));
+    drover::line_reader lines(demo.std_out());
+    auto title = co_await lines.next();
+    std::vector<pid_t> tree;
+    for (int i = 0; i < 200 && tree.size() < 6; ++i) { // the demo and its five sleepers
+        co_await sleep_for(std::chrono::milliseconds(10));
+        tree = drover::process_tree(*demo.id());
+    }
+    demo.signal(SIGTERM);
+    std::string rest;
+    while (auto l = co_await lines.next()) rest += l->text.substr(std::min(l->text.find_first_not_of(' '), l->text.size())) + " ";
+    auto st = co_await demo.async_wait(use_awaitable);
+    int left = 0;
+    for (pid_t p : tree) left += alive(p) ? 1 : 0;
+    bool ok = title && tree.size() == 6 && st == drover::exit_status::exited(128 + SIGTERM) &&
+              rest.find("interrupted by SIGTERM") != std::string::npos && left == 0;
+    co_return result{ok, fmt::format("SIGTERM to a demo running 'concurrent' ({} processes): it said '{}', {}; {} left",
+                                     tree.size(), visible(rest.substr(0, rest.find(';'))), st, left)};
 }
 
 awaitable<result> pipe_through_a_child() {
@@ -415,7 +441,7 @@ awaitable<result> timeout_with_escalation() {
     auto t0 = std::chrono::steady_clock::now();
     auto [ec, st] = co_await c.async_wait_for(std::chrono::milliseconds(300), asio::as_tuple(use_awaitable));
     auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    co_return result{ec == drover::errc::timed_out && st == drover::exit_status::signaled(SIGKILL) && ms < 1500,
+    co_return result{ec == drover::errc::timed_out && st == drover::exit_status::signaled(SIGKILL) && ms >= 450 && ms < 1500,
                      fmt::format("sh ignoring TERM, timeout 300 ms, grace 200 ms: '{}', {} after {:.0f} ms",
                                  ec.message(), st, ms)};
 }
@@ -426,9 +452,11 @@ awaitable<result> stop_the_whole_tree() {
     auto ex = co_await asio::this_coro::executor;
     drover::child c = drover::spawn(
         ex, drover::command("sh", {"-c", "setsid sleep 1000 & (sleep 1001 &); nohup sleep 1002 >/dev/null 2>&1 & wait"}));
-    asio::steady_timer settle(ex, std::chrono::milliseconds(200));
-    co_await settle.async_wait(use_awaitable);
-    std::size_t before = c.tree_pids().size();
+    std::size_t before = 0;
+    for (int i = 0; i < 300 && before != 4; ++i) { // sh and its three sleeps (the subshell gone)
+        co_await sleep_for(std::chrono::milliseconds(10));
+        before = c.tree_pids().size();
+    }
     std::string how = c.tree() == drover::tree_kind::cgroup ? "cgroup " + *c.cgroup_path() : "session walk";
     auto st = co_await c.async_stop(std::chrono::seconds(2), use_awaitable);
     std::size_t after = c.tree_pids().size();
@@ -471,34 +499,6 @@ int parent_main() {
     for (;;) ::pause();
 }
 
-/// `__graceful`: SIGTERM and SIGINT arrive through a signalfd on the io_context (blocked for
-/// every thread, so nothing else sees them); a child is stopped gracefully; exit 0.
-int graceful_main() {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    ::sigprocmask(SIG_BLOCK, &set, nullptr); // before any thread exists
-    asio::io_context ctx;
-    asio::posix::stream_descriptor sigfd(ctx, ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
-    drover::child kid = drover::spawn(ctx, drover::command("sleep", {"1000"}));
-    int rc = 1;
-    asio::co_spawn(ctx, [&]() -> awaitable<void> {
-        std::string ready = fmt::format("ready {}\n", *kid.id());
-        (void)!::write(1, ready.data(), ready.size());
-        signalfd_siginfo si{};
-        co_await asio::async_read(sigfd, asio::buffer(&si, sizeof si), use_awaitable);
-        std::string got = fmt::format("got {}; stopping the child gracefully\n", sigabbrev_np(static_cast<int>(si.ssi_signo)));
-        (void)!::write(1, got.data(), got.size());
-        auto st = co_await kid.async_stop(std::chrono::seconds(2), use_awaitable);
-        std::string done = fmt::format("child {}; exiting 0\n", st);
-        (void)!::write(1, done.data(), done.size());
-        rc = 0;
-    }, asio::detached);
-    ctx.run();
-    return rc;
-}
-
 struct scenario {
     const char* name;
     const char* what;
@@ -519,7 +519,7 @@ const std::vector<scenario>& all_scenarios() {
         {"parent-death", "A helper is SIGKILLed; the children it started do not survive it.", parent_death},
         {"tree-kill", "A child escapes with setsid, a double fork and nohup; a stop still takes everything.", stop_the_whole_tree},
         {"pty", "A child on a terminal of its own: isatty holds, the window size is ours to set.", a_terminal_for_the_child},
-        {"signals", "A program's own SIGTERM through a signalfd: a graceful stop of what it runs.", signals},
+        {"signals", "The demo's own SIGINT/SIGTERM, read from a signalfd: a graceful stop of what runs.", signals},
         {"capture", "1.3 MB of output captured within 64 KiB: head and tail kept, the middle counted.", bounded_capture},
         {"errors", "Failed spawns say which program, which stage and which errno, at once.", exact_spawn_errors},
         {"environment", "An empty environment plus one variable: exactly that reaches the child.", controlled_environment},
@@ -536,8 +536,53 @@ struct colours {
     std::string title(const std::string& s) const { return on ? "\x1b[1m" + s + "\x1b[0m" : s; }
 };
 
+struct outcome {
+    result r{false, "did not finish"};
+    int signal = 0; ///< SIGINT/SIGTERM arrived during the scenario
+};
+
+/// Runs one scenario on an io_context of its own. SIGINT/SIGTERM (from `sigfd`) or 30 s cancel
+/// it: every operation it awaits is cancelled, which stops the children it started (the
+/// default cancel policy), and the scenario ends with an exception. Nothing is left pending.
+outcome run_one(const scenario& s, int sigfd) {
+    asio::io_context ctx;
+    auto out = std::make_shared<outcome>();
+    auto done = std::make_shared<bool>(false);
+    asio::cancellation_signal cancel;
+    asio::posix::stream_descriptor sig(ctx, ::fcntl(sigfd, F_DUPFD_CLOEXEC, 3));
+    asio::steady_timer deadline(ctx, std::chrono::seconds(30));
+    signalfd_siginfo si{};
+    sig.async_read_some(asio::buffer(&si, sizeof si), [&](drover::error_code ec, std::size_t n) {
+        if (ec || n != sizeof si || *done) return;
+        out->signal = static_cast<int>(si.ssi_signo);
+        cancel.emit(asio::cancellation_type::terminal);
+    });
+    deadline.async_wait([&](drover::error_code ec) {
+        if (ec || *done) return;
+        out->r = {false, "did not finish within 30 s; cancelled"};
+        cancel.emit(asio::cancellation_type::terminal);
+    });
+    asio::co_spawn(ctx, s.body(), asio::bind_cancellation_slot(cancel.slot(), [&, out, done](std::exception_ptr e, result got) {
+        *done = true;
+        if (e) {
+            try {
+                std::rethrow_exception(e);
+            } catch (const std::exception& ex) {
+                if (out->r.detail == "did not finish") out->r = {false, std::string("threw: ") + ex.what()};
+            }
+        } else {
+            out->r = std::move(got);
+        }
+        drover::error_code ignored;
+        sig.cancel(ignored);
+        deadline.cancel();
+    }));
+    ctx.run_for(std::chrono::seconds(60)); // 30 s, then the cancellation's own stops
+    return *out;
+}
+
 int usage(const char* msg) {
-    fmt::print(stderr, "drover-demo: {}\nusage: drover-demo [--speed X] [--list] [NAME...]\n", msg);
+    fmt::print(stderr, "drover-demo: {}\nusage: drover-demo [--speed X (0-20, default 1)] [--list] [NAME...]\n", msg);
     return 2;
 }
 
@@ -547,7 +592,6 @@ int main(int argc, char** argv) {
     ::signal(SIGPIPE, SIG_IGN);
     if (argc == 3 && std::strcmp(argv[1], "__daemon") == 0) return daemon_main(argv[2]);
     if (argc == 2 && std::strcmp(argv[1], "__parent") == 0) return parent_main();
-    if (argc == 2 && std::strcmp(argv[1], "__graceful") == 0) return graceful_main();
 
     std::vector<const scenario*> chosen;
     bool list = false;
@@ -559,7 +603,7 @@ int main(int argc, char** argv) {
             if (++i == argc) return usage("--speed needs a number");
             char* end = nullptr;
             g_speed = std::strtod(argv[i], &end);
-            if (end == argv[i] || *end != '\0' || !(g_speed > 0 && g_speed <= 100)) return usage("--speed takes a number in (0, 100]");
+            if (end == argv[i] || *end != '\0' || !(g_speed > 0 && g_speed <= 20)) return usage("--speed takes a number in (0, 20]");
         } else if (a == "--help" || a == "-h") {
             usage("every capability of drover, end to end");
             return 0;
@@ -578,13 +622,24 @@ int main(int argc, char** argv) {
     if (chosen.empty())
         for (const auto& s : all_scenarios()) chosen.push_back(&s);
 
+    // SIGINT and SIGTERM are read from a signalfd, never delivered: blocked before any thread.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    ::sigprocmask(SIG_BLOCK, &stop_signals, nullptr);
+    const int sigfd = ::signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sigfd < 0) {
+        fmt::print(stderr, "drover-demo: signalfd: {}\n", std::strerror(errno));
+        return 1;
+    }
+
     const char* term = std::getenv("TERM");
     colours col{::isatty(1) == 1 && std::getenv("NO_COLOR") == nullptr && !(term && std::strcmp(term, "dumb") == 0)};
     // Orphans of the scenarios (a daemon, children of a killed helper) come to us, not init,
     // so that we can prove they are gone.
     if (auto ec = drover::become_reaper()) fmt::print(stderr, "drover-demo: not a subreaper: {}\n", ec.message());
 
-    asio::io_context ctx;
     int failed = 0, skipped = 0, n = 0;
     const auto start = std::chrono::steady_clock::now();
     for (const scenario* s : chosen) {
@@ -592,21 +647,13 @@ int main(int argc, char** argv) {
         fmt::print("{}\n", col.title(fmt::format("{:2}. {:<13} {}", n, s->name, s->what)));
         std::fflush(stdout);
         auto t0 = std::chrono::steady_clock::now();
-        result r{false, "did not finish within 30 s"};
-        asio::co_spawn(ctx, s->body(), [&](std::exception_ptr e, result got) {
-            if (e) {
-                try {
-                    std::rethrow_exception(e);
-                } catch (const std::exception& ex) {
-                    r = {false, std::string("threw: ") + ex.what()};
-                }
-            } else {
-                r = std::move(got);
-            }
-        });
-        ctx.restart();
-        ctx.run_for(std::chrono::seconds(30));
+        outcome o = run_one(*s, sigfd);
         auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        if (o.signal != 0) {
+            fmt::print("    interrupted by {} during '{}'; what it started was stopped\n", sigabbrev_np(o.signal) ? std::string("SIG") + sigabbrev_np(o.signal) : std::string("a signal"), s->name);
+            return 128 + o.signal;
+        }
+        const result& r = o.r;
         std::string verdict = r.skipped ? col.skipped() : r.ok ? col.pass() : col.fail();
         fmt::print("    {}  {} ({:.0f} ms)\n\n", verdict, r.detail, ms);
         std::fflush(stdout);
