@@ -1,0 +1,633 @@
+// drover-bench: drover measured against the physical floor and against what users pick
+// instead, in one run, as ratios (see docs/performance.md). Contenders alternate (A B C A B C
+// ...) so that a noisy neighbour hits them all alike; each benchmark reports the median, the
+// spread (min and max) and the ratio of every contender to drover.
+//
+//   drover-bench [--quick] [--json FILE] [BENCH...]     BENCH: spawn-seq run-overhead capture many-children
+//
+// Peers (python3, node, go, tini) are used where installed; tools/dev/bench.sh installs them
+// from Debian's packages first. A missing peer is reported as such, never silently dropped.
+#include <fcntl.h>
+#include <malloc.h>
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+#include <fmt/core.h>
+
+#include "drover/drover.hpp"
+
+extern char** environ;
+
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+using clk = std::chrono::steady_clock;
+
+namespace {
+
+bool g_quick = false;
+
+// ---- helpers --------------------------------------------------------------------------------------
+
+std::string find_program(const std::string& name) {
+    for (const char* dir : {"/usr/bin", "/bin", "/usr/local/bin", "/usr/sbin"}) {
+        std::string p = std::string(dir) + "/" + name;
+        if (::access(p.c_str(), X_OK) == 0) return p;
+    }
+    return {};
+}
+
+std::string self_dir() {
+    std::error_code ec;
+    return fs::read_symlink("/proc/self/exe", ec).parent_path().string();
+}
+
+/// Runs argv (no shell) with stdout captured; returns stdout, or empty optional on failure.
+std::optional<std::string> run_capture(const std::vector<std::string>& argv) {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) return std::nullopt;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+    std::vector<char*> av;
+    for (const auto& a : argv) av.push_back(const_cast<char*>(a.c_str()));
+    av.push_back(nullptr);
+    pid_t pid = -1;
+    int rc = ::posix_spawn(&pid, av[0], &fa, nullptr, av.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    ::close(p[1]);
+    if (rc != 0) {
+        ::close(p[0]);
+        return std::nullopt;
+    }
+    std::string out;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(p[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
+    ::close(p[0]);
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) return std::nullopt;
+    return out;
+}
+
+struct stats {
+    double median = 0, min = 0, max = 0;
+};
+
+stats summarize(std::vector<double> v) {
+    stats s;
+    if (v.empty()) return s;
+    std::sort(v.begin(), v.end());
+    s.min = v.front();
+    s.max = v.back();
+    s.median = v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+    return s;
+}
+
+/// One contender: a name, a note, and a function that takes one sample (a number in `unit`),
+/// or nullopt when it cannot run here (then `missing` says why).
+struct contender {
+    std::string name;
+    std::function<std::optional<double>()> sample;
+    std::string missing; // non-empty: not available, and why
+};
+
+struct bench_result {
+    std::string name, unit, what;
+    bool lower_is_better = true;
+    std::vector<std::pair<std::string, std::vector<double>>> samples; // per contender
+    std::vector<std::pair<std::string, std::string>> missing;
+    std::vector<std::string> notes;
+    bool ratios = true; ///< false: the rows are different measures, not contenders
+};
+
+/// Alternates the contenders for `rounds` rounds (the order rotated every round).
+bench_result alternate(std::string name, std::string unit, std::string what, std::vector<contender> cs, int rounds,
+                       bool lower_is_better = true) {
+    bench_result r{std::move(name), std::move(unit), std::move(what), lower_is_better, {}, {}, {}};
+    std::vector<contender*> live;
+    for (auto& c : cs) {
+        if (!c.missing.empty()) r.missing.emplace_back(c.name, c.missing);
+        else {
+            live.push_back(&c);
+            r.samples.emplace_back(c.name, std::vector<double>{});
+        }
+    }
+    for (int round = 0; round < rounds; ++round) {
+        for (std::size_t k = 0; k < live.size(); ++k) {
+            std::size_t i = (k + static_cast<std::size_t>(round)) % live.size();
+            auto v = live[i]->sample();
+            if (v) r.samples[i].second.push_back(*v);
+        }
+        fmt::print(stderr, ".");
+    }
+    fmt::print(stderr, "\n");
+    return r;
+}
+
+/// A table cell: '|' would end it.
+std::string cell(const std::string& s) {
+    std::string o;
+    for (char c : s) {
+        if (c == '|') o += '\\';
+        o += c;
+    }
+    return o;
+}
+
+std::string markdown(const bench_result& r) {
+    std::string o = fmt::format("### {}\n\n{}\n\n| contender | median ({}) | min | max | samples | vs drover |\n|---|---|---|---|---|---|\n",
+                                r.name, r.what, r.unit);
+    double base = 0;
+    for (const auto& [n, v] : r.ratios ? r.samples : decltype(r.samples){})
+        if (n.rfind("drover", 0) == 0 && !v.empty()) {
+            base = summarize(v).median;
+            break;
+        }
+    for (const auto& [n, v] : r.samples) {
+        auto s = summarize(v);
+        std::string ratio = base > 0 && s.median > 0 ? fmt::format("{:.2f}x", s.median / base) : "-";
+        o += fmt::format("| {} | {:.3f} | {:.3f} | {:.3f} | {} | {} |\n", cell(n), s.median, s.min, s.max, v.size(), ratio);
+    }
+    for (const auto& [n, why] : r.missing) o += fmt::format("| {} | not run: {} | | | | |\n", cell(n), cell(why));
+    for (const auto& note : r.notes) o += "\n" + note + "\n";
+    return o + "\n";
+}
+
+// ---- spawn-seq ----------------------------------------------------------------------------------
+
+/// drover: co_await spawn + async_wait, `n` times in a row; µs per spawn.
+double drover_spawn_seq(const std::string& prog, int n, bool cgroup = true) {
+    asio::io_context ctx;
+    double us = 0;
+    asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+        auto ex = co_await asio::this_coro::executor;
+        drover::command cmd(prog);
+        if (!cgroup) cmd.cgroup(drover::cgroup_mode::off);
+        auto t0 = clk::now();
+        for (int i = 0; i < n; ++i) {
+            drover::child c = drover::spawn(ex, cmd);
+            co_await c.async_wait(asio::use_awaitable);
+        }
+        us = std::chrono::duration<double, std::micro>(clk::now() - t0).count() / n;
+    }, asio::detached);
+    ctx.run();
+    return us;
+}
+
+alignas(64) char g_floor_stack[64 * 1024];
+struct floor_args {
+    const char* path;
+};
+int floor_child(void* a) {
+    const char* path = static_cast<floor_args*>(a)->path;
+    char* const argv[] = {const_cast<char*>(path), nullptr};
+    ::execve(path, argv, environ);
+    ::_exit(127);
+}
+
+/// The floor: clone(CLONE_VM|CLONE_VFORK|CLONE_PIDFD) + execve + waitid(P_PIDFD); µs per spawn.
+double floor_spawn_seq(const std::string& prog, int n) {
+    floor_args a{prog.c_str()};
+    auto t0 = clk::now();
+    for (int i = 0; i < n; ++i) {
+        int pidfd = -1;
+        pid_t pid = ::clone(floor_child, g_floor_stack + sizeof g_floor_stack, CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD,
+                            &a, &pidfd);
+        if (pid < 0) return -1;
+        siginfo_t si{};
+        ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &si, WEXITED);
+        ::close(pidfd);
+    }
+    return std::chrono::duration<double, std::micro>(clk::now() - t0).count() / n;
+}
+
+double posix_spawn_seq(const std::string& prog, int n) {
+    char* const argv[] = {const_cast<char*>(prog.c_str()), nullptr};
+    auto t0 = clk::now();
+    for (int i = 0; i < n; ++i) {
+        pid_t pid = -1;
+        if (::posix_spawn(&pid, prog.c_str(), nullptr, nullptr, argv, environ) != 0) return -1;
+        ::waitpid(pid, nullptr, 0);
+    }
+    return std::chrono::duration<double, std::micro>(clk::now() - t0).count() / n;
+}
+
+const char* k_python_seq = R"(
+import asyncio, sys, time
+async def main(n, prog):
+    t0 = time.perf_counter()
+    for _ in range(n):
+        p = await asyncio.create_subprocess_exec(prog)
+        await p.wait()
+    print((time.perf_counter() - t0) / n * 1e6)
+asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
+)";
+
+const char* k_node_seq = R"(
+const { spawn } = require('child_process');
+const n = parseInt(process.argv[1]), prog = process.argv[2];
+(async () => {
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < n; i++) await new Promise((res) => spawn(prog, [], { stdio: 'ignore' }).on('exit', res));
+  console.log(Number(process.hrtime.bigint() - t0) / 1000 / n);
+})();
+)";
+
+const char* k_go_seq = R"(package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"time"
+)
+
+func main() {
+	n, _ := strconv.Atoi(os.Args[1])
+	t0 := time.Now()
+	for i := 0; i < n; i++ {
+		if err := exec.Command(os.Args[2]).Run(); err != nil {
+			panic(err)
+		}
+	}
+	fmt.Println(float64(time.Since(t0).Microseconds()) / float64(n))
+}
+)";
+
+/// A peer that prints µs per spawn; empty optional if it failed.
+std::optional<double> peer_number(const std::vector<std::string>& argv) {
+    auto out = run_capture(argv);
+    if (!out) return std::nullopt;
+    try {
+        return std::stod(*out);
+    } catch (...) {
+        return std::nullopt;
+    }
+}
+
+std::string python_path() {
+    std::string p = find_program("python3");
+    return p;
+}
+
+/// Builds the Go peer once (cached in /tmp); empty with `why` when go is missing or fails.
+std::string go_peer(std::string& why) {
+    std::string go = find_program("go");
+    if (go.empty()) go = fs::exists("/usr/lib/go/bin/go") ? "/usr/lib/go/bin/go" : "";
+    if (go.empty()) {
+        why = "go is not installed (apt-get install golang-go; tools/dev/bench.sh does)";
+        return {};
+    }
+    fs::path dir = "/tmp/drover-bench-go";
+    fs::create_directories(dir);
+    fs::path bin = dir / "spawnseq";
+    if (!fs::exists(bin)) {
+        std::ofstream(dir / "main.go") << k_go_seq;
+        std::string cmd = "cd " + dir.string() + " && GOCACHE=" + dir.string() + "/cache GO111MODULE=off " + go +
+                          " build -o spawnseq main.go";
+        if (std::system(cmd.c_str()) != 0) {
+            why = "go build failed";
+            return {};
+        }
+    }
+    return bin.string();
+}
+
+bench_result spawn_seq(const std::string& prog, const std::string& label) {
+    const int n = g_quick ? 200 : 1000;
+    const int rounds = g_quick ? 5 : 11;
+    std::vector<contender> cs;
+    cs.push_back({"drover (co_await spawn + async_wait)", [&] { return std::optional<double>(drover_spawn_seq(prog, n)); }, {}});
+    cs.push_back({"drover, cgroup(off): no leaf cgroup per child",
+                  [&] { return std::optional<double>(drover_spawn_seq(prog, n, false)); }, {}});
+    cs.push_back({"floor: clone(VM|VFORK|PIDFD) + waitid", [&] { return std::optional<double>(floor_spawn_seq(prog, n)); }, {}});
+    cs.push_back({"glibc posix_spawn + waitpid", [&] { return std::optional<double>(posix_spawn_seq(prog, n)); }, {}});
+    std::string py = python_path();
+    cs.push_back({"Python asyncio", [&, py] { return peer_number({py, "-c", k_python_seq, std::to_string(n), prog}); },
+                  py.empty() ? "python3 is not installed" : ""});
+    std::string node = find_program("node");
+    cs.push_back({"Node child_process", [&, node] { return peer_number({node, "-e", k_node_seq, std::to_string(n), prog}); },
+                  node.empty() ? "node is not installed" : ""});
+    std::string why;
+    std::string go = go_peer(why);
+    cs.push_back({"Go os/exec", [&, go] { return peer_number({go, std::to_string(n), prog}); }, why});
+    auto r = alternate("spawn-seq: " + label, "µs per spawn",
+                       fmt::format("{} sequential spawn+wait of `{}`, per sample; {} samples each, alternated.", n, prog,
+                                   rounds),
+                       std::move(cs), rounds);
+    r.notes.push_back("Boost.Process v2's launcher is not measured yet (see docs/performance.md).");
+    return r;
+}
+
+// ---- run-overhead -------------------------------------------------------------------------------
+
+/// Wall time of running argv to completion, `n` times; ms per run.
+std::optional<double> whole_process(const std::vector<std::string>& argv, int n) {
+    std::vector<char*> av;
+    for (const auto& a : argv) av.push_back(const_cast<char*>(a.c_str()));
+    av.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    auto t0 = clk::now();
+    for (int i = 0; i < n; ++i) {
+        pid_t pid = -1;
+        if (::posix_spawn(&pid, av[0], &fa, nullptr, av.data(), environ) != 0) return std::nullopt;
+        int st = 0;
+        ::waitpid(pid, &st, 0);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) return std::nullopt;
+    }
+    posix_spawn_file_actions_destroy(&fa);
+    return std::chrono::duration<double, std::milli>(clk::now() - t0).count() / n;
+}
+
+bench_result run_overhead(const std::string& drover_bin) {
+    const int n = g_quick ? 30 : 100;
+    const int rounds = g_quick ? 5 : 11;
+    std::string tr = find_program("true"), to = find_program("timeout"), tini = find_program("tini");
+    std::vector<contender> cs;
+    cs.push_back({"drover run -- /bin/true", [=] { return whole_process({drover_bin, "run", "--", tr}, n); }, {}});
+    cs.push_back({"timeout 10 /bin/true", [=] { return whole_process({to, "10", tr}, n); }, to.empty() ? "no timeout" : ""});
+    cs.push_back({"tini -s -- /bin/true", [=] { return whole_process({tini, "-s", "--", tr}, n); },
+                  tini.empty() ? "tini is not installed (apt-get install tini; tools/dev/bench.sh does)" : ""});
+    cs.push_back({"/bin/true alone", [=] { return whole_process({tr}, n); }, {}});
+    return alternate("run-overhead", "ms per run",
+                     fmt::format("Whole-process wall time of one command run to completion, {} runs per sample.", n),
+                     std::move(cs), rounds);
+}
+
+// ---- capture ------------------------------------------------------------------------------------
+
+std::optional<double> drover_capture(const std::string& head, std::uint64_t bytes) {
+    asio::io_context ctx;
+    double gbps = 0;
+    bool ok = false;
+    asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+        auto ex = co_await asio::this_coro::executor;
+        drover::run_options o;
+        o.max_output = 1 << 20;
+        drover::command cmd(head, {"-c", std::to_string(bytes), "/dev/zero"});
+        auto t0 = clk::now();
+        auto r = co_await drover::async_run(ex, cmd, o);
+        double s = std::chrono::duration<double>(clk::now() - t0).count();
+        ok = r.out.total_bytes == bytes;
+        gbps = static_cast<double>(bytes) / s / 1e9;
+    }, asio::detached);
+    ctx.run();
+    if (!ok) return std::nullopt;
+    return gbps;
+}
+
+std::optional<double> timed_gbps(const std::vector<std::string>& argv, std::uint64_t bytes) {
+    auto t0 = clk::now();
+    if (!run_capture(argv)) return std::nullopt;
+    return static_cast<double>(bytes) / std::chrono::duration<double>(clk::now() - t0).count() / 1e9;
+}
+
+const char* k_python_capture = R"(
+import asyncio, sys
+async def main(n, head):
+    p = await asyncio.create_subprocess_exec(head, '-c', str(n), '/dev/zero', stdout=asyncio.subprocess.PIPE)
+    total = 0
+    while True:
+        b = await p.stdout.read(1 << 18)
+        if not b: break
+        total += len(b)
+    await p.wait()
+    assert total == n
+asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
+)";
+
+const char* k_node_capture = R"(
+const { spawn } = require('child_process');
+const n = parseInt(process.argv[1]);
+let total = 0;
+const p = spawn(process.argv[2], ['-c', String(n), '/dev/zero']);
+p.stdout.on('data', (b) => { total += b.length; });
+p.on('close', () => { if (total !== n) process.exit(1); });
+)";
+
+bench_result capture() {
+    const std::uint64_t bytes = g_quick ? (512ULL << 20) : (2ULL << 30);
+    const int rounds = g_quick ? 3 : 7;
+    std::string head = find_program("head"), sh = find_program("sh"), py = python_path(), node = find_program("node");
+    std::string pipeline = fmt::format("{} -c {} /dev/zero | cat >/dev/null", head, bytes);
+    std::vector<contender> cs;
+    cs.push_back({"drover async_run (1 MiB kept)", [=] { return drover_capture(head, bytes); }, {}});
+    cs.push_back({"head | cat >/dev/null", [=] { return timed_gbps({sh, "-c", pipeline}, bytes); }, {}});
+    cs.push_back({"Python asyncio", [=] { return timed_gbps({py, "-c", k_python_capture, std::to_string(bytes), head}, bytes); },
+                  py.empty() ? "python3 is not installed" : ""});
+    cs.push_back({"Node child_process", [=] { return timed_gbps({node, "-e", k_node_capture, std::to_string(bytes), head}, bytes); },
+                  node.empty() ? "node is not installed" : ""});
+    return alternate("capture", "GB/s (higher is better)",
+                     fmt::format("A child writing {} MiB to stdout, read to the end (the ratio column is contender / drover).",
+                                 bytes >> 20),
+                     std::move(cs), rounds, false);
+}
+
+// ---- many-children ------------------------------------------------------------------------------
+
+std::uint64_t status_kib(const char* key) {
+    std::ifstream in("/proc/self/status");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind(key, 0) == 0) return std::strtoull(line.c_str() + std::strlen(key), nullptr, 10);
+    return 0;
+}
+
+int open_fds() {
+    int n = 0;
+    for ([[maybe_unused]] auto& e : fs::directory_iterator("/proc/self/fd")) ++n;
+    return n;
+}
+
+/// Context switches of every thread of this process (wake-ups).
+std::uint64_t switches() {
+    std::uint64_t total = 0;
+    for (auto& t : fs::directory_iterator("/proc/self/task")) {
+        std::ifstream in(t.path() / "status");
+        std::string line;
+        while (std::getline(in, line))
+            if (line.rfind("voluntary_ctxt_switches:", 0) == 0 || line.rfind("nonvoluntary_ctxt_switches:", 0) == 0)
+                total += std::strtoull(line.c_str() + line.find(':') + 1, nullptr, 10);
+    }
+    return total;
+}
+
+bench_result many_children() {
+    const int n = g_quick ? 300 : 1000;
+    bench_result r{"many-children", "value", fmt::format("{} `sleep 1000` children with stdout and stderr on pipes, held by one drover process.", n),
+                   true, {}, {}, {}};
+    struct rlimit nofile {};
+    ::getrlimit(RLIMIT_NOFILE, &nofile);
+    if (nofile.rlim_cur < static_cast<rlim_t>(n * 4 + 64)) {
+        nofile.rlim_cur = std::min<rlim_t>(nofile.rlim_max, static_cast<rlim_t>(n * 4 + 64));
+        ::setrlimit(RLIMIT_NOFILE, &nofile);
+    }
+    asio::io_context ctx;
+    { // warm up: the reactor, the spawn path
+        drover::child w = drover::spawn(ctx, drover::command("true"));
+        w.async_wait([](drover::error_code, drover::exit_status) {});
+        ctx.run();
+        ctx.restart();
+    }
+    const auto rss0 = status_kib("VmRSS:");
+    const auto heap0 = ::mallinfo2().uordblks; // bytes in use: RSS alone hides reused free memory
+    const int fds0 = open_fds();
+    std::vector<drover::child> kids;
+    kids.reserve(static_cast<std::size_t>(n));
+    auto t0 = clk::now();
+    for (int i = 0; i < n; ++i)
+        kids.push_back(drover::spawn(ctx, drover::command("sleep", {"1000"}).std_out(drover::stdio::pipe()).std_err(drover::stdio::pipe())));
+    const double spawn_ms = std::chrono::duration<double, std::milli>(clk::now() - t0).count();
+    for (auto& k : kids) k.async_wait([](drover::error_code, drover::exit_status) {}); // waiting costs nothing while they run
+    ctx.poll();
+    const auto rss1 = status_kib("VmRSS:");
+    const auto heap1 = ::mallinfo2().uordblks;
+    const int fds1 = open_fds();
+    // Idle: nothing should wake drover while its children sleep.
+    const auto sw0 = switches();
+    const double idle_s = g_quick ? 1.0 : 3.0;
+    ctx.run_for(std::chrono::milliseconds(static_cast<int>(idle_s * 1000)));
+    // One switch is the timer that ends the idle window itself.
+    const auto sw1 = std::max(switches(), sw0 + 1) - 1;
+    ctx.restart();
+    // Stop them all at once.
+    int stopped = 0;
+    auto t1 = clk::now();
+    for (auto& k : kids) k.async_stop([&](drover::error_code, drover::exit_status) { ++stopped; });
+    ctx.run();
+    const double stop_ms = std::chrono::duration<double, std::milli>(clk::now() - t1).count();
+    const double kib_per_child = static_cast<double>(heap1 - heap0) / 1024.0 / n;
+    r.notes.push_back(fmt::format(
+        "| measure | drover | target |\n|---|---|---|\n| drover heap per child | {:.1f} KiB (RSS {} → {} KiB) | < 16 KiB |\n"
+        "| descriptors per child | {:.1f} (pidfd, 2 pipes, and an inotify fd on its cgroup.events) | |\n| wake-ups per second while they sleep (all threads) | {:.1f} | 0 |\n"
+        "| spawning all {} | {:.0f} ms | |\n| stopping all {} | {:.0f} ms ({} stopped) | < 1 s |",
+        kib_per_child, rss0, rss1, static_cast<double>(fds1 - fds0) / n,
+        static_cast<double>(sw1 - sw0) / idle_s, n, spawn_ms, n, stop_ms, stopped));
+    r.ratios = false;
+    r.samples.emplace_back("drover heap per child (KiB)", std::vector<double>{kib_per_child});
+    r.samples.emplace_back("drover wake-ups per second idle", std::vector<double>{static_cast<double>(sw1 - sw0) / idle_s});
+    r.samples.emplace_back("drover stop all (ms)", std::vector<double>{stop_ms});
+    r.missing.emplace_back("asyncio / Go holding the same children", "not measured yet");
+    return r;
+}
+
+// ---- output -------------------------------------------------------------------------------------
+
+boost::json::object machine() {
+    boost::json::object m;
+    m["cores"] = ::sysconf(_SC_NPROCESSORS_ONLN);
+    struct utsname u {};
+    ::uname(&u);
+    m["kernel"] = std::string(u.release);
+    m["machine"] = std::string(u.machine);
+    std::ifstream la("/proc/loadavg");
+    std::string load;
+    std::getline(la, load);
+    m["loadavg"] = load;
+    std::ifstream ci("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(ci, line))
+        if (line.rfind("model name", 0) == 0) {
+            m["cpu"] = line.substr(line.find(':') + 2);
+            break;
+        }
+    return m;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    std::vector<std::string> wanted;
+    std::string json_path;
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        if (a == "--quick") g_quick = true;
+        else if (a == "--json" && i + 1 < argc) json_path = argv[++i];
+        else if (a == "--help" || a == "-h") {
+            fmt::print("usage: drover-bench [--quick] [--json FILE] [spawn-seq|run-overhead|capture|many-children...]\n");
+            return 0;
+        } else if (a.rfind("-", 0) == 0) {
+            fmt::print(stderr, "drover-bench: unknown option '{}'\n", drover::escape(a));
+            return 2;
+        } else wanted.push_back(a);
+    }
+    auto want = [&](const char* b) { return wanted.empty() || std::find(wanted.begin(), wanted.end(), b) != wanted.end(); };
+    const std::string dir = self_dir();
+    const std::string drover_bin = fs::path(dir).parent_path() / "drover" / "drover";
+    const std::string tiny = dir + "/drover-bench-tiny";
+
+    std::vector<bench_result> results;
+    auto start = clk::now();
+    if (want("spawn-seq")) {
+        if (fs::exists(tiny)) results.push_back(spawn_seq(tiny, "a tiny static program"));
+        results.push_back(spawn_seq(find_program("true"), "/bin/true"));
+    }
+    if (want("run-overhead")) results.push_back(run_overhead(drover_bin));
+    if (want("capture")) results.push_back(capture());
+    if (want("many-children")) results.push_back(many_children());
+
+    auto m = machine();
+    std::string md = fmt::format("## drover-bench{} ({} cores, Linux {}, load {})\n\n", g_quick ? " --quick" : "",
+                                 m["cores"].as_int64(), m["kernel"].as_string().c_str(), m["loadavg"].as_string().c_str());
+    for (const auto& r : results) md += markdown(r);
+    md += fmt::format("Total: {:.0f} s.\n", std::chrono::duration<double>(clk::now() - start).count());
+    fmt::print("{}", md);
+
+    if (!json_path.empty()) {
+        boost::json::object j;
+        j["machine"] = std::move(m);
+        j["quick"] = g_quick;
+        boost::json::array benches;
+        for (const auto& r : results) {
+            boost::json::object b;
+            b["name"] = r.name;
+            b["unit"] = r.unit;
+            b["what"] = r.what;
+            boost::json::object samples;
+            for (const auto& [n, v] : r.samples) {
+                boost::json::array a;
+                for (double x : v) a.emplace_back(x);
+                samples[n] = std::move(a);
+            }
+            b["samples"] = std::move(samples);
+            boost::json::object missing;
+            for (const auto& [n, why] : r.missing) missing[n] = why;
+            b["not_run"] = std::move(missing);
+            benches.push_back(std::move(b));
+        }
+        j["benchmarks"] = std::move(benches);
+        std::ofstream(json_path) << boost::json::serialize(j) << "\n";
+    }
+    return 0;
+}
