@@ -2,10 +2,11 @@
 # Install the peers drover-bench compares against (Debian packages), build, and run it:
 #   ./tools/dev/bench.sh --quick            # under 3 minutes
 #   ./tools/dev/bench.sh --json bench.json  # the full run, every sample kept
+#   ./tools/dev/bench.sh --quick --plot docs/perf   # and a PNG per benchmark
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 # The peers, from Debian's packages (python3: asyncio; nodejs: child_process; golang-go:
-# os/exec; tini: the PID-1 shim drover run is compared with).
-peers=(python3 nodejs golang-go tini)
+# os/exec; tini: the PID-1 shim drover run is compared with), and gnuplot for --plot.
+peers=(python3 nodejs golang-go tini gnuplot-nox)
 missing=()
 for p in "${peers[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -3,7 +3,8 @@
 // ...) so that a noisy neighbour hits them all alike; each benchmark reports the median, the
 // spread (min and max) and the ratio of every contender to drover.
 //
-//   drover-bench [--quick] [--json FILE] [BENCH...]     BENCH: spawn-seq run-overhead capture many-children
+//   drover-bench [--quick] [--json FILE] [--plot DIR] [BENCH...]
+//   BENCH: spawn-seq spawn-vs-rss spawn-vs-children run-overhead capture many-children
 //
 // Peers (python3, node, go, tini) are used where installed; tools/dev/bench.sh installs them
 // from Debian's packages first. A missing peer is reported as such, never silently dropped.
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -40,6 +42,7 @@
 #include <boost/json/value.hpp>
 #include <fmt/core.h>
 
+#include "bp2.hpp"
 #include "drover/drover.hpp"
 
 extern char** environ;
@@ -330,6 +333,12 @@ bench_result spawn_seq(const std::string& prog, const std::string& label) {
                   [&] { return std::optional<double>(drover_spawn_seq(prog, n, false)); }, {}});
     cs.push_back({"floor: clone(VM|VFORK|PIDFD) + waitid", [&] { return std::optional<double>(floor_spawn_seq(prog, n)); }, {}});
     cs.push_back({"glibc posix_spawn + waitpid", [&] { return std::optional<double>(posix_spawn_seq(prog, n)); }, {}});
+    cs.push_back({"Boost.Process v2 1.81 (default launcher) + async_wait",
+                  [&] {
+                      double v = bench::bp2_spawn_seq(prog, n);
+                      return v > 0 ? std::optional<double>(v) : std::nullopt;
+                  },
+                  {}});
     std::string py = python_path();
     cs.push_back({"Python asyncio", [&, py] { return peer_number({py, "-c", k_python_seq, std::to_string(n), prog}); },
                   py.empty() ? "python3 is not installed" : ""});
@@ -343,7 +352,120 @@ bench_result spawn_seq(const std::string& prog, const std::string& label) {
                        fmt::format("{} sequential spawn+wait of `{}`, per sample; {} samples each, alternated.", n, prog,
                                    rounds),
                        std::move(cs), rounds);
-    r.notes.push_back("Boost.Process v2's launcher is not measured yet (see docs/performance.md).");
+    return r;
+}
+
+// ---- spawn-vs-rss, spawn-vs-children -------------------------------------------------------------
+
+/// A touched heap of `bytes` for the duration of one sample (fork copies its page tables).
+struct ballast {
+    std::vector<char> heap;
+    explicit ballast(std::size_t bytes) : heap(bytes) {
+        for (std::size_t i = 0; i < heap.size(); i += 4096) heap[i] = static_cast<char>(i);
+    }
+};
+
+bench_result spawn_vs_rss(const std::string& prog) {
+    const int n = g_quick ? 100 : 400;
+    const int rounds = g_quick ? 3 : 7;
+    const std::size_t gib = std::size_t{1} << 30;
+    std::vector<contender> cs;
+    cs.push_back({"drover, no heap", [&] { return std::optional<double>(drover_spawn_seq(prog, n)); }, {}});
+    cs.push_back({"drover, 1 GiB touched heap", [&] {
+                      ballast b(gib);
+                      return std::optional<double>(drover_spawn_seq(prog, n));
+                  }, {}});
+    cs.push_back({"Boost.Process v2, no heap", [&] {
+                      double v = bench::bp2_spawn_seq(prog, n / 4);
+                      return v > 0 ? std::optional<double>(v) : std::nullopt;
+                  }, {}});
+    cs.push_back({"Boost.Process v2, 1 GiB touched heap", [&] {
+                      ballast b(gib);
+                      double v = bench::bp2_spawn_seq(prog, n / 4);
+                      return v > 0 ? std::optional<double>(v) : std::nullopt;
+                  }, {}});
+    auto r = alternate("spawn-vs-rss", "µs per spawn",
+                       fmt::format("Sequential spawn+wait of `{}` with and without a 1 GiB touched heap in the parent "
+                                   "({} spawns per sample for drover, {} for Boost.Process v2).", prog, n, n / 4),
+                       std::move(cs), rounds);
+    auto med = [&](std::size_t i) { return summarize(r.samples.at(i).second).median; };
+    if (r.samples.size() == 4 && med(0) > 0 && med(2) > 0)
+        r.notes.push_back(fmt::format("Heap ratio (1 GiB / none): drover {:.2f}x (target < 1.2), Boost.Process v2 {:.2f}x.",
+                                      med(1) / med(0), med(3) / med(2)));
+    return r;
+}
+
+/// drover spawn-seq while `held` idle children (with stdout/stderr pipes) live in the same io_context.
+double drover_spawn_with_children(const std::string& prog, int n, int held) {
+    asio::io_context ctx;
+    std::vector<drover::child> idle;
+    for (int i = 0; i < held; ++i) {
+        idle.push_back(drover::spawn(ctx, drover::command("sleep", {"1000"}).std_out(drover::stdio::pipe()).std_err(drover::stdio::pipe())));
+        idle.back().async_wait([](drover::error_code, drover::exit_status) {});
+    }
+    double us = 0;
+    asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+        auto ex = co_await asio::this_coro::executor;
+        drover::command cmd(prog);
+        auto t0 = clk::now();
+        for (int i = 0; i < n; ++i) {
+            drover::child c = drover::spawn(ex, cmd);
+            co_await c.async_wait(asio::use_awaitable);
+        }
+        us = std::chrono::duration<double, std::micro>(clk::now() - t0).count() / n;
+        for (auto& k : idle) k.async_kill([](drover::error_code, drover::exit_status) {});
+    }, asio::detached);
+    ctx.run();
+    return us;
+}
+
+bench_result spawn_vs_children(const std::string& prog) {
+    const int n = g_quick ? 100 : 400;
+    const int held = g_quick ? 300 : 1000;
+    const int rounds = g_quick ? 3 : 7;
+    struct rlimit nofile {};
+    ::getrlimit(RLIMIT_NOFILE, &nofile);
+    if (nofile.rlim_cur < static_cast<rlim_t>(held * 4 + 64)) {
+        nofile.rlim_cur = std::min<rlim_t>(nofile.rlim_max, static_cast<rlim_t>(held * 4 + 64));
+        ::setrlimit(RLIMIT_NOFILE, &nofile);
+    }
+    std::vector<contender> cs;
+    cs.push_back({"drover, no other children", [&] { return std::optional<double>(drover_spawn_with_children(prog, n, 0)); }, {}});
+    cs.push_back({fmt::format("drover, {} idle children with pipes", held),
+                  [&] { return std::optional<double>(drover_spawn_with_children(prog, n, held)); }, {}});
+    cs.push_back({fmt::format("floor, with {} descriptors open", held * 4), [&] {
+                      // Every clone without CLONE_FILES copies the descriptor table, and exec then
+                      // closes the CLOEXEC ones: a cost in open descriptors that no launcher avoids.
+                      std::vector<int> fds;
+                      for (int i = 0; i < held * 2; ++i) {
+                          int p[2];
+                          if (::pipe2(p, O_CLOEXEC) != 0) break;
+                          fds.push_back(p[0]);
+                          fds.push_back(p[1]);
+                      }
+                      double v = floor_spawn_seq(prog, n);
+                      for (int fd : fds) ::close(fd);
+                      return std::optional<double>(v);
+                  }, {}});
+    cs.push_back({"floor, no descriptors", [&] { return std::optional<double>(floor_spawn_seq(prog, n)); }, {}});
+    cs.push_back({"Boost.Process v2, no registered fds", [&] {
+                      double v = bench::bp2_spawn_seq(prog, n / 4, 0);
+                      return v > 0 ? std::optional<double>(v) : std::nullopt;
+                  }, {}});
+    cs.push_back({fmt::format("Boost.Process v2, {} registered fds", held * 2), [&] {
+                      double v = bench::bp2_spawn_seq(prog, n / 4, held * 2);
+                      return v > 0 ? std::optional<double>(v) : std::nullopt;
+                  }, {}});
+    auto r = alternate("spawn-vs-children", "µs per spawn",
+                       fmt::format("Sequential spawn+wait of `{}` while the io_context holds {} idle children with two "
+                                   "pipes each (for Boost.Process v2: as many registered pipe descriptors), vs nothing.",
+                                   prog, held),
+                       std::move(cs), rounds);
+    auto med = [&](std::size_t i) { return summarize(r.samples.at(i).second).median; };
+    if (r.samples.size() == 6 && med(0) > 0 && med(3) > 0 && med(4) > 0)
+        r.notes.push_back(fmt::format("Ratio (held / none): drover {:.2f}x (target < 1.2), the floor with as many open "
+                                      "descriptors {:.2f}x, Boost.Process v2 {:.2f}x.",
+                                      med(1) / med(0), med(2) / med(3), med(5) / med(4)));
     return r;
 }
 
@@ -544,6 +666,39 @@ bench_result many_children() {
 
 // ---- output -------------------------------------------------------------------------------------
 
+/// One PNG per benchmark with contenders: median as a bar, min-max as an error bar (gnuplot).
+void plot(const bench_result& r, const std::string& dir) {
+    if (!r.ratios || r.samples.empty()) return;
+    std::string slug;
+    for (char c : r.name) slug += std::isalnum(static_cast<unsigned char>(c)) ? c : '-';
+    while (slug.find("--") != std::string::npos) slug.erase(slug.find("--"), 1);
+    const fs::path dat = fs::path(dir) / (slug + ".dat"), png = fs::path(dir) / (slug + ".png");
+    {
+        std::ofstream d(dat);
+        for (const auto& [n, v] : r.samples) {
+            auto st = summarize(v);
+            std::string label = n.substr(0, std::min(n.find(" ("), n.find(':')));
+            for (auto& c : label)
+                if (c == '"') c = '\'';
+            d << '"' << label << "\" " << st.median << ' ' << st.min << ' ' << st.max << '\n';
+        }
+    }
+    std::string gp = fmt::format(
+        "set terminal png noenhanced size 1000,{} font ',10'; set output '{}';"
+        "set title '{}: median, min-max ({}{})';"
+        "set style fill solid 0.6; set boxwidth 0.6; set xtics rotate by -25 left; set grid ytics;"
+        "set yrange [0:*]; set bmargin 9; set rmargin 12;"
+        "plot '{}' using 0:2:xtic(1) with boxes notitle lc rgb '#4477aa', '' using 0:2:3:4 with yerrorbars notitle lc rgb 'black' pt 0",
+        440, png.string(), r.name, r.unit, r.lower_is_better ? ", lower is better" : "", dat.string());
+    std::string gnuplot = find_program("gnuplot");
+    if (gnuplot.empty()) {
+        fmt::print(stderr, "drover-bench: no gnuplot (apt-get install gnuplot-nox; tools/dev/bench.sh does): no plots\n");
+        return;
+    }
+    if (!run_capture({gnuplot, "-e", gp})) fmt::print(stderr, "drover-bench: gnuplot failed for {}\n", png.string());
+    fs::remove(dat);
+}
+
 boost::json::object machine() {
     boost::json::object m;
     m["cores"] = ::sysconf(_SC_NPROCESSORS_ONLN);
@@ -569,13 +724,14 @@ boost::json::object machine() {
 
 int main(int argc, char** argv) {
     std::vector<std::string> wanted;
-    std::string json_path;
+    std::string json_path, plot_dir;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         if (a == "--quick") g_quick = true;
         else if (a == "--json" && i + 1 < argc) json_path = argv[++i];
+        else if (a == "--plot" && i + 1 < argc) plot_dir = argv[++i];
         else if (a == "--help" || a == "-h") {
-            fmt::print("usage: drover-bench [--quick] [--json FILE] [spawn-seq|run-overhead|capture|many-children...]\n");
+            fmt::print("usage: drover-bench [--quick] [--json FILE] [--plot DIR] [spawn-seq|spawn-vs-rss|spawn-vs-children|run-overhead|capture|many-children...]\n");
             return 0;
         } else if (a.rfind("-", 0) == 0) {
             fmt::print(stderr, "drover-bench: unknown option '{}'\n", drover::escape(a));
@@ -593,6 +749,8 @@ int main(int argc, char** argv) {
         if (fs::exists(tiny)) results.push_back(spawn_seq(tiny, "a tiny static program"));
         results.push_back(spawn_seq(find_program("true"), "/bin/true"));
     }
+    if (want("spawn-vs-rss")) results.push_back(spawn_vs_rss(fs::exists(tiny) ? tiny : find_program("true")));
+    if (want("spawn-vs-children")) results.push_back(spawn_vs_children(fs::exists(tiny) ? tiny : find_program("true")));
     if (want("run-overhead")) results.push_back(run_overhead(drover_bin));
     if (want("capture")) results.push_back(capture());
     if (want("many-children")) results.push_back(many_children());
@@ -603,6 +761,10 @@ int main(int argc, char** argv) {
     for (const auto& r : results) md += markdown(r);
     md += fmt::format("Total: {:.0f} s.\n", std::chrono::duration<double>(clk::now() - start).count());
     fmt::print("{}", md);
+    if (!plot_dir.empty()) {
+        fs::create_directories(plot_dir);
+        for (const auto& r : results) plot(r, plot_dir);
+    }
 
     if (!json_path.empty()) {
         boost::json::object j;
