@@ -4,7 +4,7 @@
 // spread (min and max) and the ratio of every contender to drover.
 //
 //   drover-bench [--quick] [--json FILE] [--plot DIR] [BENCH...]
-//   BENCH: spawn-seq spawn-vs-rss spawn-vs-children run-overhead capture many-children
+//   BENCH: spawn-seq spawn-concurrent spawn-vs-rss spawn-vs-children run-overhead capture many-children
 //
 // Peers (python3, node, go, tini) are used where installed; tools/dev/bench.sh installs them
 // from Debian's packages first. A missing peer is reported as such, never silently dropped.
@@ -353,6 +353,92 @@ bench_result spawn_seq(const std::string& prog, const std::string& label) {
                                    rounds),
                        std::move(cs), rounds);
     return r;
+}
+
+// ---- spawn-concurrent ---------------------------------------------------------------------------
+
+/// drover: `width` coroutines, each spawning and awaiting until `n` spawns are done; µs per spawn.
+double drover_spawn_concurrent(const std::string& prog, int n, int width) {
+    asio::io_context ctx;
+    int started = 0;
+    auto t0 = clk::now();
+    auto worker = [&]() -> asio::awaitable<void> {
+        auto ex = co_await asio::this_coro::executor;
+        drover::command cmd(prog);
+        while (started < n) {
+            ++started;
+            drover::child c = drover::spawn(ex, cmd);
+            co_await c.async_wait(asio::use_awaitable);
+        }
+    };
+    for (int i = 0; i < width; ++i) asio::co_spawn(ctx, worker(), asio::detached);
+    ctx.run();
+    return std::chrono::duration<double, std::micro>(clk::now() - t0).count() / n;
+}
+
+/// The floor with `width` in flight: clone(VM|VFORK) + reap whichever child exits (waitid P_ALL).
+double floor_spawn_concurrent(const std::string& prog, int n, int width) {
+    floor_args a{prog.c_str()};
+    int running = 0, started = 0;
+    auto t0 = clk::now();
+    while (started < n || running > 0) {
+        while (running < width && started < n) {
+            if (::clone(floor_child, g_floor_stack + sizeof g_floor_stack, CLONE_VM | CLONE_VFORK | SIGCHLD, &a) < 0) return -1;
+            ++running;
+            ++started;
+        }
+        siginfo_t si{};
+        if (::waitid(P_ALL, 0, &si, WEXITED) == 0) --running;
+    }
+    return std::chrono::duration<double, std::micro>(clk::now() - t0).count() / n;
+}
+
+const char* k_python_conc = R"(
+import asyncio, sys, time
+async def main(n, prog, width):
+    sem = asyncio.Semaphore(width)
+    async def one():
+        async with sem:
+            p = await asyncio.create_subprocess_exec(prog)
+            await p.wait()
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(n)))
+    print((time.perf_counter() - t0) / n * 1e6)
+asyncio.run(main(int(sys.argv[1]), sys.argv[2], int(sys.argv[3])))
+)";
+
+const char* k_node_conc = R"(
+const { spawn } = require('child_process');
+const n = parseInt(process.argv[1]), prog = process.argv[2], width = parseInt(process.argv[3]);
+let started = 0;
+const one = () => new Promise((res) => spawn(prog, [], { stdio: 'ignore' }).on('exit', res));
+const worker = async () => { while (started < n) { started++; await one(); } };
+(async () => {
+  const t0 = process.hrtime.bigint();
+  await Promise.all(Array.from({ length: width }, worker));
+  console.log(Number(process.hrtime.bigint() - t0) / 1000 / n);
+})();
+)";
+
+bench_result spawn_concurrent(const std::string& prog) {
+    const int n = g_quick ? 1000 : 5000;
+    const int width = 64;
+    const int rounds = g_quick ? 3 : 5;
+    std::vector<contender> cs;
+    cs.push_back({"drover (64 coroutines)", [&] { return std::optional<double>(drover_spawn_concurrent(prog, n, width)); }, {}});
+    cs.push_back({"floor: clone(VM|VFORK) + waitid(P_ALL)", [&] {
+                      double v = floor_spawn_concurrent(prog, n, width);
+                      return v > 0 ? std::optional<double>(v) : std::nullopt;
+                  }, {}});
+    std::string py = python_path(), node = find_program("node");
+    cs.push_back({"Python asyncio (Semaphore(64))",
+                  [&, py] { return peer_number({py, "-c", k_python_conc, std::to_string(n), prog, std::to_string(width)}); },
+                  py.empty() ? "python3 is not installed" : ""});
+    cs.push_back({"Node child_process (64 chains)",
+                  [&, node] { return peer_number({node, "-e", k_node_conc, std::to_string(n), prog, std::to_string(width)}); },
+                  node.empty() ? "node is not installed" : ""});
+    return alternate("spawn-concurrent", "µs per spawn (total time / spawns)",
+                     fmt::format("{} spawns of `{}`, {} in flight.", n, prog, width), std::move(cs), rounds);
 }
 
 // ---- spawn-vs-rss, spawn-vs-children -------------------------------------------------------------
@@ -731,7 +817,7 @@ int main(int argc, char** argv) {
         else if (a == "--json" && i + 1 < argc) json_path = argv[++i];
         else if (a == "--plot" && i + 1 < argc) plot_dir = argv[++i];
         else if (a == "--help" || a == "-h") {
-            fmt::print("usage: drover-bench [--quick] [--json FILE] [--plot DIR] [spawn-seq|spawn-vs-rss|spawn-vs-children|run-overhead|capture|many-children...]\n");
+            fmt::print("usage: drover-bench [--quick] [--json FILE] [--plot DIR] [spawn-seq|spawn-concurrent|spawn-vs-rss|spawn-vs-children|run-overhead|capture|many-children...]\n");
             return 0;
         } else if (a.rfind("-", 0) == 0) {
             fmt::print(stderr, "drover-bench: unknown option '{}'\n", drover::escape(a));
@@ -749,6 +835,7 @@ int main(int argc, char** argv) {
         if (fs::exists(tiny)) results.push_back(spawn_seq(tiny, "a tiny static program"));
         results.push_back(spawn_seq(find_program("true"), "/bin/true"));
     }
+    if (want("spawn-concurrent")) results.push_back(spawn_concurrent(fs::exists(tiny) ? tiny : find_program("true")));
     if (want("spawn-vs-rss")) results.push_back(spawn_vs_rss(fs::exists(tiny) ? tiny : find_program("true")));
     if (want("spawn-vs-children")) results.push_back(spawn_vs_children(fs::exists(tiny) ? tiny : find_program("true")));
     if (want("run-overhead")) results.push_back(run_overhead(drover_bin));
