@@ -54,4 +54,26 @@ double bp2_spawn_seq(const std::string& prog, int n, int registered_fds) {
     return us;
 }
 
+double bp2_spawn_concurrent(const std::string& prog, int n, int width) {
+    namespace asio = boost::asio;
+    asio::io_context ctx;
+    int started = 0;
+    bool failed = false;
+    auto t0 = std::chrono::steady_clock::now();
+    auto worker = [&]() -> asio::awaitable<void> {
+        auto ex = co_await asio::this_coro::executor;
+        const std::vector<std::string> no_args;
+        while (started < n && !failed) {
+            ++started;
+            boost::process::v2::process p(ex, prog, no_args);
+            co_await p.async_wait(asio::use_awaitable);
+        }
+    };
+    for (int i = 0; i < width; ++i)
+        asio::co_spawn(ctx, worker(), [&](std::exception_ptr e) { failed = failed || e != nullptr; });
+    ctx.run();
+    if (failed) return -1;
+    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / n;
+}
+
 } // namespace bench

@@ -32,12 +32,14 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 #include <fmt/core.h>
@@ -165,6 +167,12 @@ std::string cell(const std::string& s) {
 }
 
 std::string markdown(const bench_result& r) {
+    if (!r.ratios) {
+        std::string o = fmt::format("### {}\n\n{}\n\n", r.name, r.what);
+        for (const auto& note : r.notes) o += note + "\n\n";
+        for (const auto& [n, why] : r.missing) o += fmt::format("{}: not run: {}\n\n", n, why);
+        return o;
+    }
     std::string o = fmt::format("### {}\n\n{}\n\n| contender | median ({}) | min | max | samples | vs drover |\n|---|---|---|---|---|---|\n",
                                 r.name, r.what, r.unit);
     double base = 0;
@@ -270,17 +278,105 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
+	"sync"
+	"syscall"
 	"time"
 )
 
-func main() {
-	n, _ := strconv.Atoi(os.Args[1])
-	t0 := time.Now()
-	for i := 0; i < n; i++ {
-		if err := exec.Command(os.Args[2]).Run(); err != nil {
-			panic(err)
+func rssKiB() float64 {
+	b, _ := os.ReadFile("/proc/self/status")
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			v, _ := strconv.Atoi(strings.Fields(l)[1])
+			return float64(v)
 		}
 	}
+	return 0
+}
+
+func fds() int { e, _ := os.ReadDir("/proc/self/fd"); return len(e) }
+
+func switches() int {
+	total := 0
+	tasks, _ := os.ReadDir("/proc/self/task")
+	for _, t := range tasks {
+		b, _ := os.ReadFile("/proc/self/task/" + t.Name() + "/status")
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, "ctxt_switches") {
+				v, _ := strconv.Atoi(strings.Fields(l)[1])
+				total += v
+			}
+		}
+	}
+	return total
+}
+
+// many N IDLE_MS: hold N sleeping children with stdout/stderr pipes; one JSON line.
+func many(n, idleMs int) {
+	r0, f0 := rssKiB(), fds()
+	t0 := time.Now()
+	cmds := make([]*exec.Cmd, n)
+	for i := range cmds {
+		c := exec.Command("sleep", "1000")
+		c.StdoutPipe()
+		c.StderrPipe()
+		if err := c.Start(); err != nil {
+			panic(err)
+		}
+		cmds[i] = c
+	}
+	spawnMs := float64(time.Since(t0).Microseconds()) / 1000
+	var wg sync.WaitGroup
+	wg.Add(n)
+	for _, c := range cmds {
+		go func(c *exec.Cmd) { c.Wait(); wg.Done() }(c)
+	}
+	time.Sleep(10 * time.Millisecond)
+	r1, f1 := rssKiB(), fds()
+	s0 := switches()
+	time.Sleep(time.Duration(idleMs) * time.Millisecond)
+	s1 := switches() - 1
+	if s1 < s0 {
+		s1 = s0
+	}
+	t1 := time.Now()
+	for _, c := range cmds {
+		c.Process.Signal(syscall.SIGTERM)
+	}
+	wg.Wait()
+	stopMs := float64(time.Since(t1).Microseconds()) / 1000
+	fmt.Printf("{\"rss_kib_per_child\": %.2f, \"fds_per_child\": %.2f, \"wakeups_per_s\": %.2f, \"spawn_ms\": %.1f, \"stop_ms\": %.1f, \"stopped\": %d}\n",
+		(r1-r0)/float64(n), float64(f1-f0)/float64(n), float64(s1-s0)*1000/float64(idleMs), spawnMs, stopMs, n)
+}
+
+func main() {
+	if os.Args[1] == "many" {
+		n, _ := strconv.Atoi(os.Args[2])
+		idle, _ := strconv.Atoi(os.Args[3])
+		many(n, idle)
+		return
+	}
+	n, _ := strconv.Atoi(os.Args[1])
+	width := 1
+	if len(os.Args) > 3 {
+		width, _ = strconv.Atoi(os.Args[3])
+	}
+	sem := make(chan struct{}, width)
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for i := 0; i < n; i++ {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := exec.Command(os.Args[2]).Run(); err != nil {
+				panic(err)
+			}
+			<-sem
+		}()
+	}
+	wg.Wait()
 	fmt.Println(float64(time.Since(t0).Microseconds()) / float64(n))
 }
 )";
@@ -311,11 +407,11 @@ std::string go_peer(std::string& why) {
     }
     fs::path dir = "/tmp/drover-bench-go";
     fs::create_directories(dir);
-    fs::path bin = dir / "spawnseq";
+    fs::path bin = dir / "spawnseq-v2"; // bump when k_go_seq changes
     if (!fs::exists(bin)) {
         std::ofstream(dir / "main.go") << k_go_seq;
         std::string cmd = "cd " + dir.string() + " && GOCACHE=" + dir.string() + "/cache GO111MODULE=off " + go +
-                          " build -o spawnseq main.go";
+                          " build -o spawnseq-v2 main.go";
         if (std::system(cmd.c_str()) != 0) {
             why = "go build failed";
             return {};
@@ -430,6 +526,28 @@ bench_result spawn_concurrent(const std::string& prog) {
                       double v = floor_spawn_concurrent(prog, n, width);
                       return v > 0 ? std::optional<double>(v) : std::nullopt;
                   }, {}});
+    cs.push_back({"glibc posix_spawn + waitpid(-1)", [&] {
+                      char* const argv[] = {const_cast<char*>(prog.c_str()), nullptr};
+                      int running = 0, started = 0;
+                      auto t0 = clk::now();
+                      while (started < n || running > 0) {
+                          while (running < width && started < n) {
+                              pid_t pid = -1;
+                              if (::posix_spawn(&pid, prog.c_str(), nullptr, nullptr, argv, environ) != 0) return std::optional<double>();
+                              ++running;
+                              ++started;
+                          }
+                          if (::waitpid(-1, nullptr, 0) > 0) --running;
+                      }
+                      return std::optional<double>(std::chrono::duration<double, std::micro>(clk::now() - t0).count() / n);
+                  }, {}});
+    cs.push_back({"Boost.Process v2 (64 coroutines)", [&] {
+                      double v = bench::bp2_spawn_concurrent(prog, n, width);
+                      return v > 0 ? std::optional<double>(v) : std::nullopt;
+                  }, {}});
+    std::string gowhy;
+    std::string go = go_peer(gowhy);
+    cs.push_back({"Go os/exec (64 goroutines)", [&, go] { return peer_number({go, std::to_string(n), prog, std::to_string(width)}); }, gowhy});
     std::string py = python_path(), node = find_program("node");
     cs.push_back({"Python asyncio (Semaphore(64))",
                   [&, py] { return peer_number({py, "-c", k_python_conc, std::to_string(n), prog, std::to_string(width)}); },
@@ -691,16 +809,16 @@ std::uint64_t switches() {
     return total;
 }
 
-bench_result many_children() {
-    const int n = g_quick ? 300 : 1000;
-    bench_result r{"many-children", "value", fmt::format("{} `sleep 1000` children with stdout and stderr on pipes, held by one drover process.", n),
-                   true, {}, {}, {}};
+/// `drover-bench __many N IDLE_MS`: hold N children (stdout and stderr on pipes) in this fresh
+/// process and print one JSON line: memory (RSS growth) and descriptors per child, wake-ups per
+/// second while they sleep, the time to spawn them all and to stop them all.
+int many_main(int n, int idle_ms) {
     struct rlimit nofile {};
     ::getrlimit(RLIMIT_NOFILE, &nofile);
-    if (nofile.rlim_cur < static_cast<rlim_t>(n * 4 + 64)) {
-        nofile.rlim_cur = std::min<rlim_t>(nofile.rlim_max, static_cast<rlim_t>(n * 4 + 64));
-        ::setrlimit(RLIMIT_NOFILE, &nofile);
-    }
+    // Six per child: pidfd, two pipes, the leaf's directory, its inotify instance, and room for
+    // the cgroup files a stop opens (with fewer, a stop can wait forever: see docs/performance.md).
+    nofile.rlim_cur = std::min<rlim_t>(nofile.rlim_max, static_cast<rlim_t>(n * 6 + 64));
+    ::setrlimit(RLIMIT_NOFILE, &nofile);
     asio::io_context ctx;
     { // warm up: the reactor, the spawn path
         drover::child w = drover::spawn(ctx, drover::command("true"));
@@ -708,8 +826,10 @@ bench_result many_children() {
         ctx.run();
         ctx.restart();
     }
+    ctx.run();
+    ctx.restart();
     const auto rss0 = status_kib("VmRSS:");
-    const auto heap0 = ::mallinfo2().uordblks; // bytes in use: RSS alone hides reused free memory
+    const auto heap0 = ::mallinfo2().uordblks;
     const int fds0 = open_fds();
     std::vector<drover::child> kids;
     kids.reserve(static_cast<std::size_t>(n));
@@ -717,36 +837,112 @@ bench_result many_children() {
     for (int i = 0; i < n; ++i)
         kids.push_back(drover::spawn(ctx, drover::command("sleep", {"1000"}).std_out(drover::stdio::pipe()).std_err(drover::stdio::pipe())));
     const double spawn_ms = std::chrono::duration<double, std::milli>(clk::now() - t0).count();
-    for (auto& k : kids) k.async_wait([](drover::error_code, drover::exit_status) {}); // waiting costs nothing while they run
+    for (auto& k : kids) k.async_wait([](drover::error_code, drover::exit_status) {});
     ctx.poll();
     const auto rss1 = status_kib("VmRSS:");
     const auto heap1 = ::mallinfo2().uordblks;
     const int fds1 = open_fds();
-    // Idle: nothing should wake drover while its children sleep.
     const auto sw0 = switches();
-    const double idle_s = g_quick ? 1.0 : 3.0;
-    ctx.run_for(std::chrono::milliseconds(static_cast<int>(idle_s * 1000)));
-    // One switch is the timer that ends the idle window itself.
-    const auto sw1 = std::max(switches(), sw0 + 1) - 1;
+    ctx.run_for(std::chrono::milliseconds(idle_ms));
+    const auto sw1 = std::max(switches(), sw0 + 1) - 1; // one switch is the timer ending the window
     ctx.restart();
-    // Stop them all at once.
     int stopped = 0;
     auto t1 = clk::now();
     for (auto& k : kids) k.async_stop([&](drover::error_code, drover::exit_status) { ++stopped; });
-    ctx.run();
+    // Bounded: a stop that cannot finish is reported (as fewer stopped), never waited for forever.
+    const auto give_up = clk::now() + std::chrono::seconds(60);
+    while (stopped < n && clk::now() < give_up && ctx.run_one_for(std::chrono::seconds(5)) > 0) {
+    }
+
     const double stop_ms = std::chrono::duration<double, std::milli>(clk::now() - t1).count();
-    const double kib_per_child = static_cast<double>(heap1 - heap0) / 1024.0 / n;
-    r.notes.push_back(fmt::format(
-        "| measure | drover | target |\n|---|---|---|\n| drover heap per child | {:.1f} KiB (RSS {} → {} KiB) | < 16 KiB |\n"
-        "| descriptors per child | {:.1f} (pidfd, 2 pipes, and an inotify fd on its cgroup.events) | |\n| wake-ups per second while they sleep (all threads) | {:.1f} | 0 |\n"
-        "| spawning all {} | {:.0f} ms | |\n| stopping all {} | {:.0f} ms ({} stopped) | < 1 s |",
-        kib_per_child, rss0, rss1, static_cast<double>(fds1 - fds0) / n,
-        static_cast<double>(sw1 - sw0) / idle_s, n, spawn_ms, n, stop_ms, stopped));
+    fmt::print("{{\"rss_kib_per_child\": {:.2f}, \"heap_kib_per_child\": {:.2f}, \"fds_per_child\": {:.2f}, "
+               "\"wakeups_per_s\": {:.2f}, \"spawn_ms\": {:.1f}, \"stop_ms\": {:.1f}, \"stopped\": {}}}\n",
+               static_cast<double>(rss1 - rss0) / n, static_cast<double>(heap1 - heap0) / 1024.0 / n,
+               static_cast<double>(fds1 - fds0) / n, static_cast<double>(sw1 - sw0) * 1000.0 / idle_ms, spawn_ms, stop_ms,
+               stopped);
+    return stopped == n ? 0 : 1;
+}
+
+const char* k_python_many = R"(
+import asyncio, json, os, sys, time
+def rss():
+    for l in open('/proc/self/status'):
+        if l.startswith('VmRSS:'): return int(l.split()[1])
+def switches():
+    t = 0
+    for task in os.listdir('/proc/self/task'):
+        for l in open('/proc/self/task/%s/status' % task):
+            if 'ctxt_switches' in l: t += int(l.split()[1])
+    return t
+async def main(n, idle_ms):
+    r0, f0 = rss(), len(os.listdir('/proc/self/fd'))
+    t0 = time.perf_counter()
+    ps = [await asyncio.create_subprocess_exec('sleep', '1000', stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE) for _ in range(n)]
+    spawn_ms = (time.perf_counter() - t0) * 1000
+    waits = [asyncio.ensure_future(p.wait()) for p in ps]
+    await asyncio.sleep(0)
+    r1, f1 = rss(), len(os.listdir('/proc/self/fd'))
+    s0 = switches()
+    await asyncio.sleep(idle_ms / 1000)
+    s1 = max(switches(), s0 + 1) - 1
+    t1 = time.perf_counter()
+    for p in ps: p.terminate()
+    await asyncio.gather(*waits)
+    stop_ms = (time.perf_counter() - t1) * 1000
+    print(json.dumps({'rss_kib_per_child': (r1 - r0) / n, 'fds_per_child': (f1 - f0) / n,
+                      'wakeups_per_s': (s1 - s0) * 1000 / idle_ms, 'spawn_ms': spawn_ms, 'stop_ms': stop_ms, 'stopped': n}))
+asyncio.run(main(int(sys.argv[1]), int(sys.argv[2])))
+)";
+
+bench_result many_children(const std::string& self) {
+    const int n = g_quick ? 300 : 1000;
+    const int idle_ms = g_quick ? 1000 : 3000;
+    bench_result r{"many-children", "value",
+                   fmt::format("{} `sleep 1000` children with stdout and stderr on pipes, held by one process of each "
+                               "contender (a fresh process each, so memory growth is comparable); idle window {} ms.",
+                               n, idle_ms),
+                   true, {}, {}, {}};
     r.ratios = false;
-    r.samples.emplace_back("drover heap per child (KiB)", std::vector<double>{kib_per_child});
-    r.samples.emplace_back("drover wake-ups per second idle", std::vector<double>{static_cast<double>(sw1 - sw0) / idle_s});
-    r.samples.emplace_back("drover stop all (ms)", std::vector<double>{stop_ms});
-    r.missing.emplace_back("asyncio / Go holding the same children", "not measured yet");
+    std::string py = python_path(), why;
+    std::string go = go_peer(why);
+    struct peer {
+        std::string name;
+        std::vector<std::string> argv;
+        std::string missing;
+    };
+    std::vector<peer> peers = {
+        {"drover", {self, "__many", std::to_string(n), std::to_string(idle_ms)}, {}},
+        {"Python asyncio", {py, "-c", k_python_many, std::to_string(n), std::to_string(idle_ms)}, py.empty() ? "python3 is not installed" : ""},
+        {"Go os/exec", {go, "many", std::to_string(n), std::to_string(idle_ms)}, why},
+    };
+    std::string table = "| contender | memory per child (RSS growth) | descriptors per child | wake-ups/s idle | spawn all | stop all |\n"
+                        "|---|---|---|---|---|---|\n";
+    for (const auto& p : peers) {
+        if (!p.missing.empty()) {
+            r.missing.emplace_back(p.name, p.missing);
+            continue;
+        }
+        auto out = run_capture(p.argv);
+        if (!out) {
+            r.missing.emplace_back(p.name, "the run failed");
+            continue;
+        }
+        try {
+            auto j = boost::json::parse(*out).as_object();
+            auto num = [&](const char* k) { return j.at(k).is_double() ? j.at(k).as_double() : static_cast<double>(j.at(k).to_number<double>()); };
+            table += fmt::format("| {} | {:.1f} KiB | {:.1f} | {:.1f} | {:.0f} ms | {:.0f} ms |\n", p.name, num("rss_kib_per_child"),
+                                 num("fds_per_child"), num("wakeups_per_s"), num("spawn_ms"), num("stop_ms"));
+            for (const char* k : {"rss_kib_per_child", "fds_per_child", "wakeups_per_s", "spawn_ms", "stop_ms"})
+                r.samples.emplace_back(p.name + " " + k, std::vector<double>{num(k)});
+            if (j.contains("heap_kib_per_child"))
+                r.notes.push_back(fmt::format("drover's malloc heap grows {:.1f} KiB per child (the rest of its RSS growth is "
+                                              "kernel-side and page granularity).", num("heap_kib_per_child")));
+        } catch (const std::exception& e) {
+            r.missing.emplace_back(p.name, std::string("unreadable report: ") + e.what());
+        }
+    }
+    r.notes.insert(r.notes.begin(), table + "\nTargets: under 16 KiB of drover memory per child, zero wake-ups while idle, "
+                                           "stopping 1,000 children in under 1 s.");
     return r;
 }
 
@@ -809,6 +1005,7 @@ boost::json::object machine() {
 } // namespace
 
 int main(int argc, char** argv) {
+    if (argc == 4 && std::string_view(argv[1]) == "__many") return many_main(std::atoi(argv[2]), std::atoi(argv[3]));
     std::vector<std::string> wanted;
     std::string json_path, plot_dir;
     for (int i = 1; i < argc; ++i) {
@@ -840,7 +1037,7 @@ int main(int argc, char** argv) {
     if (want("spawn-vs-children")) results.push_back(spawn_vs_children(fs::exists(tiny) ? tiny : find_program("true")));
     if (want("run-overhead")) results.push_back(run_overhead(drover_bin));
     if (want("capture")) results.push_back(capture());
-    if (want("many-children")) results.push_back(many_children());
+    if (want("many-children")) results.push_back(many_children((fs::path(dir) / "drover-bench").string()));
 
     auto m = machine();
     std::string md = fmt::format("## drover-bench{} ({} cores, Linux {}, load {})\n\n", g_quick ? " --quick" : "",
