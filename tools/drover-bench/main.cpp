@@ -176,7 +176,7 @@ std::string markdown(const bench_result& r) {
     std::string o = fmt::format("### {}\n\n{}\n\n| contender | median ({}) | min | max | samples | vs drover |\n|---|---|---|---|---|---|\n",
                                 r.name, r.what, r.unit);
     double base = 0;
-    for (const auto& [n, v] : r.ratios ? r.samples : decltype(r.samples){})
+    for (const auto& [n, v] : r.samples)
         if (n.rfind("drover", 0) == 0 && !v.empty()) {
             base = summarize(v).median;
             break;
@@ -410,9 +410,10 @@ std::string go_peer(std::string& why) {
     fs::path bin = dir / "spawnseq-v2"; // bump when k_go_seq changes
     if (!fs::exists(bin)) {
         std::ofstream(dir / "main.go") << k_go_seq;
-        std::string cmd = "cd " + dir.string() + " && GOCACHE=" + dir.string() + "/cache GO111MODULE=off " + go +
-                          " build -o spawnseq-v2 main.go";
-        if (std::system(cmd.c_str()) != 0) {
+        // An argv vector, no shell: env sets the Go build's cache and mode.
+        const std::vector<std::string> build = {"/usr/bin/env", "GOCACHE=" + (dir / "cache").string(), "GO111MODULE=off",
+                                                go, "build", "-o", bin.string(), (dir / "main.go").string()};
+        if (!run_capture(build)) {
             why = "go build failed";
             return {};
         }
