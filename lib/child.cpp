@@ -21,6 +21,7 @@
 #include "detail/cgroup.hpp"
 #include "detail/cleanups.hpp"
 #include "detail/child_impl.hpp"
+#include "detail/fault.hpp"
 #include "detail/launch.hpp"
 #include "detail/log.hpp"
 #include "detail/pipe_writer_access.hpp"
@@ -505,7 +506,22 @@ child spawn(const asio::any_io_executor& ex, const command& cmd, spawn_failure& 
             detail::log_debug("{}", f.message());
             return {};
         }
-        auto impl = std::make_shared<detail::child_impl>(ex);
+        if (leaf) leaf->launched(); // the child is in it; its directory descriptor is not needed
+        std::shared_ptr<detail::child_impl> impl;
+        try {
+            detail::f_alloc_point();
+            impl = std::make_shared<detail::child_impl>(ex);
+        } catch (const std::bad_alloc&) {
+            // The process runs but cannot be supervised: kill and reap it, never leave it behind.
+            detail::sys_pidfd_send_signal(l.pidfd.get(), SIGKILL);
+            siginfo_t si{};
+            while (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(l.pidfd.get()), &si, WEXITED | __WALL) != 0 &&
+                   errno == EINTR) {
+            }
+            detail::registry_remove(l.pid);
+            if (leaf) leaf->kill();
+            throw;
+        }
         impl->program = cmd.program();
         if (!leaf) {
             const auto& lim = cmd.cgroup_settings();

@@ -16,6 +16,8 @@
 #include <filesystem>
 #include <string>
 
+#include "detail/fault.hpp"
+
 namespace drover {
 namespace {
 
@@ -81,7 +83,9 @@ void daemonize(const daemon_options& options) {
         throw daemon_error({errno, boost::system::system_category()}, "daemonize: socketpair");
 
     // 1. fork: the original process stays only to hear the outcome.
-    pid_t first = ::fork();
+    pid_t first = -1;
+    if (int e = detail::fault(detail::fault_point::fork)) errno = e; // tests: fork refused
+    else first = ::fork();
     if (first < 0) {
         int e = errno;
         ::close(report[0]);

@@ -1,5 +1,6 @@
 #include "drover/pipe_writer.hpp"
 
+#include "detail/fault.hpp"
 #include "detail/pipe_writer_access.hpp"
 
 #include <poll.h>
@@ -33,7 +34,7 @@ ssize_t write_without_sigpipe(int fd, const void* p, std::size_t n) noexcept {
         if (::sigpending(&pending) == 0) was_pending = sigismember(&pending, SIGPIPE) == 1;
     }
     ssize_t r;
-    do r = ::write(fd, p, n);
+    do r = detail::f_write(fd, p, n);
     while (r < 0 && errno == EINTR);
     int err = errno;
     if (masked) {

@@ -24,6 +24,7 @@
 #include <memory>
 #include <string_view>
 
+#include "detail/fault.hpp"
 #include "detail/proc_hook.hpp"
 #include "detail/sys.hpp"
 #include "detail/tree.hpp"
@@ -49,11 +50,11 @@ error_code sys_err(int e) { return {e, boost::system::system_category()}; }
 /// Returns 0 or an errno.
 int read_at(int dir, const char* name, std::string& out, std::size_t cap, bool* truncated = nullptr) {
     out.clear();
-    unique_fd fd{::openat(dir, name, O_RDONLY | O_CLOEXEC | O_NOCTTY)};
+    unique_fd fd{detail::f_openat(dir, name, O_RDONLY | O_CLOEXEC | O_NOCTTY)};
     if (!fd) return errno;
     char buf[16384];
     for (;;) {
-        ssize_t n = ::read(fd.get(), buf, sizeof buf);
+        ssize_t n = detail::f_read(fd.get(), buf, sizeof buf);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) return errno;
         if (n == 0) break;
@@ -312,7 +313,7 @@ bool pid_in_use(pid_t pid) {
 std::optional<proc_info> read_with(pid_t pid, int pidfd, error_code& ec) {
     ec.clear();
     std::string path = "/proc/" + std::to_string(pid);
-    unique_fd dir{::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
+    unique_fd dir{detail::f_open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
     if (!dir) {
         ec = sys_err(errno == ENOENT ? ESRCH : errno);
         return std::nullopt;

@@ -1,11 +1,10 @@
 // Stopping a child's tree: stop signal + SIGCONT to every process, grace period on a steady
 // timer, SIGKILL to the tree (cgroup.kill, or SIGSTOP-walk-SIGKILL without cgroups), done when
-// the tree is empty (cgroup.events through inotify, or /proc checks), then the main process is
+// the tree is empty (EPOLLPRI on cgroup.events, or /proc checks), then the main process is
 // reaped and the leaf cgroup removed. See docs/architecture.md, "Stopping a tree".
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/inotify.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -14,6 +13,7 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 
+#include "detail/fault.hpp"
 #include "detail/child_impl.hpp"
 #include "detail/log.hpp"
 #include "detail/registry.hpp"
@@ -32,6 +32,10 @@ using namespace std::chrono_literals;
 constexpr auto fallback_poll_interval = 10ms; // emptiness checks without cgroup.events
 constexpr auto rmdir_retry_interval = 20ms;
 constexpr int rmdir_max_tries = 100;
+// Without a cgroup, emptiness is seen by walking /proc, which needs descriptors. Out of them
+// (EMFILE/ENFILE), the walk is blind: keep trying for this many checks (3 s), then end the stop
+// with the error instead of hanging.
+constexpr int blind_check_limit = 300;
 
 bool main_exited(child_impl& c) {
     {
@@ -62,11 +66,15 @@ bool signal_cgroup_member(const cgroup_leaf& leaf, pid_t pid, int sig) {
     std::string text;
     {
         std::string path = "/proc/" + std::to_string(pid) + "/cgroup";
-        int f = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        int f = f_open(path.c_str(), O_RDONLY | O_CLOEXEC);
         if (f < 0) return false;
         char buf[1024];
         ssize_t n;
-        while ((n = ::read(f, buf, sizeof buf)) > 0) text.append(buf, static_cast<std::size_t>(n));
+        while ((n = f_read(f, buf, sizeof buf)) != 0) {
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) break;
+            text.append(buf, static_cast<std::size_t>(n));
+        }
         ::close(f);
     }
     if (text.find("0::" + leaf.proc_view() + "\n") == std::string::npos) return false;
@@ -125,7 +133,14 @@ bool tree_empty(child_impl& c) {
             if (!fd_exited(fd.get())) return false;
     }
     if (c.session <= 0) return true; // no session of its own: its descendants cannot be told apart
-    return session_tree(c.session, walk_roots(c)).empty();
+    bool complete = true;
+    bool empty = session_tree(c.session, walk_roots(c), &complete).empty();
+    if (!complete) {
+        ++c.blind_checks;
+        return false;
+    }
+    c.blind_checks = 0;
+    return empty;
 }
 
 void check_empty(const std::shared_ptr<child_impl>& c);
@@ -138,9 +153,10 @@ void complete_waiters(const std::shared_ptr<child_impl>& c) {
     }
     auto waiters = std::move(c->stop_waiters);
     c->stop_waiters.clear();
+    const error_code ec = c->stop_error;
     for (auto& h : waiters) {
         auto ex = asio::get_associated_executor(h, c->strand);
-        asio::dispatch(ex, [h = std::move(h), st]() mutable { std::move(h)(error_code{}, st); });
+        asio::dispatch(ex, [h = std::move(h), ec, st]() mutable { std::move(h)(ec, st); });
     }
 }
 
@@ -190,25 +206,25 @@ void do_kill(const std::shared_ptr<child_impl>& c) {
 
 void arm_watch(const std::shared_ptr<child_impl>& c) {
     if (c->tree_done) return;
-    if (c->leaf) {
+    if (c->leaf && c->leaf->events_fd() >= 0 && !c->watch_failed) {
         if (!c->events) {
-            int fd = c->leaf->watch_events();
-            if (fd >= 0) {
-                c->events.emplace(c->strand);
-                error_code ec;
-                c->events->assign(fd, ec);
-                if (ec) {
-                    ::close(fd);
-                    c->events.reset();
-                }
+            // The reactor waits on the leaf's own cgroup.events descriptor (EPOLLPRI on change);
+            // `events` borrows it and releases it, never closes it (see release_events).
+            c->events.emplace(c->strand);
+            error_code ec;
+            c->events->assign(c->leaf->events_fd(), ec);
+            if (ec) {
+                c->events->release();
+                c->events.reset();
             }
         }
         if (c->events) {
-            c->events->async_wait(asio::posix::descriptor_base::wait_read,
+            c->events->async_wait(asio::posix::descriptor_base::wait_error,
                                   asio::bind_executor(c->strand, [c](error_code ec) {
-                                      if (ec || !c->events) return;
-                                      char buf[4096];
-                                      while (::read(c->events->native_handle(), buf, sizeof buf) > 0) {
+                                      if (ec == asio::error::operation_aborted || !c->events) return;
+                                      if (ec) { // not expected: fall back to the periodic check
+                                          release_events(*c);
+                                          c->watch_failed = true;
                                       }
                                       check_empty(c);
                                   }));
@@ -217,8 +233,8 @@ void arm_watch(const std::shared_ptr<child_impl>& c) {
             if (!c->leaf->populated()) asio::post(c->strand, [c] { check_empty(c); });
             return;
         }
-        // No inotify (out of descriptors?): fall back to checking periodically.
     }
+    // No cgroup.events to wait on (no leaf, or the reactor refused it): check periodically.
     c->poll_timer.expires_after(fallback_poll_interval);
     c->poll_timer.async_wait(asio::bind_executor(c->strand, [c](error_code ec) {
         if (!ec) check_empty(c);
@@ -228,16 +244,19 @@ void arm_watch(const std::shared_ptr<child_impl>& c) {
 void check_empty(const std::shared_ptr<child_impl>& c) {
     if (c->tree_done || !c->stopping || c->finishing) return;
     if (!tree_empty(*c)) {
-        arm_watch(c);
-        return;
+        if (c->blind_checks < blind_check_limit) {
+            arm_watch(c);
+            return;
+        }
+        // Out of descriptors for 3 s: the tree cannot be seen. Kill what can be reached without
+        // a descriptor and report that the stop could not make sure.
+        log_debug("'{}': cannot check its process tree (out of file descriptors); ending the stop", c->program);
+        kill_group_blind(*c);
+        c->stop_error = error_code(EMFILE, boost::system::system_category());
     }
-    error_code ignored;
     c->timer.cancel();
     c->poll_timer.cancel();
-    if (c->events) {
-        c->events->close(ignored);
-        c->events.reset();
-    }
+    release_events(*c);
     c->finishing = true;
     reap_main(c);
 }
@@ -285,7 +304,16 @@ void kill_tree_now(child_impl& c) noexcept try {
     std::vector<pid_t> roots = walk_roots(c);
     kill_tree(c.session, roots);
     for (auto& [pid, fd] : c.known) sys_pidfd_send_signal(fd.get(), SIGKILL);
+    kill_group_blind(c); // last, after the walk (which stops members before killing any)
 } catch (...) {
+    kill_group_blind(c);
+}
+
+void kill_group_blind(child_impl& c) noexcept {
+    // The main process leads the session's process group. While it is unreaped (checked under
+    // the lock reaping takes) its pid cannot be reused, so the group id names our group only.
+    std::lock_guard lock(c.m);
+    if (c.session > 0 && !c.status) ::kill(-c.session, SIGKILL);
 }
 
 std::size_t signal_tree_now(child_impl& c, int sig) { return send_to_tree(c, sig); }

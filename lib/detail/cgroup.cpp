@@ -1,9 +1,9 @@
 #include "detail/cgroup.hpp"
+#include "detail/fault.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -203,10 +203,23 @@ std::unique_ptr<cgroup_leaf> cgroup_leaf::create(error_code& ec, std::string& wh
             if (g_live_leaves == 0) ::rmdir(dir.c_str());
             return nullptr;
         }
-        int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0) {
+        // The directory (for CLONE_INTO_CGROUP) and the two files a stop needs: opened now, so
+        // that stopping never needs a descriptor it might not get.
+        unique_fd fds[3];
+        const char* what = path.c_str();
+        fds[0].reset(f_open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (fds[0]) {
+            what = "cgroup.events";
+            fds[1].reset(f_openat(fds[0].get(), what, O_RDONLY | O_CLOEXEC));
+        }
+        if (fds[1]) {
+            what = "cgroup.kill";
+            fds[2].reset(f_openat(fds[0].get(), what, O_WRONLY | O_CLOEXEC));
+        }
+        if (!fds[2]) {
             ec = error_code(errno, boost::system::system_category());
-            why = "cannot open " + path;
+            why = fds[0] ? "cannot open " + path + "/" + what : "cannot open " + path;
+            for (auto& f : fds) f.reset();
             ::rmdir(path.c_str());
             if (g_live_leaves == 0) ::rmdir(dir.c_str());
             return nullptr;
@@ -214,7 +227,9 @@ std::unique_ptr<cgroup_leaf> cgroup_leaf::create(error_code& ec, std::string& wh
         std::string below = path.substr(p.mount.size());
         leaf->proc_view_ = p.root == "/" ? below : p.root + below;
         leaf->path_ = std::move(path);
-        leaf->dir_.reset(fd);
+        leaf->dir_ = std::move(fds[0]);
+        leaf->events_ = std::move(fds[1]);
+        leaf->kill_ = std::move(fds[2]);
         leaf->removed_ = false;
         ++g_live_leaves;
         return leaf;
@@ -229,25 +244,22 @@ cgroup_leaf::~cgroup_leaf() {
 }
 
 error_code cgroup_leaf::kill() noexcept {
-    int fd = ::openat(dir_.get(), "cgroup.kill", O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return {errno, boost::system::system_category()};
-    error_code ec;
+    if (!kill_) return {EBADF, boost::system::system_category()};
     ssize_t n;
-    do n = ::write(fd, "1", 1);
+    do n = f_write(kill_.get(), "1", 1);
     while (n < 0 && errno == EINTR);
-    if (n != 1) ec = error_code(errno, boost::system::system_category());
-    ::close(fd);
-    return ec;
+    if (n != 1) return {n < 0 ? errno : EIO, boost::system::system_category()};
+    return {};
 }
 
 std::vector<pid_t> cgroup_leaf::procs() const {
     std::vector<pid_t> out;
-    int fd = ::openat(dir_.get(), "cgroup.procs", O_RDONLY | O_CLOEXEC);
+    int fd = f_open((path_ + "/cgroup.procs").c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return out;
     std::string text;
     char buf[4096];
     for (;;) {
-        ssize_t n = ::read(fd, buf, sizeof buf);
+        ssize_t n = f_read(fd, buf, sizeof buf);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;
         text.append(buf, static_cast<std::size_t>(n));
@@ -260,38 +272,29 @@ std::vector<pid_t> cgroup_leaf::procs() const {
 }
 
 bool cgroup_leaf::populated() const noexcept {
-    int fd = ::openat(dir_.get(), "cgroup.events", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return true;
+    if (!events_) return true;
     char buf[256];
-    ssize_t n;
-    do n = ::read(fd, buf, sizeof buf - 1);
-    while (n < 0 && errno == EINTR);
-    ::close(fd);
-    if (n <= 0) return true;
-    buf[n] = '\0';
+    std::size_t len = 0;
+    for (;;) { // from offset 0, which makes the kernel produce it afresh; short reads continue
+        ssize_t n = f_pread(events_.get(), buf + len, sizeof buf - 1 - len, static_cast<off_t>(len));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return true;
+        if (n == 0 || (len += static_cast<std::size_t>(n)) == sizeof buf - 1) break;
+    }
+    if (len == 0) return true;
+    buf[len] = '\0';
     const char* p = std::strstr(buf, "populated ");
     return p == nullptr || p[10] != '0';
-}
-
-int cgroup_leaf::watch_events() const noexcept {
-    int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (fd < 0) return -1;
-    std::string ev = path_ + "/cgroup.events";
-    if (::inotify_add_watch(fd, ev.c_str(), IN_MODIFY) < 0) {
-        ::close(fd);
-        return -1;
-    }
-    return fd;
 }
 
 namespace {
 
 /// Writes `text` to `path` in one write(2); an errno or 0.
 int write_file(const std::string& path, const std::string& text) noexcept {
-    int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    int fd = f_open(path.c_str(), O_WRONLY | O_CLOEXEC);
     if (fd < 0) return errno;
     ssize_t n;
-    do n = ::write(fd, text.data(), text.size());
+    do n = f_write(fd, text.data(), text.size());
     while (n < 0 && errno == EINTR);
     int err = n < 0 ? errno : (static_cast<std::size_t>(n) != text.size() ? EIO : 0);
     ::close(fd);
@@ -358,7 +361,7 @@ void cgroup_leaf::apply_limits(const cgroup_limits& limits,
 }
 
 std::optional<std::uint64_t> cgroup_leaf::oom_kills() const noexcept {
-    int fd = ::openat(dir_.get(), "memory.events", O_RDONLY | O_CLOEXEC);
+    int fd = f_open((path_ + "/memory.events").c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return std::nullopt;
     char buf[512];
     ssize_t n;
@@ -387,6 +390,8 @@ bool cgroup_leaf::remove() noexcept {
     }
     removed_ = true;
     dir_.reset();
+    events_.reset();
+    kill_.reset();
     std::lock_guard lock(g_dir_mutex);
     if (g_live_leaves > 0 && --g_live_leaves == 0) {
         auto slash = path_.rfind('/');

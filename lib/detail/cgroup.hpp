@@ -51,8 +51,11 @@ public:
     const std::string& path() const noexcept { return path_; }
     /// The leaf as /proc/<pid>/cgroup names it ("0::" + this).
     const std::string& proc_view() const noexcept { return proc_view_; }
-    /// The directory, opened O_RDONLY|O_DIRECTORY (for CLONE_INTO_CGROUP and openat).
+    /// The directory, opened O_RDONLY|O_DIRECTORY (for CLONE_INTO_CGROUP). Closed by
+    /// `launched()`: a running child costs no descriptor for it.
     int dir_fd() const noexcept { return dir_.get(); }
+    /// The child is in the leaf: the directory descriptor is no longer needed.
+    void launched() noexcept { dir_.reset(); }
 
     /// Writes "1" to cgroup.kill: SIGKILL to every process in the leaf, atomically with
     /// respect to forks.
@@ -61,9 +64,11 @@ public:
     std::vector<pid_t> procs() const;
     /// `populated` from cgroup.events; true on a read error (never claims empty wrongly).
     bool populated() const noexcept;
-    /// An inotify descriptor that becomes readable when cgroup.events changes. Owned by the
-    /// caller. -1 on failure.
-    int watch_events() const noexcept;
+    /// cgroup.events, open for the leaf's whole life (owned by the leaf). The kernel reports a
+    /// change of it as EPOLLPRI (kernfs_notify), so a stop waits on this descriptor in the
+    /// reactor: no inotify instance per child (128 per user by default), and no open() while
+    /// stopping, so a process out of descriptors (EMFILE) can still see its tree empty.
+    int events_fd() const noexcept { return events_.get(); }
     /// Writes the limits into the leaf (before the child is placed in it), enabling the
     /// controllers they need in drover's cgroups first. What cannot be applied is appended to
     /// `not_applied`, as {setting name, reason}; everything else is in force. `memory_applied`
@@ -85,6 +90,8 @@ private:
     std::string path_;
     std::string proc_view_;
     unique_fd dir_;
+    unique_fd events_; ///< cgroup.events, read with pread
+    unique_fd kill_;   ///< cgroup.kill, opened at creation so that a stop needs no new descriptor
     bool removed_ = true; ///< until create() has made the directory
 };
 

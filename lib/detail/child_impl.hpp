@@ -69,7 +69,21 @@ struct child_impl {
     bool finishing = false;      ///< the tree is empty; reaping and removing the leaf
     boost::asio::steady_timer timer;      ///< the grace period
     boost::asio::steady_timer poll_timer; ///< fallback emptiness checks; rmdir retries
-    std::optional<boost::asio::posix::stream_descriptor> events; ///< inotify on cgroup.events
+    /// The leaf's cgroup.events descriptor, borrowed for waiting in the reactor: released,
+    /// never closed, by release_events() (the leaf owns the descriptor).
+    std::optional<boost::asio::posix::stream_descriptor> events;
+    bool watch_failed = false;   ///< the reactor reported an error on `events`: poll instead
+    int blind_checks = 0;        ///< consecutive /proc walks that could not look everywhere
+    error_code stop_error;       ///< given to stop waiters (EMFILE: the tree could not be checked)
+
+    ~child_impl() { release_events(*this); }
+    friend void release_events(child_impl& c) noexcept {
+        if (!c.events) return;
+        boost::system::error_code ignored;
+        c.events->cancel(ignored);
+        c.events->release();
+        c.events.reset();
+    }
 };
 
 /// Reaps the child if it has exited (waitid(P_PIDFD, WEXITED|WNOHANG|__WALL)); returns its
@@ -91,6 +105,10 @@ void start_stop(const std::shared_ptr<child_impl>& c, int sig, std::chrono::stea
 
 /// Sends `sig` to every process of the tree now; returns how many got it.
 std::size_t signal_tree_now(child_impl& c, int sig);
+
+/// SIGKILL to the main process's process group, for when /proc cannot be walked (no
+/// descriptors left); only while the main process is unreaped.
+void kill_group_blind(child_impl& c) noexcept;
 
 /// SIGKILL to the whole tree, synchronously (used by the destructor).
 void kill_tree_now(child_impl& c) noexcept;

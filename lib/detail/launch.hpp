@@ -22,7 +22,7 @@ enum class launcher_kind : int {
 
 std::string_view to_string(launcher_kind k) noexcept;
 
-/// Pins the launcher (tests), or returns to probing with `automatic`.
+/// Pins the launcher (tests), or returns to probing (from clone3 again) with `automatic`.
 void force_launcher(launcher_kind k) noexcept;
 
 /// Tests only: the child sleeps this long just before PR_SET_PDEATHSIG, so a test can kill the

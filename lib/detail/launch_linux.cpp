@@ -12,6 +12,7 @@
 //
 // The child's exit signal is SIGCHLD, as for any child: drover never handles it (it waits on
 // the pidfd), and leaves the process's SIGCHLD disposition alone.
+#include "detail/fault.hpp"
 #include "detail/launch.hpp"
 
 #include <fcntl.h>
@@ -482,6 +483,10 @@ struct clone_result {
 
 clone_result do_clone3(child_plan& plan, void* stack_top) noexcept {
     clone_result r;
+    if (int e = fault(fault_point::clone3)) { // tests: a seccomp profile or an old kernel
+        r.err = e;
+        return r;
+    }
 #if DROVER_HAVE_CLONE3_TRAMPOLINE
     for (;;) {
         bool clear = g_clear_sighand_ok.load(std::memory_order_relaxed);
@@ -520,6 +525,10 @@ clone_result do_clone3(child_plan& plan, void* stack_top) noexcept {
 
 clone_result do_clone(child_plan& plan, void* stack_top, bool with_pidfd) noexcept {
     clone_result r;
+    if (int e = with_pidfd ? fault(fault_point::clone_pidfd) : 0) { // tests: CLONE_PIDFD refused
+        r.err = e;
+        return r;
+    }
     if (plan.cgroup_fd >= 0) plan.attach_in_child = true; // no CLONE_INTO_CGROUP with clone()
     int flags = CLONE_VM | CLONE_VFORK | (with_pidfd ? CLONE_PIDFD : 0) | SIGCHLD |
                 static_cast<int>(plan.ns_flags);
@@ -578,7 +587,7 @@ unique_fd fresh_blocking_open(int fd) noexcept {
     char proc_path[32];
     std::snprintf(proc_path, sizeof proc_path, "/proc/self/fd/%d", fd);
     // O_NONBLOCK on open: a pipe with no reader left must not block us (ENXIO instead).
-    int nfd = ::open(proc_path, (fl & O_ACCMODE) | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    int nfd = f_open(proc_path, (fl & O_ACCMODE) | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (nfd < 0) return {};
     unique_fd owned{nfd};
     int nfl = ::fcntl(nfd, F_GETFL);
@@ -691,7 +700,7 @@ bool prepare_fds(const command& cmd, prepared_fds& pf, spawn_failure& f) {
         }
         case stdio::kind::null: {
             if (!devnull) {
-                devnull.reset(::open("/dev/null", O_RDWR | O_CLOEXEC | O_NOCTTY));
+                devnull.reset(f_open("/dev/null", O_RDWR | O_CLOEXEC | O_NOCTTY));
                 if (!devnull) return fail(f, errno, spawn_stage::open_stdio, "/dev/null");
             }
             if (!add_move(devnull.get(), t, true)) return false;
@@ -699,7 +708,7 @@ bool prepare_fds(const command& cmd, prepared_fds& pf, spawn_failure& f) {
         }
         case stdio::kind::pipe: {
             int p[2];
-            if (::pipe2(p, O_CLOEXEC) != 0)
+            if (f_pipe2(p, O_CLOEXEC) != 0)
                 return fail(f, errno, spawn_stage::open_stdio, "pipe for fd " + std::to_string(t));
             unique_fd rd{p[0]}, wr{p[1]};
             unique_fd& child_end = t == 0 ? rd : wr;
@@ -720,7 +729,7 @@ bool prepare_fds(const command& cmd, prepared_fds& pf, spawn_failure& f) {
             if (t == 0 && s.type() == stdio::kind::file) flags |= O_RDONLY;
             else if (s.type() == stdio::kind::append) flags |= O_WRONLY | O_CREAT | O_APPEND;
             else flags |= O_WRONLY | O_CREAT | O_TRUNC;
-            int fd = ::open(s.path().c_str(), flags, 0666);
+            int fd = f_open(s.path().c_str(), flags, 0666);
             if (fd < 0) return fail(f, errno, spawn_stage::open_stdio, s.path().string());
             pf.owned.emplace_back(fd);
             if (!add_move(fd, t, true)) return false;
@@ -768,6 +777,7 @@ void set_test_delay_before_pdeathsig(unsigned ms) noexcept {
 
 void force_launcher(launcher_kind k) noexcept {
     g_forced.store(static_cast<int>(k), std::memory_order_relaxed);
+    if (k == launcher_kind::automatic) g_detected.store(0, std::memory_order_relaxed); // probe afresh
 }
 
 launcher_kind current_launcher() noexcept {
@@ -943,6 +953,8 @@ bool launch(const command& cmd, int cgroup_fd, launched& out, spawn_failure& f) 
     // its /proc entries turn root-owned).
     const bool changes_ids = plan.set_uid || plan.set_gid || plan.set_groups;
     const int dumpable = changes_ids ? ::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) : -1;
+
+    f_alloc_point(); // tests: everything opened so far must be closed on the way out
 
     launcher_kind used = launcher_kind::automatic;
     clone_result r;

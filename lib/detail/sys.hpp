@@ -8,9 +8,11 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <optional>
 
+#include "detail/fault.hpp"
 #include "drover/exit_status.hpp"
 
 #ifndef P_PIDFD
@@ -67,6 +69,7 @@ inline constexpr std::uint64_t pidfd_info_exit = 1ULL << 3;
 inline constexpr unsigned long pidfd_get_info = _IOWR(0xFF, 11, pidfd_info);
 
 inline int sys_pidfd_open(pid_t pid, unsigned flags) noexcept {
+    if (int e = fault(fault_point::pidfd_open)) return errno = e, -1;
     return static_cast<int>(::syscall(SYS_pidfd_open, pid, flags));
 }
 

@@ -11,6 +11,7 @@
 #include <string>
 #include <unordered_set>
 
+#include "detail/fault.hpp"
 #include "detail/sys.hpp"
 #include "detail/unique_fd.hpp"
 
@@ -20,11 +21,11 @@ namespace {
 
 bool read_file(const char* path, std::string& out) {
     out.clear();
-    int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    int fd = f_open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return false;
     char buf[4096];
     for (;;) {
-        ssize_t n = ::read(fd, buf, sizeof buf);
+        ssize_t n = f_read(fd, buf, sizeof buf);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) {
             ::close(fd);
@@ -50,15 +51,26 @@ bool parse_pid(std::string_view s, pid_t& out) {
     return true;
 }
 
+/// An error that says nothing about the process, only that we could not look (out of
+/// descriptors or memory): the walk is then incomplete, never "found nothing".
+bool resource_error(int e) { return e == EMFILE || e == ENFILE || e == ENOMEM || e == EINTR; }
+
+DIR* open_dir(const char* path) {
+    if (int e = fault(fault_point::open)) return errno = e, nullptr;
+    return ::opendir(path);
+}
+
+/// Calls f(pid) for every process; false if /proc could not be listed.
 template <typename F>
-void for_each_proc(F&& f) {
-    DIR* d = ::opendir("/proc");
-    if (d == nullptr) return;
+bool for_each_proc(F&& f) {
+    DIR* d = open_dir("/proc");
+    if (d == nullptr) return false;
     while (dirent* e = ::readdir(d)) {
         pid_t pid;
         if (parse_pid(e->d_name, pid)) f(pid);
     }
     ::closedir(d);
+    return true;
 }
 
 bool same_ids(const proc_ids& a, const proc_ids& b) {
@@ -104,17 +116,23 @@ bool read_proc_ids(pid_t pid, proc_ids& out) noexcept try {
     return false;
 }
 
-std::vector<pid_t> children_of(pid_t pid) {
+std::vector<pid_t> children_of(pid_t pid, bool* complete) {
     std::vector<pid_t> out;
     std::string base = "/proc/" + std::to_string(pid) + "/task";
-    DIR* d = ::opendir(base.c_str());
-    if (d == nullptr) return out;
+    DIR* d = open_dir(base.c_str());
+    if (d == nullptr) {
+        if (complete != nullptr && resource_error(errno)) *complete = false;
+        return out;
+    }
     std::string text;
     while (dirent* e = ::readdir(d)) {
         pid_t tid;
         if (!parse_pid(e->d_name, tid)) continue;
         std::string p = base + "/" + e->d_name + "/children";
-        if (!read_file(p.c_str(), text)) continue;
+        if (!read_file(p.c_str(), text)) {
+            if (complete != nullptr && resource_error(errno)) *complete = false;
+            continue;
+        }
         std::size_t i = 0;
         while (i < text.size()) {
             std::size_t j = text.find(' ', i);
@@ -128,19 +146,27 @@ std::vector<pid_t> children_of(pid_t pid) {
     return out;
 }
 
-std::vector<tree_member> session_members(pid_t sid, const std::vector<pid_t>& extra_roots) {
+std::vector<tree_member> session_members(pid_t sid, const std::vector<pid_t>& extra_roots, bool* complete) {
     const pid_t self = ::getpid();
     std::unordered_set<pid_t> seen;
     std::vector<tree_member> todo;
-    if (sid > 0) for_each_proc([&](pid_t pid) {
-        proc_ids ids;
-        if (pid == self || !read_proc_ids(pid, ids) || ids.state == 'Z' || ids.state == 'X') return;
-        if (ids.session == sid || ids.pgrp == sid)
-            if (seen.insert(pid).second) todo.push_back({pid, ids});
-    });
+    bool whole = true;
+    auto ids_of = [&](pid_t pid, proc_ids& ids) {
+        errno = 0;
+        if (read_proc_ids(pid, ids)) return true;
+        if (resource_error(errno)) whole = false;
+        return false;
+    };
+    if (sid > 0 && !for_each_proc([&](pid_t pid) {
+            proc_ids ids;
+            if (pid == self || !ids_of(pid, ids) || ids.state == 'Z' || ids.state == 'X') return;
+            if (ids.session == sid || ids.pgrp == sid)
+                if (seen.insert(pid).second) todo.push_back({pid, ids});
+        }))
+        whole = false;
     for (pid_t r : extra_roots) {
         proc_ids ids;
-        if (r != self && read_proc_ids(r, ids) && ids.state != 'Z' && ids.state != 'X' && seen.insert(r).second)
+        if (r != self && ids_of(r, ids) && ids.state != 'Z' && ids.state != 'X' && seen.insert(r).second)
             todo.push_back({r, ids});
     }
     std::vector<tree_member> out;
@@ -148,19 +174,20 @@ std::vector<tree_member> session_members(pid_t sid, const std::vector<pid_t>& ex
         tree_member m = todo.back();
         todo.pop_back();
         out.push_back(m);
-        for (pid_t c : children_of(m.pid)) {
+        for (pid_t c : children_of(m.pid, &whole)) {
             proc_ids ids;
-            if (c == self || !read_proc_ids(c, ids) || ids.state == 'Z' || ids.state == 'X') continue;
+            if (c == self || !ids_of(c, ids) || ids.state == 'Z' || ids.state == 'X') continue;
             if (ids.ppid != m.pid) continue; // re-parented (or reused) since the listing
             if (seen.insert(c).second) todo.push_back({c, ids});
         }
     }
+    if (complete != nullptr) *complete = whole;
     return out;
 }
 
-std::vector<pid_t> session_tree(pid_t sid, const std::vector<pid_t>& extra_roots) {
+std::vector<pid_t> session_tree(pid_t sid, const std::vector<pid_t>& extra_roots, bool* complete) {
     std::vector<pid_t> out;
-    for (const auto& m : session_members(sid, extra_roots)) out.push_back(m.pid);
+    for (const auto& m : session_members(sid, extra_roots, complete)) out.push_back(m.pid);
     return out;
 }
 

@@ -32,7 +32,7 @@ bool parse_stat_ids(std::string_view stat, proc_ids& out) noexcept;
 bool read_proc_ids(pid_t pid, proc_ids& out) noexcept;
 
 /// The pids listed in /proc/<pid>/task/*/children.
-std::vector<pid_t> children_of(pid_t pid);
+std::vector<pid_t> children_of(pid_t pid, bool* complete = nullptr);
 
 struct tree_member {
     pid_t pid;
@@ -40,11 +40,14 @@ struct tree_member {
 };
 
 /// The live (non-zombie) members of the tree of session `sid`, with their ids at discovery.
-std::vector<tree_member> session_members(pid_t sid, const std::vector<pid_t>& extra_roots);
+/// `complete` (if given) is set false when the walk could not look everywhere because drover
+/// is out of descriptors or memory: then "no members" does not mean the tree is empty.
+std::vector<tree_member> session_members(pid_t sid, const std::vector<pid_t>& extra_roots,
+                                         bool* complete = nullptr);
 
 /// The live (non-zombie) processes of the tree rooted at session `sid`, as described above.
 /// Never includes the calling process.
-std::vector<pid_t> session_tree(pid_t sid, const std::vector<pid_t>& extra_roots);
+std::vector<pid_t> session_tree(pid_t sid, const std::vector<pid_t>& extra_roots, bool* complete = nullptr);
 
 /// Pidfds for every process of the tree, each one's identity re-checked after pidfd_open (so
 /// a pid reused meanwhile is left out). Collect first, then signal: a parent that dies of the
