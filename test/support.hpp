@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 
+#include <cerrno>
 #include <chrono>
 #include <exception>
 #include <fstream>
@@ -29,6 +30,16 @@ namespace drover::test {
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
+
+/// Calls `f` again while it fails with EINTR: the signal-storm runs (test/main.cpp) interrupt
+/// the tests' own blocking calls too, which must not fail a test for drover.
+template <typename F>
+auto eintr_retry(F f) {
+    decltype(f()) r;
+    do r = f();
+    while (r < 0 && errno == EINTR);
+    return r;
+}
 
 /// The scripted helper program (see test/child/drover_test_child.cpp for its operations).
 inline const char* helper_path() { return DROVER_TEST_CHILD; }

@@ -40,7 +40,7 @@ namespace {
 /// Blocks until the pidfd says the process has exited (without reaping it).
 bool wait_exited_unreaped(const child& c, int timeout_ms = 10000) {
     pollfd p{c.native_handle(), POLLIN, 0};
-    return ::poll(&p, 1, timeout_ms) == 1;
+    return eintr_retry([&] { return ::poll(&p, 1, timeout_ms); }) == 1;
 }
 
 asio::awaitable<exit_status> spawn_and_wait(command cmd) {
@@ -375,7 +375,7 @@ TEST_CASE("C1: after pid reuse, signalling the old child never reaches the new p
     REQUIRE(wait_exited_unreaped(a));
     // Someone else reaps A (a host with __WALL), so its pid is free for reuse.
     siginfo_t si{};
-    REQUIRE(::waitid(P_PID, static_cast<id_t>(old_pid), &si, WEXITED | __WALL) == 0);
+    REQUIRE(eintr_retry([&] { return ::waitid(P_PID, static_cast<id_t>(old_pid), &si, WEXITED | __WALL); }) == 0);
     // Make an unrelated process B take exactly that pid (clone3 set_tid, Linux 5.5, CAP_SYS_ADMIN).
     detail::clone_args args{};
     args.exit_signal = SIGCHLD;
@@ -403,10 +403,10 @@ TEST_CASE("C1: after pid reuse, signalling the old child never reaches the new p
     CHECK_FALSE(a.id().has_value());
     // B is untouched: still running, not reaped by drover.
     siginfo_t bs{};
-    REQUIRE(::waitid(P_PID, static_cast<id_t>(b), &bs, WEXITED | WNOHANG) == 0);
+    REQUIRE(eintr_retry([&] { return ::waitid(P_PID, static_cast<id_t>(b), &bs, WEXITED | WNOHANG); }) == 0);
     CHECK(bs.si_pid == 0);
     ::kill(static_cast<pid_t>(b), SIGKILL); // the test's own raw child
-    REQUIRE(::waitid(P_PID, static_cast<id_t>(b), &bs, WEXITED) == 0);
+    REQUIRE(eintr_retry([&] { return ::waitid(P_PID, static_cast<id_t>(b), &bs, WEXITED); }) == 0);
     CHECK(bs.si_code == CLD_KILLED);
 }
 

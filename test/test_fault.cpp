@@ -422,17 +422,17 @@ TEST_CASE("daemonize: fork fails with EAGAIN: a daemon_error naming the step; no
             what = std::string(e.what()) + (e.code() == error_code(EAGAIN, boost::system::system_category()) ? " [EAGAIN]" : "");
         }
         what += open_fds() == before ? " [fds equal]" : " [fds differ]";
-        (void)!::write(report[1], what.data(), what.size());
+        eintr_retry([&] { return ::write(report[1], what.data(), what.size()); });
         ::_exit(0);
     }
     ::close(report[1]);
     std::string got;
     char buf[512];
     ssize_t n;
-    while ((n = ::read(report[0], buf, sizeof buf)) > 0) got.append(buf, static_cast<std::size_t>(n));
+    while ((n = eintr_retry([&] { return ::read(report[0], buf, sizeof buf); })) > 0) got.append(buf, static_cast<std::size_t>(n));
     ::close(report[0]);
     int st = 0;
-    ::waitpid(pid, &st, 0);
+    eintr_retry([&] { return ::waitpid(pid, &st, 0); });
     CHECK(got.find("daemonize: fork") != std::string::npos);
     CHECK(got.find("[EAGAIN]") != std::string::npos);
     CHECK(got.find("[fds equal]") != std::string::npos);

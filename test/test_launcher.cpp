@@ -10,6 +10,8 @@
 
 #include <doctest/doctest.h>
 
+#include <thread>
+
 #include "support.hpp"
 
 using namespace drover;
@@ -39,21 +41,21 @@ TEST_CASE("C3b: a parent killed before the child's PR_SET_PDEATHSIG still takes 
     }
     // Find the helper while it sits in the pause (it is the forked process's only child).
     pid_t helper_pid = 0;
-    for (int i = 0; i < 300 && helper_pid == 0; ++i) {
+    for (auto end = std::chrono::steady_clock::now() + 3s; helper_pid == 0 && std::chrono::steady_clock::now() < end;) {
         std::ifstream kids("/proc/" + std::to_string(parent) + "/task/" + std::to_string(parent) + "/children");
         kids >> helper_pid;
-        if (helper_pid == 0) ::usleep(1000);
+        if (helper_pid == 0) std::this_thread::sleep_for(1ms);
     }
     REQUIRE(helper_pid > 0);
     ::kill(parent, SIGKILL);
     int ws = 0;
-    ::waitpid(parent, &ws, 0); // directed at our own forked child
+    eintr_retry([&] { return ::waitpid(parent, &ws, 0); }); // directed at our own forked child
     bool gone = false;
-    for (int i = 0; i < 300 && !gone; ++i) {
+    for (auto end = std::chrono::steady_clock::now() + 3s; !gone && std::chrono::steady_clock::now() < end;) {
         std::string stat = read_file("/proc/" + std::to_string(helper_pid) + "/stat");
         auto rp = stat.rfind(')');
         gone = stat.empty() || (rp != std::string::npos && rp + 2 < stat.size() && stat[rp + 2] == 'Z');
-        if (!gone) ::usleep(10000);
+        if (!gone) std::this_thread::sleep_for(10ms);
     }
     CHECK(gone); // died within 3 s: at the end of the pause, not 30 s later
 }

@@ -231,7 +231,7 @@ TEST_CASE("a passed fd works in the child at the number asked for, even a low pa
     CHECK(r.status.success());
     CHECK(r.out == "0 1 2 3\n");
     char buf[64] = {};
-    auto n = ::read(p[0], buf, sizeof buf);
+    auto n = eintr_retry([&] { return ::read(p[0], buf, sizeof buf); });
     ::close(p[0]);
     CHECK(std::string(buf, n > 0 ? static_cast<std::size_t>(n) : 0) == "via three\n");
 }
@@ -289,7 +289,7 @@ TEST_CASE("B4: a child inheriting a non-blocking stdout writes 1 MiB without EAG
     std::thread reader([&] {
         char buf[65536];
         ssize_t n;
-        while ((n = ::read(p[0], buf, sizeof buf)) > 0) received.append(buf, static_cast<std::size_t>(n));
+        while ((n = eintr_retry([&] { return ::read(p[0], buf, sizeof buf); })) > 0) received.append(buf, static_cast<std::size_t>(n));
     });
     exit_status st;
     {
@@ -404,7 +404,12 @@ TEST_CASE("a child starts in its own session unless told otherwise") {
 TEST_CASE("the working directory applies, and a relative program path is relative to it") {
     temp_dir d;
     fs::create_directory(d.path / "bin");
-    fs::copy_file("/bin/pwd", d.path / "bin" / "mypwd");
+    // Not fs::copy_file: libstdc++ 12's sendfile loop gives up on EINTR (the signal-storm run).
+    {
+        std::ifstream from("/bin/pwd", std::ios::binary);
+        std::ofstream(d.path / "bin" / "mypwd", std::ios::binary) << from.rdbuf();
+        fs::permissions(d.path / "bin" / "mypwd", fs::perms::owner_all);
+    }
     auto r = output_now(command("./bin/mypwd").cwd(d.path));
     CHECK(r.status.success());
     CHECK(r.out == fs::canonical(d.path).string() + "\n");
