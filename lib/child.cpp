@@ -465,6 +465,15 @@ child spawn(const asio::any_io_executor& ex, const command& cmd, spawn_failure& 
                 return {};
             }
         }
+        if (leaf && leaf->frozen()) {
+            // A child cloned into a frozen cgroup freezes before exec, and the clone (vfork
+            // semantics) would wait for it forever: refuse instead, in every cgroup mode.
+            f.code = error_code(EBUSY, boost::system::system_category());
+            f.stage = spawn_stage::cgroup;
+            f.detail = "the child's cgroup " + leaf->path() +
+                       " is frozen (cgroup.freeze is set on it or a parent); a child placed there could not run";
+            return {};
+        }
         std::vector<std::pair<std::string, std::string>> not_applied;
         bool memory_limited = false;
         if (leaf) leaf->apply_limits(cmd.cgroup_settings(), not_applied, memory_limited);

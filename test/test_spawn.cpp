@@ -236,6 +236,33 @@ TEST_CASE("a passed fd works in the child at the number asked for, even a low pa
     CHECK(std::string(buf, n > 0 ? static_cast<std::size_t>(n) : 0) == "via three\n");
 }
 
+namespace {
+std::atomic<int> g_phantom_terms{0};
+void count_phantom_term(int) { ++g_phantom_terms; }
+} // namespace
+
+TEST_CASE("A4: spawn, then stop in the same tick, 1,000 times: the program always gets the signal; drover never does") {
+    struct sigaction sa {}, old {};
+    sa.sa_handler = count_phantom_term;
+    sigemptyset(&sa.sa_mask);
+    REQUIRE(::sigaction(SIGTERM, &sa, &old) == 0);
+    asio::io_context ctx;
+    int by_term = 0, other = 0;
+    for (int i = 0; i < 1000; ++i) {
+        child c = spawn(ctx, helper({"sleep", "30000"}).cgroup(i % 2 ? cgroup_mode::off : cgroup_mode::automatic));
+        c.async_stop(10s, [&](error_code ec, exit_status st) {
+            if (!ec && st == exit_status::signaled(SIGTERM)) ++by_term;
+            else ++other;
+        });
+        ctx.restart();
+        ctx.run_for(10s);
+    }
+    ::sigaction(SIGTERM, &old, nullptr);
+    CHECK(by_term == 1000);
+    CHECK(other == 0);
+    CHECK(g_phantom_terms == 0);
+}
+
 TEST_CASE("B2, B3: the child gets an empty signal mask and default dispositions") {
     sigset_t block, old;
     sigemptyset(&block);

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -297,6 +298,43 @@ TEST_CASE("I2: stop, then start the same command again three times under the sam
     }
     CHECK(leaves.size() == 3);
     CHECK(parents.size() == 1);
+}
+
+TEST_CASE("I2: a spawn into a frozen cgroup fails at once with EBUSY, stage cgroup; it does not hang") {
+    if (!cgroups_usable()) {
+        MESSAGE("skipped: no usable cgroup v2: " << detail::probe_cgroup().why_not);
+        return;
+    }
+    asio::io_context ctx;
+    // drover's own directory (drover-<pid>), the parent of every leaf: freeze it while nothing
+    // of this suite runs in it. A fresh leaf below inherits the freeze.
+    child probe = spawn(ctx, helper({"sleep", "30000"}).cgroup(cgroup_mode::required));
+    REQUIRE(probe.cgroup_path());
+    const std::string dir = fs::path(*probe.cgroup_path()).parent_path().string();
+    CHECK(run(ctx, probe.async_kill(asio::use_awaitable)) == exit_status::signaled(SIGKILL));
+    auto freeze = [&](const char* v) { std::ofstream(dir + "/cgroup.freeze") << v; };
+    // A child that stayed alive (the directory exists while it does) keeps the directory.
+    child keeper = spawn(ctx, helper({"sleep", "30000"}).cgroup(cgroup_mode::required));
+    freeze("1");
+    // If the check were missing, the spawn below would block forever: thaw after 10 s anyway.
+    std::atomic<bool> done{false};
+    std::thread thaw([&] {
+        for (int i = 0; i < 1000 && !done; ++i) std::this_thread::sleep_for(10ms);
+        freeze("0");
+    });
+    auto t0 = clk::now();
+    for (auto mode : {cgroup_mode::automatic, cgroup_mode::required}) {
+        spawn_failure f;
+        child c = spawn(ctx, helper({"exit", "0"}).cgroup(mode), f);
+        CHECK(f.code == error_code(EBUSY, boost::system::system_category()));
+        CHECK(f.stage == spawn_stage::cgroup);
+        CHECK(f.message().find("is frozen") != std::string::npos);
+    }
+    CHECK(clk::now() - t0 < 2s);
+    done = true;
+    thaw.join();
+    CHECK(output_now(helper({"write-line", "thawed"})).out == "thawed\n");
+    CHECK(run(ctx, keeper.async_kill(asio::use_awaitable)) == exit_status::signaled(SIGKILL));
 }
 
 TEST_CASE("I1: the cgroup2 mount is found through mountinfo, wherever it is") {

@@ -271,20 +271,42 @@ std::vector<pid_t> cgroup_leaf::procs() const {
     return out;
 }
 
-bool cgroup_leaf::populated() const noexcept {
-    if (!events_) return true;
-    char buf[256];
+namespace {
+
+/// Reads cgroup.events from offset 0 (which makes the kernel produce it afresh; short reads
+/// continue) into `buf`, NUL-terminated. False on a read error or an empty file.
+bool read_events(int fd, char (&buf)[256]) noexcept {
+    if (fd < 0) return false;
     std::size_t len = 0;
-    for (;;) { // from offset 0, which makes the kernel produce it afresh; short reads continue
-        ssize_t n = f_pread(events_.get(), buf + len, sizeof buf - 1 - len, static_cast<off_t>(len));
+    for (;;) {
+        ssize_t n = f_pread(fd, buf + len, sizeof buf - 1 - len, static_cast<off_t>(len));
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return true;
+        if (n < 0) return false;
         if (n == 0 || (len += static_cast<std::size_t>(n)) == sizeof buf - 1) break;
     }
-    if (len == 0) return true;
     buf[len] = '\0';
-    const char* p = std::strstr(buf, "populated ");
-    return p == nullptr || p[10] != '0';
+    return len > 0;
+}
+
+/// The value of `key` ("populated", "frozen") in cgroup.events text: '0', '1', or 0 if absent.
+char events_value(const char* text, const char* key) noexcept {
+    std::size_t k = std::strlen(key);
+    for (const char* p = text; (p = std::strstr(p, key)) != nullptr; p += k)
+        if ((p == text || p[-1] == '\n') && p[k] == ' ') return p[k + 1];
+    return 0;
+}
+
+} // namespace
+
+bool cgroup_leaf::populated() const noexcept {
+    char buf[256];
+    if (!read_events(events_.get(), buf)) return true;
+    return events_value(buf, "populated") != '0';
+}
+
+bool cgroup_leaf::frozen() const noexcept {
+    char buf[256];
+    return read_events(events_.get(), buf) && events_value(buf, "frozen") == '1';
 }
 
 namespace {

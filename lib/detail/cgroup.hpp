@@ -64,6 +64,9 @@ public:
     std::vector<pid_t> procs() const;
     /// `populated` from cgroup.events; true on a read error (never claims empty wrongly).
     bool populated() const noexcept;
+    /// `frozen` from cgroup.events: the leaf (a new one inherits this from a frozen parent)
+    /// would freeze a child placed in it before it could exec.
+    bool frozen() const noexcept;
     /// cgroup.events, open for the leaf's whole life (owned by the leaf). The kernel reports a
     /// change of it as EPOLLPRI (kernfs_notify), so a stop waits on this descriptor in the
     /// reactor: no inotify instance per child (128 per user by default), and no open() while
