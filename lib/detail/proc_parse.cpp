@@ -16,6 +16,13 @@ std::uint64_t ticks_per_second() {
     return hz > 0 ? static_cast<std::uint64_t>(hz) : 100;
 }
 
+/// Whether a tick count (CPU time, start time since boot) is one a process can have: under
+/// 2^61 ns, 73 years. More is a corrupt file, and callers add these durations to each other and
+/// to the boot time, which must not overflow. (Fuzzing found the overflow in from_ticks.)
+bool plausible_ticks(std::uint64_t t) {
+    return t / ticks_per_second() < (std::uint64_t{1} << 61) / 1000000000;
+}
+
 bool parse_ids(std::string_view value, unsigned& real, unsigned& effective) {
     auto w = words(value);
     return w.size() >= 2 && parse_num(w[0], real) && parse_num(w[1], effective);
@@ -51,6 +58,9 @@ std::optional<std::string_view> field(std::string_view text, std::string_view ke
 
 std::chrono::nanoseconds from_ticks(std::uint64_t t) {
     const std::uint64_t hz = ticks_per_second();
+    // Past 292 years the seconds would overflow nanoseconds (UB): saturate.
+    constexpr std::uint64_t max_seconds = std::chrono::nanoseconds::max().count() / 1000000000 - 1;
+    if (t / hz > max_seconds) return std::chrono::nanoseconds::max();
     return std::chrono::seconds(t / hz) + std::chrono::nanoseconds((t % hz) * 1000000000ULL / hz);
 }
 
@@ -69,7 +79,7 @@ bool parse_stat(std::string_view text, pid_t pid, proc_info& p) {
     long threads = 0;
     if (!parse_num(f[1], p.ppid) || !parse_num(f[2], p.pgrp) || !parse_num(f[3], p.session) || !parse_num(f[6], flags) ||
         !parse_num(f[11], utime) || !parse_num(f[12], stime) || !parse_num(f[17], threads) ||
-        !parse_num(f[19], start))
+        !parse_num(f[19], start) || !plausible_ticks(utime) || !plausible_ticks(stime) || !plausible_ticks(start))
         return false;
     p.user_cpu = from_ticks(utime);
     p.system_cpu = from_ticks(stime);
@@ -184,10 +194,14 @@ bool parse_io(std::string_view text, io_counters& io) {
 }
 
 std::optional<std::string> parse_proc_cgroup(std::string_view t) {
-    // The v2 line comes last.
-    std::size_t at = t.rfind("0::", 0) == 0 ? 0 : t.find("\n0::");
-    if (at != 0 && at != std::string_view::npos) ++at; // past the newline
-    if (at == std::string_view::npos) return std::nullopt;
+    // The v2 line comes last. A "\n0::" at offset 0 (a file starting with a newline) is not a
+    // first line "0::": taking it for one cut the path's first character (found by fuzzing).
+    std::size_t at = 0;
+    if (!t.starts_with("0::")) {
+        at = t.find("\n0::");
+        if (at == std::string_view::npos) return std::nullopt;
+        ++at; // past the newline
+    }
     auto v = t.substr(at + 3);
     if (!v.empty() && v.back() == '\n') v.remove_suffix(1);
     return std::string(v);

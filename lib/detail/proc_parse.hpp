@@ -33,12 +33,13 @@ std::vector<std::string_view> words(std::string_view s);
 /// The value of the first "Key:" line in a "Key:\tvalue" file (status, io, fdinfo), or empty.
 std::optional<std::string_view> field(std::string_view text, std::string_view key);
 
-/// Clock ticks (USER_HZ) as a duration.
+/// Clock ticks (USER_HZ) as a duration (nanoseconds::max() past 292 years).
 std::chrono::nanoseconds from_ticks(std::uint64_t ticks);
 
 /// /proc/<pid>/stat: pid, comm, state, ppid, pgrp, session, flags, CPU times, threads, start
-/// time. False unless the text is the stat of `pid`. The name sits between the first '(' and
-/// the *last* ')': it may itself hold spaces, parentheses and newlines.
+/// time. False unless the text is the stat of `pid` with tick counts under 73 years. The name
+/// sits between the first '(' and the *last* ')': it may itself hold spaces, parentheses and
+/// newlines.
 bool parse_stat(std::string_view text, pid_t pid, proc_info& p);
 
 /// /proc/<pid>/status: uids, gids, groups, VmRSS and VmHWM. False without Uid and Gid lines.
