@@ -447,3 +447,12 @@ TEST_CASE("the tree walk reads a stat's ids exactly as read_proc_info does") {
     CHECK_FALSE(detail::parse_stat_ids("42 (x) S 1x 1 1 0\n", ids));
     CHECK_FALSE(detail::parse_stat_ids("42 (x) S 1 1\n1 0\n", ids));
 }
+
+TEST_CASE("a memory figure too large to be bytes reads as unknown, not as a wrapped number") {
+    proc_info p;
+    REQUIRE(detail::parse_status("Uid:\t1\t2\t3\t4\nGid:\t5\t6\t7\t8\nVmRSS:\t18014398509481984 kB\nVmHWM:\t4 kB\n", p));
+    CHECK(p.rss_bytes == 0);
+    CHECK(p.peak_rss_bytes == 4096);
+    REQUIRE(detail::parse_status("Uid:\t1\t2\t3\t4\nGid:\t5\t6\t7\t8\nVmRSS:\t18014398509481983 kB\n", p));
+    CHECK(p.rss_bytes == 18014398509481983ULL * 1024);
+}

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 
 #include "drover/command.hpp"
 
@@ -110,7 +111,8 @@ bool parse_status(std::string_view text, proc_info& p) {
         if (!v) return 0; // kernel threads and zombies have no memory lines
         auto w = words(*v);
         std::uint64_t n = 0;
-        return !w.empty() && parse_num(w[0], n) ? n * 1024 : 0;
+        // An unreadable figure is no figure, as is one whose bytes would not fit (it wrapped).
+        return !w.empty() && parse_num(w[0], n) && n <= UINT64_MAX / 1024 ? n * 1024 : 0;
     };
     p.rss_bytes = kib("VmRSS");
     p.peak_rss_bytes = kib("VmHWM");

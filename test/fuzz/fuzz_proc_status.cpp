@@ -18,6 +18,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (drover::detail::parse_status(s, p)) {
         FUZZ_CHECK(appears(p.uid) && appears(p.euid) && appears(p.gid) && appears(p.egid));
         FUZZ_CHECK(p.groups.size() <= s.size() / 2);
+        // Sizes are in kB: bytes are a multiple of 1024, and the kB figure is in the text.
+        for (auto bytes : {p.rss_bytes, p.peak_rss_bytes})
+            FUZZ_CHECK(bytes % 1024 == 0 && (bytes == 0 || appears(bytes / 1024)));
     }
     drover::io_counters io;
     if (drover::detail::parse_io(s, io))
