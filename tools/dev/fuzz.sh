@@ -91,7 +91,10 @@ for name in "${targets[@]}"; do
     fi
     set -e
     if [ $rc -eq 0 ]; then
-        runs=$(grep -Eo 'Done [0-9]+ runs' "$log" | awk '{ n += $2 } END { print n + 0 }')
+        # "Done N runs" (one process), or the last "#N: cov: ..." status line (-fork=N).
+        runs=$(awk '/^Done [0-9]+ runs/ { done += $2; seen = 1 }
+            /^#[0-9]+: cov:/ { n = substr($1, 2) + 0 }
+            END { print seen ? done : n + 0 }' "$log")
         echo "fuzz $name: ok, $runs runs"
     else
         failed=$((failed + 1))
