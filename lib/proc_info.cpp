@@ -26,6 +26,7 @@
 
 #include "detail/fault.hpp"
 #include "detail/proc_hook.hpp"
+#include "detail/proc_parse.hpp"
 #include "detail/sys.hpp"
 #include "detail/tree.hpp"
 #include "detail/unique_fd.hpp"
@@ -42,6 +43,13 @@ void set_proc_verify_hook(void (*hook)(pid_t)) noexcept { g_verify_hook.store(ho
 
 namespace {
 
+using detail::from_ticks;
+using detail::parse_num;
+using detail::parse_io;
+using detail::parse_limits;
+using detail::parse_net_dev;
+using detail::parse_stat;
+using detail::parse_status;
 using detail::unique_fd;
 
 error_code sys_err(int e) { return {e, boost::system::system_category()}; }
@@ -68,136 +76,21 @@ int read_at(int dir, const char* name, std::string& out, std::size_t cap, bool* 
     return 0;
 }
 
-template <class T>
-bool parse_num(std::string_view s, T& out) noexcept {
-    if (s.empty()) return false;
-    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-    return ec == std::errc{} && p == s.data() + s.size();
-}
-
-/// Splits on runs of spaces and tabs.
-std::vector<std::string_view> words(std::string_view s) {
-    std::vector<std::string_view> out;
-    std::size_t i = 0;
-    while (i < s.size()) {
-        while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) ++i;
-        std::size_t j = i;
-        while (j < s.size() && s[j] != ' ' && s[j] != '\t' && s[j] != '\n') ++j;
-        if (j > i) out.push_back(s.substr(i, j - i));
-        i = j;
-        if (i < s.size() && s[i] == '\n') break;
-    }
-    return out;
-}
-
-/// The value of "Key:" in a "Key:\tvalue" file (status, io), or empty.
-std::optional<std::string_view> field(std::string_view text, std::string_view key) {
-    std::size_t pos = 0;
-    while (pos < text.size()) {
-        auto nl = text.find('\n', pos);
-        std::string_view line = text.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
-        pos = nl == std::string_view::npos ? text.size() : nl + 1;
-        if (line.size() > key.size() && line.substr(0, key.size()) == key && line[key.size()] == ':')
-            return line.substr(key.size() + 1);
-    }
-    return std::nullopt;
-}
-
-std::uint64_t ticks_per_second() {
-    static const long hz = ::sysconf(_SC_CLK_TCK);
-    return hz > 0 ? static_cast<std::uint64_t>(hz) : 100;
-}
-
-std::chrono::nanoseconds from_ticks(std::uint64_t t) {
-    const std::uint64_t hz = ticks_per_second();
-    return std::chrono::seconds(t / hz) + std::chrono::nanoseconds((t % hz) * 1000000000ULL / hz);
-}
-
 /// Boot time (btime in /proc/stat), for start times on the wall clock.
 std::optional<std::int64_t> boot_time() {
     static const std::optional<std::int64_t> bt = []() -> std::optional<std::int64_t> {
         std::string text;
         if (read_at(AT_FDCWD, "/proc/stat", text, 1 << 20) != 0) return std::nullopt;
-        auto at = text.find("\nbtime ");
-        if (at == std::string::npos) return std::nullopt;
-        auto end = text.find('\n', at + 7);
-        std::int64_t b = 0;
-        if (!parse_num(std::string_view(text).substr(at + 7, end - at - 7), b)) return std::nullopt;
-        return b;
+        return detail::parse_boot_time(text);
     }();
     return bt;
-}
-
-/// Parses /proc/<pid>/stat. The name sits between the first '(' and the *last* ')': it may
-/// itself hold spaces, parentheses and newlines.
-bool parse_stat(std::string_view text, pid_t pid, proc_info& p) {
-    auto open = text.find('(');
-    auto close = text.rfind(')');
-    if (open == std::string_view::npos || close == std::string_view::npos || close < open || open < 2) return false;
-    pid_t first = 0;
-    if (!parse_num(text.substr(0, open - 1), first) || first != pid || text[open - 1] != ' ') return false;
-    p.comm.assign(text.substr(open + 1, close - open - 1));
-    if (close + 2 >= text.size() || text[close + 1] != ' ') return false;
-    auto f = words(text.substr(close + 2)); // f[0] is field 3 (state)
-    if (f.size() < 22 || f[0].size() != 1) return false;
-    p.state = f[0][0];
-    std::uint64_t utime = 0, stime = 0, start = 0, flags = 0;
-    long threads = 0;
-    if (!parse_num(f[1], p.ppid) || !parse_num(f[2], p.pgrp) || !parse_num(f[3], p.session) || !parse_num(f[6], flags) ||
-        !parse_num(f[11], utime) || !parse_num(f[12], stime) || !parse_num(f[17], threads) ||
-        !parse_num(f[19], start))
-        return false;
-    p.user_cpu = from_ticks(utime);
-    p.system_cpu = from_ticks(stime);
-    p.threads = static_cast<int>(threads);
-    p.start_ticks = start;
-    p.kernel_thread = (flags & 0x00200000U) != 0; // PF_KTHREAD
-    return true;
-}
-
-bool parse_ids(std::string_view value, unsigned& real, unsigned& effective) {
-    auto w = words(value);
-    return w.size() >= 2 && parse_num(w[0], real) && parse_num(w[1], effective);
-}
-
-bool parse_status(std::string_view text, proc_info& p) {
-    auto uid = field(text, "Uid");
-    auto gid = field(text, "Gid");
-    unsigned r = 0, e = 0;
-    if (!uid || !parse_ids(*uid, r, e)) return false;
-    p.uid = r;
-    p.euid = e;
-    if (!gid || !parse_ids(*gid, r, e)) return false;
-    p.gid = r;
-    p.egid = e;
-    if (auto g = field(text, "Groups"))
-        for (auto w : words(*g)) {
-            unsigned v = 0;
-            if (!parse_num(w, v)) return false;
-            p.groups.push_back(v);
-        }
-    auto kib = [&](const char* key) -> std::uint64_t {
-        auto v = field(text, key);
-        if (!v) return 0; // kernel threads and zombies have no memory lines
-        auto w = words(*v);
-        std::uint64_t n = 0;
-        return !w.empty() && parse_num(w[0], n) ? n * 1024 : 0;
-    };
-    p.rss_bytes = kib("VmRSS");
-    p.peak_rss_bytes = kib("VmHWM");
-    return true;
 }
 
 std::optional<std::uint64_t> ns_inode(int dir, const char* link) {
     char buf[128];
     ssize_t n = ::readlinkat(dir, link, buf, sizeof buf);
     if (n <= 0) return std::nullopt;
-    std::string_view s(buf, static_cast<std::size_t>(n));
-    auto open = s.find(":[");
-    if (open == std::string_view::npos || s.back() != ']') return std::nullopt;
-    std::uint64_t v = 0;
-    if (!parse_num(s.substr(open + 2, s.size() - open - 3), v)) return std::nullopt;
-    return v;
+    return detail::parse_ns_link(std::string_view(buf, static_cast<std::size_t>(n)));
 }
 
 namespace_ids read_ns(int dir) {
@@ -212,96 +105,13 @@ namespace_ids read_ns(int dir) {
     return ns;
 }
 
-bool parse_net_dev(std::string_view text, std::vector<net_interface>& out) {
-    std::size_t pos = 0;
-    int line_no = 0;
-    while (pos < text.size()) {
-        auto nl = text.find('\n', pos);
-        std::string_view line = text.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
-        pos = nl == std::string_view::npos ? text.size() : nl + 1;
-        if (++line_no <= 2) continue; // the two header lines
-        auto colon = line.find(':');
-        if (colon == std::string_view::npos) return false;
-        auto name = line.substr(0, colon);
-        name.remove_prefix(std::min(name.find_first_not_of(' '), name.size()));
-        auto f = words(line.substr(colon + 1));
-        net_interface i;
-        i.name.assign(name);
-        if (f.size() < 16 || !parse_num(f[0], i.rx_bytes) || !parse_num(f[1], i.rx_packets) ||
-            !parse_num(f[8], i.tx_bytes) || !parse_num(f[9], i.tx_packets))
-            return false;
-        out.push_back(std::move(i));
-    }
-    return true;
-}
-
-/// /proc/<pid>/limits: a header, then one row per resource in RLIMIT_* order, in columns the
-/// header places ("Limit", "Soft Limit", "Hard Limit", "Units"). (Readable by anyone, where
-/// prlimit(2) on another user's process needs CAP_SYS_RESOURCE.)
-bool parse_limits(std::string_view text, std::vector<limit_value>& out) {
-    auto nl = text.find('\n');
-    if (nl == std::string_view::npos) return false;
-    std::string_view header = text.substr(0, nl);
-    const auto soft_at = header.find("Soft Limit"), hard_at = header.find("Hard Limit"), units_at = header.find("Units");
-    if (header.rfind("Limit", 0) != 0 || soft_at == std::string_view::npos || hard_at == std::string_view::npos ||
-        units_at == std::string_view::npos || !(soft_at < hard_at && hard_at < units_at))
-        return false;
-    auto value = [](std::string_view cell, std::optional<std::uint64_t>& v) {
-        auto w = words(cell);
-        if (w.size() != 1) return false;
-        if (w[0] == "unlimited") return true;
-        std::uint64_t n = 0;
-        if (!parse_num(w[0], n)) return false;
-        v = n;
-        return true;
-    };
-    std::size_t pos = nl + 1;
-    int r = 0;
-    while (pos < text.size()) {
-        auto end = text.find('\n', pos);
-        std::string_view line = text.substr(pos, end == std::string_view::npos ? std::string_view::npos : end - pos);
-        pos = end == std::string_view::npos ? text.size() : end + 1;
-        if (line.size() < units_at) return false;
-        limit_value l;
-        l.name = std::string(rlimit_name(r++));
-        if (l.name.empty()) { // a limit newer than this build: its own words
-            auto w = words(line.substr(0, soft_at));
-            for (auto x : w) l.name += (l.name.empty() ? "" : " ") + std::string(x);
-        }
-        if (!value(line.substr(soft_at, hard_at - soft_at), l.soft) || !value(line.substr(hard_at, units_at - hard_at), l.hard))
-            return false;
-        out.push_back(std::move(l));
-    }
-    return r >= RLIMIT_NLIMITS;
-}
-
-bool parse_io(std::string_view text, io_counters& io) {
-    const std::pair<const char*, std::uint64_t*> keys[] = {
-        {"rchar", &io.rchar},         {"wchar", &io.wchar},           {"syscr", &io.syscr},
-        {"syscw", &io.syscw},         {"read_bytes", &io.read_bytes}, {"write_bytes", &io.write_bytes},
-        {"cancelled_write_bytes", &io.cancelled_write_bytes},
-    };
-    for (auto [key, dst] : keys) {
-        auto v = field(text, key);
-        if (!v) return false;
-        auto w = words(*v);
-        if (w.empty() || !parse_num(w[0], *dst)) return false;
-    }
-    return true;
-}
-
 /// "Pid:" of a pidfd's fdinfo: the pid while the process exists (running or a zombie), -1 once
 /// it has been reaped. Empty if the kernel does not say.
 std::optional<pid_t> pidfd_pid(int pidfd) {
     std::string path = "/proc/self/fdinfo/" + std::to_string(pidfd);
     std::string text;
     if (read_at(AT_FDCWD, path.c_str(), text, 4096) != 0) return std::nullopt;
-    auto v = field(text, "Pid");
-    if (!v) return std::nullopt;
-    auto w = words(*v);
-    pid_t p = 0;
-    if (w.empty() || !parse_num(w[0], p)) return std::nullopt;
-    return p;
+    return detail::parse_fdinfo_pid(text);
 }
 
 /// Whether `pid` names a process now (ours is known to be gone, so it would be another one).
@@ -356,13 +166,7 @@ std::optional<proc_info> read_with(pid_t pid, int pidfd, error_code& ec) {
     if (int e = read_at(dir.get(), "cmdline", text, 256 * 1024, &p.cmdline_truncated); e != 0) {
         note("cmdline", e);
     } else {
-        std::size_t start = 0;
-        while (start < text.size()) {
-            auto nul = text.find('\0', start);
-            if (nul == std::string::npos) nul = text.size();
-            p.cmdline.emplace_back(text.substr(start, nul - start));
-            start = nul + 1;
-        }
+        p.cmdline = detail::split_cmdline(text);
     }
     // A kernel thread and a zombie have no executable, working directory or network view.
     const bool no_task_files = p.kernel_thread || p.state == 'Z';
@@ -388,17 +192,8 @@ std::optional<proc_info> read_with(pid_t pid, int pidfd, error_code& ec) {
     }
     if (int e = read_at(dir.get(), "cgroup", text, 64 * 1024); e != 0) {
         note("cgroup", e);
-    } else {
-        // The v2 line comes last. A cgroup path is printed unescaped, so a newline inside one
-        // could fake a line: take the first "0::" line through to the end of the file.
-        std::string_view t(text);
-        std::size_t at = t.rfind("0::", 0) == 0 ? 0 : t.find("\n0::");
-        if (at != 0 && at != std::string_view::npos) ++at; // past the newline
-        if (at != std::string_view::npos) {
-            auto v = t.substr(at + 3);
-            if (!v.empty() && v.back() == '\n') v.remove_suffix(1);
-            p.cgroup.assign(v);
-        }
+    } else if (auto cg = detail::parse_proc_cgroup(text)) {
+        p.cgroup = std::move(*cg); // (see parse_proc_cgroup on paths with a newline)
     }
     p.ns = read_ns(dir.get());
     if (!p.ns.pid && !no_task_files) {

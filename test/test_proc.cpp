@@ -17,6 +17,8 @@
 #include <boost/json/value.hpp>
 
 #include "detail/proc_hook.hpp"
+#include "detail/proc_parse.hpp"
+#include "detail/tree.hpp"
 #include "support.hpp"
 
 using namespace drover;
@@ -409,3 +411,48 @@ TEST_CASE("daemonize reports a failed step to the process that asked, and leaves
 }
 
 } // TEST_SUITE
+
+// Inputs the fuzzers (test/fuzz) found; the seeds in test/fuzz/corpus hold them too.
+TEST_CASE("the cgroup v2 path is read after the first line starting with '0::', even at a leading newline") {
+    CHECK(detail::parse_proc_cgroup("0::/a/b\n") == "/a/b");
+    CHECK(detail::parse_proc_cgroup("1:name=systemd:/x\n0::/a/b\n") == "/a/b");
+    CHECK(detail::parse_proc_cgroup("\n0::/a/b\n") == "/a/b");
+    CHECK(detail::parse_proc_cgroup("0::/a\n0::/fake\n") == "/a\n0::/fake");
+    CHECK_FALSE(detail::parse_proc_cgroup("1:pids:/\n"));
+}
+
+TEST_CASE("a stat with CPU or start ticks beyond 73 years is malformed, not an overflow") {
+    const std::string head = "42 (x) S 1 42 42 0 -1 4194304 0 0 0 0 ";
+    const std::string tail = " 20 0 1 0 12345 0 0 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 1 0 0\n";
+    proc_info p;
+    CHECK(detail::parse_stat(head + "100 200 0 0" + tail, 42, p));
+    CHECK(p.user_cpu == detail::from_ticks(100));
+    CHECK_FALSE(detail::parse_stat(head + "18446744073709551615 200 0 0" + tail, 42, p));
+    CHECK_FALSE(detail::parse_stat(head + "100 1111111111111111111 0 0" + tail, 42, p));
+    CHECK(detail::from_ticks(18446744073709551615ULL) == std::chrono::nanoseconds::max());
+}
+
+TEST_CASE("the tree walk reads a stat's ids exactly as read_proc_info does") {
+    const std::string stat = "42 (a) b) S\t7  8\t9 0 -1 4194304 0 0 0 0 1 2 0 0 20 0 1 0 5 0 0 1 0 0 0 0 0 0 0 0 0 0 0 0 17 1 0 0\n";
+    proc_info p;
+    detail::proc_ids ids;
+    REQUIRE(detail::parse_stat(stat, 42, p));
+    REQUIRE(detail::parse_stat_ids(stat, ids));
+    CHECK(ids.state == 'S');
+    CHECK(ids.ppid == 7);
+    CHECK(ids.pgrp == 8);
+    CHECK(ids.session == 9);
+    // A number is whole or nothing: never cut at 10 digits with the rest taken as the next field.
+    CHECK_FALSE(detail::parse_stat_ids("42 (x) S 12345678901 1 1 0\n", ids));
+    CHECK_FALSE(detail::parse_stat_ids("42 (x) S 1x 1 1 0\n", ids));
+    CHECK_FALSE(detail::parse_stat_ids("42 (x) S 1 1\n1 0\n", ids));
+}
+
+TEST_CASE("a memory figure too large to be bytes reads as unknown, not as a wrapped number") {
+    proc_info p;
+    REQUIRE(detail::parse_status("Uid:\t1\t2\t3\t4\nGid:\t5\t6\t7\t8\nVmRSS:\t18014398509481984 kB\nVmHWM:\t4 kB\n", p));
+    CHECK(p.rss_bytes == 0);
+    CHECK(p.peak_rss_bytes == 4096);
+    REQUIRE(detail::parse_status("Uid:\t1\t2\t3\t4\nGid:\t5\t6\t7\t8\nVmRSS:\t18014398509481983 kB\n", p));
+    CHECK(p.rss_bytes == 18014398509481983ULL * 1024);
+}

@@ -12,6 +12,7 @@
 #include <unordered_set>
 
 #include "detail/fault.hpp"
+#include "detail/proc_parse.hpp"
 #include "detail/sys.hpp"
 #include "detail/unique_fd.hpp"
 
@@ -80,31 +81,32 @@ bool same_ids(const proc_ids& a, const proc_ids& b) {
 } // namespace
 
 bool parse_stat_ids(std::string_view stat, proc_ids& out) noexcept {
+    // Read as parse_stat (proc_parse.cpp) reads it, so the two never disagree: after the last
+    // ')', fields separated by runs of spaces or tabs on one line, each a whole number. (This
+    // used to skip only spaces and to cut a number at 10 digits, taking the rest as the next
+    // field; fuzzing the two side by side found it.) No allocation: callers are noexcept.
     auto close = stat.rfind(')');
     if (close == std::string_view::npos) return false;
     std::string_view rest = stat.substr(close + 1);
-    // " S ppid pgrp session ..."
-    long fields[3] = {0, 0, 0};
-    std::size_t i = 0;
-    auto skip_spaces = [&] {
-        while (i < rest.size() && rest[i] == ' ') ++i;
+    auto next_word = [&rest]() {
+        std::size_t i = 0;
+        while (i < rest.size() && (rest[i] == ' ' || rest[i] == '\t')) ++i;
+        std::size_t j = i;
+        while (j < rest.size() && rest[j] != ' ' && rest[j] != '\t' && rest[j] != '\n') ++j;
+        std::string_view w = rest.substr(i, j - i);
+        rest = j < rest.size() && rest[j] == '\n' ? std::string_view{} : rest.substr(j);
+        return w;
     };
-    skip_spaces();
-    if (i >= rest.size()) return false;
-    out.state = rest[i++];
-    for (long& f : fields) {
-        skip_spaces();
-        bool neg = i < rest.size() && rest[i] == '-';
-        if (neg) ++i;
-        std::size_t start = i;
-        long v = 0;
-        while (i < rest.size() && rest[i] >= '0' && rest[i] <= '9' && i - start < 10) v = v * 10 + (rest[i++] - '0');
-        if (i == start) return false;
-        f = neg ? -v : v;
-    }
-    out.ppid = static_cast<pid_t>(fields[0]);
-    out.pgrp = static_cast<pid_t>(fields[1]);
-    out.session = static_cast<pid_t>(fields[2]);
+    // " S ppid pgrp session ..."
+    std::string_view state = next_word();
+    if (state.size() != 1) return false;
+    pid_t ids[3] = {0, 0, 0};
+    for (pid_t& id : ids)
+        if (!parse_num(next_word(), id)) return false;
+    out.state = state[0];
+    out.ppid = ids[0];
+    out.pgrp = ids[1];
+    out.session = ids[2];
     return true;
 }
 

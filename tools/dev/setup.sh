@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Shared by the README commands: install what the build needs (Debian 12, as root or with sudo)
-# and (re)configure the build directory when needed. Sourced by demo.sh and test.sh.
+# and (re)configure the build directory when needed. Sourced by demo.sh, test.sh and fuzz.sh.
 set -euo pipefail
 
 DROVER_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -9,17 +9,21 @@ BUILD_DIR=${DROVER_BUILD_DIR:-"$DROVER_ROOT/build"}
 # libboost1.81-dev, not libboost-dev (1.74, no Process v2 and no any_completion_handler).
 PACKAGES=(g++ meson ninja-build pkg-config libboost1.81-dev libboost-json1.81-dev libspdlog-dev libfmt-dev doctest-dev libcli11-dev)
 
-missing=()
-for p in "${PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-    echo "drover: installing ${missing[*]}" >&2
-    SUDO=""
-    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# install_missing PACKAGE...: installs those of the Debian packages that are not installed yet.
+install_missing() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if ((${#missing[@]})); then
+        echo "drover: installing ${missing[*]}" >&2
+        local SUDO=""
+        [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+}
+install_missing "${PACKAGES[@]}"
 
 # Configure once; reconfigure when meson asks for it (meson.build changes are picked up by ninja).
 if [ ! -f "$BUILD_DIR/build.ninja" ]; then

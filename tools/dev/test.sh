@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Build drover and run the whole test suite twice: the normal build, then an ASan+UBSan build
-# (a second build directory, "<build>-asan"). Ends with one summary line over both:
+# (a second build directory, "<build>-asan"); then fuzz every parser of outside input for 20 s
+# each (tools/dev/fuzz.sh, build directory "<build>-fuzz"; each fuzz target counts as one test).
+# Ends with one summary line over all:
 #   "test: N passed, M failed"
-# DROVER_TEST_SANITIZERS=none skips the sanitizer pass (a quicker local run); arguments go to
-# `meson test` (a suite name, say).
+# DROVER_TEST_SANITIZERS=none skips the sanitizer pass and DROVER_TEST_FUZZ=0 the fuzzing (a
+# quicker local run); DROVER_TEST_FUZZ_SECONDS changes the 20 s. Arguments go to `meson test`
+# (a suite name, say).
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
 passed_total=0
@@ -40,6 +43,22 @@ if [ "${DROVER_TEST_SANITIZERS:-asan-ubsan}" != none ]; then
         meson setup "$ASAN_DIR" "$DROVER_ROOT" --wrap-mode=nodownload -Dsanitizer=asan-ubsan ${DROVER_MESON_ARGS:-}
     fi
     run_suite "$ASAN_DIR" "$@"
+fi
+
+if [ "${DROVER_TEST_FUZZ:-1}" != 0 ]; then
+    # libFuzzer, ASan and UBSan on each parser: the seed corpus once, then a short bounded run.
+    set +e
+    "$DROVER_ROOT/tools/dev/fuzz.sh" "${DROVER_TEST_FUZZ_SECONDS:-20}" 2>&1 | tee "$BUILD_DIR/fuzz-output.txt"
+    rc=${PIPESTATUS[0]}
+    set -e
+    read -r targets failed < <(awk '/^fuzz: [0-9]+ targets, [0-9]+ failed$/ { print $2, $4 }' "$BUILD_DIR/fuzz-output.txt")
+    targets=${targets:-0}
+    failed=${failed:-0}
+    if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi # the build or the setup failed
+    echo "test (fuzz): $((targets - failed < 0 ? 0 : targets - failed)) passed, $failed failed"
+    passed_total=$((passed_total + (targets - failed < 0 ? 0 : targets - failed)))
+    failed_total=$((failed_total + failed))
+    if [ "$rc" -ne 0 ]; then rc_total=$rc; fi
 fi
 
 echo "test: $passed_total passed, $failed_total failed"

@@ -1,0 +1,424 @@
+#include "command_line.hpp"
+
+#include <limits.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <exception>
+#include <string_view>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "drover/env_file.hpp"
+#include "drover/escape.hpp"
+#include "parse.hpp"
+
+namespace drover::cli {
+namespace {
+
+/// --stdin/--stdout/--stderr: "inherit", "null", "stdout" (stderr only), or a file path.
+std::optional<drover::stdio> stdio_spec(const std::string& v, int fd, spdlog::logger& log) {
+    if (v == "inherit") return drover::stdio::inherit();
+    if (v == "null") return drover::stdio::null();
+    if (v == "stdout") {
+        if (fd == 2) return drover::stdio::to_stdout();
+        log.error("run: --{} stdout: only --stderr can go to stdout", fd == 0 ? "stdin" : "stdout");
+        return std::nullopt;
+    }
+    if (v.empty()) {
+        log.error("run: --{} needs inherit, null{} or a file path", fd == 0 ? "stdin" : fd == 1 ? "stdout" : "stderr",
+                  fd == 2 ? ", stdout" : "");
+        return std::nullopt;
+    }
+    return drover::stdio::file(v);
+}
+
+} // namespace
+
+std::string self_exe() {
+    char buf[PATH_MAX];
+    ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (n <= 0) return {};
+    return std::string(buf, static_cast<std::size_t>(n));
+}
+
+command_line parse_command_line(int argc, const char* const* argv, spdlog::logger& log, std::ostream& out,
+                                std::ostream& err) {
+    command_line cl;
+    CLI::App app{"drover: an asynchronous process supervisor"};
+    app.require_subcommand(1);
+    app.set_version_flag("--version", std::string("drover ") + DROVER_VERSION);
+
+    run_options& ro = cl.run;
+    auto* run_cmd = app.add_subcommand("run", "Run one command: drover run [OPTIONS] -- PROGRAM [ARGS...]");
+    run_cmd->add_option("--cwd", ro.cwd, "Working directory of the child");
+    run_cmd->add_option("--env", ro.env, "Set KEY=VALUE in the child's environment (repeatable)")
+        ->expected(1)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+    run_cmd->add_flag("--env-clear", ro.env_clear, "Start the child with an empty environment");
+    run_cmd->add_option("--env-keep", ro.env_keep, "Keep only these inherited variables (repeatable)")
+        ->expected(1)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+    run_cmd->add_option("--timeout", ro.timeout,
+                        "Stop the command's tree after this long and exit 124 (500ms, 1.5s, 2m, 1h)");
+    run_cmd->add_option("--grace", ro.grace, "Time between the stop signal and SIGKILL (default 10s)");
+    run_cmd->add_option("--stop-signal", ro.stop_signal, "First signal of a stop (default TERM)");
+    run_cmd->add_flag("--cgroup", ro.cgroup, "Require a cgroup v2 leaf for the tree (fail if there is none)");
+    run_cmd->add_flag("--no-cgroup", ro.no_cgroup, "Track the tree by session and /proc, without a cgroup");
+    run_cmd->add_option("--stdin", ro.std_in, "The child's stdin: inherit (default), null, or a file");
+    run_cmd->add_option("--stdout", ro.std_out, "The child's stdout: inherit (default), null, or a file (truncated)");
+    run_cmd->add_option("--stderr", ro.std_err, "The child's stderr: inherit (default), null, stdout, or a file");
+    run_cmd->add_flag("--capture", ro.capture,
+                      "Capture stdout and stderr (bounded by --max-output) and print them when the command ends");
+    run_cmd->add_option("--max-output", ro.max_output,
+                        "Bytes kept per stream with --capture (default 16MiB): the first and last half");
+    run_cmd->add_option("--on-overflow", ro.on_overflow,
+                        "Past --max-output: truncate (default: keep draining) or kill (the tree)");
+    run_cmd->add_flag("--json", ro.json,
+                      "Print one JSON record: status, duration, rusage, both streams (implies --capture)");
+    run_cmd->add_option("--drain-grace", ro.drain_grace,
+                        "With --capture: how long output may still arrive after the command exits (default 1s)");
+    run_cmd->add_flag("--pty", ro.pty, "Run the command on a new pseudo-terminal, relayed to drover's stdin/stdout");
+    run_cmd->add_option("--pty-size", ro.pty_size, "The terminal's size as ROWSxCOLS (default: drover's terminal, or 24x80)");
+    run_cmd->add_option("--rlimit", ro.rlimits, "A resource limit for the child, NAME=SOFT[:HARD] (repeatable)")
+        ->expected(1)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+    run_cmd->add_option("--umask", ro.umask, "The child's umask, octal (like 022)");
+    run_cmd->add_flag("--no-new-privs", ro.no_new_privs, "Set no_new_privs: exec can never gain privileges");
+    run_cmd->add_option("--user", ro.user, "Run the child as this user (name or uid; needs root)");
+    run_cmd->add_option("--group", ro.group, "Run the child with this primary group (name or gid; default: the user's)");
+    run_cmd->add_option("--groups", ro.groups, "Supplementary groups, comma-separated (default: the user's; 'none')");
+    run_cmd->add_option("--cap-bound", ro.cap_bound,
+                        "Keep only these capabilities in the bounding set, comma-separated ('none' drops all)");
+    run_cmd->add_option("--env-file", ro.env_files, "Set the variables of a dotenv file (repeatable; strict format)")
+        ->expected(1)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+    run_cmd->add_option("--unshare", ro.unshare, "New namespaces for the child: user,pid,mount,net,uts,ipc,cgroup");
+    run_cmd->add_flag("--no-init", ro.no_init,
+                      "With --unshare pid: run PROGRAM itself as the namespace's init (default: drover runs as init)");
+    run_cmd->add_option("--memory-max", ro.memory_max, "memory.max of the child's cgroup (like 512M)");
+    run_cmd->add_option("--pids-max", ro.pids_max, "pids.max of the child's cgroup: processes and threads");
+    run_cmd->add_option("--cpu-max", ro.cpu_max, "cpu.max of the child's cgroup: 50% (of one CPU) or 20ms/100ms");
+    run_cmd->add_option("--label", ro.label,
+                        "Print each output line as an escaped log line: 'NAME | line' (stdout), 'NAME ! line' (stderr)");
+    // Everything from PROGRAM on belongs to the child, untouched (options included).
+    run_cmd->prefix_command();
+    run_cmd->allow_extras();
+
+    // `--` ends drover's options: what follows is the child's argv, byte for byte. Without it,
+    // the first non-option word starts the child's argv (prefix_command above).
+    // Only a `--` among drover's own options counts: one after PROGRAM is the child's.
+    int own_argc = argc;
+    std::vector<std::string> child_argv;
+    for (int i = 1; i < argc; ++i) {
+        std::string_view a(argv[i]);
+        if (a == "--") {
+            own_argc = i;
+            child_argv.assign(argv + i + 1, argv + argc);
+            break;
+        }
+        static const std::array<std::string_view, 26> with_value = {
+            "--cwd",    "--env",        "--env-keep",  "--timeout",  "--grace",       "--stop-signal", "--stdin",
+            "--stdout", "--stderr",     "--max-output", "--on-overflow", "--drain-grace", "--pty-size",  "--label",
+            "--rlimit", "--umask",      "--user",      "--group",    "--groups",      "--cap-bound",   "--env-file",
+            "--unshare", "--memory-max", "--pids-max", "--cpu-max"};
+        if (std::find(with_value.begin(), with_value.end(), a) != with_value.end()) {
+            ++i; // the option's value
+            continue;
+        }
+        if (i > 1 && !a.starts_with("-")) break; // PROGRAM: the rest is the child's
+    }
+
+    auto* inspect_cmd = app.add_subcommand("inspect", "Show everything about one process, read from /proc: drover inspect PID");
+    inspect_cmd->add_option("PID", cl.pid, "The process")->required();
+    inspect_cmd->add_flag("--json", cl.json, "One JSON record instead of text");
+    auto* ps_cmd = app.add_subcommand("ps", "Show the process tree under PID: state, CPU, RSS, uptime: drover ps PID");
+    ps_cmd->add_option("PID", cl.pid, "The root of the tree")->required();
+    ps_cmd->add_flag("--json", cl.json, "A JSON array instead of a table");
+    ps_cmd->add_option("--interval", cl.interval, "CPU is measured over this interval (default 200ms; 0 for none)");
+
+    try {
+        app.parse(own_argc, argv);
+    } catch (const CLI::ParseError& e) {
+        int rc = app.exit(e, out, err);
+        cl.exit_code = rc == 0 ? 0 : exit_drover_failed;
+        return cl;
+    }
+
+    cl.exit_code = exit_drover_failed;
+    if (inspect_cmd->parsed()) {
+        cl.what = command_line::action::inspect;
+    } else if (ps_cmd->parsed()) {
+        cl.what = command_line::action::ps;
+    } else if (run_cmd->parsed()) {
+        ro.argv = run_cmd->remaining();
+        if (!ro.argv.empty() && ro.argv.front().starts_with("-")) {
+            log.error("run: unknown option '{}' (put the command after --)", drover::escape(ro.argv.front()));
+            return cl;
+        }
+        if (own_argc != argc) {
+            if (!ro.argv.empty()) {
+                log.error("run: unexpected '{}' before --", drover::escape(ro.argv.front()));
+                return cl;
+            }
+            ro.argv = std::move(child_argv);
+        }
+        cl.what = command_line::action::run;
+    }
+    return cl;
+}
+
+std::variant<int, run_plan> check_run_options(const run_options& o, spdlog::logger& log) {
+    if (o.argv.empty()) {
+        log.error("run: no command given (usage: drover run [OPTIONS] -- PROGRAM [ARGS...])");
+        return exit_drover_failed;
+    }
+    // Every option is checked before anything starts.
+    std::optional<std::chrono::nanoseconds> timeout;
+    if (o.timeout) {
+        timeout = parse_duration(*o.timeout);
+        if (!timeout || *timeout == std::chrono::nanoseconds::zero()) {
+            log.error("run: --timeout '{}' is not a positive duration (like 500ms, 1.5s, 2m, 1h)", *o.timeout);
+            return exit_drover_failed;
+        }
+    }
+    auto grace = parse_duration(o.grace);
+    if (!grace) {
+        log.error("run: --grace '{}' is not a duration (like 500ms, 1.5s, 2m, 0)", o.grace);
+        return exit_drover_failed;
+    }
+    auto stop_signal = parse_signal(o.stop_signal);
+    if (!stop_signal) {
+        log.error("run: --stop-signal '{}' is not a signal (like TERM, SIGINT, 15)", o.stop_signal);
+        return exit_drover_failed;
+    }
+    if (o.cgroup && o.no_cgroup) {
+        log.error("run: --cgroup and --no-cgroup contradict each other");
+        return exit_drover_failed;
+    }
+    const bool capture = o.capture || o.json;
+    drover::run_options capture_opts;
+    if (o.max_output) {
+        auto n = parse_size(*o.max_output);
+        if (!n) {
+            log.error("run: --max-output '{}' is not a size (like 1MiB, 64k, 1048576)", drover::escape(*o.max_output));
+            return exit_drover_failed;
+        }
+        capture_opts.max_output = *n;
+    }
+    if (o.on_overflow) {
+        if (*o.on_overflow == "truncate") capture_opts.on_overflow = drover::overflow_policy::truncate;
+        else if (*o.on_overflow == "kill") capture_opts.on_overflow = drover::overflow_policy::kill;
+        else {
+            log.error("run: --on-overflow '{}' is not truncate or kill", drover::escape(*o.on_overflow));
+            return exit_drover_failed;
+        }
+    }
+    if ((o.max_output || o.on_overflow) && !capture) {
+        log.error("run: --max-output and --on-overflow apply to --capture (or --json); add one of them");
+        return exit_drover_failed;
+    }
+    if (o.drain_grace) {
+        auto drain = parse_duration(*o.drain_grace);
+        if (!drain) {
+            log.error("run: --drain-grace '{}' is not a duration (like 500ms, 1s)", drover::escape(*o.drain_grace));
+            return exit_drover_failed;
+        }
+        if (!capture) {
+            log.error("run: --drain-grace applies to --capture (or --json); add one of them");
+            return exit_drover_failed;
+        }
+        capture_opts.drain_grace = std::chrono::duration_cast<std::chrono::steady_clock::duration>(*drain);
+    }
+    std::optional<std::pair<unsigned short, unsigned short>> pty_size;
+    if (o.pty_size) {
+        pty_size = parse_pty_size(*o.pty_size);
+        if (!pty_size) {
+            log.error("run: --pty-size '{}' is not ROWSxCOLS (like 24x80)", drover::escape(*o.pty_size));
+            return exit_drover_failed;
+        }
+        if (!o.pty) {
+            log.error("run: --pty-size needs --pty");
+            return exit_drover_failed;
+        }
+    }
+    {
+        int modes = (capture ? 1 : 0) + (o.pty ? 1 : 0) + (o.label ? 1 : 0);
+        if (modes > 1) {
+            log.error("run: --capture/--json, --pty and --label each decide where the output goes; pick one");
+            return exit_drover_failed;
+        }
+        if (o.pty && (o.std_in || o.std_out || o.std_err)) {
+            log.error("run: --pty connects stdin, stdout and stderr to the terminal; drop --stdin/--stdout/--stderr");
+            return exit_drover_failed;
+        }
+        if ((capture || o.label) && (o.std_out || o.std_err)) {
+            log.error("run: --{} reads stdout and stderr itself; drop --stdout/--stderr", capture ? "capture" : "label");
+            return exit_drover_failed;
+        }
+        if (o.label && o.label->empty()) {
+            log.error("run: --label needs a name");
+            return exit_drover_failed;
+        }
+    }
+    std::optional<drover::namespaces> unshare;
+    if (o.unshare) {
+        std::string bad;
+        unshare = drover::parse_namespaces(*o.unshare, &bad);
+        if (!unshare) {
+            log.error("run: --unshare: '{}' is not a namespace (user, pid, mount, net, uts, ipc, cgroup; "
+                      "comma-separated, like pid,mount)", drover::escape(bad));
+            return exit_drover_failed;
+        }
+    }
+    if (o.no_init && !(unshare && any(*unshare & drover::namespaces::pid))) {
+        log.error("run: --no-init applies to --unshare with pid");
+        return exit_drover_failed;
+    }
+    // In a new pid namespace the program would be its init, which the kernel shields from every
+    // signal it has no handler for (a stop would only land as the SIGKILL after the grace), and
+    // which must reap the orphans of the namespace. So drover runs there first, as that init:
+    // it forwards signals to the program's tree and reaps (drover run's PID-1 duty).
+    const drover::command user_cmd(o.argv.front(), std::vector<std::string>(o.argv.begin() + 1, o.argv.end()));
+    std::vector<std::string> child_argv = o.argv;
+    if (unshare && any(*unshare & drover::namespaces::pid) && !o.no_init) {
+        std::string exe = self_exe();
+        if (exe.empty()) {
+            log.error("run: cannot find drover's own executable (/proc/self/exe) to run as the namespace's init; "
+                      "use --no-init");
+            return exit_drover_failed;
+        }
+        child_argv = {exe, "run", "--grace", o.grace, "--stop-signal", o.stop_signal, "--"};
+        child_argv.insert(child_argv.end(), o.argv.begin(), o.argv.end());
+    }
+    drover::command cmd(child_argv.front(), std::vector<std::string>(child_argv.begin() + 1, child_argv.end()));
+    if (o.env_clear) cmd.env_clear();
+    for (const auto& k : o.env_keep) cmd.env_keep(k);
+    for (const auto& file : o.env_files) {
+        try {
+            cmd.env_file(file);
+        } catch (const drover::env_file_error& e) {
+            log.error("run: --env-file {}", drover::escape(e.what()));
+            return exit_drover_failed;
+        }
+    }
+    for (const auto& kv : o.env) {
+        auto eq = kv.find('=');
+        if (eq == std::string::npos || eq == 0) {
+            log.error("run: --env '{}' is not KEY=VALUE", kv);
+            return exit_drover_failed;
+        }
+        cmd.env(kv.substr(0, eq), kv.substr(eq + 1));
+    }
+    if (o.cwd) cmd.cwd(*o.cwd);
+    if (o.std_in) {
+        auto sp = stdio_spec(*o.std_in, 0, log);
+        if (!sp) return exit_drover_failed;
+        cmd.std_in(*sp);
+    }
+    if (o.std_out) {
+        auto sp = stdio_spec(*o.std_out, 1, log);
+        if (!sp) return exit_drover_failed;
+        cmd.std_out(*sp);
+    }
+    if (o.std_err) {
+        auto sp = stdio_spec(*o.std_err, 2, log);
+        if (!sp) return exit_drover_failed;
+        cmd.std_err(*sp);
+    }
+    if (capture || o.label) cmd.std_out(drover::stdio::pipe()).std_err(drover::stdio::pipe());
+    cmd.stop_signal(*stop_signal)
+        .stop_grace(std::chrono::duration_cast<std::chrono::steady_clock::duration>(*grace))
+        .cgroup(o.cgroup ? drover::cgroup_mode::required
+                         : o.no_cgroup ? drover::cgroup_mode::off : drover::cgroup_mode::automatic);
+    for (const auto& l : o.rlimits) { // NAME=SOFT[:HARD]
+        auto r = parse_rlimit_spec(l);
+        if (!r) {
+            log.error("run: --rlimit '{}' is not NAME=SOFT[:HARD] (like nofile=1024, cpu=10:20, core=0, "
+                      "as=unlimited; names: cpu fsize data stack core rss nproc nofile memlock as locks "
+                      "sigpending msgqueue nice rtprio rttime)", drover::escape(l));
+            return exit_drover_failed;
+        }
+        if (soft_above_hard(*r)) {
+            log.error("run: --rlimit '{}': the soft limit is above the hard limit", drover::escape(l));
+            return exit_drover_failed;
+        }
+        cmd.rlimit(r->resource, r->soft, r->hard);
+    }
+    if (o.umask) {
+        auto v = parse_umask(*o.umask);
+        if (!v) {
+            log.error("run: --umask '{}' is not an octal mask (like 022, 0077)", drover::escape(*o.umask));
+            return exit_drover_failed;
+        }
+        cmd.umask(static_cast<mode_t>(*v));
+    }
+    if (o.no_new_privs) cmd.no_new_privs();
+    if (o.user) {
+        if (o.user->empty()) {
+            log.error("run: --user needs a name or a uid");
+            return exit_drover_failed;
+        }
+        cmd.user(*o.user);
+    }
+    if (o.group) {
+        if (o.group->empty()) {
+            log.error("run: --group needs a name or a gid");
+            return exit_drover_failed;
+        }
+        cmd.group(*o.group);
+    }
+    if (o.groups) cmd.supplementary_groups(split_list(*o.groups));
+    if (o.cap_bound) {
+        std::vector<int> caps;
+        for (const auto& name : split_list(*o.cap_bound)) {
+            auto n = drover::capability_number(name);
+            if (!n) {
+                log.error("run: --cap-bound: '{}' is not a capability (like net_bind_service, chown, sys_ptrace; "
+                          "'none' for an empty set)", drover::escape(name));
+                return exit_drover_failed;
+            }
+            caps.push_back(*n);
+        }
+        cmd.capability_bounding_set(std::move(caps));
+    }
+    if (unshare) cmd.unshare(*unshare);
+    if (o.memory_max) {
+        auto n = parse_size(*o.memory_max);
+        if (!n || *n == 0) {
+            log.error("run: --memory-max '{}' is not a size (like 512M, 2GiB)", drover::escape(*o.memory_max));
+            return exit_drover_failed;
+        }
+        cmd.memory_max(*n);
+    }
+    if (o.pids_max) {
+        auto n = parse_positive(*o.pids_max);
+        if (!n) {
+            log.error("run: --pids-max '{}' is not a positive number of processes", drover::escape(*o.pids_max));
+            return exit_drover_failed;
+        }
+        cmd.pids_max(*n);
+    }
+    if (o.cpu_max) {
+        auto c = parse_cpu_max(*o.cpu_max);
+        if (!c) {
+            log.error("run: --cpu-max '{}' is not a share of CPU time (like 50%, 200%, or QUOTA/PERIOD as "
+                      "20ms/100ms; period 1ms-1s)", drover::escape(*o.cpu_max));
+            return exit_drover_failed;
+        }
+        cmd.cpu_max(c->first, c->second);
+    }
+    if (!cmd.cgroup_settings().empty() && o.no_cgroup) {
+        log.error("run: --memory-max, --pids-max and --cpu-max are cgroup limits; they cannot apply with --no-cgroup");
+        return exit_drover_failed;
+    }
+    for (const auto& hint : drover::shell_syntax_hints(user_cmd))
+        log.warn("argument {} ('{}') looks like {}, but no shell runs: '{}' gets it as is. To use a shell, "
+                 "say so: drover run -- sh -c '...'", hint.index, drover::escape(o.argv[hint.index]), hint.what,
+                 drover::escape(o.argv.front()));
+    return run_plan{std::move(cmd), timeout, capture, capture_opts, pty_size};
+}
+
+} // namespace drover::cli

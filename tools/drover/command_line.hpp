@@ -1,0 +1,90 @@
+// drover (the program): its command line, parsed and checked without side effects, so that
+// main() only acts on the result and the fuzz target (test/fuzz/fuzz_run_args.cpp) can feed it
+// any argv.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "drover/command.hpp"
+#include "drover/run.hpp"
+
+namespace spdlog {
+class logger;
+}
+
+namespace drover::cli {
+
+/// `drover run`'s exit code when drover itself failed (a bad option, spawn setup).
+constexpr int exit_drover_failed = 125;
+
+/// `drover run`'s options as given (strings), before any check.
+struct run_options {
+    std::optional<std::string> cwd;
+    std::vector<std::string> env;
+    bool env_clear = false;
+    std::vector<std::string> env_keep;
+    std::optional<std::string> timeout;
+    std::string grace = "10s";
+    std::string stop_signal = "TERM";
+    bool cgroup = false;
+    bool no_cgroup = false;
+    std::optional<std::string> std_in, std_out, std_err;
+    bool capture = false;
+    std::optional<std::string> max_output;
+    std::optional<std::string> on_overflow;
+    bool json = false;
+    std::optional<std::string> drain_grace;
+    bool pty = false;
+    std::optional<std::string> pty_size;
+    std::optional<std::string> label;
+    std::vector<std::string> rlimits;
+    std::optional<std::string> umask;
+    bool no_new_privs = false;
+    std::optional<std::string> user, group, groups, cap_bound, unshare, memory_max, pids_max, cpu_max;
+    std::vector<std::string> env_files;
+    bool no_init = false;
+    std::vector<std::string> argv;
+};
+
+/// What `drover` was asked to do.
+struct command_line {
+    enum class action { exit, run, inspect, ps };
+    action what = action::exit;
+    int exit_code = 0;              ///< action::exit: the process's exit code (0 after --help)
+    run_options run;                ///< action::run
+    pid_t pid = 0;                  ///< action::inspect, action::ps
+    bool json = false;              ///< action::inspect, action::ps
+    std::string interval = "200ms"; ///< action::ps (not checked yet)
+};
+
+/// Parses argv (argv[0] is the program name). Help and version go to `out`, CLI11's usage
+/// errors to `err`, drover's own complaints to `log`; nothing else is touched.
+command_line parse_command_line(int argc, const char* const* argv, spdlog::logger& log, std::ostream& out,
+                                std::ostream& err);
+
+/// `drover run`'s options, checked and turned into what to spawn.
+struct run_plan {
+    drover::command cmd; ///< the command (or drover itself as the init of a new pid namespace)
+    std::optional<std::chrono::nanoseconds> timeout;
+    bool capture = false; ///< --capture or --json
+    drover::run_options capture_opts;
+    std::optional<std::pair<unsigned short, unsigned short>> pty_size; ///< --pty-size
+};
+
+/// Checks every option of `drover run` before anything starts; the first problem is logged and
+/// gives exit_drover_failed. Side effects: reads the --env-file files and, for --unshare pid,
+/// the link /proc/self/exe; warns (to `log`) about shell syntax in the command's arguments.
+std::variant<int, run_plan> check_run_options(const run_options& o, spdlog::logger& log);
+
+/// This program's path (/proc/self/exe), or empty.
+std::string self_exe();
+
+} // namespace drover::cli

@@ -1,0 +1,58 @@
+// drover (the program): parsers of the values its options take. Kept apart from main.cpp so
+// the fuzz targets (test/fuzz) can link them without a main().
+#pragma once
+
+#include <sys/resource.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace drover::cli {
+
+/// "500ms", "1.5s", "2m", "1h", "250us", or a bare number of seconds. Never negative; at most
+/// 1e18 ns (a longer one is a typo, not a timeout).
+std::optional<std::chrono::nanoseconds> parse_duration(std::string_view s);
+
+/// "TERM", "SIGTERM", "sigterm" or "15": a signal number in 1..SIGRTMAX.
+std::optional<int> parse_signal(std::string s);
+
+/// "16MiB", "512KiB", "1M", "64k", "1G", "1048576": bytes; K, M, G (with or without "iB")
+/// are binary (1024-based), as in most tools' size options.
+std::optional<std::size_t> parse_size(std::string_view s);
+
+/// "24x80" (rows x columns), each 1..10000.
+std::optional<std::pair<unsigned short, unsigned short>> parse_pty_size(std::string_view s);
+
+/// --cpu-max: "50%" of one CPU (per 100ms), "150%", or QUOTA/PERIOD as durations
+/// ("20ms/100ms"). Returns {quota, period}: a period of 1ms to 1s, a quota of at least 1ms.
+std::optional<std::pair<std::chrono::microseconds, std::chrono::microseconds>> parse_cpu_max(std::string_view s);
+
+/// An rlimit value: "unlimited"/"infinity" (RLIM_INFINITY) or a number.
+std::optional<rlim_t> parse_rlim(std::string_view s);
+
+/// --rlimit NAME=SOFT[:HARD] (HARD defaults to SOFT), NAME as `drover::rlimit_resource` takes it.
+struct rlimit_spec {
+    int resource = 0;
+    rlim_t soft = 0;
+    rlim_t hard = 0;
+};
+/// Empty when `s` is not NAME=SOFT[:HARD]. The order of soft and hard is not checked here: see
+/// `soft_above_hard`.
+std::optional<rlimit_spec> parse_rlimit_spec(std::string_view s);
+/// Whether the soft limit of `r` exceeds its hard limit (which the kernel refuses).
+bool soft_above_hard(const rlimit_spec& r) noexcept;
+
+/// --umask: octal, at most 0777.
+std::optional<unsigned> parse_umask(std::string_view s);
+
+/// --pids-max: a positive decimal number.
+std::optional<unsigned long long> parse_positive(std::string_view s);
+
+/// "--groups a,b,c" / "--cap-bound x,y": a comma-separated list ("" and "none" are empty).
+std::vector<std::string> split_list(const std::string& s);
+
+} // namespace drover::cli
