@@ -474,7 +474,13 @@ TEST_CASE("spawn cost does not grow with a 1 GiB parent heap (generous bound; me
     // fork() would cost ~30 ms here at 1 GiB, every time; a vfork-style spawn stays near the
     // baseline. The fastest of 21 is compared: the median moves with the load of the other
     // suites running in parallel on two cores, the fastest only with the spawn's own cost.
+#if defined(__SANITIZE_THREAD__)
+    // TSan's shadow memory for the 1 GiB heap and its interceptors make every spawn cost vary
+    // with what the runtime does, not with the heap: the ratio says nothing there.
+    MESSAGE("skipped under ThreadSanitizer: spawn timings reflect its runtime, not the heap");
+#else
     CHECK(after < before * 4 + 5ms);
+#endif
     CHECK(heap[4096] == static_cast<char>(4096));
 }
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Build drover and run the whole test suite twice: the normal build, then an ASan+UBSan build
-# (a second build directory, "<build>-asan"); then fuzz every parser of outside input for 20 s
-# each (tools/dev/fuzz.sh, build directory "<build>-fuzz"; each fuzz target counts as one test).
-# Ends with one summary line over all:
+# Build drover and run the whole test suite three times: the normal build, an ASan+UBSan build
+# ("<build>-asan") and a TSan build ("<build>-tsan"); then fuzz every parser of outside input
+# for 20 s each (tools/dev/fuzz.sh, build directory "<build>-fuzz"; each fuzz target counts as
+# one test). Ends with one summary line over all:
 #   "test: N passed, M failed"
-# DROVER_TEST_SANITIZERS=none skips the sanitizer pass and DROVER_TEST_FUZZ=0 the fuzzing (a
-# quicker local run); DROVER_TEST_FUZZ_SECONDS changes the 20 s. Arguments go to `meson test`
-# (a suite name, say).
+# DROVER_TEST_SANITIZERS picks the sanitizer passes ("asan-ubsan tsan" by default; "none" skips
+# them) and DROVER_TEST_FUZZ=0 skips the fuzzing (quicker local runs); DROVER_TEST_FUZZ_SECONDS
+# changes the 20 s. Arguments go to `meson test` (a suite name, say).
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
 passed_total=0
@@ -35,15 +35,23 @@ run_suite() {
 
 run_suite "$BUILD_DIR" "$@"
 
-if [ "${DROVER_TEST_SANITIZERS:-asan-ubsan}" != none ]; then
-    # Every suite again under AddressSanitizer + UndefinedBehaviorSanitizer: zero reports (a report
-    # fails its test). The launcher's raw-syscall child is not instrumented (see architecture.md).
-    ASAN_DIR="${BUILD_DIR}-asan"
-    if [ ! -f "$ASAN_DIR/build.ninja" ]; then
-        meson setup "$ASAN_DIR" "$DROVER_ROOT" --wrap-mode=nodownload -Dsanitizer=asan-ubsan ${DROVER_MESON_ARGS:-}
+# Every suite again under each sanitizer: zero reports (a report fails its test). The launcher's
+# raw-syscall child is not instrumented (see architecture.md).
+#   asan-ubsan: AddressSanitizer + UndefinedBehaviorSanitizer, in "<build>-asan";
+#   tsan: ThreadSanitizer, in "<build>-tsan", without the fallback-launcher runs (libtsan's
+#         clone() interceptor assumes a fork-like clone; see test/meson.build).
+for san in ${DROVER_TEST_SANITIZERS:-asan-ubsan tsan}; do
+    case $san in
+    none) continue ;;
+    asan-ubsan) dir="${BUILD_DIR}-asan"; extra=() ;;
+    tsan) dir="${BUILD_DIR}-tsan"; extra=(--no-suite fallback-launchers) ;;
+    *) echo "DROVER_TEST_SANITIZERS: unknown sanitizer '$san' (asan-ubsan, tsan, none)" >&2; exit 2 ;;
+    esac
+    if [ ! -f "$dir/build.ninja" ]; then
+        meson setup "$dir" "$DROVER_ROOT" --wrap-mode=nodownload -Dsanitizer="$san" ${DROVER_MESON_ARGS:-}
     fi
-    run_suite "$ASAN_DIR" "$@"
-fi
+    run_suite "$dir" "${extra[@]}" "$@"
+done
 
 if [ "${DROVER_TEST_FUZZ:-1}" != 0 ]; then
     # libFuzzer, ASan and UBSan on each parser: the seed corpus once, then a short bounded run.
