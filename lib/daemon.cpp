@@ -4,8 +4,10 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -33,9 +35,61 @@ void write_all(int fd, const std::string& s) noexcept {
 }
 
 /// In the intermediate process or the daemon: tell the original process what failed, then go.
+/// A pidfd of this process travels with the message (SCM_RIGHTS), so the original process can
+/// wait until this one has really exited before it reports: the caller of daemonize() then
+/// never sees the failed process still around (it closes the socket, giving EOF, a moment
+/// before it leaves its cgroup and process table).
 [[noreturn]] void report_and_exit(int pipe_fd, int err, const std::string& what) noexcept {
-    write_all(pipe_fd, std::to_string(err) + " " + what);
+    const std::string text = std::to_string(err) + " " + what;
+    const int self = static_cast<int>(::syscall(SYS_pidfd_open, ::getpid(), 0));
+    std::size_t sent = 0;
+    if (self >= 0) {
+        char control[CMSG_SPACE(sizeof(int))] = {};
+        iovec iov{const_cast<char*>(text.data()), text.size()};
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+        cmsghdr* c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        std::memcpy(CMSG_DATA(c), &self, sizeof(int));
+        ssize_t n;
+        do n = ::sendmsg(pipe_fd, &msg, MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        if (n > 0) sent = static_cast<std::size_t>(n);
+    }
+    write_all(pipe_fd, text.substr(sent));
     ::_exit(1);
+}
+
+/// Reads the report socket to EOF; a pidfd passed along (see report_and_exit) goes to `pidfd`.
+std::string read_report(int fd, int& pidfd) {
+    std::string msg;
+    char buf[512];
+    for (;;) {
+        char control[CMSG_SPACE(sizeof(int))] = {};
+        iovec iov{buf, sizeof buf};
+        msghdr m{};
+        m.msg_iov = &iov;
+        m.msg_iovlen = 1;
+        m.msg_control = control;
+        m.msg_controllen = sizeof control;
+        ssize_t n = ::recvmsg(fd, &m, MSG_CMSG_CLOEXEC);
+        if (n < 0 && errno == EINTR) continue;
+        for (cmsghdr* c = n >= 0 ? CMSG_FIRSTHDR(&m) : nullptr; c != nullptr; c = CMSG_NXTHDR(&m, c)) {
+            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+            int got = -1;
+            std::memcpy(&got, CMSG_DATA(c), sizeof(int));
+            if (pidfd >= 0) ::close(pidfd);
+            pidfd = got;
+        }
+        if (n <= 0) break;
+        msg.append(buf, static_cast<std::size_t>(n));
+    }
+    return msg;
 }
 
 /// Makes `target` (0-2) refer to `fd`'s file, inheritable across exec (the caller closes `fd`).
@@ -94,17 +148,19 @@ void daemonize(const daemon_options& options) {
     }
     if (first > 0) {
         ::close(report[1]);
-        std::string msg;
-        char buf[512];
-        for (;;) {
-            ssize_t n = ::read(report[0], buf, sizeof buf);
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) break;
-            msg.append(buf, static_cast<std::size_t>(n));
-        }
+        int failed = -1;
+        std::string msg = read_report(report[0], failed);
         ::close(report[0]);
         int st = 0;
         while (::waitpid(first, &st, 0) < 0 && errno == EINTR) {
+        }
+        if (failed >= 0) { // the process that failed: report only once it is gone (5 s at most)
+            pollfd p{failed, POLLIN, 0};
+            for (int waited = 0; waited < 5000; waited += 100) {
+                int r = ::poll(&p, 1, 100);
+                if (r > 0 || (r < 0 && errno != EINTR)) break;
+            }
+            ::close(failed);
         }
         if (msg == "ok") ::_exit(0); // the daemon runs: nothing of ours is flushed twice
         if (msg.empty())
