@@ -529,7 +529,9 @@ child spawn(const asio::any_io_executor& ex, const command& cmd, spawn_failure& 
             }
             detail::registry_remove(l.pid);
             if (leaf) leaf->kill();
-            throw;
+            f.code = error_code(ENOMEM, boost::system::system_category());
+            f.stage = spawn_stage::register_io; // it ran, but could not be taken under supervision
+            return {};
         }
         impl->program = cmd.program();
         if (!leaf) {

@@ -30,6 +30,10 @@ namespace {
 using namespace std::chrono_literals;
 
 constexpr auto fallback_poll_interval = 10ms; // emptiness checks without cgroup.events
+// With cgroup.events there is no periodic check (a detached child costs no wake-up while it
+// runs). Any read of the file consumes the kernel's EPOLLPRI notice; the one reader off the
+// strand is a child handle's destructor, which then always starts a stop, and every stop start
+// checks the tree again (stop_on_strand), so a notice it consumed is never lost.
 constexpr auto rmdir_retry_interval = 20ms;
 constexpr int rmdir_max_tries = 100;
 // Without a cgroup, emptiness is seen by walking /proc, which needs descriptors. Out of them
@@ -136,7 +140,8 @@ bool tree_empty(child_impl& c) {
     bool complete = true;
     bool empty = session_tree(c.session, walk_roots(c), &complete).empty();
     if (!complete) {
-        ++c.blind_checks;
+        // Counted only once SIGKILL went out: before that, the grace period is what bounds it.
+        if (c.killed) ++c.blind_checks;
         return false;
     }
     c.blind_checks = 0;
@@ -213,21 +218,26 @@ void arm_watch(const std::shared_ptr<child_impl>& c) {
             c->events.emplace(c->strand);
             error_code ec;
             c->events->assign(c->leaf->events_fd(), ec);
-            if (ec) {
+            if (ec) { // the reactor refused it (max_user_watches?): poll, and do not try again
                 c->events->release();
                 c->events.reset();
+                c->watch_failed = true;
             }
         }
         if (c->events) {
-            c->events->async_wait(asio::posix::descriptor_base::wait_error,
-                                  asio::bind_executor(c->strand, [c](error_code ec) {
-                                      if (ec == asio::error::operation_aborted || !c->events) return;
-                                      if (ec) { // not expected: fall back to the periodic check
-                                          release_events(*c);
-                                          c->watch_failed = true;
-                                      }
-                                      check_empty(c);
-                                  }));
+            if (!c->events_wait_pending) {
+                c->events_wait_pending = true;
+                c->events->async_wait(asio::posix::descriptor_base::wait_error,
+                                      asio::bind_executor(c->strand, [c](error_code ec) {
+                                          c->events_wait_pending = false;
+                                          if (ec == asio::error::operation_aborted || !c->events) return;
+                                          if (ec) { // not expected: fall back to the periodic check
+                                              release_events(*c);
+                                              c->watch_failed = true;
+                                          }
+                                          check_empty(c);
+                                      }));
+            }
             // Edge-triggered epoll forgets an event that fired before the wait was queued (with
             // several threads in the reactor): look again now that it is queued.
             if (!c->leaf->populated()) asio::post(c->strand, [c] { check_empty(c); });
@@ -269,7 +279,6 @@ void stop_on_strand(const std::shared_ptr<child_impl>& c, int sig, std::chrono::
         asio::post(c->strand, [c] { complete_waiters(c); });
         return;
     }
-    const bool first = !c->stopping;
     c->stopping = true;
     if (kill_now || sig == SIGKILL) {
         if (!c->killed) do_kill(c);
@@ -285,7 +294,9 @@ void stop_on_strand(const std::shared_ptr<child_impl>& c, int sig, std::chrono::
             check_empty(c);
         }));
     }
-    if (first) check_empty(c);
+    // Every time, not only for the first stop: a wake-up may have been consumed meanwhile (see
+    // fallback_poll_interval). check_empty() does nothing once the tree is done.
+    check_empty(c);
 }
 
 } // namespace
@@ -310,10 +321,19 @@ void kill_tree_now(child_impl& c) noexcept try {
 }
 
 void kill_group_blind(child_impl& c) noexcept {
-    // The main process leads the session's process group. While it is unreaped (checked under
-    // the lock reaping takes) its pid cannot be reused, so the group id names our group only.
+    // The main process leads the session's process group (it called setsid; no process outside
+    // the session can join the group). Through its pidfd (Linux 6.9+) the group is named with no
+    // pid-reuse window at all. Before 6.9, by group id, only while the main process is unreaped:
+    // not by us (checked under the lock reaping takes) and not by anyone else (a signal 0
+    // through the pidfd fails once it is reaped); then the pid, so the group id, is still ours.
+    if (c.session <= 0) return;
+    constexpr unsigned pidfd_signal_process_group = 1U << 2;
     std::lock_guard lock(c.m);
-    if (c.session > 0 && !c.status) ::kill(-c.session, SIGKILL);
+    if (c.status) return;
+    const int fd = c.pidfd.native_handle();
+    if (::syscall(SYS_pidfd_send_signal, fd, SIGKILL, nullptr, pidfd_signal_process_group) == 0) return;
+    if (errno != EINVAL) return; // ESRCH: reaped by someone else; the group id may be anyone's
+    if (sys_pidfd_send_signal(fd, 0) == 0) ::kill(-c.session, SIGKILL);
 }
 
 std::size_t signal_tree_now(child_impl& c, int sig) { return send_to_tree(c, sig); }

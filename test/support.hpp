@@ -41,6 +41,18 @@ auto eintr_retry(F f) {
     return r;
 }
 
+/// True (with a message saying so) under ThreadSanitizer, where the launchers built on glibc's
+/// clone() cannot be tested: libtsan intercepts clone() and does its fork bookkeeping in the
+/// child, which under CLONE_VM is the parent's state (see test/meson.build).
+inline bool tsan_skips_glibc_clone() {
+#if defined(__SANITIZE_THREAD__)
+    MESSAGE("skipped under ThreadSanitizer: its clone() interceptor assumes a fork-like clone");
+    return true;
+#else
+    return false;
+#endif
+}
+
 /// The scripted helper program (see test/child/drover_test_child.cpp for its operations).
 inline const char* helper_path() { return DROVER_TEST_CHILD; }
 

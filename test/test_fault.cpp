@@ -86,6 +86,23 @@ struct fresh_launcher {
     ~fresh_launcher() { detail::force_launcher(detail::launcher_kind::automatic); }
 };
 
+/// A sleep length no other test process uses (this process's pid is in it), so the checks for
+/// leftover processes cannot see another suite's children, even the same test run in parallel
+/// in the signal-storm suite.
+const std::string& long_ms() {
+    static const std::string ms = std::to_string(40000 + ::getpid() % 50000);
+    return ms;
+}
+
+/// Waits (up to 10 s) until the tree of `c` has `n` processes; true if it got there.
+bool wait_tree_size(const child& c, std::size_t n) {
+    for (auto end = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < end;) {
+        if (c.tree_pids().size() == n) return true;
+        std::this_thread::sleep_for(5ms);
+    }
+    return false;
+}
+
 command three_pipes(std::vector<std::string> script) {
     return helper(std::move(script)).std_in(stdio::pipe()).std_out(stdio::pipe()).std_err(stdio::pipe());
 }
@@ -107,6 +124,7 @@ exit_status wait_for(asio::io_context& ctx, child& c) {
 TEST_SUITE("fault") {
 
 TEST_CASE("clone3 refused (ENOSYS, EPERM): the spawn falls back to clone with CLONE_PIDFD and works") {
+    if (tsan_skips_glibc_clone()) return;
     fresh_launcher fresh;
     for (int err : {ENOSYS, EPERM}) {
         CAPTURE(err);
@@ -123,6 +141,7 @@ TEST_CASE("clone3 refused (ENOSYS, EPERM): the spawn falls back to clone with CL
 }
 
 TEST_CASE("clone3 and CLONE_PIDFD refused: the third launcher (clone, then pidfd_open) works, stop included") {
+    if (tsan_skips_glibc_clone()) return;
     fresh_launcher fresh;
     asio::io_context ctx;
     leak_check leaks(ctx);
@@ -132,7 +151,7 @@ TEST_CASE("clone3 and CLONE_PIDFD refused: the third launcher (clone, then pidfd
     CHECK(r.out == "third\n");
     CHECK(detail::current_launcher() == detail::launcher_kind::clone_pidfd_open);
     {
-        child c = spawn(ctx, helper({"spawn-grandchild", "30000", "sleep", "30000"}));
+        child c = spawn(ctx, helper({"spawn-grandchild", long_ms(), "sleep", long_ms()}));
         bool stopped = false;
         c.async_stop(50ms, [&](error_code ec, exit_status st) {
             CHECK(!ec);
@@ -194,16 +213,17 @@ TEST_CASE("open fails for a stdio file or /dev/null: stage open_stdio names the 
 }
 
 TEST_CASE("pidfd_open fails on the third launcher: the child is killed and reaped, stage pidfd") {
+    if (tsan_skips_glibc_clone()) return;
     fresh_launcher fresh;
     asio::io_context ctx;
     leak_check leaks(ctx);
     detail::force_launcher(detail::launcher_kind::clone_pidfd_open);
     detail::inject_fault(fault_point::pidfd_open, EMFILE, 1);
     spawn_failure f;
-    child c = spawn(ctx, three_pipes({"sleep", "30000"}), f);
+    child c = spawn(ctx, three_pipes({"sleep", long_ms()}), f);
     CHECK(f.code == error_code(EMFILE, boost::system::system_category()));
     CHECK(f.stage == spawn_stage::pidfd);
-    CHECK(live_processes_where([](const std::string& cl) { return cl == std::string(helper_path()) + " sleep 30000"; }) == 0);
+    CHECK(live_processes_where([](const std::string& cl) { return cl == std::string(helper_path()) + " sleep " + long_ms(); }) == 0);
     leaks.check();
 }
 
@@ -238,11 +258,11 @@ TEST_CASE("allocation fails before the clone and after it: ENOMEM, and a launche
         CAPTURE(skip);
         detail::inject_fault(fault_point::alloc, ENOMEM, 1, skip);
         spawn_failure f;
-        child c = spawn(ctx, three_pipes({"sleep", "30000"}), f);
+        child c = spawn(ctx, three_pipes({"sleep", long_ms()}), f);
         CHECK(f.code == error_code(ENOMEM, boost::system::system_category()));
-        CHECK(f.stage == spawn_stage::prepare);
+        CHECK(f.stage == (skip == 0 ? spawn_stage::prepare : spawn_stage::register_io));
         CHECK(detail::fault_hits(fault_point::alloc) == 1);
-        CHECK(live_processes_where([](const std::string& cl) { return cl == std::string(helper_path()) + " sleep 30000"; }) == 0);
+        CHECK(live_processes_where([](const std::string& cl) { return cl == std::string(helper_path()) + " sleep " + long_ms(); }) == 0);
         detail::clear_faults();
     }
     leaks.check();
@@ -252,8 +272,8 @@ TEST_CASE("reads return EINTR and short counts: /proc introspection, tree walks 
     asio::io_context ctx;
     leak_check leaks(ctx);
     {
-        child c = spawn(ctx, helper({"spawn-grandchild", "30000", "sleep", "30000"}).cgroup(cgroup_mode::off));
-        std::this_thread::sleep_for(100ms);
+        child c = spawn(ctx, helper({"spawn-grandchild", long_ms(), "sleep", long_ms()}).cgroup(cgroup_mode::off));
+        REQUIRE(wait_tree_size(c, 2));
         error_code ec;
         auto clean = read_proc_info(c, ec);
         REQUIRE(clean);
@@ -310,9 +330,9 @@ TEST_CASE("writes to cgroup.kill return EINTR: the kill is retried and the stop 
     asio::io_context ctx;
     leak_check leaks(ctx);
     {
-        child c = spawn(ctx, helper({"spawn-grandchild-setsid", "30000", "sleep", "30000"}));
+        child c = spawn(ctx, helper({"spawn-grandchild-setsid", long_ms(), "sleep", long_ms()}));
         REQUIRE(c.tree() == tree_kind::cgroup);
-        std::this_thread::sleep_for(100ms);
+        REQUIRE(wait_tree_size(c, 2));
         detail::inject_fault(fault_point::write, EINTR, 2);
         bool stopped = false;
         c.async_kill([&](error_code e, exit_status st) {
@@ -337,9 +357,9 @@ TEST_CASE("out of descriptors during a stop (cgroup): the tree is still seen emp
     {
         std::vector<child> kids;
         for (int i = 0; i < 8; ++i)
-            kids.push_back(spawn(ctx, three_pipes({"spawn-grandchild-setsid", "30000", "sleep", "30000"})));
-        std::this_thread::sleep_for(100ms);
-        // Every later open(), pipe2(), pidfd_open(), inotify_init() fails with EMFILE: lower the
+            kids.push_back(spawn(ctx, three_pipes({"spawn-grandchild-setsid", long_ms(), "sleep", long_ms()})));
+        for (auto& k : kids) REQUIRE(wait_tree_size(k, 2));
+        // Every later open(), pipe2(), pidfd_open() fails with EMFILE: lower the
         // limit a little above the highest descriptor, then fill every free slot.
         struct rlimit saved {};
         ::getrlimit(RLIMIT_NOFILE, &saved);
@@ -369,7 +389,7 @@ TEST_CASE("out of descriptors during a stop (cgroup): the tree is still seen emp
         ::setrlimit(RLIMIT_NOFILE, &saved);
         CHECK(stopped == 8);
         CHECK(std::chrono::steady_clock::now() - t0 < 5s);
-        CHECK(live_processes_where([](const std::string& cl) { return cl.find(" spawn-grandchild-setsid 30000") != std::string::npos; }) == 0);
+        CHECK(live_processes_where([](const std::string& cl) { return cl.find(" spawn-grandchild-setsid " + long_ms()) != std::string::npos; }) == 0);
     }
     leaks.check();
 }
@@ -378,9 +398,8 @@ TEST_CASE("out of descriptors during a stop (no cgroup): bounded, ends with EMFI
     asio::io_context ctx;
     leak_check leaks(ctx);
     {
-        child c = spawn(ctx, helper({"spawn-grandchild", "30000", "sleep", "30000"}).cgroup(cgroup_mode::off));
-        std::this_thread::sleep_for(100ms);
-        REQUIRE(c.tree_pids().size() == 2);
+        child c = spawn(ctx, helper({"spawn-grandchild", long_ms(), "sleep", long_ms()}).cgroup(cgroup_mode::off));
+        REQUIRE(wait_tree_size(c, 2));
         // /proc cannot be walked and no pidfd can be had: the stop cannot see the tree.
         detail::inject_fault(fault_point::open, EMFILE, -1);
         detail::inject_fault(fault_point::pidfd_open, EMFILE, -1);
@@ -398,8 +417,14 @@ TEST_CASE("out of descriptors during a stop (no cgroup): bounded, ends with EMFI
         CHECK(got == error_code(EMFILE, boost::system::system_category()));
         CHECK(took < 10s);
         // The grandchild shares the main process's group: the blind kill reached it.
-        std::this_thread::sleep_for(100ms);
-        CHECK(live_processes_where([](const std::string& cl) { return cl == std::string(helper_path()) + " spawn-grandchild 30000 sleep 30000"; }) == 0);
+        auto left = [] {
+            return live_processes_where([](const std::string& cl) {
+                return cl == std::string(helper_path()) + " spawn-grandchild " + long_ms() + " sleep " + long_ms();
+            });
+        };
+        for (auto end = std::chrono::steady_clock::now() + 5s; left() != 0 && std::chrono::steady_clock::now() < end;)
+            std::this_thread::sleep_for(10ms);
+        CHECK(left() == 0);
     }
     leaks.check();
 }

@@ -230,7 +230,7 @@ std::unique_ptr<cgroup_leaf> cgroup_leaf::create(error_code& ec, std::string& wh
         leaf->dir_ = std::move(fds[0]);
         leaf->events_ = std::move(fds[1]);
         leaf->kill_ = std::move(fds[2]);
-        leaf->removed_ = false;
+        leaf->removed_.store(false, std::memory_order_release);
         ++g_live_leaves;
         return leaf;
     }
@@ -240,11 +240,12 @@ std::unique_ptr<cgroup_leaf> cgroup_leaf::create(error_code& ec, std::string& wh
 }
 
 cgroup_leaf::~cgroup_leaf() {
-    if (!removed_) remove(); // best effort; a populated leaf stays (and is reported by tools)
+    if (!removed()) remove(); // best effort; a populated leaf stays (and is reported by tools)
 }
 
 error_code cgroup_leaf::kill() noexcept {
-    if (!kill_) return {EBADF, boost::system::system_category()};
+    std::lock_guard lock(fds_m_);
+    if (!kill_) return {ENOENT, boost::system::system_category()}; // removed: nothing left to kill
     ssize_t n;
     do n = f_write(kill_.get(), "1", 1);
     while (n < 0 && errno == EINTR);
@@ -299,12 +300,15 @@ char events_value(const char* text, const char* key) noexcept {
 } // namespace
 
 bool cgroup_leaf::populated() const noexcept {
+    std::lock_guard lock(fds_m_);
+    if (removed()) return false;
     char buf[256];
     if (!read_events(events_.get(), buf)) return true;
     return events_value(buf, "populated") != '0';
 }
 
 bool cgroup_leaf::frozen() const noexcept {
+    std::lock_guard lock(fds_m_);
     char buf[256];
     return read_events(events_.get(), buf) && events_value(buf, "frozen") == '1';
 }
@@ -398,7 +402,7 @@ std::optional<std::uint64_t> cgroup_leaf::oom_kills() const noexcept {
 }
 
 bool cgroup_leaf::remove() noexcept {
-    if (removed_) return true;
+    if (removed()) return true;
     if (::rmdir(path_.c_str()) != 0 && errno != ENOENT) {
         // EBUSY with nothing left in it: cgroups below the leaf, made by a drover that ran in
         // it and was killed before it could clean up. They are inside our leaf, so ours to remove.
@@ -410,10 +414,13 @@ bool cgroup_leaf::remove() noexcept {
         }
         errno = 0;
     }
-    removed_ = true;
-    dir_.reset();
-    events_.reset();
-    kill_.reset();
+    {
+        std::lock_guard fds(fds_m_);
+        removed_.store(true, std::memory_order_release);
+        dir_.reset();
+        events_.reset();
+        kill_.reset();
+    }
     std::lock_guard lock(g_dir_mutex);
     if (g_live_leaves > 0 && --g_live_leaves == 0) {
         auto slash = path_.rfind('/');

@@ -9,8 +9,10 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <utility>
 #include <string>
@@ -62,7 +64,8 @@ public:
     error_code kill() noexcept;
     /// The pids in the leaf now (cgroup.procs).
     std::vector<pid_t> procs() const;
-    /// `populated` from cgroup.events; true on a read error (never claims empty wrongly).
+    /// `populated` from cgroup.events; true on a read error (never claims empty wrongly); false
+    /// once the leaf is removed.
     bool populated() const noexcept;
     /// `frozen` from cgroup.events: the leaf (a new one inherits this from a frozen parent)
     /// would freeze a child placed in it before it could exec.
@@ -86,7 +89,7 @@ public:
     /// rmdir of the leaf (and of drover's directory if it was the last leaf). False while the
     /// kernel still refuses (EBUSY): try again later.
     bool remove() noexcept;
-    bool removed() const noexcept { return removed_; }
+    bool removed() const noexcept { return removed_.load(std::memory_order_acquire); }
 
 private:
     cgroup_leaf() = default;
@@ -95,7 +98,12 @@ private:
     unique_fd dir_;
     unique_fd events_; ///< cgroup.events, read with pread
     unique_fd kill_;   ///< cgroup.kill, opened at creation so that a stop needs no new descriptor
-    bool removed_ = true; ///< until create() has made the directory
+    /// Until create() has made the directory, and once remove() has removed it. A child
+    /// handle's destructor calls populated() and kill() from its own thread while the strand may
+    /// be removing the leaf: `fds_m_` guards the two descriptors, which remove() closes, so such
+    /// a late call never reaches a reused descriptor number.
+    std::atomic<bool> removed_{true};
+    mutable std::mutex fds_m_;
 };
 
 } // namespace drover::detail

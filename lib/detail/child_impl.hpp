@@ -73,6 +73,7 @@ struct child_impl {
     /// never closed, by release_events() (the leaf owns the descriptor).
     std::optional<boost::asio::posix::stream_descriptor> events;
     bool watch_failed = false;   ///< the reactor reported an error on `events`: poll instead
+    bool events_wait_pending = false; ///< an async_wait on `events` is queued
     int blind_checks = 0;        ///< consecutive /proc walks that could not look everywhere
     error_code stop_error;       ///< given to stop waiters (EMFILE: the tree could not be checked)
 
@@ -83,6 +84,7 @@ struct child_impl {
         c.events->cancel(ignored);
         c.events->release();
         c.events.reset();
+        c.events_wait_pending = false;
     }
 };
 

@@ -100,6 +100,9 @@ bool inject_fault_spec(const char* spec) noexcept {
         if (point != point_names[i]) continue;
         for (const auto& e : errno_names)
             if (err == e.name) {
+                const bool io = i == static_cast<std::size_t>(fault_point::read) ||
+                                i == static_cast<std::size_t>(fault_point::write);
+                if (e.value == fault_short && !io) return false; // a short transfer is for read/write
                 inject_fault(static_cast<fault_point>(i), e.value, times);
                 return true;
             }
