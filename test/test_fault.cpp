@@ -16,6 +16,9 @@
 #include <thread>
 #include <vector>
 
+#include <boost/asio/detached.hpp>
+#include <boost/asio/write.hpp>
+
 #include "detail/cgroup.hpp"
 #include "detail/fault.hpp"
 #include "detail/launch.hpp"
@@ -318,6 +321,38 @@ TEST_CASE("reads return EINTR and short counts: /proc introspection, tree walks 
         CHECK(b == clean);
         CHECK(clean.size() == 3);
         std::filesystem::remove(path);
+    }
+    leaks.check();
+}
+
+TEST_CASE("writes to a child's stdin return EINTR and then one byte at a time: every byte arrives, in order") {
+    asio::io_context ctx;
+    leak_check leaks(ctx);
+    std::string data;
+    for (int i = 0; data.size() < 20000; ++i) data += "line " + std::to_string(i) + "\n";
+    for (int err : {EINTR, detail::fault_short}) {
+        CAPTURE(err);
+        child c = spawn(ctx, helper({"cat"}).std_in(stdio::pipe()).std_out(stdio::pipe()));
+        detail::inject_fault(fault_point::write, err, err == EINTR ? 5 : -1);
+        std::string got;
+        error_code wec;
+        std::size_t written = 0;
+        asio::async_write(c.std_in(), asio::buffer(data), [&](error_code e, std::size_t n) {
+            wec = e;
+            written = n;
+            error_code ignored;
+            c.std_in().close(ignored);
+        });
+        auto reader = [&]() -> asio::awaitable<void> { got = co_await read_all(c.std_out()); };
+        asio::co_spawn(ctx, reader(), asio::detached);
+        ctx.restart();
+        ctx.run_for(30s);
+        CHECK(!wec);
+        CHECK(written == data.size());
+        CHECK(got == data);
+        CHECK(detail::fault_hits(fault_point::write) >= (err == EINTR ? 5u : data.size() / 2));
+        detail::clear_faults();
+        CHECK(wait_for(ctx, c).success());
     }
     leaks.check();
 }
