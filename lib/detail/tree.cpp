@@ -66,12 +66,19 @@ template <typename F>
 bool for_each_proc(F&& f) {
     DIR* d = open_dir("/proc");
     if (d == nullptr) return false;
-    while (dirent* e = ::readdir(d)) {
+    bool whole = true;
+    for (;;) {
+        errno = 0;
+        dirent* e = ::readdir(d);
+        if (e == nullptr) {
+            whole = !resource_error(errno); // end of the listing, or could not go on
+            break;
+        }
         pid_t pid;
         if (parse_pid(e->d_name, pid)) f(pid);
     }
     ::closedir(d);
-    return true;
+    return whole;
 }
 
 bool same_ids(const proc_ids& a, const proc_ids& b) {
@@ -115,6 +122,7 @@ bool read_proc_ids(pid_t pid, proc_ids& out) noexcept try {
     std::string path = "/proc/" + std::to_string(pid) + "/stat";
     return read_file(path.c_str(), text) && parse_stat_ids(text, out);
 } catch (...) {
+    errno = ENOMEM; // could not look: a walk counts itself incomplete (see resource_error)
     return false;
 }
 
@@ -127,7 +135,13 @@ std::vector<pid_t> children_of(pid_t pid, bool* complete) {
         return out;
     }
     std::string text;
-    while (dirent* e = ::readdir(d)) {
+    for (;;) {
+        errno = 0;
+        dirent* e = ::readdir(d);
+        if (e == nullptr) {
+            if (complete != nullptr && resource_error(errno)) *complete = false;
+            break;
+        }
         pid_t tid;
         if (!parse_pid(e->d_name, tid)) continue;
         std::string p = base + "/" + e->d_name + "/children";
