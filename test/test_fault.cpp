@@ -16,7 +16,6 @@
 #include <thread>
 #include <vector>
 
-#include <boost/asio/detached.hpp>
 #include <boost/asio/write.hpp>
 
 #include "detail/cgroup.hpp"
@@ -82,6 +81,13 @@ struct leak_check {
         CHECK(open_fds() == fds);
     }
 };
+
+/// True (with a message saying so) where no usable cgroup v2 hierarchy exists.
+bool skipped_without_cgroup() {
+    if (detail::probe_cgroup().usable) return false;
+    MESSAGE("skipped: no usable cgroup v2 hierarchy: " << detail::probe_cgroup().why_not);
+    return true;
+}
 
 /// Resets the launcher probe before and after (a fault may make drover settle on a fallback).
 struct fresh_launcher {
@@ -231,10 +237,7 @@ TEST_CASE("pidfd_open fails on the third launcher: the child is killed and reape
 }
 
 TEST_CASE("the leaf cgroup cannot be opened (EMFILE): automatic mode runs without one, required mode says why") {
-    if (!detail::probe_cgroup().usable) {
-        MESSAGE("skipped: no usable cgroup v2 hierarchy: " << detail::probe_cgroup().why_not);
-        return;
-    }
+    if (skipped_without_cgroup()) return;
     asio::io_context ctx;
     leak_check leaks(ctx);
     for (int skip = 0; skip < 3; ++skip) { // the directory, cgroup.events, cgroup.kill
@@ -344,7 +347,9 @@ TEST_CASE("writes to a child's stdin return EINTR and then one byte at a time: e
             c.std_in().close(ignored);
         });
         auto reader = [&]() -> asio::awaitable<void> { got = co_await read_all(c.std_out()); };
-        asio::co_spawn(ctx, reader(), asio::detached);
+        asio::co_spawn(ctx, reader(), [](std::exception_ptr e) {
+            if (e) std::rethrow_exception(e); // out of run_for: the test fails, never silently
+        });
         ctx.restart();
         ctx.run_for(30s);
         CHECK(!wec);
@@ -358,10 +363,7 @@ TEST_CASE("writes to a child's stdin return EINTR and then one byte at a time: e
 }
 
 TEST_CASE("writes to cgroup.kill return EINTR: the kill is retried and the stop completes") {
-    if (!detail::probe_cgroup().usable) {
-        MESSAGE("skipped: no usable cgroup v2 hierarchy: " << detail::probe_cgroup().why_not);
-        return;
-    }
+    if (skipped_without_cgroup()) return;
     asio::io_context ctx;
     leak_check leaks(ctx);
     {
@@ -383,10 +385,7 @@ TEST_CASE("writes to cgroup.kill return EINTR: the kill is retried and the stop 
 }
 
 TEST_CASE("out of descriptors during a stop (cgroup): the tree is still seen empty; no hang") {
-    if (!detail::probe_cgroup().usable) {
-        MESSAGE("skipped: no usable cgroup v2 hierarchy: " << detail::probe_cgroup().why_not);
-        return;
-    }
+    if (skipped_without_cgroup()) return;
     asio::io_context ctx;
     leak_check leaks(ctx);
     {
