@@ -1,22 +1,30 @@
 #include "drover/child.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <functional>
+#include <thread>
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/compose.hpp>
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/query.hpp>
+#include <boost/asio/strand.hpp>
 
 #include "detail/cgroup.hpp"
 #include "detail/cleanups.hpp"
@@ -97,19 +105,96 @@ bool pidfd_ready(child_impl& c) noexcept {
     return r > 0;
 }
 
-namespace {
+bool reapable_now(child_impl& c) noexcept {
+    {
+        std::lock_guard lock(c.m);
+        if (c.status) return true;
+    }
+    // WNOWAIT: look without reaping (try_reap does that, with the rusage). Unlike the pidfd's
+    // readability, this stays false while a tracer holds the exit (reliability.md, C5).
+    siginfo_t si{};
+    int r;
+    do r = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(c.pidfd.native_handle()), &si,
+                    WEXITED | WNOHANG | WNOWAIT | __WALL);
+    while (r != 0 && errno == EINTR);
+    return r != 0 || si.si_pid != 0; // an error (ECHILD: reaped elsewhere) is for try_reap to report
+}
 
 // Asio's epoll reactor is edge-triggered and does not remember an edge that arrived while no
 // operation was queued. When another thread runs the reactor, the child may exit between our
 // check and the queueing of the wait, and that edge would be lost. So, after queueing, look
-// once more; if the process has exited, cancel the queued waits: each one re-checks, finds the
-// status and completes with it.
+// once more; if the exit can be reaped now, cancel the queued waits: each one re-checks, finds
+// the status and completes with it.
+//
+// "Can be reaped", not "the pidfd is readable": a traced child's pidfd is readable from its
+// exit on, but the exit is the tracer's until the tracer has seen it, and until then waitid
+// has nothing for us (C5). Cancelling on readability would turn the re-arm into a busy loop
+// (or, before, into a reported cancellation). The kernel wakes the pidfd's waiters again when
+// the tracer lets the exit go to us (do_notify_parent): that is the edge the queued wait gets.
 void close_lost_wakeup_window(child_impl& c) {
-    if (pidfd_ready(c)) {
+    if (reapable_now(c)) {
         error_code ignored;
         c.pidfd.cancel(ignored);
     }
 }
+
+boost::asio::posix::stream_descriptor* watch_held_exit(child_impl& c) noexcept try {
+    std::lock_guard lock(c.m);
+    if (c.held_exit) return &*c.held_exit;
+    if (c.status) return nullptr;
+    unique_fd ev{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
+    if (!ev) return nullptr;
+    unique_fd ev_thread{::fcntl(ev.get(), F_DUPFD_CLOEXEC, 3)};
+    // A pidfd of its own, not a duplicate: the reactor made the description of ours
+    // O_NONBLOCK, and waitid on a non-blocking pidfd returns EAGAIN instead of blocking. By pid,
+    // which is safe: the process is an unreaped zombie (`m` is held, `status` is empty), so its
+    // pid cannot name anyone else, unless someone else reaps it right now; the signal-0 check on
+    // our own pidfd after the open rules that out.
+    unique_fd pidfd_thread{sys_pidfd_open(c.pid, 0)};
+    if (!ev_thread || !pidfd_thread || sys_pidfd_send_signal(c.pidfd.native_handle(), 0) != 0) return nullptr;
+    auto watch = [e = std::move(ev_thread), p = std::move(pidfd_thread)] {
+        // Blocks until the exit can be reaped (WNOWAIT: the reaping is try_reap's), or until
+        // the child is gone (ECHILD: someone else reaped it). The thread then ends; it holds
+        // only its own duplicates, so the child handle and the io_context may be gone by then.
+        siginfo_t si{};
+        while (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(p.get()), &si, WEXITED | WNOWAIT | __WALL) != 0 &&
+               errno == EINTR) {
+        }
+        const std::uint64_t one = 1;
+        while (::write(e.get(), &one, sizeof one) < 0 && errno == EINTR) {
+        }
+    };
+    // Every signal blocked in the new thread (inherited from here), so that it never takes a
+    // process-directed signal meant for someone else's handler or a runner's signalfd.
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    std::thread t;
+    try {
+        t = std::thread(std::move(watch));
+    } catch (...) {
+        pthread_sigmask(SIG_SETMASK, &old, nullptr);
+        return nullptr;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    pthread_setname_np(t.native_handle(), "drover-traced");
+    t.detach();
+    log_debug("'{}' exited but a tracer holds its exit; waiting for the tracer to let it go", c.program);
+    auto& d = c.held_exit.emplace(c.pidfd.get_executor());
+    error_code aec;
+    d.assign(ev.get(), aec);
+    if (aec) {
+        d.release();
+        c.held_exit.reset();
+        return nullptr; // the thread still ends by itself; its write goes nowhere
+    }
+    ev.release();
+    return &d;
+} catch (...) {
+    return nullptr;
+}
+
+namespace {
 
 struct wait_op {
     std::shared_ptr<child_impl> impl;
@@ -134,8 +219,8 @@ struct wait_op {
             return self.complete(error_code{}, *st);
         }
         if (rec) return self.complete(rec, exit_status::unknown());
-        if (ec && self.cancelled() != asio::cancellation_type::none &&
-            impl->on_cancel != cancel_policy::leave_running) {
+        const bool cancelled = self.cancelled() != asio::cancellation_type::none;
+        if (cancelled && impl->on_cancel != cancel_policy::leave_running) {
             // Cancelled while the process runs: stop the tree first, then report the abort.
             auto ex = self.get_executor();
             auto c = impl;
@@ -145,10 +230,12 @@ struct wait_op {
                        }));
             return;
         }
-        if (ec) return self.complete(ec, exit_status::unknown()); // cancelled, left running
+        if (cancelled) return self.complete(asio::error::operation_aborted, exit_status::unknown()); // left running
+        if (ec && ec != asio::error::operation_aborted) return self.complete(ec, exit_status::unknown()); // reactor error
+        // Not reaped yet: the first call, a wake-up with nothing to reap (a tracer still holds
+        // the exit, C5), or close_lost_wakeup_window's own cancel (not the user's): wait again.
         auto keep = impl;
-        impl->pidfd.async_wait(asio::posix::descriptor_base::wait_read, std::move(self));
-        close_lost_wakeup_window(*keep);
+        async_wait_reapable(*keep, std::move(self));
     }
 };
 
@@ -158,9 +245,7 @@ void reap_in_background(std::shared_ptr<child_impl> c) {
     error_code ec;
     if (try_reap(*c, ec) || ec) return;
     auto& raw = *c;
-    raw.pidfd.async_wait(asio::posix::descriptor_base::wait_read,
-                         [c = std::move(c)](error_code) mutable { reap_in_background(std::move(c)); });
-    close_lost_wakeup_window(raw);
+    async_wait_reapable(raw, [c = std::move(c)](error_code) mutable { reap_in_background(std::move(c)); });
 }
 
 } // namespace detail
@@ -192,7 +277,70 @@ bool tree_maybe_alive(detail::child_impl& c) {
     return c.session > 0 && ::kill(-c.session, 0) == 0;
 }
 
+/// How long a child handle's destructor may block when its io_context is stopped.
+constexpr std::chrono::seconds destroy_when_stopped_bound{1};
+
+/// Whether `ex` belongs to an io_context that is stopped: run() has returned (out of work, or
+/// stop() was called) and nothing will run its handlers unless someone calls it again.
+/// (Executors of other contexts, such as a thread_pool, answer no: their cleanups run there, or
+/// finish when the context is destroyed.)
+bool context_stopped(const asio::any_io_executor& ex) noexcept {
+    using io_ex = asio::io_context::executor_type;
+    if (auto* e = ex.target<io_ex>()) return asio::query(*e, asio::execution::context).stopped();
+    if (auto* s = ex.target<asio::strand<io_ex>>())
+        return asio::query(s->get_inner_executor(), asio::execution::context).stopped();
+    if (auto* s = ex.target<asio::strand<asio::any_io_executor>>()) return context_stopped(s->get_inner_executor());
+    return false;
+}
+
 } // namespace
+
+namespace detail {
+
+void finish_cleanup_now(child_impl& c, std::chrono::steady_clock::time_point deadline) noexcept {
+    using namespace std::chrono_literals;
+    const auto ms_left = [&] {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        return static_cast<int>(std::clamp<std::chrono::milliseconds::rep>(left.count(), 0, 1000));
+    };
+    bool reaped;
+    {
+        std::lock_guard lock(c.m);
+        reaped = c.status.has_value();
+    }
+    // Without a cgroup, the destructor only SIGKILLed the main process; the rest of the session
+    // is killed by the stop the context did not run. Only while the main process is unreaped:
+    // until then its session id cannot name anyone else's processes.
+    if (!c.leaf && !reaped) kill_tree_now(c);
+    // The main process: wait for its exit on the pidfd, then reap it. try_reap takes the
+    // child's lock, so this is safe next to anything else that reaps.
+    for (;;) {
+        error_code ec;
+        if (try_reap(c, ec) || ec) break;
+        const int left = ms_left();
+        if (left <= 0) break;
+        if (pidfd_ready(c)) {
+            // Exited, but a tracer holds the exit (C5): nothing wakes us when it lets go. Rare,
+            // and bounded by the deadline: look again in a millisecond.
+            ::usleep(1000);
+            continue;
+        }
+        pollfd p{c.pidfd.native_handle(), POLLIN, 0};
+        ::poll(&p, 1, left);
+    }
+    if (!c.leaf) return; // without a cgroup the tree was SIGKILLed; its orphans are init's
+    // The leaf: wait (EPOLLPRI on cgroup.events) until the kernel says it is empty, then remove
+    // it. A read of the file re-arms the notice, so read, then poll.
+    while (c.leaf->populated() && ms_left() > 0) {
+        c.leaf->kill();
+        pollfd p{c.leaf->events_fd(), POLLPRI, 0};
+        if (p.fd < 0) break;
+        ::poll(&p, 1, ms_left());
+    }
+    while (!c.leaf->remove() && ms_left() > 0) ::usleep(1000); // EBUSY: the last task is leaving
+}
+
+} // namespace detail
 
 child::~child() {
     if (!impl_) return;
@@ -201,17 +349,27 @@ child::~child() {
     try {
         // Kill now, synchronously, so the tree dies even if the io_context never runs again;
         // everything else (and all stop state) stays on the child's strand. The cleanup is
-        // counted, so a task_group can wait for it (detail/cleanups.hpp).
-        finished = detail::cleanup_started(c->pidfd.get_executor());
+        // counted, so a task_group can wait for it (detail/cleanups.hpp); if the context is
+        // destroyed before it ran the cleanup, the context's shutdown finishes it.
+        auto ex = c->pidfd.get_executor();
+        finished = detail::cleanup_started(ex, [c](std::chrono::steady_clock::time_point deadline) {
+            detail::finish_cleanup_now(*c, deadline);
+        });
         detail::stop_handler done = [f = finished](error_code, exit_status) { f(); };
-        if (tree_maybe_alive(*c)) {
+        const bool alive = tree_maybe_alive(*c);
+        if (alive) {
             detail::log_debug("killing the tree of '{}': its child handle was destroyed", c->program);
             if (c->leaf) c->leaf->kill();
             else detail::sys_pidfd_send_signal(c->pidfd.native_handle(), SIGKILL);
-            detail::start_stop(c, SIGKILL, {}, true, std::move(done)); // the rest of the tree, reap, rmdir
-        } else {
-            detail::start_stop(c, 0, {}, false, std::move(done)); // reap if needed, remove the leaf
         }
+        if (context_stopped(ex)) {
+            // Nothing runs the context now, and it may never run again: reap and remove the
+            // leaf here, briefly blocking (the tree is SIGKILLed). The queued stop below then
+            // finds everything done, if the context ever runs.
+            detail::finish_cleanup_now(*c, std::chrono::steady_clock::now() + destroy_when_stopped_bound);
+        }
+        if (alive) detail::start_stop(c, SIGKILL, {}, true, std::move(done)); // the rest of the tree, reap, rmdir
+        else detail::start_stop(c, 0, {}, false, std::move(done));            // reap if needed, remove the leaf
     } catch (...) {
         if (finished) finished();
         // Out of memory while queueing the cleanup: the main process stays a zombie until
@@ -451,6 +609,7 @@ child spawn(const asio::any_io_executor& ex, const command& cmd, spawn_failure& 
             f.detail = "stop signal " + std::to_string(cmd.stop_signal()) + " is not a signal";
             return {};
         }
+        detail::prepare_cleanups(ex);
         std::unique_ptr<detail::cgroup_leaf> leaf;
         std::string no_leaf_why = "the command runs without a cgroup (cgroup_mode::off)";
         if (cmd.cgroup() != cgroup_mode::off) {

@@ -193,12 +193,8 @@ void reap_main(const std::shared_ptr<child_impl>& c) {
     error_code ec;
     auto st = try_reap(*c, ec);
     if (!st && !ec) {
-        c->pidfd.async_wait(asio::posix::descriptor_base::wait_read,
-                            asio::bind_executor(c->strand, [c](error_code) { reap_main(c); }));
-        if (pidfd_ready(*c)) {
-            error_code ignored;
-            c->pidfd.cancel(ignored); // lost-edge window (see child.cpp)
-        }
+        // A traced exit waits for the tracer to let it go, without spinning (C5).
+        async_wait_reapable(*c, asio::bind_executor(c->strand, [c](error_code) { reap_main(c); }));
         return;
     }
     remove_leaf(c);

@@ -53,6 +53,21 @@ inline bool tsan_skips_glibc_clone() {
 #endif
 }
 
+/// The absolute path of `name` on PATH, or empty.
+inline std::string on_path(const std::string& name) {
+    const char* path = ::getenv("PATH");
+    std::string dirs = path ? path : "/usr/bin:/bin";
+    std::size_t start = 0;
+    while (start <= dirs.size()) {
+        auto end = dirs.find(':', start);
+        if (end == std::string::npos) end = dirs.size();
+        std::string candidate = dirs.substr(start, end - start) + "/" + name;
+        if (end > start && ::access(candidate.c_str(), X_OK) == 0) return candidate;
+        start = end + 1;
+    }
+    return {};
+}
+
 /// The scripted helper program (see test/child/drover_test_child.cpp for its operations).
 inline const char* helper_path() { return DROVER_TEST_CHILD; }
 

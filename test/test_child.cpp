@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -49,10 +50,74 @@ asio::awaitable<exit_status> spawn_and_wait(command cmd) {
     co_return co_await c.async_wait(asio::use_awaitable);
 }
 
+/// CPU time (user + system) this process has used so far, all threads.
+std::chrono::microseconds own_cpu() {
+    struct rusage ru {};
+    ::getrusage(RUSAGE_SELF, &ru);
+    return std::chrono::seconds(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           std::chrono::microseconds(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
 bool is_my_child(pid_t pid) {
     for (auto& [p, state] : my_children())
         if (p == pid) return true;
     return false;
+}
+
+struct dropped_tree {
+    pid_t pid;
+    detail::unique_fd grandchild; // a pidfd: readable once the grandchild has exited
+    std::optional<std::string> leaf;
+};
+
+/// Spawns 20 children that each leave a grandchild behind, then drops every handle without a
+/// wait, with the io_context either stopped (its run() returned: nothing waited on the
+/// children) or merely idle (never run again), and destroys the context. Nothing may be left:
+/// no zombie, no grandchild, no leaf cgroup, within a bound.
+void drop_twenty(cgroup_mode mode, bool stopped_at_drop) {
+    std::vector<dropped_tree> trees;
+    const auto t0 = std::chrono::steady_clock::now();
+    {
+        asio::io_context ctx;
+        std::vector<child> kids;
+        for (int i = 0; i < 20; ++i) {
+            command cmd = helper({"spawn-grandchild", "30000", "sleep", "30000"});
+            cmd.std_out(stdio::pipe()).cgroup(mode);
+            kids.push_back(spawn(ctx, cmd));
+        }
+        run(ctx, [&]() -> asio::awaitable<void> {
+            for (auto& k : kids) {
+                line_reader lines(k.std_out());
+                auto l = co_await lines.next(asio::use_awaitable);
+                REQUIRE(l);
+                REQUIRE(l->text.rfind("grandchild ", 0) == 0);
+                const pid_t g = std::stoi(l->text.substr(11));
+                trees.push_back({*k.id(), detail::unique_fd{detail::sys_pidfd_open(g, 0)}, k.cgroup_path()});
+                REQUIRE(trees.back().grandchild);
+            }
+        }());
+        REQUIRE(ctx.stopped()); // run() returned: nothing waits on the children
+        if (!stopped_at_drop) ctx.restart(); // idle, as if it would run again; it never does
+        kids.clear();
+        if (stopped_at_drop) {
+            // Nothing will run the context: the destructors themselves reaped.
+            for (auto& t : trees) CHECK_FALSE(is_my_child(t.pid));
+        }
+    } // the io_context is destroyed here
+    const auto took = std::chrono::steady_clock::now() - t0;
+    CHECK(took < 20s); // generous: spawning 40 processes, killing and reaping them
+    bool any_leaf = false;
+    for (auto& t : trees) {
+        CHECK_FALSE(is_my_child(t.pid));
+        pollfd p{t.grandchild.get(), POLLIN, 0};
+        CHECK(eintr_retry([&] { return ::poll(&p, 1, 5000); }) == 1); // the grandchild died too
+        if (t.leaf) {
+            any_leaf = true;
+            CHECK_FALSE(fs::exists(*t.leaf));
+        }
+    }
+    if (mode != cgroup_mode::off && !any_leaf) MESSAGE("no cgroup v2 here: the leaf-removal checks were skipped");
+    CHECK(zombie_count() == 0);
 }
 
 } // namespace
@@ -191,6 +256,19 @@ TEST_CASE("destroying a running child kills it and reaps it in the background") 
     CHECK_FALSE(is_my_child(pid));
 }
 
+TEST_CASE("20 children dropped after ctx.run() returned leave no zombie, no process and no leaf cgroup") {
+    drop_twenty(cgroup_mode::automatic, true);
+}
+
+TEST_CASE("20 children dropped on an idle io_context that is then destroyed leave nothing behind") {
+    drop_twenty(cgroup_mode::automatic, false);
+}
+
+TEST_CASE("without cgroups, dropped children's whole sessions die and the children are reaped, stopped or destroyed context") {
+    drop_twenty(cgroup_mode::off, true);
+    drop_twenty(cgroup_mode::off, false);
+}
+
 TEST_CASE("a detached child keeps running and is still reaped when it exits") {
     char tmpl[] = "/tmp/drover-detach-XXXXXX";
     int fd = ::mkstemp(tmpl);
@@ -265,6 +343,74 @@ TEST_CASE("waits complete when several threads run the io_context (no lost wake-
     for (auto& t : threads) t.join();
     CHECK(ok == total);
     CHECK(my_children().empty());
+}
+
+TEST_CASE("C5: a wait on a traced child lasts until the tracer lets the exit go, and costs no CPU meanwhile") {
+    // drover-test-child's `trace` holds the exit for 1.5 s: all that time the pidfd is readable
+    // but there is nothing to reap. The wait must complete with the real status, not an error or
+    // an unknown status, and must not spin on the readable pidfd.
+    asio::io_context ctx;
+    run(ctx, []() -> asio::awaitable<void> {
+        auto ex = co_await asio::this_coro::executor;
+        child target = spawn(ex, helper({"sleep", "30000"}));
+        command trace = helper({"trace", std::to_string(*target.id()), "1500"});
+        trace.std_out(stdio::pipe()).std_err(stdio::null());
+        child tracer = spawn(ex, trace);
+        line_reader lines(tracer.std_out());
+        auto [lec, first] = co_await lines.next(asio::as_tuple(asio::use_awaitable));
+        if (!first || first->text.rfind("tracing", 0) != 0) {
+            MESSAGE("skipped: this machine refuses PTRACE_SEIZE of a sibling process (needs CAP_SYS_PTRACE)");
+            co_return;
+        }
+        const auto cpu0 = own_cpu();
+        const auto t0 = std::chrono::steady_clock::now();
+        target.signal(SIGINT);
+        auto [ec, st] = co_await target.async_wait(asio::as_tuple(asio::use_awaitable));
+        const auto waited = std::chrono::steady_clock::now() - t0;
+        const auto cpu = own_cpu() - cpu0;
+        CHECK_MESSAGE(!ec, ec.message());
+        CHECK(st == exit_status::signaled(SIGINT));
+        CHECK(waited >= 1400ms); // the tracer really held the exit
+        // Generous: a loop re-arming on the readable pidfd would burn about the 1.5 s held.
+        CHECK_MESSAGE(cpu < 600ms, "CPU used while waiting: " << cpu.count() << " us");
+        auto [lec2, second] = co_await lines.next(asio::as_tuple(asio::use_awaitable));
+        CHECK((second && second->text == "released"));
+        CHECK(co_await tracer.async_wait(asio::use_awaitable) == exit_status::exited(0));
+    }());
+}
+
+TEST_CASE("C5: 20 children traced by strace and sent SIGINT are all waited for as killed by SIGINT") {
+    const std::string strace = on_path("strace");
+    if (strace.empty()) {
+        MESSAGE("skipped: strace is not installed");
+        return;
+    }
+    if (output_now(command(strace, {"-o", "/dev/null", "true"})).status != exit_status::exited(0)) {
+        MESSAGE("skipped: strace cannot trace here (ptrace refused)");
+        return;
+    }
+    asio::io_context ctx;
+    const auto cpu0 = own_cpu();
+    run(ctx, [](std::string strace) -> asio::awaitable<void> {
+        auto ex = co_await asio::this_coro::executor;
+        std::vector<child> kids;
+        for (int i = 0; i < 20; ++i) {
+            std::vector<std::string> args{"-o", "/dev/null", "-D", helper_path(), "sleep", "5000"};
+            kids.push_back(spawn(ex, command(strace, std::move(args)).std_err(stdio::null())));
+        }
+        asio::steady_timer t(ex);
+        t.expires_after(100ms);
+        co_await t.async_wait(asio::use_awaitable);
+        for (auto& k : kids) k.signal(SIGINT);
+        for (auto& k : kids) {
+            auto [ec, st] = co_await k.async_wait(asio::as_tuple(asio::use_awaitable));
+            CHECK_MESSAGE(!ec, ec.message());
+            CHECK(st == exit_status::signaled(SIGINT));
+        }
+    }(strace));
+    const auto cpu = own_cpu() - cpu0;
+    CHECK_MESSAGE(cpu < 3s, "CPU used: " << cpu.count() << " us"); // generous: 20 spawns and waits
+    CHECK(zombie_count() == 0);
 }
 
 TEST_CASE("spawn may be called from a thread that does not run the io_context") {

@@ -153,6 +153,55 @@ bool unshare_works() {
 
 TEST_SUITE("cli") {
 
+TEST_CASE("C5: drover run exits 143 when its child, with strace -p attached, is sent SIGTERM (20 runs of 20)") {
+    const std::string strace = on_path("strace");
+    if (strace.empty()) {
+        MESSAGE("skipped: strace is not installed");
+        return;
+    }
+    int passed = 0;
+    for (int i = 0; i < 20; ++i) {
+        asio::io_context ctx;
+        auto st = run(ctx, [](std::string strace) -> asio::awaitable<std::optional<exit_status>> {
+            auto ex = co_await asio::this_coro::executor;
+            command c(DROVER_BIN, cat({"run", "--"}, helper_argv({"print-pid", "sleep", "100000"})));
+            c.std_out(stdio::pipe()).std_err(stdio::null());
+            child d = spawn(ex, c);
+            line_reader out(d.std_out());
+            auto first = co_await out.next(asio::use_awaitable);
+            REQUIRE(first);
+            const std::string pid = first->text.substr(4); // "pid P"
+            std::vector<std::string> args{"-o", "/dev/null", "-p", pid};
+            command s(strace, std::move(args));
+            s.std_err(stdio::pipe());
+            child tracer = spawn(ex, s);
+            line_reader err(tracer.std_err());
+            bool attached = false;
+            while (auto l = co_await err.next(asio::use_awaitable)) {
+                if (l->text.find("attached") != std::string::npos) {
+                    attached = true;
+                    break;
+                }
+            }
+            if (!attached) {
+                co_await d.async_stop(asio::use_awaitable);
+                co_return std::nullopt; // strace could not attach here
+            }
+            ::kill(std::stoi(pid), SIGTERM);
+            auto status = co_await d.async_wait(asio::use_awaitable);
+            co_await tracer.async_wait(asio::use_awaitable);
+            co_return status;
+        }(strace));
+        if (!st) {
+            MESSAGE("skipped: strace cannot attach here (ptrace refused)");
+            return;
+        }
+        CHECK(*st == exit_status::exited(128 + SIGTERM));
+        if (*st == exit_status::exited(128 + SIGTERM)) ++passed;
+    }
+    CHECK(passed == 20);
+}
+
 TEST_CASE("drover run --timeout stops the tree and exits 124, quickly") {
     auto t0 = clk::now();
     auto r = drover_run(cat({"run", "--timeout", "200ms", "--"}, helper_argv({"sleep", "10000"})));

@@ -402,6 +402,7 @@ std::optional<std::uint64_t> cgroup_leaf::oom_kills() const noexcept {
 }
 
 bool cgroup_leaf::remove() noexcept {
+    std::lock_guard serial(remove_m_);
     if (removed()) return true;
     if (::rmdir(path_.c_str()) != 0 && errno != ENOENT) {
         // EBUSY with nothing left in it: cgroups below the leaf, made by a drover that ran in

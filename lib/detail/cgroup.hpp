@@ -104,6 +104,7 @@ private:
     /// a late call never reaches a reused descriptor number.
     std::atomic<bool> removed_{true};
     mutable std::mutex fds_m_;
+    std::mutex remove_m_; ///< one remove() at a time (the strand's, and a blocking cleanup's)
 };
 
 } // namespace drover::detail

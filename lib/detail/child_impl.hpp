@@ -45,6 +45,9 @@ struct child_impl {
     std::optional<boost::asio::posix::stream_descriptor> out;
     std::optional<boost::asio::posix::stream_descriptor> err;
     std::optional<boost::asio::posix::stream_descriptor> pty; ///< the master side of stdio::pty()
+    /// An eventfd, set once an exit that a tracer held can be reaped (see watch_held_exit;
+    /// created under `m`, only for a child whose exit was seen held).
+    std::optional<boost::asio::posix::stream_descriptor> held_exit;
 
     // The tree and how to stop it.
     std::unique_ptr<cgroup_leaf> leaf;           ///< null: the session/process-group fallback
@@ -95,6 +98,50 @@ std::optional<exit_status> try_reap(child_impl& c, error_code& ec) noexcept;
 
 /// True if the pidfd reports the process as exited (poll, no waiting).
 bool pidfd_ready(child_impl& c) noexcept;
+
+/// True if waitid would reap the child now (or fail): checked with WNOWAIT, so nothing is
+/// reaped. False while the process runs, and also while a tracer holds its exit (the pidfd is
+/// readable then, but there is nothing to reap yet: reliability.md, C5).
+bool reapable_now(child_impl& c) noexcept;
+
+/// Call right after queueing an async_wait on `c.pidfd`: if the exit can be reaped already
+/// (its edge may have been consumed by another thread's reactor before the wait was queued),
+/// cancels the queued waits so that each re-checks. Never cancels for a traced exit that cannot
+/// be reaped yet, so re-arming after a wake-up with nothing to reap costs no busy loop.
+void close_lost_wakeup_window(child_impl& c);
+
+/// Reaps the (SIGKILLed) child and removes its leaf cgroup synchronously, blocking until done
+/// or until `deadline`. For cleanups that the io_context will not run: a child handle destroyed
+/// while its context is stopped, or a context destroyed with the cleanup still queued.
+/// Thread-safe against the strand's own cleanup (reaping takes `m`; leaf removal is idempotent).
+void finish_cleanup_now(child_impl& c, std::chrono::steady_clock::time_point deadline) noexcept;
+
+/// For an exit the pidfd reports but waitid cannot reap yet (a tracer holds it, C5): returns a
+/// descriptor that becomes readable once the exit can be reaped. Behind it, one thread for this
+/// child blocks in waitid(WEXITED|WNOWAIT) (the kernel wakes a parent's waiters when the tracer
+/// lets the exit go; nothing wakes a readable pidfd again without re-polling it) and then sets
+/// an eventfd. Null if no thread or descriptor could be had: the caller then waits on a timer.
+boost::asio::posix::stream_descriptor* watch_held_exit(child_impl& c) noexcept;
+
+/// Calls `h(error_code)` when the exit may have become reapable (try_reap then tells): on the
+/// pidfd's readiness while the process runs; once a tracer lets go of an exit it holds; on a
+/// short timer if neither can be waited for. Never re-arms on a readable pidfd, which Asio's
+/// reactor would report again at once (it re-polls the descriptor whenever a wait is queued).
+template <typename Handler>
+void async_wait_reapable(child_impl& c, Handler&& h) {
+    if (!pidfd_ready(c)) {
+        c.pidfd.async_wait(boost::asio::posix::descriptor_base::wait_read, std::forward<Handler>(h));
+        close_lost_wakeup_window(c);
+        return;
+    }
+    if (auto* released = watch_held_exit(c)) {
+        released->async_wait(boost::asio::posix::descriptor_base::wait_read, std::forward<Handler>(h));
+        return;
+    }
+    auto t = std::make_shared<boost::asio::steady_timer>(c.pidfd.get_executor(), std::chrono::milliseconds(10));
+    auto& timer = *t;
+    timer.async_wait([t = std::move(t), h = std::forward<Handler>(h)](error_code ec) mutable { std::move(h)(ec); });
+}
 
 /// Keeps waiting in the io_context until the child exits, then reaps it.
 void reap_in_background(std::shared_ptr<child_impl> c);

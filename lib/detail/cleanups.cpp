@@ -1,7 +1,8 @@
 #include "detail/cleanups.hpp"
 
-#include <memory>
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <utility>
@@ -34,13 +35,30 @@ public:
         std::uint64_t next = 1;            // number of the next cleanup
         std::set<std::uint64_t> in_flight; // numbers of cleanups under way
         std::vector<waiter> waiters;
+        std::map<std::uint64_t, finish_now_fn> finishers; // by cleanup number, while in flight
+        bool shut_down = false; // the context is being destroyed: cleanups finish at once
     };
     std::shared_ptr<state> st = std::make_shared<state>();
 
 private:
     void shutdown() override {
-        std::lock_guard lock(st->m);
-        st->waiters.clear();
+        // The context is being destroyed: the cleanups it never ran never will. Finish them
+        // here (the trees were SIGKILLed when their handles were dropped, so this is short),
+        // bounded in time. No thread runs the context now (Asio requires it of the destructor).
+        std::map<std::uint64_t, finish_now_fn> pending;
+        {
+            std::lock_guard lock(st->m);
+            st->waiters.clear();
+            pending.swap(st->finishers);
+            // Handles destroyed from now on (the scheduler destroys the handlers it never ran,
+            // and with them coroutine frames that own children) finish their cleanup at once.
+            st->shut_down = true;
+        }
+        const auto deadline = std::chrono::steady_clock::now() + shutdown_cleanup_bound;
+        for (auto& [n, f] : pending)
+            if (f) f(deadline);
+        // Dropping them here, while every service still exists, releases what they hold (a
+        // child's descriptors deregister from a reactor that is shut down but not destroyed).
     }
 };
 
@@ -53,19 +71,30 @@ std::shared_ptr<cleanup_service::state> state_for(const asio::any_io_executor& e
 
 } // namespace
 
-std::function<void()> cleanup_started(const asio::any_io_executor& ex) {
+std::function<void()> cleanup_started(const asio::any_io_executor& ex, finish_now_fn finish_now) {
     auto st = state_for(ex);
     std::uint64_t n;
     {
-        std::lock_guard lock(st->m);
+        std::unique_lock lock(st->m);
+        if (st->shut_down) {
+            lock.unlock();
+            if (finish_now) finish_now(std::chrono::steady_clock::now() + shutdown_cleanup_bound);
+            return [] {};
+        }
         n = st->next++;
         st->in_flight.insert(n);
+        if (finish_now) st->finishers.emplace(n, std::move(finish_now));
     }
     return [st, n] {
         std::vector<cleanup_service::waiter> ready;
+        finish_now_fn dropped; // released outside the lock (it may own the child's state)
         {
             std::lock_guard lock(st->m);
             st->in_flight.erase(n);
+            if (auto it = st->finishers.find(n); it != st->finishers.end()) {
+                dropped = std::move(it->second);
+                st->finishers.erase(it);
+            }
             const std::uint64_t oldest = st->in_flight.empty() ? UINT64_MAX : *st->in_flight.begin();
             for (auto it = st->waiters.begin(); it != st->waiters.end();) {
                 if (it->upto < oldest) {
@@ -79,6 +108,8 @@ std::function<void()> cleanup_started(const asio::any_io_executor& ex) {
         for (auto& w : ready) asio::post(w.ex, std::move(w.h));
     };
 }
+
+void prepare_cleanups(const asio::any_io_executor& ex) { (void)state_for(ex); }
 
 void when_cleanups_started_so_far_done(const asio::any_io_executor& ex, std::function<void()> h) {
     auto st = state_for(ex);

@@ -87,6 +87,10 @@
 //   print-file PATH             PATH's contents, as is (exit 2 if it cannot be read).
 //   set-comm TEXT               prctl(PR_SET_NAME, TEXT): the kernel keeps the first 15 bytes.
 //   try-fork                    fork once: "fork ok\n" or "fork failed E<NAME>\n" (the child exits).
+//   trace PID MS                attach to PID as its tracer (PTRACE_SEIZE; exit 2 if refused), print
+//                               "tracing PID\n", pass every signal on to it; once it has exited,
+//                               hold its exit for MS (its parent cannot reap it meanwhile), then
+//                               take the exit (which hands it to the parent) and print "released\n".
 //
 // Example: drover-test-child write-line hello sleep 100 exit 3
 #include <dirent.h>
@@ -97,6 +101,7 @@
 #include <sys/socket.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -283,6 +288,7 @@ constexpr std::array param_rules{
     param_rule{"BYTES", param_kind::number, ULLONG_MAX},
     param_rule{"UID", param_kind::number, UINT32_MAX},
     param_rule{"FD", param_kind::number, INT_MAX},
+    param_rule{"PID", param_kind::number, INT_MAX},
     param_rule{"MB", param_kind::number, 1ULL << 30}, // 1 PiB: MB << 20 stays far from overflow
     param_rule{"SIG", param_kind::signal},
     param_rule{"NAME", param_kind::rlimit},
@@ -935,6 +941,38 @@ void op_try_fork(args_t) {
     out("fork ok\n");
 }
 
+// A tracer that sits on the exit: between the tracee's death and the tracer's wait, the pidfd
+// of the tracee is readable for its parent, but the parent's waitid has nothing to reap.
+void op_trace(args_t args) {
+    const auto pid = static_cast<pid_t>(number_arg(args, 0));
+    const unsigned long long hold = number_arg(args, 1);
+    if (::ptrace(PTRACE_SEIZE, pid, nullptr, nullptr) != 0) fail_syscall("ptrace PTRACE_SEIZE");
+    out("tracing " + std::to_string(pid) + "\n");
+    for (;;) {
+        siginfo_t si{};
+        // WNOWAIT first, so that an exit is seen without being taken.
+        if (::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED | WSTOPPED | WNOWAIT | __WALL) != 0) {
+            if (errno == EINTR) continue;
+            fail_syscall("waitid");
+        }
+        if (si.si_code == CLD_EXITED || si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED) break;
+        int status = 0;
+        if (::waitpid(pid, &status, __WALL) < 0) {
+            if (errno == EINTR) continue;
+            fail_syscall("waitpid");
+        }
+        if (!WIFSTOPPED(status)) continue;
+        // A signal-delivery stop passes the signal on; other stops (group stop, events) resume.
+        const int sig = (status >> 16) == 0 ? WSTOPSIG(status) : 0;
+        ::ptrace(PTRACE_CONT, pid, nullptr, reinterpret_cast<void*>(static_cast<long>(sig)));
+    }
+    sleep_ms(hold);
+    int status = 0;
+    while (::waitpid(pid, &status, __WALL) < 0)
+        if (errno != EINTR) fail_syscall("waitpid");
+    out("released\n");
+}
+
 struct op_spec {
     std::string_view name;
     std::string_view params; // space separated parameter names, see param_rules
@@ -996,6 +1034,7 @@ constexpr std::array op_table{
     op_spec{"print-file", "PATH", op_print_file},
     op_spec{"try-fork", "", op_try_fork},
     op_spec{"set-comm", "TEXT", op_set_comm},
+    op_spec{"trace", "PID MS", op_trace},
 };
 
 const op_spec* find_op(std::string_view name) {

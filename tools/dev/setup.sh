@@ -7,7 +7,8 @@ DROVER_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD_DIR=${DROVER_BUILD_DIR:-"$DROVER_ROOT/build"}
 
 # libboost1.81-dev, not libboost-dev (1.74, no Process v2 and no any_completion_handler).
-PACKAGES=(g++ meson ninja-build pkg-config libboost1.81-dev libboost-json1.81-dev libspdlog-dev libfmt-dev doctest-dev libcli11-dev)
+# strace: the tests of traced children (reliability.md, C5) attach it to drover's children.
+PACKAGES=(g++ meson ninja-build pkg-config libboost1.81-dev libboost-json1.81-dev libspdlog-dev libfmt-dev doctest-dev libcli11-dev strace)
 
 # install_missing PACKAGE...: installs those of the Debian packages that are not installed yet.
 install_missing() {
