@@ -13,11 +13,12 @@
 
 namespace drover::cli {
 
-/// The longest duration drover keeps: 10000 days (over 27 years). Longer values are clamped to
-/// it, as timeout(1) clamps to the longest it can represent: scripts write 999999999 or 1e9d to
-/// mean "never", and that must not be an error. Far below the range of steady_clock, so a
-/// deadline of now() plus it never overflows.
-constexpr std::chrono::nanoseconds max_duration = std::chrono::hours(24) * 10000;
+/// The longest duration drover keeps: 36500 days (100 years of 365 days). Longer values are
+/// clamped to it, as timeout(1) clamps to the longest it can represent: scripts write huge
+/// values to mean "never", and that must not be an error. Above 999999999s (so nine digits of
+/// seconds stay exact), and a third of steady_clock's range (about 292 years of nanoseconds),
+/// so a deadline of now() plus it never overflows.
+constexpr std::chrono::nanoseconds max_duration = std::chrono::hours(24) * 36500;
 
 /// A duration as drover's options take it (docs/cli.md, "Durations"): a decimal number, with a
 /// fraction or not ("1.5", ".1", "5."), and an optional unit: ns, us, ms, s (the default), m,
