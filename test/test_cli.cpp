@@ -219,8 +219,8 @@ TEST_CASE("drover run --timeout stops the tree and exits 124, quickly") {
 
 TEST_CASE("drover run: --timeout, --grace, --stop-signal and --cgroup/--no-cgroup are validated before anything starts") {
     for (auto args : std::vector<std::vector<std::string>>{{"--timeout", "soon"},
-                                                           {"--timeout", "0"},
                                                            {"--timeout", "-1s"},
+                                                           {"--timeout", "inf"},
                                                            {"--grace", "1y"},
                                                            {"--stop-signal", "NOPE"},
                                                            {"--stop-signal", "0"},

@@ -37,6 +37,9 @@
 //   ignore-term MS              SIGTERM to SIG_IGN, print "ignoring TERM\n", sleep MS.
 //   trap-term MS                SIGTERM handler printing "got TERM\n" and _exit(0); print
 //                               "trapping TERM\n"; sleep MS, then go on with the script.
+//   report-signal SIG           a SIG handler printing "got signal N pid P\n" (N: the number, P: the
+//                               receiving process, so a child forked later reports as itself);
+//                               the script goes on (sleep resumes after it).
 //   spawn-grandchild MS         fork a child that sleeps MS and exits 0; print "grandchild <pid>\n";
 //                               do not wait for it.
 //   spawn-grandchild-setsid MS  the same, the grandchild calls setsid() first.
@@ -435,6 +438,27 @@ void on_term(int) {
     ::_exit(0);
 }
 
+// Handler of report-signal: formats by hand, since only write(2) and getpid(2) are
+// async-signal-safe here.
+void on_reported_signal(int sig) {
+    const int saved_errno = errno; // the interrupted code may be about to read errno
+    char line[64] = "got signal ";
+    std::size_t len = sizeof "got signal " - 1;
+    auto append_number = [&](unsigned long long v) {
+        char digits[24];
+        std::size_t n = 0;
+        do digits[n++] = static_cast<char>('0' + v % 10);
+        while ((v /= 10) != 0);
+        while (n > 0) line[len++] = digits[--n];
+    };
+    append_number(static_cast<unsigned long long>(sig));
+    for (char c : std::string_view(" pid ")) line[len++] = c;
+    append_number(static_cast<unsigned long long>(::getpid()));
+    line[len++] = '\n';
+    (void)write_fully(STDOUT_FILENO, line, len);
+    errno = saved_errno;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Operations, in the order of the table below
 
@@ -540,6 +564,10 @@ void op_trap_term(args_t args) {
     set_disposition(SIGTERM, on_term);
     out("trapping TERM\n");
     sleep_ms(number_arg(args, 0));
+}
+
+void op_report_signal(args_t args) {
+    set_disposition(*parse_signal(args[0]), on_reported_signal);
 }
 
 void op_spawn_grandchild(args_t args) {
@@ -990,6 +1018,7 @@ constexpr std::array op_table{
     op_spec{"echo-args", "ARG...", op_echo_args},
     op_spec{"ignore-term", "MS", op_ignore_term},
     op_spec{"trap-term", "MS", op_trap_term},
+    op_spec{"report-signal", "SIG", op_report_signal},
     op_spec{"spawn-grandchild", "MS", op_spawn_grandchild},
     op_spec{"spawn-grandchild-setsid", "MS", op_spawn_grandchild_setsid},
     op_spec{"spawn-orphan", "MS", op_spawn_orphan},

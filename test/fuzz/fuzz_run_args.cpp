@@ -2,6 +2,7 @@
 // `drover run`; parse_command_line (CLI11 and the `--` split) then check_run_options (every
 // check before a spawn). Nothing is spawned.
 #include "command_line.hpp"
+#include "parse.hpp"
 
 #include <sstream>
 #include <string>
@@ -47,7 +48,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     FUZZ_CHECK(!cl.run.argv.empty());
     // The program is the one given, or drover itself as the init of a new pid namespace.
     FUZZ_CHECK(plan.cmd.program() == cl.run.argv.front() || plan.cmd.program() == drover::cli::self_exe());
-    if (plan.timeout) FUZZ_CHECK(plan.timeout->count() > 0);
+    // 0 is no limit: a timeout in the plan is a real one, never longer than the clamp.
+    if (plan.timeout) FUZZ_CHECK(plan.timeout->count() > 0 && *plan.timeout <= drover::cli::max_duration);
+    if (plan.signal_tree) FUZZ_CHECK(cl.run.signal_tree);
     FUZZ_CHECK(plan.cmd.stop_grace().count() >= 0);
     FUZZ_CHECK(plan.capture == (cl.run.capture || cl.run.json));
     if (plan.pty_size) FUZZ_CHECK(cl.run.pty);

@@ -35,6 +35,23 @@ std::optional<drover::stdio> stdio_spec(const std::string& v, int fd, spdlog::lo
     return drover::stdio::file(v);
 }
 
+/// A duration option's value, or empty after logging why it is not one: the option, the value
+/// (escaped: it may hold anything) and the grammar, with `zero` saying what 0 means for it.
+std::optional<std::chrono::nanoseconds> duration_option(std::string_view option, const std::string& value,
+                                                        std::string_view zero, spdlog::logger& log) {
+    auto r = read_duration(value);
+    if (!r.value) {
+        log.error("run: {} '{}' {}; a duration is a decimal number with an optional unit (ns, us, ms, s, m, h, "
+                  "d; s if none), like 500ms, 1.5s, .1, 2m, 1d ({})",
+                  option, drover::escape(value), r.problem, zero);
+        return std::nullopt;
+    }
+    if (r.clamped)
+        log.debug("run: {} '{}' is longer than {}: clamped to it", option, drover::escape(value),
+                  format_duration(max_duration));
+    return r.value;
+}
+
 } // namespace
 
 std::string self_exe() {
@@ -62,8 +79,12 @@ command_line parse_command_line(int argc, const char* const* argv, spdlog::logge
         ->expected(1)
         ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
     run_cmd->add_option("--timeout", ro.timeout,
-                        "Stop the command's tree after this long and exit 124 (500ms, 1.5s, 2m, 1h)");
-    run_cmd->add_option("--grace", ro.grace, "Time between the stop signal and SIGKILL (default 10s)");
+                        "Stop the command's tree after this long and exit 124 (500ms, 1.5s, .1, 2m, 1h, 1d; "
+                        "a bare number is seconds; 0: no limit)");
+    run_cmd->add_option("--grace", ro.grace,
+                        "Time between the stop signal and SIGKILL (default 10s; 0: SIGKILL right after it)");
+    run_cmd->add_flag("--signal-tree", ro.signal_tree,
+                      "Forward QUIT, USR1 and USR2 to every process of the tree, not only the main process");
     run_cmd->add_option("--stop-signal", ro.stop_signal, "First signal of a stop (default TERM)");
     run_cmd->add_flag("--cgroup", ro.cgroup, "Require a cgroup v2 leaf for the tree (fail if there is none)");
     run_cmd->add_flag("--no-cgroup", ro.no_cgroup, "Track the tree by session and /proc, without a cgroup");
@@ -178,20 +199,16 @@ std::variant<int, run_plan> check_run_options(const run_options& o, spdlog::logg
     // Every option is checked before anything starts.
     std::optional<std::chrono::nanoseconds> timeout;
     if (o.timeout) {
-        timeout = parse_duration(*o.timeout);
-        if (!timeout || *timeout == std::chrono::nanoseconds::zero()) {
-            log.error("run: --timeout '{}' is not a positive duration (like 500ms, 1.5s, 2m, 1h)", *o.timeout);
-            return exit_drover_failed;
-        }
+        timeout = duration_option("--timeout", *o.timeout, "0: no limit", log);
+        if (!timeout) return exit_drover_failed;
+        // 0 is no limit, as in timeout(1): a script can always pass the option.
+        if (*timeout == std::chrono::nanoseconds::zero()) timeout.reset();
     }
-    auto grace = parse_duration(o.grace);
-    if (!grace) {
-        log.error("run: --grace '{}' is not a duration (like 500ms, 1.5s, 2m, 0)", o.grace);
-        return exit_drover_failed;
-    }
+    auto grace = duration_option("--grace", o.grace, "0: SIGKILL right after the stop signal", log);
+    if (!grace) return exit_drover_failed;
     auto stop_signal = parse_signal(o.stop_signal);
     if (!stop_signal) {
-        log.error("run: --stop-signal '{}' is not a signal (like TERM, SIGINT, 15)", o.stop_signal);
+        log.error("run: --stop-signal '{}' is not a signal (like TERM, SIGINT, 15)", drover::escape(o.stop_signal));
         return exit_drover_failed;
     }
     if (o.cgroup && o.no_cgroup) {
@@ -221,11 +238,8 @@ std::variant<int, run_plan> check_run_options(const run_options& o, spdlog::logg
         return exit_drover_failed;
     }
     if (o.drain_grace) {
-        auto drain = parse_duration(*o.drain_grace);
-        if (!drain) {
-            log.error("run: --drain-grace '{}' is not a duration (like 500ms, 1s)", drover::escape(*o.drain_grace));
-            return exit_drover_failed;
-        }
+        auto drain = duration_option("--drain-grace", *o.drain_grace, "0: stop reading when the command exits", log);
+        if (!drain) return exit_drover_failed;
         if (!capture) {
             log.error("run: --drain-grace applies to --capture (or --json); add one of them");
             return exit_drover_failed;
@@ -283,6 +297,7 @@ std::variant<int, run_plan> check_run_options(const run_options& o, spdlog::logg
     // it forwards signals to the program's tree and reaps (drover run's PID-1 duty).
     const drover::command user_cmd(o.argv.front(), std::vector<std::string>(o.argv.begin() + 1, o.argv.end()));
     std::vector<std::string> child_argv = o.argv;
+    bool signal_tree = o.signal_tree;
     if (unshare && any(*unshare & drover::namespaces::pid) && !o.no_init) {
         std::string exe = self_exe();
         if (exe.empty()) {
@@ -290,8 +305,13 @@ std::variant<int, run_plan> check_run_options(const run_options& o, spdlog::logg
                       "use --no-init");
             return exit_drover_failed;
         }
-        child_argv = {exe, "run", "--grace", o.grace, "--stop-signal", o.stop_signal, "--"};
+        child_argv = {exe, "run", "--grace", o.grace, "--stop-signal", o.stop_signal};
+        // The inner drover forwards to the tree; the outer one then signals only it, or each
+        // process would get the signal twice.
+        if (o.signal_tree) child_argv.push_back("--signal-tree");
+        child_argv.push_back("--");
         child_argv.insert(child_argv.end(), o.argv.begin(), o.argv.end());
+        signal_tree = false;
     }
     drover::command cmd(child_argv.front(), std::vector<std::string>(child_argv.begin() + 1, child_argv.end()));
     if (o.env_clear) cmd.env_clear();
@@ -307,7 +327,7 @@ std::variant<int, run_plan> check_run_options(const run_options& o, spdlog::logg
     for (const auto& kv : o.env) {
         auto eq = kv.find('=');
         if (eq == std::string::npos || eq == 0) {
-            log.error("run: --env '{}' is not KEY=VALUE", kv);
+            log.error("run: --env '{}' is not KEY=VALUE", drover::escape(kv));
             return exit_drover_failed;
         }
         cmd.env(kv.substr(0, eq), kv.substr(eq + 1));
@@ -418,7 +438,7 @@ std::variant<int, run_plan> check_run_options(const run_options& o, spdlog::logg
         log.warn("argument {} ('{}') looks like {}, but no shell runs: '{}' gets it as is. To use a shell, "
                  "say so: drover run -- sh -c '...'", hint.index, drover::escape(o.argv[hint.index]), hint.what,
                  drover::escape(o.argv.front()));
-    return run_plan{std::move(cmd), timeout, capture, capture_opts, pty_size};
+    return run_plan{std::move(cmd), timeout, capture, capture_opts, pty_size, signal_tree};
 }
 
 } // namespace drover::cli

@@ -51,6 +51,7 @@ struct run_options {
     std::optional<std::string> user, group, groups, cap_bound, unshare, memory_max, pids_max, cpu_max;
     std::vector<std::string> env_files;
     bool no_init = false;
+    bool signal_tree = false;
     std::vector<std::string> argv;
 };
 
@@ -73,10 +74,13 @@ command_line parse_command_line(int argc, const char* const* argv, spdlog::logge
 /// `drover run`'s options, checked and turned into what to spawn.
 struct run_plan {
     drover::command cmd; ///< the command (or drover itself as the init of a new pid namespace)
-    std::optional<std::chrono::nanoseconds> timeout;
+    std::optional<std::chrono::nanoseconds> timeout; ///< empty: no limit (none given, or 0)
     bool capture = false; ///< --capture or --json
     drover::run_options capture_opts;
     std::optional<std::pair<unsigned short, unsigned short>> pty_size; ///< --pty-size
+    /// --signal-tree: QUIT, USR1 and USR2 go to every process of the tree. False when drover
+    /// runs as the init of a new pid namespace: that inner drover forwards them itself.
+    bool signal_tree = false;
 };
 
 /// Checks every option of `drover run` before anything starts; the first problem is logged and

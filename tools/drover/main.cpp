@@ -427,7 +427,8 @@ int run(const drover::cli::run_options& o, spdlog::logger& log) {
     }
 
     // Signals: TERM/INT/HUP go to the whole tree (a second TERM or INT kills the tree at once);
-    // QUIT/USR1/USR2 to the main process; CHLD reaps adopted orphans.
+    // QUIT/USR1/USR2 to the main process, or with --signal-tree to the whole tree (for programs
+    // whose workers act on them, like a log reopen); CHLD reaps adopted orphans.
     sigset_t set = handled_set();
     asio::posix::stream_descriptor sigfd(ctx);
     int sfd = ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -463,6 +464,9 @@ int run(const drover::cli::run_options& o, spdlog::logger& log) {
                 } else if (sig == SIGHUP) {
                     child.signal_tree(sig, sec); // often "reload": no escalation
                     log.debug("forwarded SIGHUP to the tree: {}", sec ? sec.message() : "ok");
+                } else if (plan.signal_tree) {
+                    child.signal_tree(sig, sec);
+                    log.debug("forwarded SIG{} to the tree: {}", sigabbrev_np(sig), sec ? sec.message() : "ok");
                 } else {
                     child.signal(sig, sec);
                     log.debug("forwarded SIG{} to the child: {}", sigabbrev_np(sig), sec ? sec.message() : "ok");
@@ -528,7 +532,7 @@ int run(const drover::cli::run_options& o, spdlog::logger& log) {
     };
     auto report_timeout = [&](const drover::exit_status& st) {
         log.warn("'{}' timed out after {}; its process tree was stopped ({})", drover::escape(o.argv.front()),
-                 *o.timeout, st);
+                 drover::cli::format_duration(*timeout), st);
     };
     auto on_main_exit = [&](boost::system::error_code ec, drover::exit_status st) {
         wait_ec = ec == drover::errc::timed_out ? boost::system::error_code{} : ec;
@@ -601,8 +605,7 @@ int run(const drover::cli::run_options& o, spdlog::logger& log) {
                          capture_opts.on_overflow == drover::overflow_policy::kill ? "; the tree was killed" : "");
         if (captured->drain_timed_out)
             log.warn("'{}' exited, but its output stayed open (a process it started?); stopped reading after {}",
-                     drover::escape(o.argv.front()),
-                     fmt::format("{} ms", std::chrono::duration_cast<std::chrono::milliseconds>(capture_opts.drain_grace).count()));
+                     drover::escape(o.argv.front()), drover::cli::format_duration(capture_opts.drain_grace));
     }
     return rc;
 }
@@ -625,12 +628,14 @@ int main(int argc, char** argv) {
     case drover::cli::command_line::action::exit: return cl.exit_code;
     case drover::cli::command_line::action::inspect: return drover::tool::inspect_main(cl.pid, cl.json, *log);
     case drover::cli::command_line::action::ps: {
-        auto interval = drover::cli::parse_duration(cl.interval);
-        if (!interval) {
-            log->error("ps: --interval '{}' is not a duration (like 200ms, 1s)", drover::escape(cl.interval));
+        auto interval = drover::cli::read_duration(cl.interval);
+        if (!interval.value) {
+            log->error("ps: --interval '{}' {} (a number with an optional unit ns, us, ms, s, m, h, d; like "
+                       "200ms, 1s; 0 for none)", drover::escape(cl.interval),
+                       interval.problem);
             return exit_drover_failed;
         }
-        return drover::tool::ps_main(cl.pid, cl.json, *interval, *log);
+        return drover::tool::ps_main(cl.pid, cl.json, *interval.value, *log);
     }
     case drover::cli::command_line::action::run:
         try {

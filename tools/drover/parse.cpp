@@ -5,32 +5,130 @@
 
 #include <cctype>
 #include <charconv>
-#include <cmath>
+#include <cstdint>
 #include <limits>
+#include <tuple>
 
 #include "drover/command.hpp"
+#include "drover/escape.hpp"
 
 namespace drover::cli {
 
-std::optional<std::chrono::nanoseconds> parse_duration(std::string_view s) {
-    if (s.empty()) return std::nullopt;
-    std::size_t unit_at = 0;
-    while (unit_at < s.size() && (std::isdigit(static_cast<unsigned char>(s[unit_at])) || s[unit_at] == '.')) ++unit_at;
-    if (unit_at == 0) return std::nullopt;
-    double v = 0;
-    auto [ptr, ec] = std::from_chars(s.data(), s.data() + unit_at, v);
-    if (ec != std::errc{} || ptr != s.data() + unit_at || !std::isfinite(v) || v < 0) return std::nullopt;
-    std::string_view unit = s.substr(unit_at);
-    double scale;
-    if (unit.empty() || unit == "s") scale = 1e9;
-    else if (unit == "ms") scale = 1e6;
-    else if (unit == "us") scale = 1e3;
-    else if (unit == "m") scale = 60e9;
-    else if (unit == "h") scale = 3600e9;
-    else return std::nullopt;
-    double ns = v * scale;
-    if (ns > 1e18) return std::nullopt; // ~31 years: a typo, not a timeout
-    return std::chrono::nanoseconds(static_cast<long long>(ns));
+namespace {
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+/// Nanoseconds per unit; 0 for an unknown unit. Case matters, as in timeout(1): "1S" and "1M"
+/// are refused rather than guessed (M could be minutes or months).
+std::uint64_t unit_scale(std::string_view unit) {
+    if (unit.empty() || unit == "s") return 1'000'000'000ULL;
+    if (unit == "ns") return 1;
+    if (unit == "us") return 1'000ULL;
+    if (unit == "ms") return 1'000'000ULL;
+    if (unit == "m") return 60'000'000'000ULL;
+    if (unit == "h") return 3'600'000'000'000ULL;
+    if (unit == "d") return 86'400'000'000'000ULL;
+    return 0;
+}
+
+bool starts_with_nocase(std::string_view s, std::string_view prefix) {
+    if (s.size() < prefix.size()) return false;
+    for (std::size_t i = 0; i < prefix.size(); ++i)
+        if (std::tolower(static_cast<unsigned char>(s[i])) != prefix[i]) return false;
+    return true;
+}
+
+std::string format_duration_ns(std::uint64_t n) {
+    if (n == 0) return "0s";
+    // A whole number of days, hours or minutes reads best in that unit ("2m", not "120s");
+    // anything else in the largest unit up to seconds that is not more than it, as a decimal
+    // without trailing zeros ("90s", "1.5s", "500ms", "2.5us").
+    for (auto [unit, scale] : {std::pair{"d", 86'400'000'000'000ULL}, std::pair{"h", 3'600'000'000'000ULL},
+                               std::pair{"m", 60'000'000'000ULL}})
+        if (n % scale == 0) return std::to_string(n / scale) + unit;
+    for (auto [unit, scale, places] : {std::tuple{"s", 1'000'000'000ULL, 9}, std::tuple{"ms", 1'000'000ULL, 6},
+                                       std::tuple{"us", 1'000ULL, 3}}) {
+        if (n < scale) continue;
+        std::string out = std::to_string(n / scale);
+        if (const std::uint64_t rest = n % scale) {
+            std::string f = std::to_string(rest);
+            f.insert(0, static_cast<std::size_t>(places) - f.size(), '0');
+            while (f.back() == '0') f.pop_back();
+            out += '.' + f;
+        }
+        return out + unit;
+    }
+    return std::to_string(n) + "ns";
+}
+
+} // namespace
+
+duration_reading read_duration(std::string_view s) {
+    // 128 bits: 24 fraction digits times a day in nanoseconds (< 2^127) stay exact.
+    __extension__ typedef unsigned __int128 u128;
+    duration_reading r;
+    auto refuse = [&](std::string why) {
+        r.problem = std::move(why);
+        return r;
+    };
+    if (s.empty()) return refuse("is empty");
+    if (s.front() == '-') return refuse("is negative");
+    if (s.front() == '+') return refuse("has a sign (write the number alone)");
+    if (starts_with_nocase(s, "nan") || starts_with_nocase(s, "inf"))
+        return refuse("is not a number (NaN and infinity are not durations; a huge value means no limit in practice)");
+    if (starts_with_nocase(s, "0x")) return refuse("is hexadecimal (write it in decimal)");
+    if (!is_digit(s.front()) && s.front() != '.') return refuse("does not start with a number");
+
+    // Whole part: saturates (anything that long is clamped anyway).
+    std::size_t i = 0;
+    std::uint64_t whole = 0;
+    bool whole_huge = false;
+    for (; i < s.size() && is_digit(s[i]); ++i) {
+        const unsigned d = static_cast<unsigned>(s[i] - '0');
+        if (whole > (std::numeric_limits<std::uint64_t>::max() - 9) / 10) whole_huge = true;
+        else whole = whole * 10 + d;
+    }
+    std::size_t digits = i;
+    // Fraction: its first 24 digits exactly (with the largest unit, 1d, digit 24 is worth
+    // 8.64e-11 ns), the rest only as "not zero" so that a tiny value stays above zero.
+    u128 frac = 0, frac_den = 1;
+    bool frac_rest = false;
+    if (i < s.size() && s[i] == '.') {
+        for (++i; i < s.size() && is_digit(s[i]); ++i, ++digits) {
+            if (frac_den < u128(1'000'000'000'000ULL) * 1'000'000'000'000ULL) {
+                frac = frac * 10 + static_cast<unsigned>(s[i] - '0');
+                frac_den *= 10;
+            } else if (s[i] != '0') {
+                frac_rest = true;
+            }
+        }
+    }
+    if (digits == 0) return refuse("has no digits");
+    const std::string_view unit = s.substr(i);
+    if (!unit.empty() && unit.front() == '.') return refuse("has more than one '.'");
+    if (!unit.empty() && (unit.front() == 'e' || unit.front() == 'E') && unit.size() > 1 &&
+        (is_digit(unit[1]) || unit[1] == '-' || unit[1] == '+'))
+        return refuse("has an exponent (write 1000, not 1e3)");
+    const std::uint64_t scale = unit_scale(unit);
+    if (scale == 0) return refuse("has an unknown unit '" + drover::escape(unit) + "'");
+
+    const u128 max = static_cast<u128>(max_duration.count());
+    u128 ns = whole_huge ? max + 1 : u128(whole) * scale + frac * scale / frac_den;
+    if (ns == 0 && (frac != 0 || frac_rest)) ns = 1; // above zero stays above zero
+    if (ns > max) {
+        ns = max;
+        r.clamped = true;
+    }
+    r.value = std::chrono::nanoseconds(static_cast<std::int64_t>(ns));
+    return r;
+}
+
+std::optional<std::chrono::nanoseconds> parse_duration(std::string_view s) { return read_duration(s).value; }
+
+std::string format_duration(std::chrono::nanoseconds d) {
+    // Negated as unsigned: -nanoseconds::min() would overflow.
+    if (d.count() < 0) return "-" + format_duration_ns(0 - static_cast<std::uint64_t>(d.count()));
+    return format_duration_ns(static_cast<std::uint64_t>(d.count()));
 }
 
 std::optional<int> parse_signal(std::string s) {

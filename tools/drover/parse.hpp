@@ -13,9 +13,31 @@
 
 namespace drover::cli {
 
-/// "500ms", "1.5s", "2m", "1h", "250us", or a bare number of seconds. Never negative; at most
-/// 1e18 ns (a longer one is a typo, not a timeout).
+/// The longest duration drover keeps: 36500 days (100 years of 365 days). Longer values are
+/// clamped to it, as timeout(1) clamps to the longest it can represent: scripts write huge
+/// values to mean "never", and that must not be an error. Above 999999999s (so nine digits of
+/// seconds stay exact), and a third of steady_clock's range (about 292 years of nanoseconds),
+/// so a deadline of now() plus it never overflows.
+constexpr std::chrono::nanoseconds max_duration = std::chrono::hours(24) * 36500;
+
+/// A duration as drover's options take it (docs/cli.md, "Durations"): a decimal number, with a
+/// fraction or not ("1.5", ".1", "5."), and an optional unit: ns, us, ms, s (the default), m,
+/// h or d. No sign, exponent, hex, NaN, infinity or spaces. Read exactly (no floating point),
+/// truncated to whole nanoseconds, except that a value above zero is at least 1ns (so it is
+/// never mistaken for 0, which several options read as "none").
+struct duration_reading {
+    std::optional<std::chrono::nanoseconds> value; ///< empty when refused
+    bool clamped = false;                          ///< longer than max_duration: value is max_duration
+    std::string problem; ///< when refused: what is wrong, a phrase like "has an unknown unit 'x'"
+};
+duration_reading read_duration(std::string_view s);
+
+/// read_duration(s).value: the duration, or empty when `s` is not one.
 std::optional<std::chrono::nanoseconds> parse_duration(std::string_view s);
+
+/// `d` as drover echoes it, always with a unit and exactly (read_duration reads it back to the
+/// same value): "0s", "500ms", "1.5s", "90s", "2m", "1h", "1d", "250us", "7ns".
+std::string format_duration(std::chrono::nanoseconds d);
 
 /// "TERM", "SIGTERM", "sigterm" or "15": a signal number in 1..SIGRTMAX.
 std::optional<int> parse_signal(std::string s);
