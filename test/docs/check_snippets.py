@@ -268,8 +268,8 @@ def main():
         if len(found) != ok:
             lines = ", ".join(str(n) for n in found)
             problems.append(f"{path}: {len(found)} code block(s) without a language"
-                            + (f" (lines {lines})" if found else "") + f", {ok} allowed: mark each as "
-                            "cpp, sh, text... and keep --allow-unmarked in test/meson.build in step")
+                            + (f" (line {lines})" if found else "") + f", {ok} allowed: mark each as "
+                            "cpp, sh, text... and keep --allow-unmarked in test/docs/meson.build in step")
     if problems:
         for p in problems:
             print(f"error: {p}", file=sys.stderr)
