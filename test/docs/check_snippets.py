@@ -57,7 +57,8 @@ class Snippet:
     wrapper: str
     given: str = ""
     before: str = ""
-    before_line: int = 0
+    before_line: int = 0  # lines of the comment's before: and given: (else the comment's,
+    given_line: int = 0   # or the fence's without a comment), for the #line directives
     code: list = field(default_factory=list)
 
     def where(self):
@@ -72,7 +73,8 @@ class Counts:
 
 
 def parse_comment(text, path, line):
-    """'WRAPPER [given: ...] [before: ...]' -> (wrapper, given, before)."""
+    """'WRAPPER [given: ...] [before: ...]' -> (wrapper, given, before, line of given:, line of before:)."""
+    lines = {k: line + text[:m.start()].count("\n") for m in re.finditer(r"\b(given|before):", text) for k in [m.group(1)]}
     parts = re.split(r"\b(given|before):", text)
     head = parts[0].split()
     if len(head) != 1 or head[0] not in WRAPPERS:
@@ -83,19 +85,19 @@ def parse_comment(text, path, line):
         fields[key] = value.strip()
     if fields["given"] and head[0] in ("top-level", "file"):
         raise DocError(f"{path}:{line}: 'given:' needs a coroutine or function wrapper")
-    return head[0], fields["given"], fields["before"]
+    return head[0], fields["given"], fields["before"], lines.get("given", line), lines.get("before", line)
 
 
 def scan(lines, path, counts, snippets):
     """lines: [(line_number, text)] of one markdown text (a .md file or a header's comments)."""
-    pending = None  # (wrapper, given, before, comment_line) waiting for its fence
+    pending = None  # (wrapper, given, before, given_line, before_line, comment_line) waiting for its fence
     i = 0
     while i < len(lines):
         number, text = lines[i]
         m = COMMENT_START.match(text)
         if m:
             if pending:
-                raise DocError(f"{path}:{pending[3]}: snippet comment not followed by a code fence")
+                raise DocError(f"{path}:{pending[5]}: snippet comment not followed by a code fence")
             body, start = m.group("rest"), number
             while "-->" not in body:
                 i += 1
@@ -110,7 +112,7 @@ def scan(lines, path, counts, snippets):
         m = FENCE.match(text)
         if not m:
             if pending and text.strip():
-                raise DocError(f"{path}:{pending[3]}: snippet comment not followed by a code fence")
+                raise DocError(f"{path}:{pending[5]}: snippet comment not followed by a code fence")
             i += 1
             continue
         indent, fence, lang = len(m.group("indent")), m.group("fence"), m.group("info")
@@ -124,12 +126,12 @@ def scan(lines, path, counts, snippets):
         if j == len(lines):
             raise DocError(f"{path}:{number}: code fence is never closed")
         if lang in CPP_LANGS:
-            wrapper, given, before, comment_line = pending or ("coroutine", "", "", number)
+            wrapper, given, before, given_line, before_line, _ = pending or ("coroutine", "", "", number, number, number)
             snippets.append(Snippet(path, body[0][0] if body else number + 1, number, wrapper, given,
-                                    before, comment_line, [t for _, t in body]))
+                                    before, before_line, given_line, [t for _, t in body]))
             counts.cpp += 1
         elif pending:
-            raise DocError(f"{path}:{pending[3]}: snippet comment before a {lang or 'bare'} block (only cpp is compiled)")
+            raise DocError(f"{path}:{pending[5]}: snippet comment before a {lang or 'bare'} block (only cpp is compiled)")
         elif lang in OTHER_LANGS:
             counts.other[lang] = counts.other.get(lang, 0) + 1
         elif lang == "":
@@ -140,7 +142,7 @@ def scan(lines, path, counts, snippets):
         pending = None
         i = j + 1
     if pending:
-        raise DocError(f"{path}:{pending[3]}: snippet comment not followed by a code fence")
+        raise DocError(f"{path}:{pending[5]}: snippet comment not followed by a code fence")
 
 
 def header_comment_runs(path, text):
@@ -195,10 +197,10 @@ def wrap(s, index, prelude):
         params = s.given
         if s.wrapper == "coroutine":
             params = "[[maybe_unused]] asio::any_io_executor ex" + (", " + params if params else "")
-            out.append(f"#line {s.before_line} {c_string(s.path)}")
+            out.append(f"#line {s.given_line} {c_string(s.path)}")
             out.append(f"awaitable<void> snippet({params}) {{")
         else:
-            out.append(f"#line {s.before_line} {c_string(s.path)}")
+            out.append(f"#line {s.given_line} {c_string(s.path)}")
             out.append(f"void snippet({params}) {{")
     out.append(f"#line {s.line} {c_string(s.path)}")
     out += s.code
@@ -214,7 +216,7 @@ def wrap(s, index, prelude):
 def blamed(s, output):
     """Whether the compiler's output points into snippet s (its comment, code or closing fence)."""
     for m in re.finditer(r"^(?:\s*(?:from\s+)?)?(?P<path>[^\s:]+):(?P<line>\d+):", output, re.M):
-        if m.group("path") == s.path and s.before_line <= int(m.group("line")) <= s.line + len(s.code) + 1:
+        if m.group("path") == s.path and min(s.before_line, s.given_line) <= int(m.group("line")) <= s.line + len(s.code) + 1:
             return True
     return False
 
