@@ -27,7 +27,8 @@ struct line {
 /// Reads a child's stdout or stderr (`child::std_out()`, `std_err()`) or its terminal
 /// (`child::pty()`) line by line:
 ///
-/// ```
+/// <!-- snippet: coroutine given: drover::child& c -->
+/// ```cpp
 /// drover::line_reader lines(c.std_out());
 /// while (auto l = co_await lines.next()) use(l->text);
 /// ```

@@ -86,8 +86,9 @@ using run_signature = void(std::exception_ptr, run_result);
 /// errors: they are in the result. Cancellation (terminal or partial) stops the tree as
 /// `child::async_wait` does and then completes with `operation_aborted`.
 ///
-/// ```
-/// auto r = co_await drover::async_run(ex, drover::command("git", {"status"}));
+/// ```cpp
+/// drover::command git("git", {"status"}); // named first: g++ 12 rejects this list inside co_await
+/// auto r = co_await drover::async_run(ex, std::move(git));
 /// if (r.status.success()) use(r.out.text());
 /// ```
 void async_run_impl(const boost::asio::any_io_executor& ex, command cmd, run_options opts,

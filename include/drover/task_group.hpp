@@ -143,7 +143,9 @@ task_result<T> to_result(finished_task&& f) {
 /// A group of coroutines (tasks) run concurrently on one executor, joined in completion order:
 /// drover's answer to tokio's `JoinSet`, Trio's nursery and asyncio's `TaskGroup`.
 ///
-/// ```
+/// <!-- snippet: coroutine given: const std::vector<drover::command>& commands
+///      before: awaitable<int> run_one(drover::command cmd); -->
+/// ```cpp
 /// drover::task_group<int> g(ex);
 /// for (auto& cmd : commands) g.spawn(run_one(cmd));
 /// while (auto r = co_await g.async_join_next()) use(r->get());
@@ -277,7 +279,8 @@ private:
 /// (returned, threw, or was cancelled): every unfinished task is cancelled and awaited, every
 /// child it started is stopped and reaped. Returns the body's value or rethrows its exception.
 ///
-/// ```
+/// <!-- snippet: coroutine before: awaitable<void> serve(); -->
+/// ```cpp
 /// co_await drover::with_task_group<void>(ex, {}, [&](drover::task_group<void>& g) -> boost::asio::awaitable<void> {
 ///     g.spawn(serve());
 ///     co_await g.async_join_next(); // the first to end ends the scope; the rest is stopped

@@ -1,0 +1,43 @@
+// A program built outside drover's tree with nothing but `pkg-config --cflags --libs drover`
+// (test/package/check_installed.py): what a user of the installed package writes.
+#include <cstdio>
+#include <exception>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <fmt/core.h>
+
+#include <drover/drover.hpp>
+
+// drover.pc passes the Asio configuration libdrover was built with.
+#if !defined(BOOST_ASIO_NO_DEPRECATED) || !defined(BOOST_ASIO_NO_TS_EXECUTORS)
+#error "pkg-config --cflags drover did not pass libdrover's Asio configuration"
+#endif
+
+namespace asio = boost::asio;
+
+asio::awaitable<drover::exit_status> run_child() {
+    auto ex = co_await asio::this_coro::executor;
+    drover::command cmd("/bin/sh", {"-c", "exit 3"});
+    drover::child c = drover::spawn(ex, std::move(cmd));
+    co_return co_await c.async_wait(asio::use_awaitable);
+}
+
+int main() {
+    // The formatter is declared in exit_status.hpp and defined in libdrover; fmt::format itself
+    // lives in libfmt, which the program links only if drover.pc names fmt publicly.
+    fmt::print("formatted: {}\n", drover::exit_status::exited(3));
+
+    asio::io_context ctx;
+    drover::exit_status status;
+    std::exception_ptr error;
+    asio::co_spawn(ctx, run_child(), [&](std::exception_ptr e, drover::exit_status s) {
+        error = e;
+        status = s;
+    });
+    ctx.run();
+    if (error) std::rethrow_exception(error);
+    fmt::print("child: {}\n", status);
+    return 0;
+}
