@@ -1,5 +1,5 @@
 // Reading /proc/<pid> for one process, strictly and boundedly, and verifying the result against
-// a pidfd (pitfall G5: a pid read from /proc may already name another process).
+// a pidfd (reliability.md G5: a pid read from /proc may already name another process).
 //
 // Every file is opened relative to one /proc/<pid> directory descriptor, so a read never hops to
 // another process of the same pid halfway; and the pidfd, taken before that directory was

@@ -2,9 +2,10 @@
 //
 // Layout: drover's own cgroup (from /proc/self/cgroup, on the cgroup2 mount found through
 // /proc/self/mountinfo) gets one directory per drover process, `drover-<pid>`, and under it one
-// leaf per spawn, `run-<n>`, with n never reused within the process (pitfalls.md: a cgroup that
-// has seen `cgroup.kill` kills every child later cloned into it). A leaf is removed once it is
-// empty and its main process is reaped; `drover-<pid>` is removed with its last leaf.
+// leaf per spawn, `run-<n>`, with n never reused within the process (a cgroup that has seen
+// `cgroup.kill` kills every child later cloned into it: docs/reliability.md, "Facts about the
+// machines"). A leaf is removed once it is empty and its main process is reaped;
+// `drover-<pid>` is removed with its last leaf.
 #pragma once
 
 #include <sys/types.h>

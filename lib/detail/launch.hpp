@@ -26,7 +26,7 @@ std::string_view to_string(launcher_kind k) noexcept;
 void force_launcher(launcher_kind k) noexcept;
 
 /// Tests only: the child sleeps this long just before PR_SET_PDEATHSIG, so a test can kill the
-/// parent inside the window the getppid() check covers (pitfalls.md C3b). 0 = off.
+/// parent inside the window the getppid() check covers (reliability.md C3 (b)). 0 = off.
 void set_test_delay_before_pdeathsig(unsigned ms) noexcept;
 
 /// The launcher the last spawn used (`automatic` before the first spawn).

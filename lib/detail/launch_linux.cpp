@@ -1,4 +1,4 @@
-// The Linux launcher. See docs/architecture.md ("Spawning") and pitfalls.md section 3.
+// The Linux launcher. docs/architecture.md ("Spawning") lists the steps of both sides, in order.
 //
 // Parent: prepares everything the child needs (absolute path, argv/envp arrays, every stdio
 // descriptor at a number above every target), blocks all signals, and creates the child with
@@ -8,7 +8,7 @@
 // is free again when clone returns.
 //
 // Child: raw syscalls only, through `syscall()` (no malloc, no locks, no exceptions, no
-// logging, no sanitizer instrumentation), in the order of pitfalls.md section 3.
+// logging, no sanitizer instrumentation), in the order docs/architecture.md ("Spawning") gives.
 //
 // The child's exit signal is SIGCHLD, as for any child: drover never handles it (it waits on
 // the pidfd), and leaves the process's SIGCHLD disposition alone.

@@ -1,5 +1,5 @@
 // drover (private): a test seam in read_proc_info, between the last /proc read and the pidfd
-// verification, where a test reaps the process and reuses its pid (pitfall G5).
+// verification, where a test reaps the process and reuses its pid (reliability.md G5).
 #pragma once
 
 #include <sys/types.h>

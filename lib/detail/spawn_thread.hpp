@@ -1,5 +1,5 @@
 // drover (private): the long-lived thread spawns run on when the caller's thread may not
-// outlive its children (PR_SET_PDEATHSIG follows the spawning *thread*: pitfalls.md C3).
+// outlive its children (PR_SET_PDEATHSIG follows the spawning *thread*: reliability.md C3).
 #pragma once
 
 #include <functional>

@@ -1,5 +1,6 @@
 // Boost.Process v2 (1.81) as a drover-bench contender, in its own translation unit: its
-// headers are heavy and, in 1.81, not self-contained (pitfalls.md section 1).
+// headers are heavy and, in 1.81, not self-contained: the two includes below must come first
+// (docs/reliability.md, "Facts about the machines").
 #define BOOST_PROCESS_USE_STD_FS 1
 #include <boost/optional.hpp>
 #include <boost/type_traits.hpp>

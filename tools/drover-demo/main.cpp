@@ -392,7 +392,7 @@ awaitable<int> nap(int tenths) {
 }
 
 awaitable<result> concurrent_tasks() {
-    // The seed article's five sleepers, 2.5, 2, 1.5, 1 and 0.5 s, started in that order in a
+    // Five sleepers, 2.5, 2, 1.5, 1 and 0.5 s, started in that order in a
     // task_group: they run at once and join in the order they finish, so the report is the
     // reverse of the start order, and the whole takes as long as the longest, not the sum.
     auto ex = co_await asio::this_coro::executor;
