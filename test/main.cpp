@@ -4,7 +4,7 @@
 // the library's fault-injection seam (lib/detail/fault.hpp), e.g. "clone3:ENOSYS:-1" to prove
 // the core suites pass on the fallback launchers. The library itself never reads it.
 //
-// DROVER_TEST_SIGNAL_STORM=HZ runs the suite under a signal storm (pitfalls.md A2, F1): handlers
+// DROVER_TEST_SIGNAL_STORM=HZ runs the suite under a signal storm (reliability.md A2, F1): handlers
 // for SIGUSR1 and SIGALRM are installed *without* SA_RESTART (so every blocking call they
 // interrupt returns EINTR), and a separate process sends this one SIGUSR1 and SIGALRM in turn,
 // HZ signals a second, until this process exits. Every test must still pass: no EINTR may

@@ -1,4 +1,4 @@
-// `drover run`: the exit-status contract of design.md, driven through the real binary.
+// `drover run`: the exit-status contract (docs/cli.md, "Exit status"), driven through the real binary.
 #include <signal.h>
 
 #include <doctest/doctest.h>
@@ -87,7 +87,7 @@ TEST_CASE("drover run forwards SIGTERM to its child and reports the child's stat
 
 }
 
-// ---- stopping (issue 3) -----------------------------------------------------------------------
+// ---- stopping ---------------------------------------------------------------------------------
 
 #include <sys/stat.h>
 

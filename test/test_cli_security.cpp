@@ -1,4 +1,4 @@
-// `drover run`'s security and limit options (issue 6), driven through the real binary:
+// `drover run`'s security and limit options, driven through the real binary:
 // --user/--group (G2, and the unprivileged error), --unshare (unprivileged with a user namespace),
 // --rlimit nproc (F3), the environment (B5) and --env-file, --memory-max/--pids-max/--cpu-max
 // on a host without the controllers, and the validation of every new option.

@@ -1,4 +1,4 @@
-// drover::escape: child output made safe for logs and terminals (pitfalls.md E4).
+// drover::escape: child output made safe for logs and terminals (reliability.md E4).
 #include "drover/escape.hpp"
 
 #include <doctest/doctest.h>

@@ -1,4 +1,4 @@
-// Fault injection (issue 10): through the seam in lib/detail/fault.hpp, chosen system calls of
+// Fault injection: through the seam in lib/detail/fault.hpp, chosen system calls of
 // the library fail (an errno, EINTR, a short transfer, std::bad_alloc), and every case must end
 // in a clear error or a bounded retry: never a crash, a leaked descriptor, a leftover child or
 // zombie, or a hang. Each test counts this process's descriptors and children before and after.

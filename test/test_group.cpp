@@ -53,7 +53,7 @@ TEST_CASE("join_next yields tasks in completion order: 250..50 ms sleepers finis
     run(ctx, []() -> asio::awaitable<void> {
         auto ex = co_await asio::this_coro::executor;
         task_group<int> g(ex);
-        const int ms[] = {250, 200, 150, 100, 50}; // the seed article's 2.5 .. 0.5 s, scaled by 0.1
+        const int ms[] = {250, 200, 150, 100, 50}; // drover-demo's "concurrent" 2.5 .. 0.5 s, scaled by 0.1
         for (int i = 0; i < 5; ++i) g.spawn(sleeper(ms[i], i));
         CHECK(g.size() == 5);
         auto t0 = clk::now();

@@ -1,5 +1,5 @@
 // Output and input: line streams, stdin writes, bounded capture, drain grace, merged stderr,
-// terminals (pitfalls.md B4, E1, E2, E3, E5).
+// terminals (reliability.md B4, E1, E2, E3, E5).
 #include "drover/run.hpp"
 
 #include <fcntl.h>

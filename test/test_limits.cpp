@@ -1,4 +1,4 @@
-// Limits and hygiene applied in the child (a first part of issue 6): rlimits (B6), umask,
+// Limits and hygiene applied in the child: rlimits (B6), umask,
 // no_new_privs (G4), the shell-syntax lint and command::shell (G1).
 #include <signal.h>
 #include <sys/resource.h>

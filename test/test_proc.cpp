@@ -1,4 +1,4 @@
-// Introspection (issue 7): read_proc_info against what the kernel says about a known helper
+// Introspection: read_proc_info against what the kernel says about a known helper
 // child, a hostile comm, gone and stale processes (G5, with a private pid namespace and
 // ns_last_pid), CPU percentages, the tree under a process, and drover inspect / drover ps.
 #include <fcntl.h>

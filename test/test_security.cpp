@@ -1,4 +1,4 @@
-// Identity, capabilities, namespaces, cgroup limits and exhaustion (issue 6): G2, G3, G4's
+// Identity, capabilities, namespaces, cgroup limits and exhaustion: G2, G3, G4's
 // bounding set, F2, F3, I1, I3, and a pid namespace with its own /proc. Tests that need root,
 // namespaces or cgroup controllers skip with a message naming what is missing.
 #include <pwd.h>

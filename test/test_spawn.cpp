@@ -1,5 +1,5 @@
 // Spawning: what the child gets (argv, environment, fds, signals, stdio, session) and how
-// failures are reported. Tests are named after the rows of pitfalls.md.
+// failures are reported. Tests are named after the rows of docs/reliability.md.
 #include "drover/child.hpp"
 
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 // Stopping: the whole tree, escalation, timeouts, cancellation, parent death, cgroup leaves
-// (pitfalls.md C3, D1, D2, D3, H2, I1, I2).
+// (reliability.md C3, D1, D2, D3, H2, I1, I2).
 #include "drover/child.hpp"
 
 #include <signal.h>
