@@ -1,5 +1,5 @@
-// drover-demo: every capability of drover, end to end, in seconds. It reproduces what the seed
-// articles demonstrate (process management, the /proc tour, daemonization, process-tree
+// drover-demo: every capability of drover, end to end, in seconds. It does the usual tasks of
+// process management (running and waiting, a tour of /proc, daemonization, process-tree
 // cleanup) with drover's library API, and shows what drover does beyond them. Each scenario
 // runs real programs, checks what it sees, and prints PASS, FAIL or SKIP with its evidence.
 //
@@ -102,7 +102,7 @@ awaitable<result> simple() {
 }
 
 awaitable<result> no_shell() {
-    // The seed refused "dangerous" strings with a deny-list. drover needs none: the arguments
+    // A common defence refuses "dangerous" strings with a deny-list. drover needs none: the arguments
     // are an argv vector and no shell ever parses them. Both ideas side by side:
     const std::vector<std::string> hostile = {"; rm -rf /", "$(whoami)", "`id`", "../../../etc/passwd", "line\nbreak"};
     auto deny_list_refuses = [](const std::string& s) { return s.find_first_of(";|&$`\n<>") != std::string::npos; };
@@ -143,7 +143,7 @@ awaitable<result> limits() {
 }
 
 awaitable<result> proc_tour() {
-    // The container article's tour of /proc/<pid>, for a child drover started: read once,
+    // A tour of /proc/<pid>, for a child drover started: read once,
     // verified against the child's pidfd, so it can never describe a recycled pid.
     auto ex = co_await asio::this_coro::executor;
     drover::child c = drover::spawn(ex, drover::command("sleep", {"30"}).cwd("/tmp").std_in(drover::stdio::null()));
