@@ -148,10 +148,18 @@ boost::asio::posix::stream_descriptor* watch_held_exit(child_impl& c) noexcept t
     // A pidfd of its own, not a duplicate: the reactor made the description of ours
     // O_NONBLOCK, and waitid on a non-blocking pidfd returns EAGAIN instead of blocking. By pid,
     // which is safe: the process is an unreaped zombie (`m` is held, `status` is empty), so its
-    // pid cannot name anyone else, unless someone else reaps it right now; the signal-0 check on
-    // our own pidfd after the open rules that out.
+    // pid cannot name anyone else, unless someone else (a host's waitpid(-1)) reaps it right
+    // now. A waitid on our own pidfd after the open rules that out: it fails with ECHILD once
+    // the process is gone, and needs no permission (a signal 0 would, for a child that changed
+    // its credentials).
     unique_fd pidfd_thread{sys_pidfd_open(c.pid, 0)};
-    if (!ev_thread || !pidfd_thread || sys_pidfd_send_signal(c.pidfd.native_handle(), 0) != 0) return nullptr;
+    if (!ev_thread || !pidfd_thread) return nullptr;
+    siginfo_t still{};
+    int r;
+    do r = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(c.pidfd.native_handle()), &still,
+                    WEXITED | WNOHANG | WNOWAIT | __WALL);
+    while (r != 0 && errno == EINTR);
+    if (r != 0) return nullptr;
     auto watch = [e = std::move(ev_thread), p = std::move(pidfd_thread)] {
         // Blocks until the exit can be reaped (WNOWAIT: the reaping is try_reap's), or until
         // the child is gone (ECHILD: someone else reaped it). The thread then ends; it holds
@@ -244,8 +252,8 @@ struct wait_op {
 void reap_in_background(std::shared_ptr<child_impl> c) {
     error_code ec;
     if (try_reap(*c, ec) || ec) return;
-    auto& raw = *c;
-    async_wait_reapable(raw, [c = std::move(c)](error_code) mutable { reap_in_background(std::move(c)); });
+    auto keep = c; // the handler may run and release `c` on another thread before this returns
+    async_wait_reapable(*keep, [c = std::move(c)](error_code) mutable { reap_in_background(std::move(c)); });
 }
 
 } // namespace detail
@@ -299,6 +307,7 @@ namespace detail {
 
 void finish_cleanup_now(child_impl& c, std::chrono::steady_clock::time_point deadline) noexcept {
     using namespace std::chrono_literals;
+    if (c.finished_now.load(std::memory_order_acquire)) return;
     const auto ms_left = [&] {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
         return static_cast<int>(std::clamp<std::chrono::milliseconds::rep>(left.count(), 0, 1000));
@@ -308,10 +317,17 @@ void finish_cleanup_now(child_impl& c, std::chrono::steady_clock::time_point dea
         std::lock_guard lock(c.m);
         reaped = c.status.has_value();
     }
-    // Without a cgroup, the destructor only SIGKILLed the main process; the rest of the session
-    // is killed by the stop the context did not run. Only while the main process is unreaped:
-    // until then its session id cannot name anyone else's processes.
-    if (!c.leaf && !reaped) kill_tree_now(c);
+    // Kill first, whoever called: the tree may still run (a handle dropped while its context
+    // was being destroyed comes here before anything else). Without a cgroup, the rest of the
+    // session too, and only while the main process is unreaped: until then its session id
+    // cannot name anyone else's processes.
+    if (!reaped) {
+        if (c.leaf) c.leaf->kill();
+        sys_pidfd_send_signal(c.pidfd.native_handle(), SIGKILL);
+        if (!c.leaf) kill_tree_now(c);
+    } else if (c.leaf) {
+        c.leaf->kill();
+    }
     // The main process: wait for its exit on the pidfd, then reap it. try_reap takes the
     // child's lock, so this is safe next to anything else that reaps.
     for (;;) {
@@ -320,24 +336,38 @@ void finish_cleanup_now(child_impl& c, std::chrono::steady_clock::time_point dea
         const int left = ms_left();
         if (left <= 0) break;
         if (pidfd_ready(c)) {
-            // Exited, but a tracer holds the exit (C5): nothing wakes us when it lets go. Rare,
-            // and bounded by the deadline: look again in a millisecond.
+            // Exited, but a tracer holds the exit (C5). Rare, and bounded by the deadline: look
+            // again in a millisecond rather than start a watcher thread for a blocking cleanup.
             ::usleep(1000);
             continue;
         }
         pollfd p{c.pidfd.native_handle(), POLLIN, 0};
         ::poll(&p, 1, left);
     }
-    if (!c.leaf) return; // without a cgroup the tree was SIGKILLed; its orphans are init's
-    // The leaf: wait (EPOLLPRI on cgroup.events) until the kernel says it is empty, then remove
-    // it. A read of the file re-arms the notice, so read, then poll.
-    while (c.leaf->populated() && ms_left() > 0) {
-        c.leaf->kill();
-        pollfd p{c.leaf->events_fd(), POLLPRI, 0};
-        if (p.fd < 0) break;
-        ::poll(&p, 1, ms_left());
+    {
+        std::lock_guard lock(c.m);
+        reaped = c.status.has_value();
     }
-    while (!c.leaf->remove() && ms_left() > 0) ::usleep(1000); // EBUSY: the last task is leaving
+    if (c.leaf) {
+        // The leaf: wait (EPOLLPRI on cgroup.events, through a duplicate, since the strand may
+        // close the leaf's own descriptor) until the kernel says it is empty, then remove it. A
+        // read of the file re-arms the notice, so read, then poll.
+        unique_fd ev{c.leaf->dup_events_fd()};
+        while (c.leaf->populated() && ms_left() > 0) {
+            c.leaf->kill();
+            if (ev) {
+                pollfd p{ev.get(), POLLPRI, 0};
+                ::poll(&p, 1, ms_left());
+            } else {
+                ::usleep(1000); // no descriptor to be had: bounded polling
+            }
+        }
+        // The descriptors stay open until the leaf is destroyed: the strand may have the events
+        // one registered with the reactor, and must release it itself.
+        while (!c.leaf->remove(false) && ms_left() > 0) ::usleep(1000); // EBUSY: the last task is leaving
+        if (!c.leaf->removed()) return;
+    }
+    if (reaped) c.finished_now.store(true, std::memory_order_release);
 }
 
 } // namespace detail
@@ -352,16 +382,16 @@ child::~child() {
         // counted, so a task_group can wait for it (detail/cleanups.hpp); if the context is
         // destroyed before it ran the cleanup, the context's shutdown finishes it.
         auto ex = c->pidfd.get_executor();
-        finished = detail::cleanup_started(ex, [c](std::chrono::steady_clock::time_point deadline) {
-            detail::finish_cleanup_now(*c, deadline);
-        });
-        detail::stop_handler done = [f = finished](error_code, exit_status) { f(); };
         const bool alive = tree_maybe_alive(*c);
         if (alive) {
             detail::log_debug("killing the tree of '{}': its child handle was destroyed", c->program);
             if (c->leaf) c->leaf->kill();
             else detail::sys_pidfd_send_signal(c->pidfd.native_handle(), SIGKILL);
         }
+        finished = detail::cleanup_started(ex, [c](std::chrono::steady_clock::time_point deadline) {
+            detail::finish_cleanup_now(*c, deadline);
+        });
+        detail::stop_handler done = [f = finished](error_code, exit_status) { f(); };
         if (context_stopped(ex)) {
             // Nothing runs the context now, and it may never run again: reap and remove the
             // leaf here, briefly blocking (the tree is SIGKILLed). The queued stop below then

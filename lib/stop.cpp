@@ -270,6 +270,15 @@ void check_empty(const std::shared_ptr<child_impl>& c) {
 void stop_on_strand(const std::shared_ptr<child_impl>& c, int sig, std::chrono::steady_clock::duration grace,
                     bool kill_now, stop_handler h) {
     if (h) c->stop_waiters.push_back(std::move(h));
+    if (!c->tree_done && c->finished_now.load(std::memory_order_acquire)) {
+        // finish_cleanup_now() did it all off the strand (the main process is reaped, the leaf
+        // removed). Nothing to signal, and nothing to walk: the session id may be reused now.
+        c->timer.cancel();
+        c->poll_timer.cancel();
+        release_events(*c);
+        finish(c);
+        return;
+    }
     if (c->tree_done) {
         // Never complete from inside the initiating call: go around the strand once.
         asio::post(c->strand, [c] { complete_waiters(c); });

@@ -269,6 +269,46 @@ TEST_CASE("without cgroups, dropped children's whole sessions die and the childr
     drop_twenty(cgroup_mode::off, false);
 }
 
+TEST_CASE("children owned by coroutines that a destroyed io_context never resumed are killed and reaped, leaves removed") {
+    // An I/O object made before the first spawn makes drover's cleanup service the newer one,
+    // so it is shut down before the reactor destroys the suspended coroutines: their children
+    // are dropped after drover's shutdown, and must still be killed, reaped and removed.
+    struct seen {
+        pid_t pid;
+        detail::unique_fd grandchild;
+        std::optional<std::string> leaf;
+    };
+    std::vector<seen> trees;
+    const auto t0 = std::chrono::steady_clock::now();
+    {
+        asio::io_context ctx;
+        asio::steady_timer early(ctx);
+        for (int i = 0; i < 10; ++i)
+            asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+                auto ex = co_await asio::this_coro::executor;
+                command cmd = helper({"spawn-grandchild", "30000", "sleep", "30000"});
+                cmd.std_out(stdio::pipe());
+                child c = spawn(ex, cmd);
+                line_reader lines(c.std_out());
+                auto l = co_await lines.next(asio::use_awaitable);
+                const pid_t g = l ? std::stoi(l->text.substr(11)) : -1;
+                trees.push_back({*c.id(), detail::unique_fd{detail::sys_pidfd_open(g, 0)}, c.cgroup_path()});
+                co_await c.async_wait(asio::use_awaitable); // suspended here when the context dies
+            }, [](std::exception_ptr) {});
+        for (int i = 0; i < 500 && trees.size() < 10; ++i) ctx.run_for(10ms);
+        REQUIRE(trees.size() == 10);
+    } // destroyed with ten coroutines suspended, each owning a running child
+    CHECK(std::chrono::steady_clock::now() - t0 < 20s);
+    for (auto& t : trees) {
+        CHECK_FALSE(is_my_child(t.pid));
+        REQUIRE(t.grandchild);
+        pollfd p{t.grandchild.get(), POLLIN, 0};
+        CHECK(eintr_retry([&] { return ::poll(&p, 1, 5000); }) == 1);
+        if (t.leaf) CHECK_FALSE(fs::exists(*t.leaf));
+    }
+    CHECK(zombie_count() == 0);
+}
+
 TEST_CASE("a detached child keeps running and is still reaped when it exits") {
     char tmpl[] = "/tmp/drover-detach-XXXXXX";
     int fd = ::mkstemp(tmpl);

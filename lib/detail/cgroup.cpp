@@ -401,7 +401,13 @@ std::optional<std::uint64_t> cgroup_leaf::oom_kills() const noexcept {
     return std::strtoull(at + 9, nullptr, 10);
 }
 
-bool cgroup_leaf::remove() noexcept {
+int cgroup_leaf::dup_events_fd() const noexcept {
+    std::lock_guard fds(fds_m_);
+    if (!events_) return -1;
+    return ::fcntl(events_.get(), F_DUPFD_CLOEXEC, 3);
+}
+
+bool cgroup_leaf::remove(bool close_descriptors) noexcept {
     std::lock_guard serial(remove_m_);
     if (removed()) return true;
     if (::rmdir(path_.c_str()) != 0 && errno != ENOENT) {
@@ -419,8 +425,10 @@ bool cgroup_leaf::remove() noexcept {
         std::lock_guard fds(fds_m_);
         removed_.store(true, std::memory_order_release);
         dir_.reset();
-        events_.reset();
-        kill_.reset();
+        if (close_descriptors) {
+            events_.reset();
+            kill_.reset();
+        }
     }
     std::lock_guard lock(g_dir_mutex);
     if (g_live_leaves > 0 && --g_live_leaves == 0) {

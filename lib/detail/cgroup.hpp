@@ -89,7 +89,13 @@ public:
 
     /// rmdir of the leaf (and of drover's directory if it was the last leaf). False while the
     /// kernel still refuses (EBUSY): try again later.
-    bool remove() noexcept;
+    /// `close_descriptors` false keeps cgroup.events and cgroup.kill open until the leaf is
+    /// destroyed: for a removal off the strand, which may have the events descriptor registered
+    /// with the reactor (closing it there would let a reused number be dropped from epoll).
+    bool remove(bool close_descriptors = true) noexcept;
+    /// A duplicate of the cgroup.events descriptor (same open file, so the same EPOLLPRI
+    /// notices), or -1 once the leaf is removed or if none can be had. The caller closes it.
+    int dup_events_fd() const noexcept;
     bool removed() const noexcept { return removed_.load(std::memory_order_acquire); }
 
 private:

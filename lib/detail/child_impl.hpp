@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -12,6 +13,9 @@
 #include <vector>
 
 #include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/append.hpp>
+#include <boost/asio/consign.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -79,6 +83,10 @@ struct child_impl {
     bool events_wait_pending = false; ///< an async_wait on `events` is queued
     int blind_checks = 0;        ///< consecutive /proc walks that could not look everywhere
     error_code stop_error;       ///< given to stop waiters (EMFILE: the tree could not be checked)
+    /// finish_cleanup_now() reaped the main process and removed the leaf off the strand: a stop
+    /// queued before or after has nothing left to do (and must not walk a session id that may
+    /// now be someone else's).
+    std::atomic<bool> finished_now{false};
 
     ~child_impl() { release_events(*this); }
     friend void release_events(child_impl& c) noexcept {
@@ -134,13 +142,21 @@ void async_wait_reapable(child_impl& c, Handler&& h) {
         close_lost_wakeup_window(c);
         return;
     }
+    if (reapable_now(c)) {
+        // Exited between the caller's look and ours: nothing to wait for. post() runs the
+        // handler on its own associated executor.
+        boost::asio::post(c.pidfd.get_executor(), boost::asio::append(std::forward<Handler>(h), error_code{}));
+        return;
+    }
     if (auto* released = watch_held_exit(c)) {
         released->async_wait(boost::asio::posix::descriptor_base::wait_read, std::forward<Handler>(h));
         return;
     }
+    // No thread or descriptor to be had: look again shortly. consign keeps the timer alive and
+    // the handler's associated executor, cancellation slot and allocator visible to Asio.
     auto t = std::make_shared<boost::asio::steady_timer>(c.pidfd.get_executor(), std::chrono::milliseconds(10));
     auto& timer = *t;
-    timer.async_wait([t = std::move(t), h = std::forward<Handler>(h)](error_code ec) mutable { std::move(h)(ec); });
+    timer.async_wait(boost::asio::consign(std::forward<Handler>(h), std::move(t)));
 }
 
 /// Keeps waiting in the io_context until the child exits, then reaps it.

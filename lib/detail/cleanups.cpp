@@ -1,5 +1,7 @@
 #include "detail/cleanups.hpp"
 
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -37,6 +39,7 @@ public:
         std::vector<waiter> waiters;
         std::map<std::uint64_t, finish_now_fn> finishers; // by cleanup number, while in flight
         bool shut_down = false; // the context is being destroyed: cleanups finish at once
+        std::chrono::steady_clock::time_point deadline{}; // for all of them together
     };
     std::shared_ptr<state> st = std::make_shared<state>();
 
@@ -46,15 +49,20 @@ private:
         // here (the trees were SIGKILLed when their handles were dropped, so this is short),
         // bounded in time. No thread runs the context now (Asio requires it of the destructor).
         std::map<std::uint64_t, finish_now_fn> pending;
+        std::vector<waiter> waiters; // destroyed outside the lock: a waiter may own a coroutine
+                                     // frame that owns a child, whose destructor comes back here
+        const auto deadline = std::chrono::steady_clock::now() + shutdown_cleanup_bound;
         {
             std::lock_guard lock(st->m);
-            st->waiters.clear();
+            waiters.swap(st->waiters);
             pending.swap(st->finishers);
             // Handles destroyed from now on (the scheduler destroys the handlers it never ran,
-            // and with them coroutine frames that own children) finish their cleanup at once.
+            // and with them coroutine frames that own children) finish their cleanup at once,
+            // within the same deadline.
             st->shut_down = true;
+            st->deadline = deadline;
         }
-        const auto deadline = std::chrono::steady_clock::now() + shutdown_cleanup_bound;
+        waiters.clear();
         for (auto& [n, f] : pending)
             if (f) f(deadline);
         // Dropping them here, while every service still exists, releases what they hold (a
@@ -77,8 +85,10 @@ std::function<void()> cleanup_started(const asio::any_io_executor& ex, finish_no
     {
         std::unique_lock lock(st->m);
         if (st->shut_down) {
+            // The shared deadline, but a moment for each at least: its tree was just killed.
+            const auto deadline = std::max(st->deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(100));
             lock.unlock();
-            if (finish_now) finish_now(std::chrono::steady_clock::now() + shutdown_cleanup_bound);
+            if (finish_now) finish_now(deadline);
             return [] {};
         }
         n = st->next++;
