@@ -128,9 +128,10 @@ bool reapable_now(child_impl& c) noexcept {
 //
 // "Can be reaped", not "the pidfd is readable": a traced child's pidfd is readable from its
 // exit on, but the exit is the tracer's until the tracer has seen it, and until then waitid
-// has nothing for us (C5). Cancelling on readability would turn the re-arm into a busy loop
-// (or, before, into a reported cancellation). The kernel wakes the pidfd's waiters again when
-// the tracer lets the exit go to us (do_notify_parent): that is the edge the queued wait gets.
+// has nothing for us (C5). Cancelling on readability turned that into a reported
+// cancellation. (Re-arming on the readable pidfd would not help either: Asio re-polls a
+// descriptor when a wait is queued on it, so that spins; async_wait_reapable waits on
+// watch_held_exit's eventfd instead.)
 void close_lost_wakeup_window(child_impl& c) {
     if (reapable_now(c)) {
         error_code ignored;

@@ -115,7 +115,7 @@ bool reapable_now(child_impl& c) noexcept;
 /// Call right after queueing an async_wait on `c.pidfd`: if the exit can be reaped already
 /// (its edge may have been consumed by another thread's reactor before the wait was queued),
 /// cancels the queued waits so that each re-checks. Never cancels for a traced exit that cannot
-/// be reaped yet, so re-arming after a wake-up with nothing to reap costs no busy loop.
+/// be reaped yet (async_wait_reapable waits for that one on watch_held_exit's eventfd).
 void close_lost_wakeup_window(child_impl& c);
 
 /// Reaps the (SIGKILLed) child and removes its leaf cgroup synchronously, blocking until done
