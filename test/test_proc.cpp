@@ -2,6 +2,7 @@
 // child, a hostile comm, gone and stale processes (G5, with a private pid namespace and
 // ns_last_pid), CPU percentages, the tree under a process, and drover inspect / drover ps.
 #include <fcntl.h>
+#include <poll.h>
 #include <pwd.h>
 #include <sched.h>
 #include <signal.h>
@@ -330,7 +331,13 @@ TEST_CASE("G5: a pid reaped and reused between the reads and the verification is
 TEST_CASE("cpu_percent from two samples: a busy child well above a sleeping one") {
     asio::io_context ctx;
     child busy = spawn(ctx, helper({"busy", "10000"}));
-    child idle = spawn(ctx, helper({"sleep", "30000"}));
+    command idle_cmd = helper({"write-line", "ready", "sleep", "30000"});
+    idle_cmd.std_out(stdio::pipe());
+    child idle = spawn(ctx, idle_cmd);
+    // Sample the sleeper only once it is asleep: its exec and start-up (slow and CPU-heavy
+    // under a sanitizer on a loaded machine) must not count as the CPU of a sleeping process.
+    pollfd ready{idle.std_out().native_handle(), POLLIN, 0};
+    REQUIRE(eintr_retry([&] { return ::poll(&ready, 1, 30000); }) == 1);
     error_code ec;
     auto b1 = read_proc_info(busy, ec), i1 = read_proc_info(idle, ec);
     REQUIRE((b1 && i1));
