@@ -636,7 +636,9 @@ TEST_CASE("line_reader: many short lines split in linear time") {
         }
         CHECK(count == 2'000'000);
         CHECK(wrong == 0);
-        CHECK(clk::now() - t0 < 30s); // well under 2 s here; quadratic splitting took minutes
+        // Well under 2 s on a quiet machine; 36 s was seen under ASan, the signal storm and a
+        // loaded machine. Quadratic splitting took minutes.
+        CHECK(clk::now() - t0 < 90s);
         co_await c.async_kill(asio::use_awaitable);
     }(), 120s);
 }
