@@ -733,7 +733,7 @@ child spawn(const asio::any_io_executor& ex, const command& cmd, spawn_failure& 
         for (auto& [setting, why] : not_applied) impl->unapplied.push_back({std::move(setting), std::move(why)});
         impl->memory_limited = memory_limited;
         impl->leaf = std::move(leaf);
-        impl->session = cmd.starts_new_session() ? l.pid : -1;
+        impl->session = cmd.new_session() ? l.pid : -1;
         impl->stop_signal = cmd.stop_signal();
         impl->stop_grace = cmd.stop_grace();
         impl->on_cancel = cmd.on_cancel();

@@ -142,7 +142,7 @@ std::vector<shell_syntax_hint> shell_syntax_hints(const command& cmd) {
     if (auto slash = prog.rfind('/'); slash != std::string_view::npos) prog.remove_prefix(slash + 1);
     for (std::string_view sh : {"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "busybox"})
         if (prog == sh) return out;
-    const auto& args = cmd.arguments();
+    const auto& args = cmd.args();
     for (std::size_t i = 0; i < args.size(); ++i) {
         for (const auto& p : patterns) {
             bool hit = p.whole ? args[i] == p.token : args[i].find(p.token) != std::string::npos;

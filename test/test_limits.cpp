@@ -105,7 +105,7 @@ TEST_CASE("umask is what the child sees; the default is the parent's") {
 }
 
 TEST_CASE("G4: no_new_privs reaches the child; off by default") {
-    CHECK(output_now(helper({"print-nnp"}).no_new_privs()).out == "nnp 1\n");
+    CHECK(output_now(helper({"print-nnp"}).no_new_privs(true)).out == "nnp 1\n");
     CHECK(output_now(helper({"print-nnp"})).out == "nnp 0\n");
 }
 

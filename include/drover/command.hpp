@@ -261,7 +261,7 @@ public:
     }
     /// PR_SET_NO_NEW_PRIVS in the child: exec can never grant privileges (setuid binaries, file
     /// capabilities) to it or its descendants.
-    command& no_new_privs(bool on = true) {
+    command& no_new_privs(bool on) {
         no_new_privs_ = on;
         return *this;
     }
@@ -315,12 +315,12 @@ public:
         return *this;
     }
 
-    // ---- observers -------------------------------------------------------------------------
+    // ---- observers: each getter has its setter's name (`cmd.cwd("/tmp")` sets, `cmd.cwd()` reads)
     const std::optional<std::string>& user() const noexcept { return user_; }
     const std::optional<std::string>& group() const noexcept { return group_; }
     const std::optional<std::vector<std::string>>& supplementary_groups() const noexcept { return groups_; }
     const std::optional<std::vector<int>>& capability_bounding_set() const noexcept { return cap_bound_; }
-    namespaces unshared() const noexcept { return namespaces_; }
+    namespaces unshare() const noexcept { return namespaces_; }
     const struct cgroup_limits& cgroup_settings() const noexcept { return limits_; }
     struct resource_limit {
         int resource;
@@ -328,8 +328,8 @@ public:
         rlim_t hard;
     };
     const std::vector<resource_limit>& rlimits() const noexcept { return rlimits_; }
-    std::optional<mode_t> file_mode_mask() const noexcept { return umask_; }
-    bool sets_no_new_privs() const noexcept { return no_new_privs_; }
+    std::optional<mode_t> umask() const noexcept { return umask_; }
+    bool no_new_privs() const noexcept { return no_new_privs_; }
     enum class env_base : unsigned char { inherit, empty, keep_list };
     struct env_op {
         std::string key;
@@ -341,15 +341,15 @@ public:
     };
 
     const std::string& program() const noexcept { return program_; }
-    const std::vector<std::string>& arguments() const noexcept { return args_; }
-    const std::optional<std::string>& argv0() const noexcept { return arg0_; }
+    const std::vector<std::string>& args() const noexcept { return args_; }
+    const std::optional<std::string>& arg0() const noexcept { return arg0_; }
     env_base environment_base() const noexcept { return env_base_; }
-    const std::vector<std::string>& kept_env() const noexcept { return env_keep_; }
+    const std::vector<std::string>& env_keep() const noexcept { return env_keep_; }
     const std::vector<env_op>& env_ops() const noexcept { return env_ops_; }
-    const std::optional<std::filesystem::path>& working_directory() const noexcept { return cwd_; }
+    const std::optional<std::filesystem::path>& cwd() const noexcept { return cwd_; }
     const stdio& stdio_for(int fd) const noexcept { return stdio_[fd]; }
     const std::vector<passed_fd>& passed_fds() const noexcept { return passed_fds_; }
-    bool starts_new_session() const noexcept { return new_session_; }
+    bool new_session() const noexcept { return new_session_; }
     int stop_signal() const noexcept { return stop_signal_; }
     std::chrono::steady_clock::duration stop_grace() const noexcept { return stop_grace_; }
     cgroup_mode cgroup() const noexcept { return cgroup_mode_; }

@@ -682,7 +682,7 @@ bool prepare_fds(const command& cmd, prepared_fds& pf, spawn_failure& f) {
             break;
         }
         case stdio::kind::pty: {
-            if (!cmd.starts_new_session())
+            if (!cmd.new_session())
                 return f.code = errc::invalid_command, f.stage = spawn_stage::prepare,
                        f.detail = "a pty needs a new session (new_session(false) was set)", false;
             if (!pf.pty_master && !open_pty(s.rows(), s.cols(), pf.pty_master, pty_slave, f)) return false;
@@ -787,11 +787,11 @@ launcher_kind current_launcher() noexcept {
 
 bool launch(const command& cmd, int cgroup_fd, launched& out, spawn_failure& f) noexcept try {
     // argv
-    for (std::size_t i = 0; i < cmd.arguments().size(); ++i)
-        if (cmd.arguments()[i].find('\0') != std::string::npos)
+    for (std::size_t i = 0; i < cmd.args().size(); ++i)
+        if (cmd.args()[i].find('\0') != std::string::npos)
             return f.code = errc::invalid_command, f.stage = spawn_stage::prepare,
                    f.detail = "argument " + std::to_string(i + 1) + " contains a NUL byte", false;
-    if (cmd.argv0() && cmd.argv0()->find('\0') != std::string::npos)
+    if (cmd.arg0() && cmd.arg0()->find('\0') != std::string::npos)
         return f.code = errc::invalid_command, f.stage = spawn_stage::prepare,
                f.detail = "argv[0] contains a NUL byte", false;
 
@@ -801,18 +801,18 @@ bool launch(const command& cmd, int cgroup_fd, launched& out, spawn_failure& f) 
     if (!resolve_program(cmd.program(), search_path_for(env), path, f)) return false;
 
     std::string cwd;
-    if (cmd.working_directory()) {
-        cwd = cmd.working_directory()->string();
+    if (cmd.cwd()) {
+        cwd = cmd.cwd()->string();
         if (cwd.empty() || cwd.find('\0') != std::string::npos)
             return f.code = errc::invalid_command, f.stage = spawn_stage::prepare,
                    f.detail = "working directory is empty or contains a NUL byte", false;
     }
 
     std::vector<char*> argv;
-    argv.reserve(cmd.arguments().size() + 2);
-    std::string arg0 = cmd.argv0() ? *cmd.argv0() : cmd.program();
+    argv.reserve(cmd.args().size() + 2);
+    std::string arg0 = cmd.arg0() ? *cmd.arg0() : cmd.program();
     argv.push_back(arg0.data());
-    for (const auto& a : cmd.arguments()) argv.push_back(const_cast<char*>(a.c_str()));
+    for (const auto& a : cmd.args()) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
     std::vector<char*> envp;
     envp.reserve(env.size() + 1);
@@ -826,13 +826,13 @@ bool launch(const command& cmd, int cgroup_fd, launched& out, spawn_failure& f) 
     plan.path = path.c_str();
     plan.argv = argv.data();
     plan.envp = envp.data();
-    plan.cwd = cmd.working_directory() ? cwd.c_str() : nullptr;
+    plan.cwd = cmd.cwd() ? cwd.c_str() : nullptr;
     plan.moves = pf.moves.data();
     plan.n_moves = static_cast<int>(pf.moves.size());
     plan.keep = pf.keep.data();
     plan.n_keep = static_cast<int>(pf.keep.size());
     plan.inherit_in_place = pf.inherit_in_place;
-    plan.new_session = cmd.starts_new_session();
+    plan.new_session = cmd.new_session();
     plan.ctty_fd = pf.ctty_fd;
     plan.cloexec_range = true;
     plan.cgroup_fd = cgroup_fd;
@@ -860,11 +860,11 @@ bool launch(const command& cmd, int cgroup_fd, launched& out, spawn_failure& f) 
     }
     plan.limits = limits.data();
     plan.n_limits = static_cast<int>(limits.size());
-    plan.umask = cmd.file_mode_mask() ? static_cast<int>(*cmd.file_mode_mask()) : -1;
-    plan.no_new_privs = cmd.sets_no_new_privs();
+    plan.umask = cmd.umask() ? static_cast<int>(*cmd.umask()) : -1;
+    plan.no_new_privs = cmd.no_new_privs();
 
     // Namespaces.
-    const namespaces ns = cmd.unshared();
+    const namespaces ns = cmd.unshare();
     const bool userns = any(ns & namespaces::user);
     std::string uid_map, gid_map;
     struct ifreq lo {};

@@ -170,7 +170,7 @@ bool build_environment(const command& cmd, char* const* parent_env, std::vector<
     // shells agree; glibc's getenv alone takes the first).
     if (cmd.environment_base() != command::env_base::empty && parent_env != nullptr) {
         std::unordered_map<std::string_view, std::size_t> index; // key -> position in out
-        std::unordered_set<std::string_view> keep(cmd.kept_env().begin(), cmd.kept_env().end());
+        std::unordered_set<std::string_view> keep(cmd.env_keep().begin(), cmd.env_keep().end());
         for (char* const* p = parent_env; *p != nullptr; ++p) {
             std::string_view entry{*p};
             if (entry.find('=') == std::string_view::npos) continue; // malformed: no value
@@ -186,7 +186,7 @@ bool build_environment(const command& cmd, char* const* parent_env, std::vector<
             else out[it->second].assign(entry);
         }
     }
-    for (const auto& kv : cmd.kept_env())
+    for (const auto& kv : cmd.env_keep())
         if (!valid_key(kv))
             return fail(f, errc::invalid_command, spawn_stage::prepare,
                         "invalid environment key '" + kv + "' in env_keep");

@@ -375,7 +375,7 @@ std::variant<int, run_plan> check_run_options(const run_options& o, spdlog::logg
         }
         cmd.umask(static_cast<mode_t>(*v));
     }
-    if (o.no_new_privs) cmd.no_new_privs();
+    if (o.no_new_privs) cmd.no_new_privs(true);
     if (o.user) {
         if (o.user->empty()) {
             log.error("run: --user needs a name or a uid");
