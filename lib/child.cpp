@@ -470,11 +470,11 @@ std::optional<exit_status> child::try_wait() {
     return st;
 }
 
-void child::async_wait_impl(std::shared_ptr<detail::child_impl> impl,
-                            asio::any_completion_handler<wait_signature> handler) {
+void detail::initiate_child_wait(std::shared_ptr<detail::child_impl> impl,
+                            asio::any_completion_handler<child::wait_signature> handler) {
     if (!impl) throw boost::system::system_error(errc::not_running, "async_wait on an empty child");
     auto& sd = impl->pidfd;
-    asio::async_compose<asio::any_completion_handler<wait_signature>, wait_signature>(
+    asio::async_compose<asio::any_completion_handler<child::wait_signature>, child::wait_signature>(
         detail::wait_op{std::move(impl)}, handler, sd);
 }
 
@@ -506,9 +506,9 @@ std::vector<pid_t> child::tree_pids() const {
     return detail::tree_pids(*impl_);
 }
 
-void child::async_stop_impl(std::shared_ptr<detail::child_impl> impl, int sig,
+void detail::initiate_child_stop(std::shared_ptr<detail::child_impl> impl, int sig,
                             std::optional<std::chrono::steady_clock::duration> grace, bool kill,
-                            asio::any_completion_handler<wait_signature> handler) {
+                            asio::any_completion_handler<child::wait_signature> handler) {
     if (!impl) throw boost::system::system_error(errc::not_running, "async_stop on an empty child");
     if (sig <= 0 || sig >= NSIG) sig = impl->stop_signal;
     auto g = grace.value_or(impl->stop_grace);
@@ -543,8 +543,8 @@ struct timed_wait : std::enable_shared_from_this<timed_wait> {
 
 } // namespace
 
-void child::async_wait_for_impl(std::shared_ptr<detail::child_impl> impl, std::chrono::steady_clock::duration timeout,
-                                asio::any_completion_handler<wait_signature> handler) {
+void detail::initiate_child_wait_for(std::shared_ptr<detail::child_impl> impl, std::chrono::steady_clock::duration timeout,
+                                asio::any_completion_handler<child::wait_signature> handler) {
     if (!impl) throw boost::system::system_error(errc::not_running, "async_wait_for on an empty child");
     auto st = std::make_shared<timed_wait>(impl, std::move(handler));
     auto slot = asio::get_associated_cancellation_slot(st->h);
@@ -568,7 +568,7 @@ void child::async_wait_for_impl(std::shared_ptr<detail::child_impl> impl, std::c
                                    st->complete(errc::timed_out, s);
                                }));
         });
-        async_wait_impl(st->c, asio::bind_cancellation_slot(
+        detail::initiate_child_wait(st->c, asio::bind_cancellation_slot(
                                    st->inner.slot(), asio::bind_executor(st->c->strand, [st](error_code ec, exit_status s) {
                                        if (st->timed_out) return; // the stop completes us
                                        st->complete(ec, s);

@@ -142,13 +142,13 @@ line_reader::line_reader(asio::posix::stream_descriptor& source, std::size_t max
     tty_ = source.is_open() && ::isatty(source.native_handle()) == 1;
 }
 
-void line_reader::next_impl(line_reader* self, asio::any_completion_handler<line_signature> h) {
-    asio::async_compose<asio::any_completion_handler<line_signature>, line_signature>(
+void detail::initiate_line_read(line_reader* self, asio::any_completion_handler<line_reader::line_signature> h) {
+    asio::async_compose<asio::any_completion_handler<line_reader::line_signature>, line_reader::line_signature>(
         line_reader_access::next_op{self}, h, *self->src_);
 }
 
-void line_reader::chunk_impl(line_reader* self, asio::any_completion_handler<chunk_signature> h) {
-    asio::async_compose<asio::any_completion_handler<chunk_signature>, chunk_signature>(
+void detail::initiate_chunk_read(line_reader* self, asio::any_completion_handler<line_reader::chunk_signature> h) {
+    asio::async_compose<asio::any_completion_handler<line_reader::chunk_signature>, line_reader::chunk_signature>(
         line_reader_access::chunk_op{self, false, {}, false}, h, *self->src_);
 }
 

@@ -116,9 +116,9 @@ std::size_t pipe_writer::write_some_now(asio::const_buffer data, error_code& ec)
     return 0;
 }
 
-void pipe_writer::write_impl(pipe_writer* self, asio::const_buffer data, bool all,
-                             asio::any_completion_handler<write_signature> handler) {
-    asio::async_compose<asio::any_completion_handler<write_signature>, write_signature>(
+void detail::initiate_pipe_write(pipe_writer* self, asio::const_buffer data, bool all,
+                             asio::any_completion_handler<pipe_writer::write_signature> handler) {
+    asio::async_compose<asio::any_completion_handler<pipe_writer::write_signature>, pipe_writer::write_signature>(
         write_op{self, &self->fd_, data, all}, handler, self->fd_);
 }
 

@@ -262,14 +262,14 @@ asio::awaitable<run_result> existing_main(std::shared_ptr<run_state> st) {
 
 } // namespace
 
-void async_run_impl(const asio::any_io_executor& ex, command cmd, run_options opts,
+void detail::initiate_run(const asio::any_io_executor& ex, command cmd, run_options opts,
                     asio::any_completion_handler<run_signature> handler) {
     auto st = std::make_shared<run_state>(ex, std::move(cmd), std::move(opts));
     auto strand = st->ex;
     asio::co_spawn(strand, run_main(std::move(st)), std::move(handler));
 }
 
-void async_capture_impl(child& c, run_options opts, asio::any_completion_handler<run_signature> handler) {
+void detail::initiate_capture(child& c, run_options opts, asio::any_completion_handler<run_signature> handler) {
     auto st = std::make_shared<run_state>(c.get_executor(), command(std::string{}), std::move(opts));
     st->cp = &c;
     auto strand = st->ex;

@@ -57,7 +57,7 @@ asio::awaitable<outcome> run_all(asio::any_io_executor ex, std::vector<command> 
 
 } // namespace
 
-void async_run_all_impl(const asio::any_io_executor& ex, std::vector<command> commands, run_all_options opts,
+void detail::initiate_run_all(const asio::any_io_executor& ex, std::vector<command> commands, run_all_options opts,
                         asio::any_completion_handler<run_all_signature> handler) {
     const std::size_t n = commands.size();
     // Keep the handler's cancellation slot (cancelling the whole run) and executor.

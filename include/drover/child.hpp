@@ -26,7 +26,16 @@ namespace drover {
 
 namespace detail {
 struct child_impl;
-}
+
+// Initiate child's asynchronous operations with a type-erased handler (defined in libdrover).
+void initiate_child_wait(std::shared_ptr<child_impl> impl,
+                         boost::asio::any_completion_handler<void(error_code, exit_status)> handler);
+void initiate_child_wait_for(std::shared_ptr<child_impl> impl, std::chrono::steady_clock::duration timeout,
+                             boost::asio::any_completion_handler<void(error_code, exit_status)> handler);
+void initiate_child_stop(std::shared_ptr<child_impl> impl, int sig,
+                         std::optional<std::chrono::steady_clock::duration> grace, bool kill,
+                         boost::asio::any_completion_handler<void(error_code, exit_status)> handler);
+} // namespace detail
 
 /// How a child's process tree is tracked (see `child::tree()`).
 enum class tree_kind {
@@ -117,7 +126,7 @@ public:
     auto async_wait(CompletionToken&& token) {
         return boost::asio::async_initiate<CompletionToken, wait_signature>(
             [](auto handler, std::shared_ptr<detail::child_impl> impl) {
-                async_wait_impl(std::move(impl), std::move(handler));
+                detail::initiate_child_wait(std::move(impl), std::move(handler));
             },
             token, impl_);
     }
@@ -129,7 +138,7 @@ public:
     auto async_wait_for(std::chrono::steady_clock::duration timeout, CompletionToken&& token) {
         return boost::asio::async_initiate<CompletionToken, wait_signature>(
             [](auto handler, std::shared_ptr<detail::child_impl> impl, std::chrono::steady_clock::duration t) {
-                async_wait_for_impl(std::move(impl), t, std::move(handler));
+                detail::initiate_child_wait_for(std::move(impl), t, std::move(handler));
             },
             token, impl_, timeout);
     }
@@ -147,7 +156,7 @@ public:
     auto async_stop(std::chrono::steady_clock::duration grace, CompletionToken&& token) {
         return boost::asio::async_initiate<CompletionToken, wait_signature>(
             [](auto handler, std::shared_ptr<detail::child_impl> impl, std::chrono::steady_clock::duration g) {
-                async_stop_impl(std::move(impl), 0, g, false, std::move(handler));
+                detail::initiate_child_stop(std::move(impl), 0, g, false, std::move(handler));
             },
             token, impl_, grace);
     }
@@ -157,7 +166,7 @@ public:
     auto async_stop(int sig, std::chrono::steady_clock::duration grace, CompletionToken&& token) {
         return boost::asio::async_initiate<CompletionToken, wait_signature>(
             [](auto handler, std::shared_ptr<detail::child_impl> impl, int s, std::chrono::steady_clock::duration g) {
-                async_stop_impl(std::move(impl), s, g, false, std::move(handler));
+                detail::initiate_child_stop(std::move(impl), s, g, false, std::move(handler));
             },
             token, impl_, sig, grace);
     }
@@ -166,7 +175,7 @@ public:
     auto async_stop(CompletionToken&& token) {
         return boost::asio::async_initiate<CompletionToken, wait_signature>(
             [](auto handler, std::shared_ptr<detail::child_impl> impl) {
-                async_stop_impl(std::move(impl), 0, std::nullopt, false, std::move(handler));
+                detail::initiate_child_stop(std::move(impl), 0, std::nullopt, false, std::move(handler));
             },
             token, impl_);
     }
@@ -175,7 +184,7 @@ public:
     auto async_kill(CompletionToken&& token) {
         return boost::asio::async_initiate<CompletionToken, wait_signature>(
             [](auto handler, std::shared_ptr<detail::child_impl> impl) {
-                async_stop_impl(std::move(impl), 0, std::nullopt, true, std::move(handler));
+                detail::initiate_child_stop(std::move(impl), 0, std::nullopt, true, std::move(handler));
             },
             token, impl_);
     }
@@ -227,21 +236,13 @@ public:
     /// Fails with `errc::not_running` once nothing of the tree is left.
     void signal_tree(int sig, error_code& ec);
 
-    /// Internal: identifies the state for `attribute_orphans_to`.
-    const void* impl_for_attribution() const noexcept { return impl_.get(); }
-
-    /// Internal: spawn() builds children through this.
-    explicit child(std::shared_ptr<detail::child_impl> impl) noexcept;
-
 private:
-    static void async_wait_impl(std::shared_ptr<detail::child_impl> impl,
-                                boost::asio::any_completion_handler<wait_signature> handler);
-    static void async_wait_for_impl(std::shared_ptr<detail::child_impl> impl,
-                                    std::chrono::steady_clock::duration timeout,
-                                    boost::asio::any_completion_handler<wait_signature> handler);
-    static void async_stop_impl(std::shared_ptr<detail::child_impl> impl, int sig,
-                                std::optional<std::chrono::steady_clock::duration> grace, bool kill,
-                                boost::asio::any_completion_handler<wait_signature> handler);
+    friend child spawn(const boost::asio::any_io_executor& ex, const command& cmd, spawn_failure& failure) noexcept;
+    friend void attribute_orphans_to(const child& c) noexcept;
+
+    explicit child(std::shared_ptr<detail::child_impl> impl) noexcept;
+    /// Identifies the state for `attribute_orphans_to`.
+    const void* impl_for_attribution() const noexcept { return impl_.get(); }
 
     std::shared_ptr<detail::child_impl> impl_;
 };

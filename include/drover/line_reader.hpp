@@ -24,6 +24,15 @@ struct line {
     bool truncated() const noexcept { return dropped != 0; }
 };
 
+class line_reader;
+
+namespace detail {
+// Initiate line_reader's operations with a type-erased handler (defined in libdrover).
+void initiate_line_read(line_reader* self,
+                        boost::asio::any_completion_handler<void(error_code, std::optional<line>)> h);
+void initiate_chunk_read(line_reader* self, boost::asio::any_completion_handler<void(error_code, std::string)> h);
+} // namespace detail
+
 /// Reads a child's stdout or stderr (`child::std_out()`, `std_err()`) or its terminal
 /// (`child::pty()`) line by line:
 ///
@@ -55,13 +64,13 @@ public:
     template <typename CompletionToken = boost::asio::deferred_t>
     auto next(CompletionToken&& token = {}) {
         return boost::asio::async_initiate<CompletionToken, line_signature>(
-            [](auto handler, line_reader* self) { next_impl(self, std::move(handler)); }, token, this);
+            [](auto handler, line_reader* self) { detail::initiate_line_read(self, std::move(handler)); }, token, this);
     }
 
     template <typename CompletionToken = boost::asio::deferred_t>
     auto next_chunk(CompletionToken&& token = {}) {
         return boost::asio::async_initiate<CompletionToken, chunk_signature>(
-            [](auto handler, line_reader* self) { chunk_impl(self, std::move(handler)); }, token, this);
+            [](auto handler, line_reader* self) { detail::initiate_chunk_read(self, std::move(handler)); }, token, this);
     }
 
     /// True once the end of the output was reached.
@@ -69,8 +78,10 @@ public:
     std::size_t max_length() const noexcept { return max_; }
 
 private:
-    static void next_impl(line_reader* self, boost::asio::any_completion_handler<line_signature> h);
-    static void chunk_impl(line_reader* self, boost::asio::any_completion_handler<chunk_signature> h);
+    friend void detail::initiate_line_read(line_reader* self,
+                                           boost::asio::any_completion_handler<line_signature> h);
+    friend void detail::initiate_chunk_read(line_reader* self,
+                                            boost::asio::any_completion_handler<chunk_signature> h);
 
     friend struct line_reader_access;
     boost::asio::posix::stream_descriptor* src_;

@@ -15,6 +15,14 @@
 
 namespace drover {
 
+class pipe_writer;
+
+namespace detail {
+// Initiates pipe_writer's writes with a type-erased handler (defined in libdrover).
+void initiate_pipe_write(pipe_writer* self, boost::asio::const_buffer data, bool all,
+                         boost::asio::any_completion_handler<void(error_code, std::size_t)> handler);
+} // namespace detail
+
 /// The write end of a pipe to a child (`child::std_in()`).
 ///
 /// Writing to a child that has exited or closed its stdin fails with `EPIPE`
@@ -41,7 +49,7 @@ public:
     auto write(boost::asio::const_buffer data, CompletionToken&& token = {}) {
         return boost::asio::async_initiate<CompletionToken, write_signature>(
             [](auto handler, pipe_writer* self, boost::asio::const_buffer d) {
-                write_impl(self, d, true, std::move(handler));
+                detail::initiate_pipe_write(self, d, true, std::move(handler));
             },
             token, this, data);
     }
@@ -55,7 +63,7 @@ public:
     auto async_write_some(const ConstBufferSequence& buffers, CompletionToken&& token) {
         return boost::asio::async_initiate<CompletionToken, write_signature>(
             [](auto handler, pipe_writer* self, boost::asio::const_buffer d) {
-                write_impl(self, d, false, std::move(handler));
+                detail::initiate_pipe_write(self, d, false, std::move(handler));
             },
             token, this, first_buffer(buffers));
     }
@@ -95,8 +103,8 @@ private:
     }
     std::size_t write_some_now(boost::asio::const_buffer data, error_code& ec) noexcept;
     std::size_t write_some_blocking(boost::asio::const_buffer data, error_code& ec) noexcept;
-    static void write_impl(pipe_writer* self, boost::asio::const_buffer data, bool all,
-                           boost::asio::any_completion_handler<write_signature> handler);
+    friend void detail::initiate_pipe_write(pipe_writer* self, boost::asio::const_buffer data, bool all,
+                                            boost::asio::any_completion_handler<write_signature> handler);
 
     boost::asio::posix::stream_descriptor fd_;
 };

@@ -76,6 +76,15 @@ struct run_result {
 
 using run_signature = void(std::exception_ptr, run_result);
 
+class child;
+
+namespace detail {
+// Initiate async_run and async_capture with a type-erased handler (defined in libdrover).
+void initiate_run(const boost::asio::any_io_executor& ex, command cmd, run_options opts,
+                  boost::asio::any_completion_handler<run_signature> handler);
+void initiate_capture(child& c, run_options opts, boost::asio::any_completion_handler<run_signature> handler);
+} // namespace detail
+
 /// Spawns `cmd`, feeds `input`, captures stdout and stderr concurrently (no pipe can fill up
 /// and block the child), waits for the main process to exit, gives the pipes `drain_grace`,
 /// then stops whatever is left of the tree (the command's stop signal and grace, then
@@ -91,41 +100,29 @@ using run_signature = void(std::exception_ptr, run_result);
 /// auto r = co_await drover::async_run(ex, std::move(git));
 /// if (r.status.success()) use(r.out.text());
 /// ```
-void async_run_impl(const boost::asio::any_io_executor& ex, command cmd, run_options opts,
-                    boost::asio::any_completion_handler<run_signature> handler);
+template <typename CompletionToken = boost::asio::use_awaitable_t<>>
+auto async_run(const boost::asio::any_io_executor& ex, command cmd, run_options opts = {},
+               CompletionToken&& token = {}) {
+    return boost::asio::async_initiate<CompletionToken, run_signature>(
+        [](auto handler, boost::asio::any_io_executor e, command c, run_options o) {
+            detail::initiate_run(e, std::move(c), std::move(o), std::move(handler));
+        },
+        token, ex, std::move(cmd), std::move(opts));
+}
 
-class child;
 /// As `async_run`, for a child you spawned yourself (to keep signalling it, say): its stdout
 /// must be `stdio::pipe()`, and so must its stderr unless `capture_stderr` is false (set it
 /// false when you spawned with `stdio::to_stdout()` or left stderr inherited), and its stdin
 /// when `input` is given; otherwise the operation fails with `errc::not_piped`.
 /// `merge_stderr` is ignored. `duration` counts from the call. The child must outlive the
 /// operation.
-void async_capture_impl(child& c, run_options opts, boost::asio::any_completion_handler<run_signature> handler);
-
-/// The default token is `use_awaitable`, not `deferred` as elsewhere in drover: Boost 1.81
-/// cannot `co_await` a deferred operation whose signature starts with `std::exception_ptr`
-/// (awaitable.hpp's `awaitable_async_op_handler<R(std::exception_ptr, T)>::resume` tests the
-/// wrong member and does not compile).
+///
+/// Completion signature and cancellation as `async_run`; default token `use_awaitable`.
 template <typename CompletionToken = boost::asio::use_awaitable_t<>>
 auto async_capture(child& c, run_options opts, CompletionToken&& token = {}) {
     return boost::asio::async_initiate<CompletionToken, run_signature>(
-        [](auto handler, child* cp, run_options o) { async_capture_impl(*cp, std::move(o), std::move(handler)); },
+        [](auto handler, child* cp, run_options o) { detail::initiate_capture(*cp, std::move(o), std::move(handler)); },
         token, &c, std::move(opts));
-}
-
-/// The default token is `use_awaitable`, not `deferred` as elsewhere in drover: Boost 1.81
-/// cannot `co_await` a deferred operation whose signature starts with `std::exception_ptr`
-/// (awaitable.hpp's `awaitable_async_op_handler<R(std::exception_ptr, T)>::resume` tests the
-/// wrong member and does not compile).
-template <typename CompletionToken = boost::asio::use_awaitable_t<>>
-auto async_run(const boost::asio::any_io_executor& ex, command cmd, run_options opts = {},
-               CompletionToken&& token = {}) {
-    return boost::asio::async_initiate<CompletionToken, run_signature>(
-        [](auto handler, boost::asio::any_io_executor e, command c, run_options o) {
-            async_run_impl(e, std::move(c), std::move(o), std::move(handler));
-        },
-        token, ex, std::move(cmd), std::move(opts));
 }
 
 } // namespace drover

@@ -33,8 +33,11 @@ struct run_all_options {
 
 using run_all_signature = void(error_code, std::vector<task_result<run_result>>);
 
-void async_run_all_impl(const boost::asio::any_io_executor& ex, std::vector<command> commands, run_all_options opts,
-                        boost::asio::any_completion_handler<run_all_signature> handler);
+namespace detail {
+// Initiates async_run_all with a type-erased handler (defined in libdrover).
+void initiate_run_all(const boost::asio::any_io_executor& ex, std::vector<command> commands, run_all_options opts,
+                      boost::asio::any_completion_handler<run_all_signature> handler);
+} // namespace detail
 
 /// Runs every command through `async_run` in a `task_group` with `max_concurrency`, and
 /// completes with one `task_result<run_result>` per command, *in the order of `commands`*:
@@ -47,7 +50,7 @@ auto async_run_all(const boost::asio::any_io_executor& ex, std::vector<command> 
                    CompletionToken&& token = {}) {
     return boost::asio::async_initiate<CompletionToken, run_all_signature>(
         [](auto handler, boost::asio::any_io_executor e, std::vector<command> c, run_all_options o) {
-            async_run_all_impl(e, std::move(c), std::move(o), std::move(handler));
+            detail::initiate_run_all(e, std::move(c), std::move(o), std::move(handler));
         },
         token, ex, std::move(commands), std::move(opts));
 }
