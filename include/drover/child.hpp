@@ -13,6 +13,7 @@
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/execution_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 
@@ -122,8 +123,8 @@ public:
     /// cancellation is not supported (stopping is a side effect).
     ///
     /// Throws `system_error` (`errc::not_running`) on an empty handle.
-    template <typename CompletionToken>
-    auto async_wait(CompletionToken&& token) {
+    template <typename CompletionToken = boost::asio::deferred_t>
+    auto async_wait(CompletionToken&& token = {}) {
         return boost::asio::async_initiate<CompletionToken, wait_signature>(
             [](auto handler, std::shared_ptr<detail::child_impl> impl) {
                 detail::initiate_child_wait(std::move(impl), std::move(handler));
@@ -134,8 +135,8 @@ public:
     /// Waits like `async_wait`, for at most `timeout` (steady clock). When the deadline passes,
     /// the stop escalation runs (as `async_stop()`), and the operation completes with
     /// `errc::timed_out` and the status once the tree is empty. Cancellation as `async_wait`.
-    template <typename CompletionToken>
-    auto async_wait_for(std::chrono::steady_clock::duration timeout, CompletionToken&& token) {
+    template <typename CompletionToken = boost::asio::deferred_t>
+    auto async_wait_for(std::chrono::steady_clock::duration timeout, CompletionToken&& token = {}) {
         return boost::asio::async_initiate<CompletionToken, wait_signature>(
             [](auto handler, std::shared_ptr<detail::child_impl> impl, std::chrono::steady_clock::duration t) {
                 detail::initiate_child_wait_for(std::move(impl), t, std::move(handler));
@@ -152,8 +153,8 @@ public:
     /// destructor) share one escalation; a stop after the tree is gone completes at once with
     /// the status. Not cancellable: a stop always finishes, within `grace` plus the time the
     /// kernel takes to kill.
-    template <typename CompletionToken>
-    auto async_stop(std::chrono::steady_clock::duration grace, CompletionToken&& token) {
+    template <typename CompletionToken = boost::asio::deferred_t>
+    auto async_stop(std::chrono::steady_clock::duration grace, CompletionToken&& token = {}) {
         return boost::asio::async_initiate<CompletionToken, wait_signature>(
             [](auto handler, std::shared_ptr<detail::child_impl> impl, std::chrono::steady_clock::duration g) {
                 detail::initiate_child_stop(std::move(impl), 0, g, false, std::move(handler));
@@ -162,8 +163,8 @@ public:
     }
     /// As above, starting with `sig` instead of the command's stop signal (`drover run` stops
     /// with the signal it received).
-    template <typename CompletionToken>
-    auto async_stop(int sig, std::chrono::steady_clock::duration grace, CompletionToken&& token) {
+    template <typename CompletionToken = boost::asio::deferred_t>
+    auto async_stop(int sig, std::chrono::steady_clock::duration grace, CompletionToken&& token = {}) {
         return boost::asio::async_initiate<CompletionToken, wait_signature>(
             [](auto handler, std::shared_ptr<detail::child_impl> impl, int s, std::chrono::steady_clock::duration g) {
                 detail::initiate_child_stop(std::move(impl), s, g, false, std::move(handler));
@@ -171,8 +172,9 @@ public:
             token, impl_, sig, grace);
     }
     /// As above, with the command's `stop_grace()`.
-    template <typename CompletionToken>
-    auto async_stop(CompletionToken&& token) {
+    template <typename CompletionToken = boost::asio::deferred_t>
+        requires(!std::is_convertible_v<CompletionToken, std::chrono::steady_clock::duration>)
+    auto async_stop(CompletionToken&& token = {}) {
         return boost::asio::async_initiate<CompletionToken, wait_signature>(
             [](auto handler, std::shared_ptr<detail::child_impl> impl) {
                 detail::initiate_child_stop(std::move(impl), 0, std::nullopt, false, std::move(handler));
@@ -180,8 +182,8 @@ public:
             token, impl_);
     }
     /// SIGKILL to the whole tree at once; completes like `async_stop`.
-    template <typename CompletionToken>
-    auto async_kill(CompletionToken&& token) {
+    template <typename CompletionToken = boost::asio::deferred_t>
+    auto async_kill(CompletionToken&& token = {}) {
         return boost::asio::async_initiate<CompletionToken, wait_signature>(
             [](auto handler, std::shared_ptr<detail::child_impl> impl) {
                 detail::initiate_child_stop(std::move(impl), 0, std::nullopt, true, std::move(handler));
