@@ -8,7 +8,11 @@
 #include <vector>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/associated_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -269,11 +273,29 @@ void detail::initiate_run(const asio::any_io_executor& ex, command cmd, run_opti
     asio::co_spawn(strand, run_main(std::move(st)), std::move(handler));
 }
 
-void detail::initiate_capture(child& c, run_options opts, asio::any_completion_handler<run_signature> handler) {
+void detail::initiate_capture(child& c, run_options opts, asio::any_completion_handler<capture_signature> handler) {
     auto st = std::make_shared<run_state>(c.get_executor(), command(std::string{}), std::move(opts));
     st->cp = &c;
     auto strand = st->ex;
-    asio::co_spawn(strand, existing_main(std::move(st)), std::move(handler));
+    // The failure becomes its code; the handler's cancellation slot and executor are kept.
+    auto slot = asio::get_associated_cancellation_slot(handler);
+    auto hex = asio::get_associated_executor(handler, strand);
+    asio::co_spawn(strand, existing_main(std::move(st)),
+                   asio::bind_cancellation_slot(
+                       slot, asio::bind_executor(hex, [h = std::move(handler)](std::exception_ptr e, run_result r) mutable {
+                           error_code ec;
+                           if (e) {
+                               try {
+                                   std::rethrow_exception(e);
+                               } catch (const boost::system::system_error& se) {
+                                   ec = se.code();
+                               } catch (...) { // out of memory
+                                   ec = make_error_code(boost::system::errc::not_enough_memory);
+                               }
+                               r = run_result{};
+                           }
+                           std::move(h)(ec, std::move(r));
+                       })));
 }
 
 } // namespace drover

@@ -13,9 +13,11 @@
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "drover/command.hpp"
+#include "drover/error.hpp"
 #include "drover/exit_status.hpp"
 #include "drover/resource_usage.hpp"
 
@@ -75,6 +77,7 @@ struct run_result {
 };
 
 using run_signature = void(std::exception_ptr, run_result);
+using capture_signature = void(error_code, run_result);
 
 class child;
 
@@ -82,7 +85,7 @@ namespace detail {
 // Initiate async_run and async_capture with a type-erased handler (defined in libdrover).
 void initiate_run(const boost::asio::any_io_executor& ex, command cmd, run_options opts,
                   boost::asio::any_completion_handler<run_signature> handler);
-void initiate_capture(child& c, run_options opts, boost::asio::any_completion_handler<run_signature> handler);
+void initiate_capture(child& c, run_options opts, boost::asio::any_completion_handler<capture_signature> handler);
 } // namespace detail
 
 /// Spawns `cmd`, feeds `input`, captures stdout and stderr concurrently (no pipe can fill up
@@ -94,6 +97,7 @@ void initiate_capture(child& c, run_options opts, boost::asio::any_completion_ha
 /// `spawn_error` (program, stage, errno); a non-zero exit, a timeout or an overflow are not
 /// errors: they are in the result. Cancellation (terminal or partial) stops the tree as
 /// `child::async_wait` does and then completes with `operation_aborted`.
+/// Default token: `use_awaitable` (see docs/api.md, "Conventions").
 ///
 /// ```cpp
 /// drover::command git("git", {"status"}); // named first: g++ 12 rejects this list inside co_await
@@ -117,10 +121,13 @@ auto async_run(const boost::asio::any_io_executor& ex, command cmd, run_options 
 /// `merge_stderr` is ignored. `duration` counts from the call. The child must outlive the
 /// operation.
 ///
-/// Completion signature and cancellation as `async_run`; default token `use_awaitable`.
-template <typename CompletionToken = boost::asio::use_awaitable_t<>>
+/// Completion signature: `void(error_code, run_result)` (it spawns nothing, so no failure
+/// carries more than a code; see docs/api.md, "Conventions"): `errc::not_running`,
+/// `errc::not_piped`, `operation_aborted` once a cancellation stopped the tree, ENOMEM; the
+/// result is empty then.
+template <typename CompletionToken = boost::asio::deferred_t>
 auto async_capture(child& c, run_options opts, CompletionToken&& token = {}) {
-    return boost::asio::async_initiate<CompletionToken, run_signature>(
+    return boost::asio::async_initiate<CompletionToken, capture_signature>(
         [](auto handler, child* cp, run_options o) { detail::initiate_capture(*cp, std::move(o), std::move(handler)); },
         token, &c, std::move(opts));
 }

@@ -549,16 +549,9 @@ int run(const drover::cli::run_options& o, spdlog::logger& log) {
         // Capture both streams (bounded), wait, drain, and stop what the command left running.
         if (timeout) capture_opts.timeout = std::chrono::duration_cast<std::chrono::steady_clock::duration>(*timeout);
         const auto capture_from = std::chrono::steady_clock::now();
-        drover::async_capture(child, capture_opts, [&, capture_from](std::exception_ptr e, drover::run_result r) {
-            if (e) {
-                try {
-                    std::rethrow_exception(e);
-                } catch (const boost::system::system_error& se) {
-                    wait_ec = se.code();
-                } catch (const std::exception& ex) {
-                    log.error("capturing the output of '{}': {}", drover::escape(o.argv.front()), ex.what());
-                    wait_ec = make_error_code(boost::system::errc::io_error);
-                }
+        drover::async_capture(child, capture_opts, [&, capture_from](drover::error_code ec, drover::run_result r) {
+            if (ec) {
+                wait_ec = ec;
             } else {
                 status = r.status;
                 timed_out = r.timed_out;
