@@ -487,9 +487,17 @@ void child::detach() {
     if (impl->leaf) detail::start_stop(impl, 0, {}, false, {});
 }
 
-void child::signal_tree(int sig, error_code& ec) {
+void child::signal_tree(int sig, error_code& ec) noexcept try {
     ec.clear();
     if (!impl_ || impl_->tree_done || detail::signal_tree_now(*impl_, sig) == 0) ec = errc::not_running;
+} catch (const std::bad_alloc&) {
+    ec.assign(ENOMEM, boost::system::system_category());
+}
+
+void child::signal_tree(int sig) {
+    error_code ec;
+    signal_tree(sig, ec);
+    if (ec) throw boost::system::system_error(ec, "signal_tree");
 }
 
 tree_kind child::tree() const noexcept {

@@ -38,7 +38,7 @@ std::vector<std::pair<std::string, std::string>> parse_env_file(std::string_view
         auto nl = text.find('\n');
         std::string_view line = text.substr(0, nl);
         text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
-        auto fail = [&](const std::string& msg) { throw env_file_error(file_name, line_no, msg); };
+        auto fail = [&](const std::string& msg) { throw env_file_error(make_error_code(boost::system::errc::invalid_argument), file_name, line_no, msg); };
         if (line.find('\0') != std::string_view::npos) fail("a NUL byte");
         if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
         std::size_t i = 0;
@@ -136,17 +136,24 @@ std::vector<std::pair<std::string, std::string>> parse_env_file(std::string_view
 std::vector<std::pair<std::string, std::string>> read_env_file(const std::filesystem::path& file) {
     const std::string name = file.string();
     detail::unique_fd fd{detail::f_open(name.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY)};
-    if (!fd) throw env_file_error(name, 0, std::strerror(errno));
+    if (!fd) {
+        const int e = errno;
+        throw env_file_error({e, boost::system::system_category()}, name, 0, std::strerror(e));
+    }
     constexpr std::size_t max_size = 1 << 20;
     std::string text;
     char buf[65536];
     for (;;) {
         ssize_t n = detail::f_read(fd.get(), buf, sizeof buf);
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0) throw env_file_error(name, 0, std::strerror(errno));
+        if (n < 0) {
+            const int e = errno;
+            throw env_file_error({e, boost::system::system_category()}, name, 0, std::strerror(e));
+        }
         if (n == 0) break;
         text.append(buf, static_cast<std::size_t>(n));
-        if (text.size() > max_size) throw env_file_error(name, 0, "larger than 1 MiB: not an environment file");
+        if (text.size() > max_size) throw env_file_error(make_error_code(boost::system::errc::file_too_large), name, 0,
+                                 "larger than 1 MiB: not an environment file");
     }
     return parse_env_file(text, name);
 }

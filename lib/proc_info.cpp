@@ -284,6 +284,20 @@ std::optional<proc_info> read_proc_info(const child& c, error_code& ec) {
     return read_with(*pid, c.native_handle(), ec);
 }
 
+proc_info read_proc_info(pid_t pid) {
+    error_code ec;
+    auto p = read_proc_info(pid, ec);
+    if (!p) throw boost::system::system_error(ec, "read_proc_info");
+    return std::move(*p);
+}
+
+proc_info read_proc_info(const child& c) {
+    error_code ec;
+    auto p = read_proc_info(c, ec);
+    if (!p) throw boost::system::system_error(ec, "read_proc_info");
+    return std::move(*p);
+}
+
 double cpu_percent(const proc_info& a, const proc_info& b) noexcept {
     if (a.pid != b.pid || a.start_ticks != b.start_ticks) return 0;
     auto wall = std::chrono::duration<double>(b.sampled_at - a.sampled_at).count();

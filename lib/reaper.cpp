@@ -52,11 +52,19 @@ bool runner_mode() noexcept { return g_runner.load(std::memory_order_acquire); }
 
 } // namespace detail
 
-error_code become_reaper() noexcept {
-    if (::getpid() != 1 && ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0)
-        return {errno, boost::system::system_category()};
+void become_reaper(error_code& ec) noexcept {
+    ec.clear();
+    if (::getpid() != 1 && ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) {
+        ec.assign(errno, boost::system::system_category());
+        return;
+    }
     detail::g_runner.store(true, std::memory_order_release);
-    return {};
+}
+
+void become_reaper() {
+    error_code ec;
+    become_reaper(ec);
+    if (ec) throw boost::system::system_error(ec, "become_reaper");
 }
 
 void attribute_orphans_to(const child& c) noexcept {

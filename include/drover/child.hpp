@@ -71,6 +71,8 @@ enum class tree_kind {
 /// once; distinct children are independent. Waits are correct with any number of threads
 /// running the io_context; the stop machinery runs on a strand of its own. A `child` must not
 /// outlive its io_context.
+///
+/// Asynchronous operations default to the `deferred` token (docs/api.md, "Conventions").
 class child {
 public:
     using executor_type = boost::asio::any_io_executor;
@@ -236,7 +238,8 @@ public:
 
     /// Sends `sig` to every process of the tree (the main process included while it runs).
     /// Fails with `errc::not_running` once nothing of the tree is left.
-    void signal_tree(int sig, error_code& ec);
+    void signal_tree(int sig);
+    void signal_tree(int sig, error_code& ec) noexcept;
 
 private:
     friend child spawn(const boost::asio::any_io_executor& ex, const command& cmd, spawn_failure& failure) noexcept;

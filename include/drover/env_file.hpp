@@ -2,25 +2,31 @@
 #pragma once
 
 #include <filesystem>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "drover/error.hpp"
+
 namespace drover {
 
 /// A syntax error or read failure in an environment file. `what()` is "FILE:LINE: MESSAGE", or
-/// "FILE: MESSAGE" when the file could not be read (then `line()` is 0).
-class env_file_error : public std::runtime_error {
+/// "FILE: MESSAGE" when the file could not be read (then `line()` is 0). `code()` is
+/// `std::errc::invalid_argument` for a syntax error, `std::errc::file_too_large` for a file over
+/// 1 MiB, else the errno of the failed read.
+class env_file_error : public boost::system::system_error {
 public:
-    env_file_error(std::string file, std::size_t line, const std::string& message)
-        : std::runtime_error(file + (line != 0 ? ":" + std::to_string(line) : std::string()) + ": " + message),
+    env_file_error(error_code ec, std::string file, std::size_t line, const std::string& message)
+        : boost::system::system_error(ec, message),
+          text_(file + (line != 0 ? ":" + std::to_string(line) : std::string()) + ": " + message),
           file_(std::move(file)), line_(line) {}
+    const char* what() const noexcept override { return text_.c_str(); }
     const std::string& file() const noexcept { return file_; }
     std::size_t line() const noexcept { return line_; }
 
 private:
+    std::string text_;
     std::string file_;
     std::size_t line_;
 };

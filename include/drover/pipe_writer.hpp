@@ -84,11 +84,12 @@ public:
     /// Closes the pipe: the child reads EOF. A pending write completes with `operation_aborted`
     /// and the bytes written so far.
     void close() { fd_.close(); }
-    void close(error_code& ec) { fd_.close(ec); }
+    void close(error_code& ec) noexcept { fd_.close(ec); }
     bool is_open() const noexcept { return fd_.is_open(); }
     int native_handle() noexcept { return fd_.native_handle(); }
     /// Cancels a pending write: it completes with `operation_aborted` and the bytes written.
-    void cancel(error_code& ec) { fd_.cancel(ec); }
+    void cancel() { fd_.cancel(); }
+    void cancel(error_code& ec) noexcept { fd_.cancel(ec); }
 
 private:
     friend struct pipe_writer_access; // spawn() assigns the pipe

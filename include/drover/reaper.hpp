@@ -21,8 +21,9 @@ namespace drover {
 ///   and `setsid`.
 ///
 /// A library embedded in someone else's program must not call this: it changes who reaps what
-/// for the whole process.
-error_code become_reaper() noexcept;
+/// for the whole process. Fails only where `prctl` does (an errno in `system_category()`).
+void become_reaper();
+void become_reaper(error_code& ec) noexcept;
 
 class child;
 

@@ -638,7 +638,7 @@ int main(int argc, char** argv) {
     colours col{::isatty(1) == 1 && std::getenv("NO_COLOR") == nullptr && !(term && std::strcmp(term, "dumb") == 0)};
     // Orphans of the scenarios (a daemon, children of a killed helper) come to us, not init,
     // so that we can prove they are gone.
-    if (auto ec = drover::become_reaper()) fmt::print(stderr, "drover-demo: not a subreaper: {}\n", ec.message());
+    if (drover::error_code ec; drover::become_reaper(ec), ec) fmt::print(stderr, "drover-demo: not a subreaper: {}\n", ec.message());
 
     int failed = 0, skipped = 0, n = 0;
     const auto start = std::chrono::steady_clock::now();

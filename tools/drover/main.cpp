@@ -380,7 +380,7 @@ int run(const drover::cli::run_options& o, spdlog::logger& log) {
     // Orphans of the child's tree are re-parented to us (or we are PID 1): we reap them, and
     // without a cgroup they still count as part of the tree.
     const bool pid1 = ::getpid() == 1;
-    if (auto ec = drover::become_reaper())
+    if (drover::error_code ec; drover::become_reaper(ec), ec)
         log.warn("cannot become a child subreaper ({}): orphans of the child go to init", ec.message());
 
     asio::io_context ctx;
