@@ -261,7 +261,7 @@ std::optional<proc_info> read_with(pid_t pid, int pidfd, error_code& ec) {
 
 } // namespace
 
-std::optional<proc_info> read_proc_info(pid_t pid, error_code& ec) {
+std::optional<proc_info> read_proc_info(pid_t pid, error_code& ec) noexcept try {
     if (pid <= 0) {
         ec = sys_err(ESRCH);
         return std::nullopt;
@@ -273,15 +273,21 @@ std::optional<proc_info> read_proc_info(pid_t pid, error_code& ec) {
         return std::nullopt;
     }
     return read_with(pid, pidfd.get(), ec);
+} catch (...) { // std::bad_alloc: nothing else is thrown
+    ec = sys_err(ENOMEM);
+    return std::nullopt;
 }
 
-std::optional<proc_info> read_proc_info(const child& c, error_code& ec) {
+std::optional<proc_info> read_proc_info(const child& c, error_code& ec) noexcept try {
     auto pid = c.id();
     if (!pid) {
         ec = sys_err(ESRCH);
         return std::nullopt;
     }
     return read_with(*pid, c.native_handle(), ec);
+} catch (...) { // std::bad_alloc: nothing else is thrown
+    ec = sys_err(ENOMEM);
+    return std::nullopt;
 }
 
 proc_info read_proc_info(pid_t pid) {

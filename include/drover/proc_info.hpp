@@ -87,13 +87,13 @@ struct proc_info {
 /// not exist, or it exited during the read: a zombie read whole is returned, state 'Z') or
 /// `errc::stale` (it was reaped during the read and its pid already names another process). Parsing is strict and bounded: a `comm` holding spaces,
 /// parentheses or newlines parses exactly; a malformed file is `errc::malformed_proc` (never a
-/// guess). The throwing overloads throw `system_error` with the same codes.
+/// guess). Out of memory is ENOMEM. The throwing overloads throw `system_error` with the same codes.
 proc_info read_proc_info(pid_t pid);
-std::optional<proc_info> read_proc_info(pid_t pid, error_code& ec);
+std::optional<proc_info> read_proc_info(pid_t pid, error_code& ec) noexcept;
 /// Reads the main process of `c`, identified by its own pidfd (no pid-reuse window at all).
 /// ESRCH once it has exited.
 proc_info read_proc_info(const child& c);
-std::optional<proc_info> read_proc_info(const child& c, error_code& ec);
+std::optional<proc_info> read_proc_info(const child& c, error_code& ec) noexcept;
 
 /// CPU use between two samples of one process, in percent of one CPU (200 = two CPUs busy).
 double cpu_percent(const proc_info& earlier, const proc_info& later) noexcept;
