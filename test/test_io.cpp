@@ -12,6 +12,8 @@
 #include <fstream>
 #include <thread>
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 
@@ -538,7 +540,12 @@ TEST_CASE("async_capture: a stream that is not a pipe is errc::not_piped") {
         } catch (const boost::system::system_error& e) {
             CHECK(e.code() == errc::not_piped);
         }
-        co_await c.async_wait(asio::use_awaitable);
+        // The error-code form (the default token is deferred): not_piped, an empty result.
+        auto [ec, r] = co_await async_capture(c, {}, asio::as_tuple(asio::deferred));
+        CHECK(ec == errc::not_piped);
+        CHECK(r.pid == -1);
+        auto st = co_await c.async_wait(); // child's operations default to deferred too
+        CHECK(st.success());
     }());
 }
 

@@ -176,6 +176,13 @@ TEST_CASE("env files: every error names the file, the line and what to write ins
     CHECK(env_file_error_of(std::string_view("A=x\0y\n", 6)) == "f.env:1: a NUL byte");
     CHECK(env_file_error_of("A=\x01\n").find("control character \\x01") != std::string::npos);
     CHECK(env_file_error_of("export\n").find("f.env:1:") == 0);
+    try { // one exception base: a system_error with a code
+        drover::parse_env_file("A B\n", "f.env");
+        FAIL("no error");
+    } catch (const boost::system::system_error& e) {
+        CHECK(e.code() == boost::system::errc::invalid_argument);
+        CHECK(std::string(e.what()).find("f.env:1: ") == 0);
+    }
 }
 
 TEST_CASE("env files: read from disk, applied by command::env_file, the last of a key winning") {
@@ -189,6 +196,7 @@ TEST_CASE("env files: read from disk, applied by command::env_file, the last of 
         FAIL("no error");
     } catch (const drover::env_file_error& e) {
         CHECK(e.line() == 0);
+        CHECK(e.code() == boost::system::errc::no_such_file_or_directory);
         CHECK(std::string(e.what()) == (d.path / "missing.env").string() + ": No such file or directory");
     }
 }

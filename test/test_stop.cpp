@@ -379,8 +379,18 @@ TEST_CASE("signalling a session tree again and again does not accumulate descrip
     for (int i = 0; i < 100; ++i) c.signal_tree(SIGCONT, ec);
     CHECK_FALSE(ec);
     CHECK(fds() <= before + 1);
+    CHECK_NOTHROW(c.signal_tree(SIGCONT));
     run(ctx, c.async_kill(asio::use_awaitable));
     CHECK(processes_with("." + t).empty());
+    // Nothing of the tree is left: both overloads say not_running.
+    c.signal_tree(SIGCONT, ec);
+    CHECK(ec == errc::not_running);
+    try {
+        c.signal_tree(SIGCONT);
+        FAIL("no exception");
+    } catch (const boost::system::system_error& e) {
+        CHECK(e.code() == errc::not_running);
+    }
 }
 
 TEST_CASE("a stop of a tree that is already empty still completes through the executor, not inline") {
