@@ -231,4 +231,14 @@ inline bool controller_available(const std::string& controller) {
     return p.own == p.mount || listed(p.own + "/cgroup.subtree_control");
 }
 
+/// Whether process `pid` has a handler for `sig` (the SigCgt mask of /proc/PID/status). A test
+/// that signals a helper which traps the signal waits for this first: a sanitizer-built helper on
+/// a loaded machine can take long to get to its `sigaction`.
+inline bool catches_signal(pid_t pid, int sig) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+    for (std::string line; std::getline(f, line);)
+        if (line.rfind("SigCgt:", 0) == 0) return (std::stoull(line.substr(7), nullptr, 16) >> (sig - 1)) & 1;
+    return false;
+}
+
 } // namespace drover::test
