@@ -636,7 +636,7 @@ TEST_CASE("A1: spawning while other threads hold locks, allocate and log never d
     CHECK(failed == 0);
     MESSAGE("slowest spawn+wait under contention: "
             << std::chrono::duration_cast<std::chrono::milliseconds>(worst).count() << " ms");
-    CHECK(worst < 1s);
+    CHECK(worst < 5s); // tens of ms here; a blocked spawn path would be the 600 s limit
 }
 
 TEST_CASE("spawn cost does not grow with a 1 GiB parent heap (generous bound; measured in drover-bench)") {

@@ -82,12 +82,12 @@ void d1(cgroup_mode mode) {
     CHECK(tree.size() >= 4); // sh and the three sleepers
     std::optional<std::string> cg = c.cgroup_path();
     auto t0 = clk::now();
-    exit_status st = run(ctx, c.async_stop(3s, asio::use_awaitable));
+    exit_status st = run(ctx, c.async_stop(10s, asio::use_awaitable));
     auto took = clk::now() - t0;
     MESSAGE("stop took " << std::chrono::duration<double, std::milli>(took).count() << " ms");
     CHECK(st == exit_status::signaled(SIGTERM));
     CHECK(processes_with("." + t).empty());
-    CHECK(took < 2s); // SIGTERM ends them all: no escalation needed
+    CHECK(took < 9s); // SIGTERM ends them all: no escalation (the 10 s grace) needed
     if (cg) CHECK_FALSE(fs::exists(*cg)); // the leaf was removed
 }
 
@@ -116,7 +116,7 @@ TEST_CASE("D2: a SIGSTOPped child stops on SIGTERM, not at the SIGKILL escalatio
         auto t0 = clk::now();
         exit_status st = run(ctx, c.async_stop(5s, asio::use_awaitable));
         CHECK(st == exit_status::signaled(SIGTERM));
-        CHECK(clk::now() - t0 < 2s);
+        CHECK(clk::now() - t0 < 4500ms); // not the 5 s escalation
     }
 }
 
@@ -135,7 +135,7 @@ TEST_CASE("D3: escalation by tree, completion by emptiness") {
         auto took = clk::now() - t0;
         CHECK(st == exit_status::signaled(SIGTERM));
         CHECK(took >= 650ms); // the ignoring grandchild held the stop until the escalation
-        CHECK(took < 3s);
+        CHECK(took < 20s); // not the 30 s sleep
         CHECK(processes_with("1003." + t).empty());
         if (cg) CHECK_FALSE(fs::exists(*cg)); // rmdir succeeded: no zombie held it
     }
@@ -172,7 +172,7 @@ TEST_CASE("the stop signal is configurable, and async_kill skips the grace perio
     child d = spawn(ctx, helper({"ignore-term", "30000"}).stop_grace(30s));
     auto t0 = clk::now();
     CHECK(run(ctx, d.async_kill(asio::use_awaitable)) == exit_status::signaled(SIGKILL));
-    CHECK(clk::now() - t0 < 2s);
+    CHECK(clk::now() - t0 < 10s); // not the 30 s grace
 }
 
 TEST_CASE("timeout: a 200 ms timeout on a 10 s sleep returns well under a second") {
@@ -191,7 +191,7 @@ TEST_CASE("timeout: a 200 ms timeout on a 10 s sleep returns well under a second
     CHECK(ec == errc::timed_out);
     CHECK(st == exit_status::signaled(SIGTERM));
     CHECK(took >= 190ms);
-    CHECK(took < 1s);
+    CHECK(took < 5s); // not the 10 s sleep
 }
 
 TEST_CASE("timeout: a process that ends in time completes normally and the timer is gone") {
@@ -330,7 +330,7 @@ TEST_CASE("I2: a spawn into a frozen cgroup fails at once with EBUSY, stage cgro
         CHECK(f.stage == spawn_stage::cgroup);
         CHECK(f.message().find("is frozen") != std::string::npos);
     }
-    CHECK(clk::now() - t0 < 2s);
+    CHECK(clk::now() - t0 < 8s); // the freezer lets go after 10 s
     done = true;
     thaw.join();
     CHECK(output_now(helper({"write-line", "thawed"})).out == "thawed\n");
