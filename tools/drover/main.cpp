@@ -347,22 +347,6 @@ int exit_code_for(const drover::spawn_failure& f) {
     return exit_drover_failed;
 }
 
-/// `drover __guard CGROUP SESSION`: started by `drover run` (outside the child's tree, in its
-/// own session, with no parent-death signal). It waits on its stdin, a pipe from drover run:
-/// "d" means drover run finished its job; EOF without it means drover run died (SIGKILL, OOM),
-/// and then the guard kills what drover run left, so nothing it started survives it.
-int guard_main(const std::string& cgroup, const std::string& session) {
-    char c = 0;
-    ssize_t n;
-    do n = ::read(0, &c, 1);
-    while (n < 0 && errno == EINTR);
-    if (n == 1 && c == 'd') return 0;
-    pid_t sid = 0;
-    std::from_chars(session.data(), session.data() + session.size(), sid);
-    drover::kill_abandoned_tree(cgroup == "-" ? std::string() : cgroup, sid);
-    return 0;
-}
-
 int run(const drover::cli::run_options& o, spdlog::logger& log) {
     auto checked = drover::cli::check_run_options(o, log); // every option, before anything starts
     if (const int* rc = std::get_if<int>(&checked)) return *rc;
@@ -407,19 +391,10 @@ int run(const drover::cli::run_options& o, spdlog::logger& log) {
 
     // The guard: if drover run dies without finishing (SIGKILL), it kills the tree. As PID 1
     // the kernel does that (the whole pid namespace dies with us).
-    drover::child guard;
+    drover::tree_guard guard;
     if (!pid1) {
-        std::string exe = drover::cli::self_exe();
-        drover::command g(exe.empty() ? std::string("/proc/self/exe") : exe,
-                          {"__guard", child.cgroup_path().value_or("-"), std::to_string(*child.id())});
-        g.std_in(drover::stdio::pipe())
-            .std_out(drover::stdio::null())
-            .std_err(drover::stdio::null())
-            .cgroup(drover::cgroup_mode::off)
-            .parent_death_signal(0)
-            .on_cancel(drover::cancel_policy::leave_running);
         drover::spawn_failure gf;
-        guard = drover::spawn(ctx, g, gf);
+        guard = drover::guard_tree(child, {}, gf);
         if (gf) {
             log.warn("no guard process ({}): if drover is killed, the child's tree may outlive it", gf.message());
             if (guarded_session) log.warn("and without a parent-death signal, the child itself too");
@@ -512,12 +487,10 @@ int run(const drover::cli::run_options& o, spdlog::logger& log) {
         finished = true;
         boost::system::error_code ignored;
         sigfd.close(ignored);
-        if (guard.valid()) {
-            // Tell the guard all is well, then let it go (it exits at once; reaped below).
-            boost::system::error_code wec;
-            asio::write(guard.std_in(), asio::buffer("d", 1), wec);
-            guard.std_in().close(ignored);
-            guard.async_wait([](boost::system::error_code, drover::exit_status) {});
+        if (guard.active()) {
+            // Tell the guard all is well (it exits at once; reaped while the context runs).
+            boost::system::error_code gec;
+            guard.dismiss(gec);
         }
         if (o.pty) {
             // The tree is gone, so the terminal reports EIO once its output is read; if
@@ -619,8 +592,8 @@ int main(int argc, char** argv) {
     // drover writes to pipes it does not own (logs); EPIPE is an error, not a death.
     signal(SIGPIPE, SIG_IGN);
 
-    // The guard process of `drover run` (internal; see guard_main).
-    if (argc == 4 && std::string_view(argv[1]) == "__guard") return guard_main(argv[2], argv[3]);
+    // The guard process of `drover run` (drover/guard.hpp).
+    if (auto rc = drover::run_guard_if_requested(argc, argv)) return *rc;
 
     auto log = make_logger();
     auto cl = drover::cli::parse_command_line(argc, argv, *log, std::cout, std::cerr);
