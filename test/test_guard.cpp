@@ -66,7 +66,8 @@ bool gone(pid_t pid) {
 }
 
 /// Starts drover-guard-host MODE with a shell script; returns it and its guard's pid.
-std::pair<child, pid_t> start_host(asio::io_context& ctx, const std::string& mode, const std::string& script) {
+std::pair<child, pid_t> start_host(asio::io_context& ctx, const std::string& mode,
+                                   const std::string& script) {
     child h = spawn(ctx, command(DROVER_GUARD_HOST, {mode, "/bin/sh", "-c", script}).std_out(stdio::pipe()));
     auto line = run(ctx, [](child& h) -> asio::awaitable<std::string> {
         asio::streambuf buf;

@@ -19,14 +19,12 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
-#include <charconv>
 #include <chrono>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
 #include <variant>
-#include <functional>
 #include <iostream>
 #include <optional>
 #include <string>
