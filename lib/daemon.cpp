@@ -19,6 +19,7 @@
 #include <string>
 
 #include "detail/fault.hpp"
+#include "detail/posix.hpp"
 
 namespace drover {
 namespace {
@@ -155,11 +156,7 @@ void daemonize(const daemon_options& options) {
         while (::waitpid(first, &st, 0) < 0 && errno == EINTR) {
         }
         if (failed >= 0) { // the process that failed: report only once it is gone (5 s at most)
-            pollfd p{failed, POLLIN, 0};
-            for (int waited = 0; waited < 5000; waited += 100) {
-                int r = ::poll(&p, 1, 100);
-                if (r > 0 || (r < 0 && errno != EINTR)) break;
-            }
+            detail::poll_one(failed, POLLIN, 5000);
             ::close(failed);
         }
         if (msg == "ok") ::_exit(0); // the daemon runs: nothing of ours is flushed twice

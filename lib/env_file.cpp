@@ -8,8 +8,7 @@
 #include <cstdio>
 #include <cstring>
 
-#include "detail/fault.hpp"
-#include "detail/unique_fd.hpp"
+#include "detail/posix.hpp"
 
 namespace drover {
 namespace {
@@ -135,26 +134,14 @@ std::vector<std::pair<std::string, std::string>> parse_env_file(std::string_view
 
 std::vector<std::pair<std::string, std::string>> read_env_file(const std::filesystem::path& file) {
     const std::string name = file.string();
-    detail::unique_fd fd{detail::f_open(name.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY)};
-    if (!fd) {
-        const int e = errno;
-        throw env_file_error({e, boost::system::system_category()}, name, 0, std::strerror(e));
-    }
     constexpr std::size_t max_size = 1 << 20;
     std::string text;
-    char buf[65536];
-    for (;;) {
-        ssize_t n = detail::f_read(fd.get(), buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            const int e = errno;
-            throw env_file_error({e, boost::system::system_category()}, name, 0, std::strerror(e));
-        }
-        if (n == 0) break;
-        text.append(buf, static_cast<std::size_t>(n));
-        if (text.size() > max_size) throw env_file_error(make_error_code(boost::system::errc::file_too_large), name, 0,
-                                 "larger than 1 MiB: not an environment file");
-    }
+    bool too_big = false;
+    if (int e = detail::read_file(name.c_str(), text, max_size + 1, &too_big); e != 0)
+        throw env_file_error({e, boost::system::system_category()}, name, 0, std::strerror(e));
+    if (too_big)
+        throw env_file_error(make_error_code(boost::system::errc::file_too_large), name, 0,
+                             "larger than 1 MiB: not an environment file");
     return parse_env_file(text, name);
 }
 

@@ -25,6 +25,7 @@
 #include <string_view>
 
 #include "detail/fault.hpp"
+#include "detail/posix.hpp"
 #include "detail/proc_hook.hpp"
 #include "detail/proc_parse.hpp"
 #include "detail/sys.hpp"
@@ -52,35 +53,14 @@ using detail::parse_stat;
 using detail::parse_status;
 using detail::unique_fd;
 
-error_code sys_err(int e) { return {e, boost::system::system_category()}; }
-
-/// Reads a whole file below `dir` (at most `cap` bytes; `truncated` says if there was more).
-/// Returns 0 or an errno.
-int read_at(int dir, const char* name, std::string& out, std::size_t cap, bool* truncated = nullptr) {
-    out.clear();
-    unique_fd fd{detail::f_openat(dir, name, O_RDONLY | O_CLOEXEC | O_NOCTTY)};
-    if (!fd) return errno;
-    char buf[16384];
-    for (;;) {
-        ssize_t n = detail::f_read(fd.get(), buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return errno;
-        if (n == 0) break;
-        std::size_t take = std::min<std::size_t>(static_cast<std::size_t>(n), cap - out.size());
-        out.append(buf, take);
-        if (out.size() >= cap) {
-            if (truncated != nullptr) *truncated = true;
-            break;
-        }
-    }
-    return 0;
-}
+using detail::read_file_at;
+using detail::sys_error;
 
 /// Boot time (btime in /proc/stat), for start times on the wall clock.
 std::optional<std::int64_t> boot_time() {
     static const std::optional<std::int64_t> bt = []() -> std::optional<std::int64_t> {
         std::string text;
-        if (read_at(AT_FDCWD, "/proc/stat", text, 1 << 20) != 0) return std::nullopt;
+        if (read_file_at(AT_FDCWD, "/proc/stat", text, 1 << 20) != 0) return std::nullopt;
         return detail::parse_boot_time(text);
     }();
     return bt;
@@ -110,7 +90,7 @@ namespace_ids read_ns(int dir) {
 std::optional<pid_t> pidfd_pid(int pidfd) {
     std::string path = "/proc/self/fdinfo/" + std::to_string(pidfd);
     std::string text;
-    if (read_at(AT_FDCWD, path.c_str(), text, 4096) != 0) return std::nullopt;
+    if (read_file_at(AT_FDCWD, path.c_str(), text, 4096) != 0) return std::nullopt;
     return detail::parse_fdinfo_pid(text);
 }
 
@@ -125,7 +105,7 @@ std::optional<proc_info> read_with(pid_t pid, int pidfd, error_code& ec) {
     std::string path = "/proc/" + std::to_string(pid);
     unique_fd dir{detail::f_open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
     if (!dir) {
-        ec = sys_err(errno == ENOENT ? ESRCH : errno);
+        ec = sys_error(errno == ENOENT ? ESRCH : errno);
         return std::nullopt;
     }
     proc_info p;
@@ -139,8 +119,8 @@ std::optional<proc_info> read_with(pid_t pid, int pidfd, error_code& ec) {
         else p.unreadable.push_back(std::string(what) + ": " + std::strerror(err));
     };
 
-    if (int e = read_at(dir.get(), "stat", text, 4096); e != 0) {
-        ec = sys_err(e == ENOENT ? ESRCH : e);
+    if (int e = read_file_at(dir.get(), "stat", text, 4096); e != 0) {
+        ec = sys_error(e == ENOENT ? ESRCH : e);
         return std::nullopt;
     }
     p.sampled_at = std::chrono::steady_clock::now();
@@ -158,12 +138,12 @@ std::optional<proc_info> read_with(pid_t pid, int pidfd, error_code& ec) {
     p.age = std::chrono::seconds(now.tv_sec) + std::chrono::nanoseconds(now.tv_nsec) - from_ticks(p.start_ticks);
     if (p.age.count() < 0) p.age = {};
 
-    if (int e = read_at(dir.get(), "status", text, 64 * 1024); e != 0) note("status", e);
+    if (int e = read_file_at(dir.get(), "status", text, 64 * 1024); e != 0) note("status", e);
     else if (!parse_status(text, p)) {
         ec = errc::malformed_proc;
         return std::nullopt;
     }
-    if (int e = read_at(dir.get(), "cmdline", text, 256 * 1024, &p.cmdline_truncated); e != 0) {
+    if (int e = read_file_at(dir.get(), "cmdline", text, 256 * 1024, &p.cmdline_truncated); e != 0) {
         note("cmdline", e);
     } else {
         p.cmdline = detail::split_cmdline(text);
@@ -190,7 +170,7 @@ std::optional<proc_info> read_with(pid_t pid, int pidfd, error_code& ec) {
         }
         std::sort(p.fds.begin(), p.fds.end(), [](const open_fd& a, const open_fd& b) { return a.fd < b.fd; });
     }
-    if (int e = read_at(dir.get(), "cgroup", text, 64 * 1024); e != 0) {
+    if (int e = read_file_at(dir.get(), "cgroup", text, 64 * 1024); e != 0) {
         note("cgroup", e);
     } else if (auto cg = detail::parse_proc_cgroup(text)) {
         p.cgroup = std::move(*cg); // (see parse_proc_cgroup on paths with a newline)
@@ -200,7 +180,7 @@ std::optional<proc_info> read_with(pid_t pid, int pidfd, error_code& ec) {
         char probe[64];
         if (::readlinkat(dir.get(), "ns/pid", probe, sizeof probe) < 0) note("ns", errno);
     }
-    if (int e = read_at(dir.get(), "io", text, 4096); e != 0) {
+    if (int e = read_file_at(dir.get(), "io", text, 4096); e != 0) {
         note("io", e);
     } else {
         io_counters io;
@@ -210,14 +190,14 @@ std::optional<proc_info> read_with(pid_t pid, int pidfd, error_code& ec) {
         }
         p.io = io;
     }
-    if (int e = read_at(dir.get(), "limits", text, 16 * 1024); e != 0) {
+    if (int e = read_file_at(dir.get(), "limits", text, 16 * 1024); e != 0) {
         note("limits", e);
     } else if (!parse_limits(text, p.limits)) {
         ec = errc::malformed_proc;
         return std::nullopt;
     }
     bool dev_truncated = false;
-    if (int e = read_at(dir.get(), "net/dev", text, 1 << 20, &dev_truncated); e != 0) {
+    if (int e = read_file_at(dir.get(), "net/dev", text, 1 << 20, &dev_truncated); e != 0) {
         if (!(no_task_files && e == ENOENT)) note("net/dev", e);
     } else {
         if (dev_truncated) { // keep the whole lines
@@ -238,11 +218,11 @@ std::optional<proc_info> read_with(pid_t pid, int pidfd, error_code& ec) {
         // No "Pid:" in fdinfo (before 5.10?): the directory's stat must still show our process.
         std::string again;
         proc_info q;
-        return read_at(dir.get(), "stat", again, 4096) != 0 || !parse_stat(again, pid, q) ||
+        return read_file_at(dir.get(), "stat", again, 4096) != 0 || !parse_stat(again, pid, q) ||
                q.start_ticks != p.start_ticks;
     })();
     if (reaped) {
-        ec = pid_in_use(pid) ? error_code(errc::stale) : sys_err(ESRCH);
+        ec = pid_in_use(pid) ? error_code(errc::stale) : sys_error(ESRCH);
         return std::nullopt;
     }
     if (vanished) {
@@ -250,9 +230,9 @@ std::optional<proc_info> read_with(pid_t pid, int pidfd, error_code& ec) {
         // read is half a process: report it gone, cleanly.
         std::string again;
         proc_info q;
-        if (read_at(dir.get(), "stat", again, 4096) != 0 || !parse_stat(again, pid, q) || q.state == 'Z' ||
+        if (read_file_at(dir.get(), "stat", again, 4096) != 0 || !parse_stat(again, pid, q) || q.state == 'Z' ||
             q.state == 'X') {
-            ec = sys_err(ESRCH);
+            ec = sys_error(ESRCH);
             return std::nullopt;
         }
     }
@@ -263,30 +243,30 @@ std::optional<proc_info> read_with(pid_t pid, int pidfd, error_code& ec) {
 
 std::optional<proc_info> read_proc_info(pid_t pid, error_code& ec) noexcept try {
     if (pid <= 0) {
-        ec = sys_err(ESRCH);
+        ec = sys_error(ESRCH);
         return std::nullopt;
     }
     unique_fd pidfd{detail::sys_pidfd_open(pid, 0)};
     if (!pidfd) {
         // EINVAL: the number is a thread of some process, not a process.
-        ec = sys_err(errno == EINVAL ? ESRCH : errno);
+        ec = sys_error(errno == EINVAL ? ESRCH : errno);
         return std::nullopt;
     }
     return read_with(pid, pidfd.get(), ec);
 } catch (...) { // std::bad_alloc: nothing else is thrown
-    ec = sys_err(ENOMEM);
+    ec = sys_error(ENOMEM);
     return std::nullopt;
 }
 
 std::optional<proc_info> read_proc_info(const child& c, error_code& ec) noexcept try {
     auto pid = c.id();
     if (!pid) {
-        ec = sys_err(ESRCH);
+        ec = sys_error(ESRCH);
         return std::nullopt;
     }
     return read_with(*pid, c.native_handle(), ec);
 } catch (...) { // std::bad_alloc: nothing else is thrown
-    ec = sys_err(ENOMEM);
+    ec = sys_error(ENOMEM);
     return std::nullopt;
 }
 

@@ -8,49 +8,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <fstream>
+#include <sstream>
 #include <thread>
-#include <unordered_set>
 
 #include "detail/log.hpp"
+#include "detail/posix.hpp"
 #include "detail/registry.hpp"
 #include "detail/sys.hpp"
 #include "detail/tree.hpp"
 
 namespace drover {
-namespace detail {
-
-namespace {
-std::mutex g_registry_mutex;
-std::unordered_set<pid_t> g_live; // guarded by g_registry_mutex
-std::atomic<bool> g_runner{false};
-std::atomic<const void*> g_orphan_owner{nullptr};
-} // namespace
-
-const void* orphan_owner() noexcept { return g_orphan_owner.load(std::memory_order_acquire); }
-
-std::mutex& spawn_registry_mutex() noexcept { return g_registry_mutex; }
-
-void registry_add_locked(pid_t pid) { g_live.insert(pid); }
-
-void registry_remove(pid_t pid) noexcept {
-    std::lock_guard lock(g_registry_mutex);
-    g_live.erase(pid);
-}
-
-bool registry_contains_locked(pid_t pid) noexcept { return g_live.count(pid) != 0; }
-
-std::size_t registry_size() noexcept {
-    std::lock_guard lock(g_registry_mutex);
-    return g_live.size();
-}
-
-bool runner_mode() noexcept { return g_runner.load(std::memory_order_acquire); }
-
-} // namespace detail
 
 void become_reaper(error_code& ec) noexcept {
     ec.clear();
@@ -58,7 +27,7 @@ void become_reaper(error_code& ec) noexcept {
         ec.assign(errno, boost::system::system_category());
         return;
     }
-    detail::g_runner.store(true, std::memory_order_release);
+    detail::set_runner_mode();
 }
 
 void become_reaper() {
@@ -68,18 +37,12 @@ void become_reaper() {
 }
 
 void attribute_orphans_to(const child& c) noexcept {
-    detail::g_orphan_owner.store(c.impl_for_attribution(), std::memory_order_release);
+    detail::set_orphan_owner(c.impl_for_attribution());
 }
 
 bool is_reaper() noexcept { return detail::runner_mode(); }
 
-std::vector<pid_t> orphans() {
-    std::vector<pid_t> out;
-    std::lock_guard lock(detail::g_registry_mutex);
-    for (pid_t p : detail::children_of(::getpid()))
-        if (!detail::registry_contains_locked(p)) out.push_back(p);
-    return out;
-}
+std::vector<pid_t> orphans() { return detail::unregistered_children(); }
 
 void kill_abandoned_tree(const std::string& cgroup_path, pid_t session) noexcept try {
     using namespace std::chrono_literals;
@@ -91,12 +54,14 @@ void kill_abandoned_tree(const std::string& cgroup_path, pid_t session) noexcept
         }
         auto end = std::chrono::steady_clock::now() + 5s;
         while (std::chrono::steady_clock::now() < end) {
-            std::ifstream ev(cgroup_path + "/cgroup.events");
+            std::string text;
+            if (detail::read_file((cgroup_path + "/cgroup.events").c_str(), text) != 0) break; // gone
+            std::istringstream ev(text);
             std::string key, value;
             bool populated = true;
             while (ev >> key >> value)
                 if (key == "populated") populated = value != "0";
-            if (!populated || !ev.eof()) break;
+            if (!populated) break;
             std::this_thread::sleep_for(10ms);
         }
         // EBUSY while the killed processes are zombies waiting for their new parent to reap them.
@@ -120,7 +85,7 @@ void kill_abandoned_tree(const std::string& cgroup_path, pid_t session) noexcept
 
 std::size_t reap_orphans() noexcept try {
     std::size_t n = 0;
-    std::lock_guard lock(detail::g_registry_mutex);
+    std::lock_guard lock(detail::spawn_registry_mutex());
     for (pid_t p : detail::children_of(::getpid())) {
         if (detail::registry_contains_locked(p)) continue;
         // Directed at one pid that is ours and not a drover child: never steals a status.

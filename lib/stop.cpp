@@ -16,10 +16,11 @@
 #include "detail/fault.hpp"
 #include "detail/child_impl.hpp"
 #include "detail/log.hpp"
+#include "detail/posix.hpp"
 #include "detail/registry.hpp"
+#include "detail/stop.hpp"
 #include "detail/sys.hpp"
 #include "detail/tree.hpp"
-#include "drover/reaper.hpp"
 
 namespace asio = boost::asio;
 
@@ -58,7 +59,7 @@ std::vector<pid_t> walk_roots(child_impl& c) {
         if (c.pid > 0) roots.push_back(c.pid);
     }
     if (runner_mode() && orphan_owner() == &c)
-        for (pid_t p : orphans()) roots.push_back(p);
+        for (pid_t p : unregistered_children()) roots.push_back(p);
     return roots;
 }
 
@@ -68,27 +69,12 @@ bool signal_cgroup_member(const cgroup_leaf& leaf, pid_t pid, int sig) {
     unique_fd fd{sys_pidfd_open(pid, 0)};
     if (!fd) return false;
     std::string text;
-    {
-        std::string path = "/proc/" + std::to_string(pid) + "/cgroup";
-        int f = f_open(path.c_str(), O_RDONLY | O_CLOEXEC);
-        if (f < 0) return false;
-        char buf[1024];
-        ssize_t n;
-        while ((n = f_read(f, buf, sizeof buf)) != 0) {
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0) break;
-            text.append(buf, static_cast<std::size_t>(n));
-        }
-        ::close(f);
-    }
+    read_file(("/proc/" + std::to_string(pid) + "/cgroup").c_str(), text); // unreadable: empty
     if (text.find("0::" + leaf.proc_view() + "\n") == std::string::npos) return false;
     return sys_pidfd_send_signal(fd.get(), sig) == 0;
 }
 
-bool fd_exited(int fd) {
-    pollfd p{fd, POLLIN, 0};
-    return ::poll(&p, 1, 0) > 0;
-}
+bool fd_exited(int fd) { return poll_one(fd, POLLIN, 0) > 0; }
 
 /// Without a cgroup: remember every member found (by pidfd), so that one re-parented out of
 /// the walk's reach later (its parent died of the signal) is still killed and waited for.

@@ -10,6 +10,13 @@
 // HZ signals a second, until this process exits. Every test must still pass: no EINTR may
 // surface as an error, nothing may hang. At the end the number of signals handled is printed,
 // and the run fails if the storm did not reach it.
+//
+// Skips are counted: a case that calls DROVER_SKIP (test/support.hpp) is listed after the run,
+// apart from the passed ones, in lines tools/dev/test.sh reads:
+//   [drover] test cases: N | P passed | F failed | K skipped
+//   [drover] skipped: K
+//   [drover] skip: <test case>: <reason>
+// P excludes the skipped cases; a case that skipped after a failed check counts as failed only.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
@@ -25,10 +32,60 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "detail/fault.hpp"
 
+namespace drover::test {
+void note_skip(const std::string& reason);
+} // namespace drover::test
+
 namespace {
+
+/// The skips of this run: the case's name and the reason, in order; the running case's name.
+struct skip_record {
+    std::vector<std::pair<std::string, std::string>> skipped;
+    std::string current;
+    int cases = 0, failed = 0;
+    bool ran = false;
+};
+skip_record g_skips;
+
+/// Follows the run: which case is running, and whether a case that skipped failed after all.
+struct skip_listener : doctest::IReporter {
+    explicit skip_listener(const doctest::ContextOptions&) {}
+    void report_query(const doctest::QueryData&) override {}
+    void test_run_start() override { g_skips.ran = true; }
+    void test_run_end(const doctest::TestRunStats& st) override {
+        g_skips.cases = static_cast<int>(st.numTestCasesPassingFilters);
+        g_skips.failed = static_cast<int>(st.numTestCasesFailed);
+    }
+    void test_case_start(const doctest::TestCaseData& tc) override { g_skips.current = tc.m_name; }
+    void test_case_reenter(const doctest::TestCaseData&) override {}
+    void test_case_end(const doctest::CurrentTestCaseStats& st) override {
+        if (st.testCaseSuccess) return;
+        std::erase_if(g_skips.skipped, [](const auto& s) { return s.first == g_skips.current; });
+    }
+    void test_case_exception(const doctest::TestCaseException&) override {}
+    void subcase_start(const doctest::SubcaseSignature&) override {}
+    void subcase_end() override {}
+    void log_assert(const doctest::AssertData&) override {}
+    void log_message(const doctest::MessageData&) override {}
+    void test_case_skipped(const doctest::TestCaseData&) override {}
+};
+REGISTER_LISTENER("drover-skips", 1, skip_listener);
+
+/// The lines test/dev/test.sh reads (see the top of this file).
+void print_skips() {
+    const int skipped = static_cast<int>(g_skips.skipped.size());
+    std::printf("[drover] test cases: %d | %d passed | %d failed | %d skipped\n", g_skips.cases,
+                g_skips.cases - g_skips.failed - skipped, g_skips.failed, skipped);
+    std::printf("[drover] skipped: %d\n", skipped);
+    for (auto& [name, reason] : g_skips.skipped)
+        std::printf("[drover] skip: %s: %s\n", name.c_str(), reason.c_str());
+    std::fflush(stdout);
+}
 
 std::atomic<unsigned long> g_storm_signals{0};
 
@@ -100,6 +157,7 @@ int main(int argc, char** argv) {
     }
     doctest::Context ctx(argc, argv);
     int rc = ctx.run();
+    if (g_skips.ran) print_skips(); // not after a query (--help, --list-test-cases ...)
     if (fault_env != nullptr) { // proof that the faults were reached: a fault never hit fails the run
         using drover::detail::fault_point;
         unsigned total = 0;
@@ -123,4 +181,11 @@ int main(int argc, char** argv) {
         }
     }
     return rc;
+}
+
+void drover::test::note_skip(const std::string& reason) {
+    MESSAGE("skipped: " << reason);
+    for (auto& s : g_skips.skipped)
+        if (s.first == g_skips.current) return; // once per case (a case with subcases runs again)
+    g_skips.skipped.emplace_back(g_skips.current, reason);
 }

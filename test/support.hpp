@@ -1,17 +1,24 @@
 // Test support: run coroutines to completion on an io_context, drive drover-test-child, and
-// look at this process's children through /proc.
+// look at this process's children through /proc; counted skips and the conditions that call
+// for them; temporary directories and copies of the built programs other users can run.
 #pragma once
 
 #include <dirent.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <exception>
+#include <filesystem>
 #include <fstream>
+#include <functional>
 #include <initializer_list>
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -31,6 +38,32 @@ namespace drover::test {
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
 
+// ---- counted skips -----------------------------------------------------------------------------
+// doctest 2.4 has no runtime skip: a case that returned early would count as passed. DROVER_SKIP
+// records the running case and the reason (test/main.cpp lists them after the run as
+// "[drover] skip: <case>: <reason>" and counts them apart from the passed ones), prints the
+// reason, and returns from the test case.
+
+/// Records that the running test case is skipped for `reason` and prints it. Defined in
+/// test/main.cpp. Called directly only where a return cannot leave the case (a coroutine);
+/// the case must then end without checking more.
+void note_skip(const std::string& reason);
+
+/// Skips the running test case: records it, prints `reason` (anything `<<` can write), returns.
+#define DROVER_SKIP(reason)                                                                                  \
+    do {                                                                                                     \
+        std::ostringstream drover_skip_reason_;                                                              \
+        drover_skip_reason_ << reason;                                                                       \
+        ::drover::test::note_skip(drover_skip_reason_.str());                                                \
+        return;                                                                                              \
+    } while (false)
+
+/// Skips the running test case if `why` (a skip condition below) names something missing.
+#define DROVER_SKIP_IF(why)                                                                                  \
+    do {                                                                                                     \
+        if (std::string drover_skip_why_ = (why); !drover_skip_why_.empty()) DROVER_SKIP(drover_skip_why_);  \
+    } while (false)
+
 /// Calls `f` again while it fails with EINTR: the signal-storm runs (test/main.cpp) interrupt
 /// the tests' own blocking calls too, which must not fail a test for drover.
 template <typename F>
@@ -41,12 +74,13 @@ auto eintr_retry(F f) {
     return r;
 }
 
-/// True (with a message saying so) under ThreadSanitizer, where the launchers built on glibc's
-/// clone() cannot be tested: libtsan intercepts clone() and does its fork bookkeeping in the
-/// child, which under CLONE_VM is the parent's state (see test/meson.build).
+/// True (with a message saying so; the case goes on) under ThreadSanitizer, where the launchers
+/// built on glibc's clone() cannot be tested: libtsan intercepts clone() and does its fork
+/// bookkeeping in the child, which under CLONE_VM is the parent's state (see test/meson.build).
+/// For a whole case, DROVER_SKIP_IF(needs_no_tsan_clone()).
 inline bool tsan_skips_glibc_clone() {
 #if defined(__SANITIZE_THREAD__)
-    MESSAGE("skipped under ThreadSanitizer: its clone() interceptor assumes a fork-like clone");
+    MESSAGE("partly skipped under ThreadSanitizer: its clone() interceptor assumes a fork-like clone");
     return true;
 #else
     return false;
@@ -66,6 +100,38 @@ inline std::string on_path(const std::string& name) {
         start = end + 1;
     }
     return {};
+}
+
+// ---- skip conditions: each returns what this machine lacks for the check, or "" ---------------
+
+inline bool has_nobody() {
+    struct passwd* pw = ::getpwnam("nobody");
+    return pw != nullptr && pw->pw_uid == 65534;
+}
+
+inline std::string needs_root() {
+    return ::geteuid() == 0 ? "" : "needs root";
+}
+
+/// Root, to become another user, and that user: 'nobody' with uid 65534.
+inline std::string needs_root_and_nobody() {
+    return ::geteuid() == 0 && has_nobody() ? "" : "needs root and a 'nobody' user with uid 65534";
+}
+
+/// A usable cgroup v2 hierarchy for drover's leaves.
+inline std::string needs_cgroup_v2() {
+    const auto& p = detail::probe_cgroup();
+    return p.usable ? "" : "no usable cgroup v2: " + p.why_not;
+}
+
+/// The glibc clone() launchers: not under ThreadSanitizer, whose clone() interceptor does its
+/// fork bookkeeping in the child, which under CLONE_VM is the parent's state (see test/meson.build).
+inline std::string needs_no_tsan_clone() {
+#if defined(__SANITIZE_THREAD__)
+    return "ThreadSanitizer: its clone() interceptor assumes a fork-like clone";
+#else
+    return "";
+#endif
 }
 
 /// The scripted helper program (see test/child/drover_test_child.cpp for its operations).
@@ -137,6 +203,56 @@ inline output output_now(command cmd) {
     return run(ctx, output_of(std::move(cmd)));
 }
 
+/// strace installed and allowed to trace (ptrace is refused in some containers).
+inline std::string needs_strace() {
+    const std::string strace = on_path("strace");
+    if (strace.empty()) return "strace is not installed";
+    if (output_now(command(strace, {"-o", "/dev/null", "true"}).std_err(stdio::null())).status !=
+        exit_status::exited(0))
+        return "strace cannot trace here (ptrace refused)";
+    return "";
+}
+
+/// A directory under /tmp, removed with everything in it when this goes.
+struct temp_dir {
+    std::filesystem::path path;
+    temp_dir() {
+        char tmpl[] = "/tmp/drover-test-XXXXXX";
+        REQUIRE(::mkdtemp(tmpl) != nullptr);
+        path = tmpl;
+    }
+    temp_dir(const temp_dir&) = delete;
+    temp_dir& operator=(const temp_dir&) = delete;
+    ~temp_dir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path, ec);
+    }
+};
+
+/// The number of this process's open descriptors.
+inline int open_fd_count() {
+    int n = 0;
+    for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator("/proc/self/fd"))
+        ++n;
+    return n;
+}
+
+/// Polls `pred` every 10 ms until it holds or `limit` has passed; its last answer.
+inline bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds limit = 5000ms) {
+    const auto end = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < end) {
+        if (pred()) return true;
+        std::this_thread::sleep_for(10ms);
+    }
+    return pred();
+}
+
+/// A token unique to this test process, put into the command lines of processes looked for.
+inline const std::string& run_tag() {
+    static const std::string t = std::to_string(::getpid() % 100000);
+    return t;
+}
+
 /// The direct children of this process (all threads) and their state letter from /proc.
 inline std::vector<std::pair<pid_t, char>> my_children() {
     std::vector<std::pair<pid_t, char>> kids;
@@ -196,22 +312,138 @@ int live_processes_where(Match match) {
     return n;
 }
 
+/// Live (not zombie) `sleep` processes other than this one whose command line (arguments joined
+/// by spaces) contains `needle`: the shells that started them carry the needle in their script
+/// too, and do not count.
+inline std::vector<pid_t> sleepers_with(const std::string& needle) {
+    std::vector<pid_t> out;
+    const std::string self = std::to_string(::getpid());
+    DIR* d = ::opendir("/proc");
+    if (!d) return out;
+    while (auto* e = ::readdir(d)) {
+        std::string name = e->d_name;
+        if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos || name == self)
+            continue;
+        std::string cl = read_file("/proc/" + name + "/cmdline");
+        for (auto& ch : cl)
+            if (ch == '\0') ch = ' ';
+        if (cl.rfind("sleep ", 0) != 0 || cl.find(needle) == std::string::npos) continue;
+        std::string stat = read_file("/proc/" + name + "/stat");
+        auto rp = stat.rfind(')');
+        if (rp == std::string::npos || rp + 2 >= stat.size() || stat[rp + 2] == 'Z') continue;
+        out.push_back(static_cast<pid_t>(std::stol(name)));
+    }
+    ::closedir(d);
+    return out;
+}
+
 /// Runs the drover binary with `args` (then `-- helper script...` when a script is given),
-/// capturing both streams, with a 60 s timeout.
-inline run_result drover_cli(std::vector<std::string> args, std::vector<std::string> script = {}) {
+/// capturing both streams, with a 60 s timeout; `env` adds (or replaces) variables of drover's.
+inline run_result drover_cli(std::vector<std::string> args, std::vector<std::string> script = {},
+                             std::vector<std::pair<std::string, std::string>> env = {}) {
     if (!script.empty()) {
         args.push_back("--");
         args.push_back(helper_path());
         args.insert(args.end(), script.begin(), script.end());
     }
+    command c(DROVER_BIN, std::move(args));
+    for (auto& [name, value] : env)
+        c.env(name, value);
     asio::io_context ctx;
-    return run(ctx, [](std::vector<std::string> a) -> asio::awaitable<run_result> {
+    return run(ctx, [](command c) -> asio::awaitable<run_result> {
         auto ex = co_await asio::this_coro::executor;
         run_options o;
         o.timeout = 60s;
-        co_return co_await async_run(ex, command(DROVER_BIN, std::move(a)), o, asio::use_awaitable);
-    }(std::move(args)));
+        co_return co_await async_run(ex, std::move(c), o, asio::use_awaitable);
+    }(std::move(c)));
 }
+
+// ---- programs other users can run --------------------------------------------------------------
+// A case that runs a child as another user (nobody, a fresh uid) must not exec it out of the
+// build directory: a clone in a 0700 directory leaves it unreachable to them. Such cases run
+// copies, made once per test process in a fresh directory under /tmp (mode 0755) and removed
+// when the process that made them exits.
+
+/// Copies `built` (a file in the build directory) to the same place below the shared directory,
+/// so that $ORIGIN-relative run paths still find the build's libraries copied beside it.
+inline std::string copy_for_others(const std::string& built) {
+    namespace fs = std::filesystem;
+    struct shared_dir {
+        fs::path path;
+        pid_t owner = ::getpid();
+        shared_dir() {
+            char tmpl[] = "/tmp/drover-test-bin-XXXXXX";
+            if (::mkdtemp(tmpl) == nullptr || ::chmod(tmpl, 0755) != 0) return;
+            path = tmpl;
+            // The build's shared libraries (libdrover.so and its version links, as files).
+            const fs::path lib = fs::path(DROVER_LIB).parent_path();
+            std::error_code ec;
+            for (auto& e : fs::directory_iterator(lib, ec))
+                if (e.path().filename().string().rfind("libdrover.so", 0) == 0) copy(e.path());
+        }
+        ~shared_dir() {
+            std::error_code ec;
+            if (!path.empty() && ::getpid() == owner) fs::remove_all(path, ec); // not in a forked child
+        }
+        std::string copy(const fs::path& from) {
+            // Lexically: fs::relative would resolve libdrover.so.0 to the file it links to.
+            fs::path rel =
+                from.lexically_normal().lexically_relative(fs::path(DROVER_BUILD_ROOT).lexically_normal());
+            if (rel.empty() || *rel.begin() == "..") rel = from.filename();
+            const fs::path to = path / rel;
+            std::error_code ec;
+            fs::create_directories(to.parent_path(), ec);
+            for (fs::path d = to.parent_path(); d != path; d = d.parent_path())
+                ::chmod(d.c_str(), 0755);
+            fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
+            if (ec || ::chmod(to.c_str(), 0755) != 0) return "";
+            return to.string();
+        }
+    };
+    static shared_dir dir;
+    REQUIRE_MESSAGE(!dir.path.empty(), "cannot make a directory under /tmp for copies of the built programs");
+    std::string to = dir.copy(built);
+    REQUIRE_MESSAGE(!to.empty(), "cannot copy " << built << " under " << dir.path);
+    return to;
+}
+
+/// drover-test-child where every user can run it.
+inline const std::string& public_helper_path() {
+    static const std::string p = copy_for_others(DROVER_TEST_CHILD);
+    return p;
+}
+
+/// The drover binary where every user can run it (with the build's libdrover.so beside it).
+inline const std::string& public_drover_path() {
+    static const std::string p = copy_for_others(DROVER_BIN);
+    return p;
+}
+
+/// A command running the public copy of drover-test-child with the given script.
+inline command public_helper(std::vector<std::string> script) {
+    return command(public_helper_path(), std::move(script));
+}
+
+// ---- the io_context fixture ----------------------------------------------------------------------
+
+/// One io_context per test case: `TEST_CASE_FIXTURE(io_fixture, "...")` gives the body `ctx`.
+struct io_fixture {
+    asio::io_context ctx;
+
+    /// Runs `aw` on ctx to completion (see run()).
+    template <typename T>
+    T finish(asio::awaitable<T> aw, std::chrono::steady_clock::duration limit = 60s) {
+        return run(ctx, std::move(aw), limit);
+    }
+    void finish(asio::awaitable<void> aw, std::chrono::steady_clock::duration limit = 60s) {
+        run(ctx, std::move(aw), limit);
+    }
+    /// Runs ctx until it has no more work (after a previous run stopped it).
+    void drain() {
+        ctx.restart();
+        ctx.run();
+    }
+};
 
 /// Whether drover's cgroup can hand the cgroup v2 `controller` to its leaves: the controller is
 /// offered to drover's cgroup, and either that cgroup already passes it down or it is the
@@ -229,6 +461,16 @@ inline bool controller_available(const std::string& controller) {
     };
     if (!listed(p.own + "/cgroup.controllers")) return false;
     return p.own == p.mount || listed(p.own + "/cgroup.subtree_control");
+}
+
+/// Whether process `pid` has a handler for `sig` (the SigCgt mask of /proc/PID/status). A test
+/// that signals a helper which traps the signal waits for this first: a sanitizer-built helper on
+/// a loaded machine can take long to get to its `sigaction`.
+inline bool catches_signal(pid_t pid, int sig) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+    for (std::string line; std::getline(f, line);)
+        if (line.rfind("SigCgt:", 0) == 0) return (std::stoull(line.substr(7), nullptr, 16) >> (sig - 1)) & 1;
+    return false;
 }
 
 } // namespace drover::test

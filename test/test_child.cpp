@@ -116,7 +116,7 @@ void drop_twenty(cgroup_mode mode, bool stopped_at_drop) {
             CHECK_FALSE(fs::exists(*t.leaf));
         }
     }
-    if (mode != cgroup_mode::off && !any_leaf) MESSAGE("no cgroup v2 here: the leaf-removal checks were skipped");
+    if (mode != cgroup_mode::off && !any_leaf) MESSAGE("partly skipped (the rest was checked): no cgroup v2 here, so no leaf removal to check");
     CHECK(zombie_count() == 0);
 }
 
@@ -124,9 +124,8 @@ void drop_twenty(cgroup_mode mode, bool stopped_at_drop) {
 
 TEST_SUITE("child") {
 
-TEST_CASE("async_wait reports exit codes and signals, then the id is empty") {
-    asio::io_context ctx;
-    run(ctx, []() -> asio::awaitable<void> {
+TEST_CASE_FIXTURE(io_fixture, "async_wait reports exit codes and signals, then the id is empty") {
+    finish([]() -> asio::awaitable<void> {
         auto ex = co_await asio::this_coro::executor;
         child c = spawn(ex, helper({"exit", "42"}));
         REQUIRE(c.id().has_value());
@@ -144,9 +143,8 @@ TEST_CASE("async_wait reports exit codes and signals, then the id is empty") {
     }());
 }
 
-TEST_CASE("signal goes through the pidfd and fails with not_running after the exit") {
-    asio::io_context ctx;
-    run(ctx, []() -> asio::awaitable<void> {
+TEST_CASE_FIXTURE(io_fixture, "signal goes through the pidfd and fails with not_running after the exit") {
+    finish([]() -> asio::awaitable<void> {
         auto ex81 = co_await asio::this_coro::executor;
         child c = spawn(ex81, helper({"trap-term", "30000"}).std_out(stdio::pipe()));
         std::array<char, 14> buf{};
@@ -168,8 +166,7 @@ TEST_CASE("signal goes through the pidfd and fails with not_running after the ex
     }());
 }
 
-TEST_CASE("a wait on a process that already exited completes through the executor, not inline") {
-    asio::io_context ctx;
+TEST_CASE_FIXTURE(io_fixture, "a wait on a process that already exited completes through the executor, not inline") {
     child c = spawn(ctx, helper({"exit", "3"}));
     REQUIRE(wait_exited_unreaped(c));
     bool initiated = false, called_inline = false, done = false;
@@ -197,8 +194,7 @@ TEST_CASE("a wait on a process that already exited completes through the executo
     CHECK_FALSE(called_inline);
 }
 
-TEST_CASE("try_wait does not block and reaps once the process is gone") {
-    asio::io_context ctx;
+TEST_CASE_FIXTURE(io_fixture, "try_wait does not block and reaps once the process is gone") {
     child c = spawn(ctx, helper({"sleep", "200", "exit", "5"}));
     CHECK_FALSE(c.try_wait().has_value());
     REQUIRE(wait_exited_unreaped(c));
@@ -206,8 +202,7 @@ TEST_CASE("try_wait does not block and reaps once the process is gone") {
     CHECK_FALSE(c.id().has_value());
 }
 
-TEST_CASE("several waits on one child all complete with the same status") {
-    asio::io_context ctx;
+TEST_CASE_FIXTURE(io_fixture, "several waits on one child all complete with the same status") {
     child c = spawn(ctx, helper({"sleep", "100", "exit", "9"}));
     int completed = 0;
     for (int i = 0; i < 3; ++i)
@@ -220,8 +215,7 @@ TEST_CASE("several waits on one child all complete with the same status") {
     CHECK(completed == 3);
 }
 
-TEST_CASE("with cancel_policy::leave_running, cancelling a wait leaves the process running") {
-    asio::io_context ctx;
+TEST_CASE_FIXTURE(io_fixture, "with cancel_policy::leave_running, cancelling a wait leaves the process running") {
     child c = spawn(ctx, helper({"sleep", "30000"}).on_cancel(cancel_policy::leave_running));
     asio::cancellation_signal cancel;
     error_code got;
@@ -239,12 +233,11 @@ TEST_CASE("with cancel_policy::leave_running, cancelling a wait leaves the proce
     CHECK_FALSE(ec); // still running
     c.signal(SIGKILL);
     ctx.restart();
-    CHECK(run(ctx, [&]() -> asio::awaitable<exit_status> { co_return co_await c.async_wait(asio::use_awaitable); }()) ==
+    CHECK(finish([&]() -> asio::awaitable<exit_status> { co_return co_await c.async_wait(asio::use_awaitable); }()) ==
           exit_status::signaled(SIGKILL));
 }
 
-TEST_CASE("destroying a running child kills it and reaps it in the background") {
-    asio::io_context ctx;
+TEST_CASE_FIXTURE(io_fixture, "destroying a running child kills it and reaps it in the background") {
     pid_t pid;
     {
         child c = spawn(ctx, helper({"sleep", "30000"}));
@@ -330,9 +323,8 @@ TEST_CASE("a detached child keeps running and is still reaped when it exits") {
     ::unlink(tmpl);
 }
 
-TEST_CASE("moving a child keeps its waits and its process") {
-    asio::io_context ctx;
-    auto st = run(ctx, []() -> asio::awaitable<exit_status> {
+TEST_CASE_FIXTURE(io_fixture, "moving a child keeps its waits and its process") {
+    auto st = finish([]() -> asio::awaitable<exit_status> {
         auto ex212 = co_await asio::this_coro::executor;
         child a = spawn(ex212, helper({"sleep", "50", "exit", "4"}));
         child b = std::move(a);
@@ -342,8 +334,7 @@ TEST_CASE("moving a child keeps its waits and its process") {
     CHECK(st == exit_status::exited(4));
 }
 
-TEST_CASE("1,000 short-lived children, 64 at a time, are all reaped with their own statuses") {
-    asio::io_context ctx;
+TEST_CASE_FIXTURE(io_fixture, "1,000 short-lived children, 64 at a time, are all reaped with their own statuses") {
     constexpr int total = 1000, width = 64;
     int next = 0, wrong = 0, finished = 0;
     auto worker = [&]() -> asio::awaitable<void> {
@@ -369,8 +360,7 @@ TEST_CASE("1,000 short-lived children, 64 at a time, are all reaped with their o
     CHECK(my_children().empty());
 }
 
-TEST_CASE("waits complete when several threads run the io_context (no lost wake-up)") {
-    asio::io_context ctx;
+TEST_CASE_FIXTURE(io_fixture, "waits complete when several threads run the io_context (no lost wake-up)") {
     constexpr int total = 300;
     std::atomic<int> ok{0};
     for (int i = 0; i < total; ++i)
@@ -385,12 +375,11 @@ TEST_CASE("waits complete when several threads run the io_context (no lost wake-
     CHECK(my_children().empty());
 }
 
-TEST_CASE("C5: a wait on a traced child lasts until the tracer lets the exit go, and costs no CPU meanwhile") {
+TEST_CASE_FIXTURE(io_fixture, "C5: a wait on a traced child lasts until the tracer lets the exit go, and costs no CPU meanwhile") {
     // drover-test-child's `trace` holds the exit for 1.5 s: all that time the pidfd is readable
     // but there is nothing to reap. The wait must complete with the real status, not an error or
     // an unknown status, and must not spin on the readable pidfd.
-    asio::io_context ctx;
-    run(ctx, []() -> asio::awaitable<void> {
+    finish([]() -> asio::awaitable<void> {
         auto ex = co_await asio::this_coro::executor;
         child target = spawn(ex, helper({"sleep", "30000"}));
         command trace = helper({"trace", std::to_string(*target.id()), "1500"});
@@ -399,8 +388,8 @@ TEST_CASE("C5: a wait on a traced child lasts until the tracer lets the exit go,
         line_reader lines(tracer.std_out());
         auto [lec, first] = co_await lines.next(asio::as_tuple(asio::use_awaitable));
         if (!first || first->text.rfind("tracing", 0) != 0) {
-            MESSAGE("skipped: this machine refuses PTRACE_SEIZE of a sibling process (needs CAP_SYS_PTRACE)");
-            co_return;
+            note_skip("this machine refuses PTRACE_SEIZE of a sibling process (needs CAP_SYS_PTRACE)");
+            co_return; // the case ends here: nothing follows the run
         }
         const auto cpu0 = own_cpu();
         const auto t0 = std::chrono::steady_clock::now();
@@ -419,19 +408,11 @@ TEST_CASE("C5: a wait on a traced child lasts until the tracer lets the exit go,
     }());
 }
 
-TEST_CASE("C5: 20 children traced by strace and sent SIGINT are all waited for as killed by SIGINT") {
+TEST_CASE_FIXTURE(io_fixture, "C5: 20 children traced by strace and sent SIGINT are all waited for as killed by SIGINT") {
+    DROVER_SKIP_IF(needs_strace());
     const std::string strace = on_path("strace");
-    if (strace.empty()) {
-        MESSAGE("skipped: strace is not installed");
-        return;
-    }
-    if (output_now(command(strace, {"-o", "/dev/null", "true"})).status != exit_status::exited(0)) {
-        MESSAGE("skipped: strace cannot trace here (ptrace refused)");
-        return;
-    }
-    asio::io_context ctx;
     const auto cpu0 = own_cpu();
-    run(ctx, [](std::string strace) -> asio::awaitable<void> {
+    finish([](std::string strace) -> asio::awaitable<void> {
         auto ex = co_await asio::this_coro::executor;
         std::vector<child> kids;
         // The plain sleep(1), as a user would trace it: the helper built with a sanitizer makes
@@ -458,12 +439,11 @@ TEST_CASE("C5: 20 children traced by strace and sent SIGINT are all waited for a
     CHECK(zombie_count() == 0);
 }
 
-TEST_CASE("spawn may be called from a thread that does not run the io_context") {
-    asio::io_context ctx;
+TEST_CASE_FIXTURE(io_fixture, "spawn may be called from a thread that does not run the io_context") {
     child c;
     std::thread t([&] { c = spawn(ctx, helper({"exit", "11"})); });
     t.join();
-    CHECK(run(ctx, [&]() -> asio::awaitable<exit_status> { co_return co_await c.async_wait(asio::use_awaitable); }()) ==
+    CHECK(finish([&]() -> asio::awaitable<exit_status> { co_return co_await c.async_wait(asio::use_awaitable); }()) ==
           exit_status::exited(11));
 }
 
@@ -559,8 +539,7 @@ TEST_CASE("C2: inside a host that reaps with waitpid(-1) every 10 ms, drover nev
   }
 }
 
-TEST_CASE("C1: after pid reuse, signalling the old child never reaches the new process") {
-    asio::io_context ctx;
+TEST_CASE_FIXTURE(io_fixture, "C1: after pid reuse, signalling the old child never reaches the new process") {
     child a = spawn(ctx, helper({"exit", "0"}));
     const pid_t old_pid = *a.id();
     REQUIRE(wait_exited_unreaped(a));
@@ -578,17 +557,17 @@ TEST_CASE("C1: after pid reuse, signalling the old child never reaches the new p
         for (;;) ::syscall(SYS_pause); // B: an innocent bystander, until the test kills it
     }
     if (b < 0) {
-        MESSAGE("skipped: cannot choose a pid with clone3 set_tid here (" << std::strerror(errno)
-                                                                           << "); needs CAP_SYS_ADMIN and Linux 5.5");
+        const int err = errno;
         CHECK(run(ctx, [&]() -> asio::awaitable<exit_status> { co_return co_await a.async_wait(asio::use_awaitable); }())
                   .is_exited() == detail::kernel_has_pidfd_exit_info());
-        return;
+        DROVER_SKIP("cannot choose a pid with clone3 set_tid here (" << std::strerror(err)
+                                                                      << "); needs CAP_SYS_ADMIN and Linux 5.5");
     }
     REQUIRE(b == old_pid);
     error_code ec;
     a.signal(SIGKILL, ec);
     CHECK(ec == errc::not_running);
-    auto st = run(ctx, [&]() -> asio::awaitable<exit_status> { co_return co_await a.async_wait(asio::use_awaitable); }());
+    auto st = finish([&]() -> asio::awaitable<exit_status> { co_return co_await a.async_wait(asio::use_awaitable); }());
     if (detail::kernel_has_pidfd_exit_info()) CHECK(st == exit_status::exited(0));
     else CHECK(st.is_unknown());
     CHECK_FALSE(a.id().has_value());
@@ -636,11 +615,10 @@ TEST_CASE("A1: spawning while other threads hold locks, allocate and log never d
     CHECK(failed == 0);
     MESSAGE("slowest spawn+wait under contention: "
             << std::chrono::duration_cast<std::chrono::milliseconds>(worst).count() << " ms");
-    CHECK(worst < 1s);
+    CHECK(worst < 5s); // tens of ms here; a blocked spawn path would be the 600 s limit
 }
 
-TEST_CASE("spawn cost does not grow with a 1 GiB parent heap (generous bound; measured in drover-bench)") {
-    asio::io_context ctx;
+TEST_CASE_FIXTURE(io_fixture, "spawn cost does not grow with a 1 GiB parent heap (generous bound; measured in drover-bench)") {
     auto median_spawn = [&] {
         std::vector<std::chrono::steady_clock::duration> d;
         run(ctx, [&]() -> asio::awaitable<void> {
@@ -668,7 +646,7 @@ TEST_CASE("spawn cost does not grow with a 1 GiB parent heap (generous bound; me
 #if defined(__SANITIZE_THREAD__)
     // TSan's shadow memory for the 1 GiB heap and its interceptors make every spawn cost vary
     // with what the runtime does, not with the heap: the ratio says nothing there.
-    MESSAGE("skipped under ThreadSanitizer: spawn timings reflect its runtime, not the heap");
+    note_skip("ThreadSanitizer: spawn timings reflect its runtime, not the heap");
 #else
     CHECK(after < before * 4 + 5ms);
 #endif

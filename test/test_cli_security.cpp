@@ -31,23 +31,13 @@ run_result cli(std::vector<std::string> args, std::vector<std::string> script = 
     return drover_cli(std::move(args), std::move(script));
 }
 
-bool root_with_nobody() {
-    struct passwd* pw = ::getpwnam("nobody");
-    return ::geteuid() == 0 && pw != nullptr && pw->pw_uid == 65534;
-}
-
-/// Whether uid 65534 can reach and run drover and the helper from where they were built.
-bool nobody_can_run_build() {
-    for (const char* p : {DROVER_BIN, DROVER_TEST_CHILD}) {
-        std::filesystem::path path(p);
-        for (auto dir = path.parent_path(); !dir.empty() && dir != dir.root_path(); dir = dir.parent_path()) {
-            struct stat st {};
-            if (::stat(dir.c_str(), &st) != 0 || (st.st_mode & S_IXOTH) == 0) return false;
-        }
-        struct stat st {};
-        if (::stat(p, &st) != 0 || (st.st_mode & S_IXOTH) == 0) return false;
-    }
-    return true;
+/// cli() for a program run as another user (--user, a fresh uid): the script runs the copy of
+/// the helper every user can reach, wherever the build directory is.
+run_result cli_as_other(std::vector<std::string> args, std::vector<std::string> script) {
+    args.push_back("--");
+    args.push_back(public_helper_path());
+    args.insert(args.end(), script.begin(), script.end());
+    return drover_cli(std::move(args));
 }
 
 /// Runs `argv` with exactly `envp` (duplicates and all: what a careless parent can pass),
@@ -86,26 +76,20 @@ std::string run_with_env(std::vector<std::string> argv, std::vector<std::string>
 TEST_SUITE("cli") {
 
 TEST_CASE("G2: drover run --user nobody drops to 65534 entirely") {
-    if (!root_with_nobody()) {
-        MESSAGE("skipped: needs root and a 'nobody' user with uid 65534");
-        return;
-    }
-    auto r = cli({"run", "--user", "nobody"}, {"print-creds", "try-setuid", "0"});
+    DROVER_SKIP_IF(needs_root_and_nobody());
+    auto r = cli_as_other({"run", "--user", "nobody"}, {"print-creds", "try-setuid", "0"});
     CHECK(r.status == exit_status::exited(0));
     CHECK(r.out.text() == "uid 65534 65534 65534 gid 65534 65534 65534 groups 65534\nsetuid failed EPERM\n");
-    auto g = cli({"run", "--user", "nobody", "--group", "0", "--groups", "none"}, {"print-creds"});
+    auto g = cli_as_other({"run", "--user", "nobody", "--group", "0", "--groups", "none"}, {"print-creds"});
     CHECK(g.out.text() == "uid 65534 65534 65534 gid 0 0 0 groups \n");
 }
 
 TEST_CASE("unprivileged: --user is a clear error, --unshare works with a user namespace and is a clear error without") {
-    if (!root_with_nobody() || !nobody_can_run_build()) {
-        MESSAGE("skipped: needs root, a 'nobody' user, and a build directory uid 65534 can enter");
-        return;
-    }
+    DROVER_SKIP_IF(needs_root_and_nobody());
     auto as_nobody = [](std::vector<std::string> inner, std::vector<std::string> script) {
-        std::vector<std::string> args = {"run", "--user", "nobody", "--", DROVER_BIN};
+        std::vector<std::string> args = {"run", "--user", "nobody", "--", public_drover_path()};
         args.insert(args.end(), inner.begin(), inner.end());
-        return cli(args, script);
+        return cli_as_other(args, script);
     };
     auto u = as_nobody({"run", "--user", "root"}, {"exit", "0"});
     CHECK(u.status == exit_status::exited(125));
@@ -118,7 +102,9 @@ TEST_CASE("unprivileged: --user is a clear error, --unshare works with a user na
     auto ns = as_nobody({"run", "--unshare", "user,pid,mount,net"}, {"print-pid", "print-creds", "print-proc-pids", "print-netdevs"});
     if (ns.status == exit_status::exited(125) &&
         (ns.err.text().find("namespaces:") != std::string::npos || ns.err.text().find("mounts:") != std::string::npos)) {
-        MESSAGE("skipped: unprivileged user namespaces (or their /proc mount) are refused here: " << ns.err.text());
+        MESSAGE("partly skipped (the case goes on): unprivileged user namespaces (or their /proc mount) are "
+                "refused here: "
+                << ns.err.text());
     } else {
         CHECK(ns.status == exit_status::exited(0));
         // 65534 is 0 inside; then lo, up (tunnel fallback devices, if any, follow it).
@@ -132,16 +118,13 @@ TEST_CASE("unprivileged: --user is a clear error, --unshare works with a user na
 }
 
 TEST_CASE("F3: RLIMIT_NPROC reached: clone's EAGAIN is reported with the limits that cause it") {
-    if (::geteuid() != 0 || !nobody_can_run_build()) {
-        MESSAGE("skipped: needs root (to run drover as a fresh uid) and a build directory others can enter");
-        return;
-    }
+    DROVER_SKIP_IF(needs_root()); // to run drover as a fresh uid
     // A uid of its own, so no other process counts against its limit of one: the inner drover.
     // (Under LeakSanitizer the inner drover's exit-time leak check needs a task of its own, which
     // this very limit forbids: that check is switched off for the inner drover.)
-    auto r = cli({"run", "--user", "54329", "--group", "54329", "--rlimit", "nproc=1", "--env",
-                  "ASAN_OPTIONS=detect_leaks=0", "--", DROVER_BIN, "run"},
-                 {"exit", "0"});
+    auto r = cli_as_other({"run", "--user", "54329", "--group", "54329", "--rlimit", "nproc=1", "--env",
+                           "ASAN_OPTIONS=detect_leaks=0", "--", public_drover_path(), "run"},
+                          {"exit", "0"});
     CHECK(r.status == exit_status::exited(125));
     CHECK(r.err.text().find("clone: Resource temporarily unavailable (a process limit was reached: RLIMIT_NPROC of "
                             "uid 54329 (1), the cgroup's pids.max, or kernel.threads-max)") != std::string::npos);
@@ -192,29 +175,19 @@ TEST_CASE("cgroup limits through drover run: applied, or a warning and a JSON en
 }
 
 TEST_CASE("--unshare pid,mount and --cap-bound as root") {
-    if (::geteuid() != 0) {
-        MESSAGE("skipped: needs root");
-        return;
-    }
+    DROVER_SKIP_IF(needs_root());
     auto r = cli({"run", "--unshare", "pid,mount", "--no-init", "--cap-bound", "net_bind_service,chown"},
                  {"print-pid", "print-proc-pids", "print-status", "CapBnd"});
-    if (r.err.text().find("namespaces:") != std::string::npos || r.err.text().find("mounts:") != std::string::npos) {
-        MESSAGE("skipped: the kernel refused the namespaces: " << r.err.text());
-        return;
-    }
+    if (r.err.text().find("namespaces:") != std::string::npos || r.err.text().find("mounts:") != std::string::npos)
+        DROVER_SKIP("the kernel refused the namespaces: " << r.err.text());
     CHECK(r.out.text() == "pid 1\n1\nCapBnd:\t0000000000000401\n");
 }
 
 TEST_CASE("--unshare pid: drover is the namespace's init, so a stop reaches the program at once") {
-    if (::geteuid() != 0) {
-        MESSAGE("skipped: needs root for a pid namespace without a user namespace");
-        return;
-    }
+    DROVER_SKIP_IF(needs_root()); // for a pid namespace without a user namespace
     auto r = cli({"run", "--unshare", "pid,mount"}, {"print-pid", "print-ppid", "print-proc-pids"});
-    if (r.err.text().find("namespaces:") != std::string::npos || r.err.text().find("mounts:") != std::string::npos) {
-        MESSAGE("skipped: the kernel refused the namespaces: " << r.err.text());
-        return;
-    }
+    if (r.err.text().find("namespaces:") != std::string::npos || r.err.text().find("mounts:") != std::string::npos)
+        DROVER_SKIP("the kernel refused the namespaces: " << r.err.text());
     CHECK(r.out.text() == "pid 2\nppid 1\n1\n2\n");
     // A program without a SIGTERM handler as init would ignore the stop until the SIGKILL after
     // the 10 s grace; behind drover it gets the TERM.

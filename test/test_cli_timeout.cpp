@@ -26,22 +26,6 @@ using clk = std::chrono::steady_clock;
 
 int code(const run_result& r) { return r.status.code(); }
 
-/// drover_cli with DROVER_LOG=debug, so drover's debug lines land in the captured stderr.
-run_result drover_cli_debug(std::vector<std::string> args, const std::vector<std::string>& script) {
-    args.push_back("--");
-    args.push_back(helper_path());
-    args.insert(args.end(), script.begin(), script.end());
-    asio::io_context ctx;
-    return run(ctx, [](std::vector<std::string> a) -> asio::awaitable<run_result> {
-        auto ex = co_await asio::this_coro::executor;
-        run_options o;
-        o.timeout = 60s;
-        command c(DROVER_BIN, std::move(a));
-        c.env("DROVER_LOG", "debug");
-        co_return co_await async_run(ex, c, o, asio::use_awaitable);
-    }(std::move(args)));
-}
-
 /// Reads `p` into `got` until it holds `lines` newlines; false at EOF before that.
 asio::awaitable<bool> read_lines(asio::posix::stream_descriptor& p, std::string& got, std::size_t lines) {
     char buf[4096];
@@ -89,7 +73,8 @@ TEST_CASE("drover run takes timeout(1)'s duration forms: fractions, a bare point
 TEST_CASE("drover run clamps a huge --timeout to 36500 days instead of refusing it") {
     for (const char* d : {"9999999999999", "99999999999999999999999999d", "36501d"}) {
         CAPTURE(d);
-        auto r = drover_cli_debug({"run", "--timeout", d}, {"exit", "0"});
+        // DROVER_LOG=debug: drover's debug lines land in the captured stderr.
+        auto r = drover_cli({"run", "--timeout", d}, {"exit", "0"}, {{"DROVER_LOG", "debug"}});
         CHECK(code(r) == 0);
         CHECK(r.err.head.find(std::string("--timeout '") + d + "' is longer than 36500d: clamped to it") !=
               std::string::npos);

@@ -30,12 +30,6 @@ using drover::detail::fault_point;
 
 namespace {
 
-int open_fds() {
-    int n = 0;
-    for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
-    return n;
-}
-
 std::string fd_listing() {
     std::string out;
     for (auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
@@ -61,7 +55,7 @@ struct leak_check {
         w = child();
         ctx.run();
         ctx.restart();
-        fds = open_fds();
+        fds = open_fd_count();
         children = my_children().size();
     }
     ~leak_check() { detail::clear_faults(); }
@@ -73,21 +67,14 @@ struct leak_check {
         ctx.restart();
         CHECK(zombie_count() == 0);
         CHECK(my_children().size() == children);
-        int now = open_fds();
+        int now = open_fd_count();
         CHECK_MESSAGE(now == fds, fd_listing());
         // And drover still works.
         auto ok = output_now(helper({"write-line", "recovered"}));
         CHECK(ok.out == "recovered\n");
-        CHECK(open_fds() == fds);
+        CHECK(open_fd_count() == fds);
     }
 };
-
-/// True (with a message saying so) where no usable cgroup v2 hierarchy exists.
-bool skipped_without_cgroup() {
-    if (detail::probe_cgroup().usable) return false;
-    MESSAGE("skipped: no usable cgroup v2 hierarchy: " << detail::probe_cgroup().why_not);
-    return true;
-}
 
 /// Resets the launcher probe before and after (a fault may make drover settle on a fallback).
 struct fresh_launcher {
@@ -133,7 +120,7 @@ exit_status wait_for(asio::io_context& ctx, child& c) {
 TEST_SUITE("fault") {
 
 TEST_CASE("clone3 refused (ENOSYS, EPERM): the spawn falls back to clone with CLONE_PIDFD and works") {
-    if (tsan_skips_glibc_clone()) return;
+    DROVER_SKIP_IF(needs_no_tsan_clone());
     fresh_launcher fresh;
     for (int err : {ENOSYS, EPERM}) {
         CAPTURE(err);
@@ -150,7 +137,7 @@ TEST_CASE("clone3 refused (ENOSYS, EPERM): the spawn falls back to clone with CL
 }
 
 TEST_CASE("clone3 and CLONE_PIDFD refused: the third launcher (clone, then pidfd_open) works, stop included") {
-    if (tsan_skips_glibc_clone()) return;
+    DROVER_SKIP_IF(needs_no_tsan_clone());
     fresh_launcher fresh;
     asio::io_context ctx;
     leak_check leaks(ctx);
@@ -205,8 +192,7 @@ TEST_CASE("pipe2 fails with EMFILE or ENFILE at each of the three pipes: a named
     }
 }
 
-TEST_CASE("open fails for a stdio file or /dev/null: stage open_stdio names the path; nothing leaked") {
-    asio::io_context ctx;
+TEST_CASE_FIXTURE(io_fixture, "open fails for a stdio file or /dev/null: stage open_stdio names the path; nothing leaked") {
     leak_check leaks(ctx);
     detail::inject_fault(fault_point::open, ENFILE, 1);
     spawn_failure f;
@@ -222,7 +208,7 @@ TEST_CASE("open fails for a stdio file or /dev/null: stage open_stdio names the 
 }
 
 TEST_CASE("pidfd_open fails on the third launcher: the child is killed and reaped, stage pidfd") {
-    if (tsan_skips_glibc_clone()) return;
+    DROVER_SKIP_IF(needs_no_tsan_clone());
     fresh_launcher fresh;
     asio::io_context ctx;
     leak_check leaks(ctx);
@@ -236,9 +222,8 @@ TEST_CASE("pidfd_open fails on the third launcher: the child is killed and reape
     leaks.check();
 }
 
-TEST_CASE("the leaf cgroup cannot be opened (EMFILE): automatic mode runs without one, required mode says why") {
-    if (skipped_without_cgroup()) return;
-    asio::io_context ctx;
+TEST_CASE_FIXTURE(io_fixture, "the leaf cgroup cannot be opened (EMFILE): automatic mode runs without one, required mode says why") {
+    DROVER_SKIP_IF(needs_cgroup_v2());
     leak_check leaks(ctx);
     for (int skip = 0; skip < 3; ++skip) { // the directory, cgroup.events, cgroup.kill
         CAPTURE(skip);
@@ -257,8 +242,7 @@ TEST_CASE("the leaf cgroup cannot be opened (EMFILE): automatic mode runs withou
     leaks.check();
 }
 
-TEST_CASE("allocation fails before the clone and after it: ENOMEM, and a launched child is killed and reaped") {
-    asio::io_context ctx;
+TEST_CASE_FIXTURE(io_fixture, "allocation fails before the clone and after it: ENOMEM, and a launched child is killed and reaped") {
     leak_check leaks(ctx);
     for (int skip = 0; skip < 2; ++skip) { // 0: in the launcher, before clone; 1: in spawn(), after it
         CAPTURE(skip);
@@ -274,8 +258,7 @@ TEST_CASE("allocation fails before the clone and after it: ENOMEM, and a launche
     leaks.check();
 }
 
-TEST_CASE("reads return EINTR and short counts: /proc introspection, tree walks and env files read the same") {
-    asio::io_context ctx;
+TEST_CASE_FIXTURE(io_fixture, "reads return EINTR and short counts: /proc introspection, tree walks and env files read the same") {
     leak_check leaks(ctx);
     {
         child c = spawn(ctx, helper({"spawn-grandchild", long_ms(), "sleep", long_ms()}).cgroup(cgroup_mode::off));
@@ -328,8 +311,7 @@ TEST_CASE("reads return EINTR and short counts: /proc introspection, tree walks 
     leaks.check();
 }
 
-TEST_CASE("writes to a child's stdin return EINTR and then one byte at a time: every byte arrives, in order") {
-    asio::io_context ctx;
+TEST_CASE_FIXTURE(io_fixture, "writes to a child's stdin return EINTR and then one byte at a time: every byte arrives, in order") {
     leak_check leaks(ctx);
     std::string data;
     for (int i = 0; data.size() < 20000; ++i) data += "line " + std::to_string(i) + "\n";
@@ -362,9 +344,8 @@ TEST_CASE("writes to a child's stdin return EINTR and then one byte at a time: e
     leaks.check();
 }
 
-TEST_CASE("writes to cgroup.kill return EINTR: the kill is retried and the stop completes") {
-    if (skipped_without_cgroup()) return;
-    asio::io_context ctx;
+TEST_CASE_FIXTURE(io_fixture, "writes to cgroup.kill return EINTR: the kill is retried and the stop completes") {
+    DROVER_SKIP_IF(needs_cgroup_v2());
     leak_check leaks(ctx);
     {
         child c = spawn(ctx, helper({"spawn-grandchild-setsid", long_ms(), "sleep", long_ms()}));
@@ -384,9 +365,8 @@ TEST_CASE("writes to cgroup.kill return EINTR: the kill is retried and the stop 
     leaks.check();
 }
 
-TEST_CASE("out of descriptors during a stop (cgroup): the tree is still seen empty; no hang") {
-    if (skipped_without_cgroup()) return;
-    asio::io_context ctx;
+TEST_CASE_FIXTURE(io_fixture, "out of descriptors during a stop (cgroup): the tree is still seen empty; no hang") {
+    DROVER_SKIP_IF(needs_cgroup_v2());
     leak_check leaks(ctx);
     {
         std::vector<child> kids;
@@ -428,8 +408,7 @@ TEST_CASE("out of descriptors during a stop (cgroup): the tree is still seen emp
     leaks.check();
 }
 
-TEST_CASE("out of descriptors during a stop (no cgroup): bounded, ends with EMFILE, the process group is killed") {
-    asio::io_context ctx;
+TEST_CASE_FIXTURE(io_fixture, "out of descriptors during a stop (no cgroup): bounded, ends with EMFILE, the process group is killed") {
     leak_check leaks(ctx);
     {
         child c = spawn(ctx, helper({"spawn-grandchild", long_ms(), "sleep", long_ms()}).cgroup(cgroup_mode::off));
@@ -471,7 +450,7 @@ TEST_CASE("daemonize: fork fails with EAGAIN: a daemon_error naming the step; no
     REQUIRE(pid >= 0);
     if (pid == 0) {
         ::close(report[0]);
-        int before = open_fds();
+        int before = open_fd_count();
         std::string what = "no error";
         detail::inject_fault(fault_point::fork, EAGAIN, 1);
         try {
@@ -480,7 +459,7 @@ TEST_CASE("daemonize: fork fails with EAGAIN: a daemon_error naming the step; no
         } catch (const daemon_error& e) {
             what = std::string(e.what()) + (e.code() == error_code(EAGAIN, boost::system::system_category()) ? " [EAGAIN]" : "");
         }
-        what += open_fds() == before ? " [fds equal]" : " [fds differ]";
+        what += open_fd_count() == before ? " [fds equal]" : " [fds differ]";
         eintr_retry([&] { return ::write(report[1], what.data(), what.size()); });
         ::_exit(0);
     }
@@ -495,10 +474,8 @@ TEST_CASE("daemonize: fork fails with EAGAIN: a daemon_error naming the step; no
 #if defined(__SANITIZE_THREAD__)
     // ThreadSanitizer restarts its background thread in a forked child, so daemonize() rightly
     // refuses the (now two-threaded) caller before it reaches the fork.
-    if (got.find("threads; call daemonize before any thread exists") != std::string::npos) {
-        MESSAGE("skipped under ThreadSanitizer: its runtime thread makes daemonize refuse first");
-        return;
-    }
+    if (got.find("threads; call daemonize before any thread exists") != std::string::npos)
+        DROVER_SKIP("ThreadSanitizer: its runtime thread makes daemonize refuse first");
 #endif
     CHECK(got.find("daemonize: fork") != std::string::npos);
     CHECK(got.find("[EAGAIN]") != std::string::npos);

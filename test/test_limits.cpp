@@ -33,19 +33,16 @@ TEST_SUITE("limits") {
 
 TEST_CASE("B6: a raised soft NOFILE limit does not leak into children; an explicit one wins") {
     raised_nofile raised(65536);
-    if (!raised.ok) {
-        MESSAGE("skipped: the hard NOFILE limit (" << raised.saved.rlim_max << ") does not allow raising the soft one above 1024");
-        return;
-    }
+    if (!raised.ok)
+        DROVER_SKIP("the hard NOFILE limit (" << raised.saved.rlim_max << ") does not allow raising the soft one above 1024");
     auto def = output_now(helper({"print-rlimit", "NOFILE"}));
     CHECK(def.out == "1024 " + rlim_text(raised.saved.rlim_max) + "\n");
     auto set = output_now(helper({"print-rlimit", "NOFILE"}).rlimit(RLIMIT_NOFILE, 500, 600));
     CHECK(set.out == "500 600\n");
 }
 
-TEST_CASE("rlimit cpu=1 ends a busy loop with SIGXCPU") {
-    asio::io_context ctx;
-    auto st = run(ctx, []() -> asio::awaitable<exit_status> {
+TEST_CASE_FIXTURE(io_fixture, "rlimit cpu=1 ends a busy loop with SIGXCPU") {
+    auto st = finish([]() -> asio::awaitable<exit_status> {
         auto ex = co_await asio::this_coro::executor;
         child c = spawn(ex, helper({"busy", "20000"}).rlimit(RLIMIT_CPU, 1, 3));
         co_return co_await c.async_wait(asio::use_awaitable);
@@ -85,10 +82,7 @@ TEST_CASE("raising a hard limit without privilege fails at stage 'limits' with E
     asio::io_context ctx;
     struct rlimit own {};
     ::getrlimit(RLIMIT_CORE, &own);
-    if (own.rlim_max == RLIM_INFINITY) {
-        MESSAGE("skipped: the hard CORE limit is already unlimited");
-        return;
-    }
+    if (own.rlim_max == RLIM_INFINITY) DROVER_SKIP("the hard CORE limit is already unlimited");
     spawn_failure f;
     child c = spawn(ctx, helper({"exit", "0"}).rlimit(RLIMIT_CORE, 0, RLIM_INFINITY), f);
     CHECK_FALSE(c.valid());

@@ -10,7 +10,10 @@
 
 #include <doctest/doctest.h>
 
+#include "support.hpp"
+
 using drover::command;
+using drover::test::temp_dir;
 using drover::spawn_failure;
 using drover::spawn_stage;
 namespace fs = std::filesystem;
@@ -23,16 +26,6 @@ std::vector<std::string> env_of(const command& c, std::vector<const char*> paren
     REQUIRE(drover::detail::build_environment(c, const_cast<char* const*>(parent.data()), out, f));
     return out;
 }
-
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        char tmpl[] = "/tmp/drover-test-XXXXXX";
-        REQUIRE(::mkdtemp(tmpl) != nullptr);
-        path = tmpl;
-    }
-    ~temp_dir() { fs::remove_all(path); }
-};
 
 void write_file(const fs::path& p, const std::string& content, mode_t mode) {
     std::ofstream(p) << content;

@@ -17,13 +17,6 @@ using namespace drover::test;
 
 namespace {
 
-bool is_root() { return ::geteuid() == 0; }
-
-bool has_nobody() {
-    struct passwd* pw = ::getpwnam("nobody");
-    return pw != nullptr && pw->pw_uid == 65534;
-}
-
 /// Spawns `cmd` and returns the failure (empty on success, after waiting for the child).
 spawn_failure spawn_result(command cmd) {
     asio::io_context ctx;
@@ -54,14 +47,15 @@ std::string own_ns(const char* name) {
     return std::filesystem::read_symlink(std::string("/proc/self/ns/") + name).string() + "\n";
 }
 
-/// Runs `cmd` with new namespaces; empty optional (and a MESSAGE) when the kernel refuses them.
+/// Runs `cmd` with new namespaces; empty optional when the kernel refuses them, and the running
+/// case is then skipped (note_skip): the caller returns at once.
 std::optional<output> in_namespaces(command cmd, const char* what) {
     asio::io_context ctx;
     cmd.std_out(stdio::pipe());
     spawn_failure f;
     child c = spawn(ctx, cmd, f);
     if (f) {
-        MESSAGE("skipped (" << what << "): the kernel refused the namespaces or the /proc mount: " << f.message());
+        note_skip(std::string("the kernel refused the namespaces (") + what + ") or the /proc mount: " + f.message());
         CHECK((f.stage == spawn_stage::namespaces || f.stage == spawn_stage::mounts));
         return std::nullopt;
     }
@@ -79,37 +73,25 @@ std::string collapse_spaces(const std::string& s) {
     return out;
 }
 
-int open_fds() {
-    int n = 0;
-    for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
-    return n;
-}
-
 } // namespace
 
 TEST_SUITE("security") {
 
 TEST_CASE("G2: as root with user nobody the child has only 65534 ids and groups, and setuid(0) fails") {
-    if (!is_root() || !has_nobody()) {
-        MESSAGE("skipped: needs root and a 'nobody' user with uid 65534");
-        return;
-    }
-    auto r = output_now(helper({"print-creds", "try-setuid", "0"}).user("nobody"));
+    DROVER_SKIP_IF(needs_root_and_nobody());
+    auto r = output_now(public_helper({"print-creds", "try-setuid", "0"}).user("nobody"));
     CHECK(r.status == exit_status::exited(0));
     CHECK(r.out == "uid 65534 65534 65534 gid 65534 65534 65534 groups 65534\nsetuid failed EPERM\n");
     // A numeric uid works the same way, and an explicit group list replaces the user's.
-    auto n = output_now(helper({"print-creds"}).user("65534").supplementary_groups({}));
+    auto n = output_now(public_helper({"print-creds"}).user("65534").supplementary_groups({}));
     CHECK(n.out == "uid 65534 65534 65534 gid 65534 65534 65534 groups \n");
 }
 
 TEST_CASE("G3: only the child changes identity: every thread of the parent keeps its ids, and drover stays dumpable") {
-    if (!is_root() || !has_nobody()) {
-        MESSAGE("skipped: needs root and a 'nobody' user");
-        return;
-    }
+    DROVER_SKIP_IF(needs_root_and_nobody());
     std::string before = thread_ids();
     const int dumpable = ::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
-    for (int i = 0; i < 3; ++i) CHECK_FALSE(spawn_result(helper({"exit", "0"}).user("nobody")));
+    for (int i = 0; i < 3; ++i) CHECK_FALSE(spawn_result(public_helper({"exit", "0"}).user("nobody")));
     CHECK(thread_ids() == before);
     // The child's credential change resets "dumpable" on the memory it shares with us until
     // exec; drover restores it.
@@ -128,10 +110,11 @@ TEST_CASE("identity: unknown names and a uid without a group are refused before 
         CHECK(u.code == errc::invalid_command);
         CHECK(u.detail.find("give a group too") != std::string::npos);
     }
-    if (is_root()) {
-        auto ok = output_now(helper({"print-creds"}).user("54321").group("54321"));
+    if (::geteuid() == 0) {
+        // Another uid: the copy it can reach (support.hpp, copy_for_others).
+        auto ok = output_now(public_helper({"print-creds"}).user("54321").group("54321"));
         CHECK(ok.out == "uid 54321 54321 54321 gid 54321 54321 54321 groups \n");
-        auto grp = output_now(helper({"print-creds"}).group("65534"));
+        auto grp = output_now(public_helper({"print-creds"}).group("65534"));
         CHECK(grp.out == "uid 0 0 0 gid 65534 65534 65534 groups \n"); // root's groups are not carried over
     }
 }
@@ -145,15 +128,12 @@ TEST_CASE("capabilities: names and numbers; the bounding set keeps exactly the l
     CHECK(capability_name(99).empty());
     auto bad = spawn_result(helper({"exit", "0"}).capability_bounding_set({63}));
     CHECK(bad.code == errc::invalid_command);
-    if (!is_root()) {
-        MESSAGE("skipped: dropping from the bounding set needs root (CAP_SETPCAP)");
-        return;
-    }
+    DROVER_SKIP_IF(needs_root()); // dropping from the bounding set needs CAP_SETPCAP
     auto r = output_now(helper({"print-status", "CapBnd", "print-status", "CapEff", "print-status", "CapInh"})
                             .capability_bounding_set({0, 10}));
     CHECK(r.out == "CapBnd:\t0000000000000401\nCapEff:\t0000000000000401\nCapInh:\t0000000000000000\n");
     if (has_nobody()) {
-        auto n = output_now(helper({"print-status", "CapBnd", "print-status", "CapEff"})
+        auto n = output_now(public_helper({"print-status", "CapBnd", "print-status", "CapEff"})
                                 .capability_bounding_set({10}).user("nobody"));
         CHECK(n.out == "CapBnd:\t0000000000000400\nCapEff:\t0000000000000000\n");
     }
@@ -164,7 +144,7 @@ TEST_CASE("a pid namespace child sees itself as pid 1 and a private /proc; the h
     auto r = in_namespaces(helper({"print-pid", "print-proc-pids", "print-ns", "pid", "print-ns", "mnt"})
                                .unshare(namespaces::pid | namespaces::mount),
                            "pid,mount");
-    if (!r) return;
+    if (!r) return; // skipped: in_namespaces said why
     CHECK(r->status == exit_status::exited(0));
     std::istringstream in(r->out);
     std::string pid_line, procs, pidns, mntns;
@@ -183,7 +163,7 @@ TEST_CASE("a network namespace has only lo, up; namespaces not asked for are sha
     auto r = in_namespaces(helper({"print-ns", "net", "print-ns", "pid", "print-ns", "uts", "print-netdevs"})
                                .unshare(namespaces::net),
                            "net");
-    if (!r) return;
+    if (!r) return; // skipped: in_namespaces said why
     std::istringstream in(r->out);
     std::string lines[3];
     for (auto& l : lines) std::getline(in, l);
@@ -205,7 +185,7 @@ TEST_CASE("uts and ipc namespaces are new; a user namespace maps the caller's id
     auto r = in_namespaces(helper({"print-ns", "uts", "print-ns", "ipc", "print-creds", "print-file", "/proc/self/uid_map"})
                                .unshare(namespaces::uts | namespaces::ipc | namespaces::user),
                            "user,uts,ipc");
-    if (!r) return;
+    if (!r) return; // skipped: in_namespaces said why
     CHECK(r->out.find(own_ns("uts")) == std::string::npos);
     CHECK(r->out.find(own_ns("ipc")) == std::string::npos);
     CHECK(r->out.find("uid 0 0 0 gid 0 0 0") != std::string::npos);
@@ -225,8 +205,7 @@ TEST_CASE("namespaces: names parse, and supplementary groups in a new user names
     CHECK(f.detail.find("user namespace") != std::string::npos);
 }
 
-TEST_CASE("I1: cgroup limits are applied where the controllers exist, else reported as not applied") {
-    asio::io_context ctx;
+TEST_CASE_FIXTURE(io_fixture, "I1: cgroup limits are applied where the controllers exist, else reported as not applied") {
     child c = spawn(ctx, helper({"exit", "0"}).memory_max(64 << 20).pids_max(50).cpu_max(std::chrono::milliseconds(50)));
     auto unapplied = c.unapplied_limits();
     for (const char* ctl : {"memory", "pids", "cpu"}) {
@@ -258,15 +237,13 @@ TEST_CASE("I1: cgroup limits are applied where the controllers exist, else repor
     ctx2.run();
 }
 
-TEST_CASE("a leaf holding empty cgroups of a killed nested drover is still removed, at once") {
-    asio::io_context ctx;
+TEST_CASE_FIXTURE(io_fixture, "a leaf holding empty cgroups of a killed nested drover is still removed, at once") {
     child c = spawn(ctx, helper({"sleep", "100"}));
     auto cg = c.cgroup_path();
     if (!cg) {
-        MESSAGE("skipped: no cgroup v2 leaf for children here");
         c.async_kill([](error_code, exit_status) {});
         ctx.run();
-        return;
+        DROVER_SKIP("no cgroup v2 leaf for children here");
     }
     // What a drover running inside the leaf leaves when it is SIGKILLed: its empty directories.
     REQUIRE(std::filesystem::create_directories(*cg + "/drover-999999/run-1"));
@@ -278,14 +255,9 @@ TEST_CASE("a leaf holding empty cgroups of a killed nested drover is still remov
 }
 
 TEST_CASE("I3: an OOM kill in the child's cgroup is reported from memory.events") {
-    if (!controller_available("memory")) {
-        MESSAGE("skipped: no cgroup v2 memory controller for drover's cgroup (hybrid host)");
-        return;
-    }
-    if (read_file("/proc/swaps").find('\n') + 1 < read_file("/proc/swaps").size()) {
-        MESSAGE("skipped: swap is on, so a memory.max child swaps instead of being OOM-killed");
-        return;
-    }
+    if (!controller_available("memory")) DROVER_SKIP("no cgroup v2 memory controller for drover's cgroup (hybrid host)");
+    if (read_file("/proc/swaps").find('\n') + 1 < read_file("/proc/swaps").size())
+        DROVER_SKIP("swap is on, so a memory.max child swaps instead of being OOM-killed");
     asio::io_context ctx;
     child c = spawn(ctx, helper({"alloc", "1024", "sleep", "10000"}).memory_max(64 << 20));
     exit_status st;
@@ -296,17 +268,14 @@ TEST_CASE("I3: an OOM kill in the child's cgroup is reported from memory.events"
 }
 
 TEST_CASE("F3: pids.max refuses a fork with EAGAIN inside the tree") {
-    if (!controller_available("pids")) {
-        MESSAGE("skipped: no cgroup v2 pids controller for drover's cgroup (hybrid host); "
-                "the RLIMIT_NPROC case is tested through drover run in the cli suite");
-        return;
-    }
+    if (!controller_available("pids"))
+        DROVER_SKIP("no cgroup v2 pids controller for drover's cgroup (hybrid host); "
+                    "the RLIMIT_NPROC case is tested through drover run in the cli suite");
     auto r = output_now(helper({"try-fork"}).pids_max(1));
     CHECK(r.out == "fork failed EAGAIN\n");
 }
 
-TEST_CASE("F2: with RLIMIT_NOFILE at 32, 50 spawns fail cleanly with EMFILE, leak nothing, and recover") {
-    asio::io_context ctx;
+TEST_CASE_FIXTURE(io_fixture, "F2: with RLIMIT_NOFILE at 32, 50 spawns fail cleanly with EMFILE, leak nothing, and recover") {
     {
         // Warm up what is created once and kept: the io_context's reactor, drover's spawn thread.
         child w = spawn(ctx, helper({"exit", "0"}).std_in(stdio::pipe()));
@@ -316,7 +285,7 @@ TEST_CASE("F2: with RLIMIT_NOFILE at 32, 50 spawns fail cleanly with EMFILE, lea
     }
     ctx.run(); // its handle's cleanup
     ctx.restart();
-    const int before = open_fds();
+    const int before = open_fd_count();
     struct rlimit saved {};
     ::getrlimit(RLIMIT_NOFILE, &saved);
     struct rlimit tight = saved;
@@ -346,14 +315,14 @@ TEST_CASE("F2: with RLIMIT_NOFILE at 32, 50 spawns fail cleanly with EMFILE, lea
     ctx.restart();
     ctx.run(); // the cleanups the destructors left behind
     CHECK(zombie_count() == 0);
-    if (open_fds() != before) {
+    if (open_fd_count() != before) {
         for (auto& e : std::filesystem::directory_iterator("/proc/self/fd"))
             MESSAGE(e.path().filename().string() << " -> " << std::filesystem::read_symlink(e.path()).string());
     }
-    CHECK(open_fds() == before);
+    CHECK(open_fd_count() == before);
     auto ok = output_now(helper({"write-line", "recovered"}));
     CHECK(ok.out == "recovered\n");
-    CHECK(open_fds() == before);
+    CHECK(open_fd_count() == before);
 }
 
 } // TEST_SUITE

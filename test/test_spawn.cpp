@@ -28,16 +28,6 @@ extern char** environ;
 
 namespace {
 
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        char tmpl[] = "/tmp/drover-test-XXXXXX";
-        REQUIRE(::mkdtemp(tmpl) != nullptr);
-        path = tmpl;
-    }
-    ~temp_dir() { fs::remove_all(path); }
-};
-
 spawn_failure failure_of(const command& cmd) {
     asio::io_context ctx;
     spawn_failure f;
@@ -405,8 +395,7 @@ TEST_CASE("stdio: null, files (truncate, append, read) and a pipe through a chil
     CHECK(piped == "PIPED THROUGH A CHILD\n");
 }
 
-TEST_CASE("asking for a stream that is not a pipe is an error, not a crash") {
-    asio::io_context ctx;
+TEST_CASE_FIXTURE(io_fixture, "asking for a stream that is not a pipe is an error, not a crash") {
     child c = spawn(ctx, helper({"exit", "0"}));
     CHECK_THROWS_AS(c.std_out(), boost::system::system_error);
     try {

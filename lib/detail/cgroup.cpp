@@ -1,5 +1,6 @@
 #include "detail/cgroup.hpp"
 #include "detail/fault.hpp"
+#include "detail/posix.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -13,7 +14,6 @@
 #include <cstdlib>
 #include <thread>
 #include <cstring>
-#include <fstream>
 #include <mutex>
 #include <sstream>
 
@@ -21,11 +21,12 @@ namespace drover::detail {
 
 namespace {
 
+/// The whole file, or "" if it cannot be read. mountinfo can be long on a host with many
+/// mounts: the cap is well above any seen.
 std::string read_small_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
+    std::string text;
+    if (read_file(path.c_str(), text, 16U << 20) != 0) text.clear();
+    return text;
 }
 
 /// mountinfo escapes space, tab, newline and backslash as \ooo.
@@ -255,17 +256,8 @@ error_code cgroup_leaf::kill() noexcept {
 
 std::vector<pid_t> cgroup_leaf::procs() const {
     std::vector<pid_t> out;
-    int fd = f_open((path_ + "/cgroup.procs").c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return out;
     std::string text;
-    char buf[4096];
-    for (;;) {
-        ssize_t n = f_read(fd, buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        text.append(buf, static_cast<std::size_t>(n));
-    }
-    ::close(fd);
+    read_file((path_ + "/cgroup.procs").c_str(), text, std::string::npos); // what could be read
     std::istringstream in(text);
     long v;
     while (in >> v) out.push_back(static_cast<pid_t>(v));
@@ -386,19 +378,14 @@ void cgroup_leaf::apply_limits(const cgroup_limits& limits,
               std::to_string(limits.cpu_quota->count()) + " " + std::to_string(limits.cpu_period.count()));
 }
 
-std::optional<std::uint64_t> cgroup_leaf::oom_kills() const noexcept {
-    int fd = f_open((path_ + "/memory.events").c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return std::nullopt;
-    char buf[512];
-    ssize_t n;
-    do n = ::read(fd, buf, sizeof buf - 1);
-    while (n < 0 && errno == EINTR);
-    ::close(fd);
-    if (n <= 0) return std::nullopt;
-    buf[n] = '\0';
-    const char* at = std::strstr(buf, "oom_kill ");
+std::optional<std::uint64_t> cgroup_leaf::oom_kills() const noexcept try {
+    std::string text;
+    if (read_file((path_ + "/memory.events").c_str(), text, 4096) != 0 || text.empty()) return std::nullopt;
+    const char* at = std::strstr(text.c_str(), "oom_kill ");
     if (at == nullptr) return std::nullopt;
     return std::strtoull(at + 9, nullptr, 10);
+} catch (const std::bad_alloc&) {
+    return std::nullopt;
 }
 
 int cgroup_leaf::dup_events_fd() const noexcept {

@@ -65,6 +65,22 @@ std::chrono::nanoseconds from_ticks(std::uint64_t t) {
     return std::chrono::seconds(t / hz) + std::chrono::nanoseconds((t % hz) * 1000000000ULL / hz);
 }
 
+std::size_t stat_fields(std::string_view stat, std::string_view* f, std::size_t n) noexcept {
+    auto close = stat.rfind(')');
+    if (close == std::string_view::npos) return 0;
+    std::string_view rest = stat.substr(close + 1);
+    std::size_t count = 0, i = 0;
+    while (count < n && i < rest.size()) {
+        while (i < rest.size() && (rest[i] == ' ' || rest[i] == '\t')) ++i;
+        std::size_t j = i;
+        while (j < rest.size() && rest[j] != ' ' && rest[j] != '\t' && rest[j] != '\n') ++j;
+        if (j > i) f[count++] = rest.substr(i, j - i);
+        i = j;
+        if (i < rest.size() && rest[i] == '\n') break;
+    }
+    return count;
+}
+
 bool parse_stat(std::string_view text, pid_t pid, proc_info& p) {
     auto open = text.find('(');
     auto close = text.rfind(')');
@@ -73,8 +89,8 @@ bool parse_stat(std::string_view text, pid_t pid, proc_info& p) {
     if (!parse_num(text.substr(0, open - 1), first) || first != pid || text[open - 1] != ' ') return false;
     p.comm.assign(text.substr(open + 1, close - open - 1));
     if (close + 2 >= text.size() || text[close + 1] != ' ') return false;
-    auto f = words(text.substr(close + 2)); // f[0] is field 3 (state)
-    if (f.size() < 22 || f[0].size() != 1) return false;
+    std::string_view f[22]; // f[0] is field 3 (state)
+    if (stat_fields(text, f, 22) < 22 || f[0].size() != 1) return false;
     p.state = f[0][0];
     std::uint64_t utime = 0, stime = 0, start = 0, flags = 0;
     long threads = 0;

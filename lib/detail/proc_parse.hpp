@@ -36,6 +36,12 @@ std::optional<std::string_view> field(std::string_view text, std::string_view ke
 /// Clock ticks (USER_HZ) as a duration (nanoseconds::max() past 292 years).
 std::chrono::nanoseconds from_ticks(std::uint64_t ticks);
 
+/// The one splitter of /proc/<pid>/stat text, shared by parse_stat and parse_stat_ids (tree.hpp)
+/// so that the two never disagree: after the *last* ')', the fields of that line, separated by
+/// runs of spaces or tabs. Stores at most `n` into `f` (f[0] is field 3, the state) and returns
+/// how many; 0 without a ')'. No allocation.
+std::size_t stat_fields(std::string_view stat, std::string_view* f, std::size_t n) noexcept;
+
 /// /proc/<pid>/stat: pid, comm, state, ppid, pgrp, session, flags, CPU times, threads, start
 /// time. False unless the text is the stat of `pid` with tick counts under 73 years. The name
 /// sits between the first '(' and the *last* ')': it may itself hold spaces, parentheses and

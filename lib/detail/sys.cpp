@@ -1,3 +1,5 @@
+#include <sys/wait.h> // before sys.hpp, whose P_PIDFD fallback would clash with its enum
+
 #include "detail/sys.hpp"
 
 #include <sys/utsname.h>
@@ -6,6 +8,17 @@
 #include <cstdio>
 
 namespace drover::detail {
+
+void kill_and_reap(int pidfd, pid_t pid) noexcept {
+    if (pidfd >= 0) sys_pidfd_send_signal(pidfd, SIGKILL);
+    else ::kill(pid, SIGKILL);
+    siginfo_t si{};
+    int r;
+    do {
+        r = pidfd >= 0 ? ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &si, WEXITED | __WALL)
+                       : ::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED | __WALL);
+    } while (r != 0 && errno == EINTR);
+}
 
 std::optional<exit_status> pidfd_exit_info(int pidfd) noexcept {
     pidfd_info info{};

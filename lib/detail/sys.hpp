@@ -77,6 +77,13 @@ inline int sys_pidfd_send_signal(int pidfd, int sig) noexcept {
     return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
 }
 
+/// Kills (SIGKILL) and reaps a child of ours that nothing supervises: one that failed before
+/// exec, or ran but could not be taken under supervision. Through `pidfd` if >= 0, else by
+/// `pid`, which is safe only because the child is ours and unreaped (its pid cannot have been
+/// reused). Blocks until it is reaped (it dies at once); ECHILD, a host's __WALL reaper having
+/// taken it first, also ends the wait and leaves no zombie either.
+void kill_and_reap(int pidfd, pid_t pid) noexcept;
+
 /// The exit status of an already-reaped process, from the kernel's pidfs record
 /// (`PIDFD_GET_INFO` with `PIDFD_INFO_EXIT`, Linux 6.15+). Empty where the kernel cannot say.
 std::optional<exit_status> pidfd_exit_info(int pidfd) noexcept;

@@ -12,6 +12,7 @@
 #include <unordered_set>
 
 #include "detail/fault.hpp"
+#include "detail/posix.hpp"
 #include "detail/proc_parse.hpp"
 #include "detail/sys.hpp"
 #include "detail/unique_fd.hpp"
@@ -19,26 +20,6 @@
 namespace drover::detail {
 
 namespace {
-
-bool read_file(const char* path, std::string& out) {
-    out.clear();
-    int fd = f_open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false;
-    char buf[4096];
-    for (;;) {
-        ssize_t n = f_read(fd, buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            ::close(fd);
-            return false;
-        }
-        if (n == 0) break;
-        out.append(buf, static_cast<std::size_t>(n));
-        if (out.size() > (1U << 20)) break;
-    }
-    ::close(fd);
-    return true;
-}
 
 bool parse_pid(std::string_view s, pid_t& out) {
     if (s.empty() || s.size() > 10) return false;
@@ -88,29 +69,14 @@ bool same_ids(const proc_ids& a, const proc_ids& b) {
 } // namespace
 
 bool parse_stat_ids(std::string_view stat, proc_ids& out) noexcept {
-    // Read as parse_stat (proc_parse.cpp) reads it, so the two never disagree: after the last
-    // ')', fields separated by runs of spaces or tabs on one line, each a whole number. (This
-    // used to skip only spaces and to cut a number at 10 digits, taking the rest as the next
-    // field; fuzzing the two side by side found it.) No allocation: callers are noexcept.
-    auto close = stat.rfind(')');
-    if (close == std::string_view::npos) return false;
-    std::string_view rest = stat.substr(close + 1);
-    auto next_word = [&rest]() {
-        std::size_t i = 0;
-        while (i < rest.size() && (rest[i] == ' ' || rest[i] == '\t')) ++i;
-        std::size_t j = i;
-        while (j < rest.size() && rest[j] != ' ' && rest[j] != '\t' && rest[j] != '\n') ++j;
-        std::string_view w = rest.substr(i, j - i);
-        rest = j < rest.size() && rest[j] == '\n' ? std::string_view{} : rest.substr(j);
-        return w;
-    };
-    // " S ppid pgrp session ..."
-    std::string_view state = next_word();
-    if (state.size() != 1) return false;
+    // Split as parse_stat splits it (stat_fields, proc_parse.cpp), each id a whole number.
+    // No allocation: callers are noexcept.
+    std::string_view f[4]; // " S ppid pgrp session ..."
+    if (stat_fields(stat, f, 4) < 4 || f[0].size() != 1) return false;
     pid_t ids[3] = {0, 0, 0};
-    for (pid_t& id : ids)
-        if (!parse_num(next_word(), id)) return false;
-    out.state = state[0];
+    for (int i = 0; i < 3; ++i)
+        if (!parse_num(f[i + 1], ids[i])) return false;
+    out.state = f[0][0];
     out.ppid = ids[0];
     out.pgrp = ids[1];
     out.session = ids[2];
@@ -120,7 +86,8 @@ bool parse_stat_ids(std::string_view stat, proc_ids& out) noexcept {
 bool read_proc_ids(pid_t pid, proc_ids& out) noexcept try {
     std::string text;
     std::string path = "/proc/" + std::to_string(pid) + "/stat";
-    return read_file(path.c_str(), text) && parse_stat_ids(text, out);
+    if (int e = read_file(path.c_str(), text); e != 0) return errno = e, false;
+    return parse_stat_ids(text, out);
 } catch (...) {
     errno = ENOMEM; // could not look: a walk counts itself incomplete (see resource_error)
     return false;
@@ -145,8 +112,8 @@ std::vector<pid_t> children_of(pid_t pid, bool* complete) {
         pid_t tid;
         if (!parse_pid(e->d_name, tid)) continue;
         std::string p = base + "/" + e->d_name + "/children";
-        if (!read_file(p.c_str(), text)) {
-            if (complete != nullptr && resource_error(errno)) *complete = false;
+        if (int err = read_file(p.c_str(), text); err != 0) {
+            if (complete != nullptr && resource_error(err)) *complete = false;
             continue;
         }
         std::size_t i = 0;

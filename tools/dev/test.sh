@@ -2,8 +2,13 @@
 # Build drover and run the whole test suite three times: the normal build, an ASan+UBSan build
 # ("<build>-asan") and a TSan build ("<build>-tsan"); then fuzz every parser of outside input
 # for 20 s each (tools/dev/fuzz.sh, build directory "<build>-fuzz"; each fuzz target counts as
-# one test). Ends with one summary line over all:
-#   "test: N passed, M failed"
+# one test). Each pass ends with "test (<build>): N passed, M failed, K skipped"; the run ends
+# with one summary line over all, then the reason of every skipped case, once however many
+# passes skipped it:
+#   "test: N passed, M failed, K skipped"
+#   "skipped: <suite>: <test case>: <reason> [<build>, <build>-asan, ...]"
+# A case that called DROVER_SKIP (test/support.hpp) counts as skipped, not passed: each test
+# binary lists its skips after doctest's summary (test/main.cpp).
 # DROVER_TEST_SANITIZERS picks the sanitizer passes ("asan-ubsan tsan" by default; "none" skips
 # them) and DROVER_TEST_FUZZ=0 skips the fuzzing (quicker local runs); DROVER_TEST_FUZZ_SECONDS
 # changes the 20 s. Arguments go to `meson test` (a suite name, say).
@@ -13,6 +18,8 @@ passed_total=0
 failed_total=0
 skipped_total=0
 rc_total=0
+skip_list=$(mktemp)
+trap 'rm -f "$skip_list"' EXIT
 
 # run_suite DIR: build DIR and run its tests; adds to the totals.
 run_suite() {
@@ -22,35 +29,44 @@ run_suite() {
     meson test -C "$dir" --print-errorlogs --verbose "${@:2}" 2>&1 | tee "$dir/test-output.txt"
     local rc=${PIPESTATUS[0]}
     set -e
-    # Sum doctest's per-suite summaries: "[doctest] test cases: 12 | 12 passed | 0 failed | 0 skipped"
-    local passed failed
-    read -r passed failed < <(awk -F'|' '/\[doctest\] test cases:/ {
-        for (i = 1; i <= NF; i++) { if ($i ~ /passed/) p += $i + 0; if ($i ~ /failed/) f += $i + 0 } }
-        END { print p + 0, f + 0 }' "$dir/test-output.txt")
-    # Tests that are not doctest programs (the docs snippets, the installed package, the demo)
-    # count as one test each, by meson's result (SKIP: exit 77).
-    local other_passed=0 other_failed=0 other_skipped=0
+    # Per test binary, from meson's log: doctest's summary ("[doctest] test cases: 12 | 12 passed
+    # | 0 failed | 0 skipped", where "skipped" means filtered out) and test/main.cpp's skips
+    # ("[drover] skipped: K", then "[drover] skip: <case>: <reason>"): passed = doctest's passed
+    # minus the skipped cases. Tests that are not doctest programs (the docs snippets, the
+    # installed package, the demo) count as one test each, by meson's result (SKIP: exit 77).
+    # The skipped cases go to $skip_list as "<suite>: <case>: <reason>\t<build>".
+    local passed=0 failed=0 skipped=0
     if [ -f "$dir/meson-logs/testlog.json" ]; then
-        read -r other_passed other_failed other_skipped < <(python3 - "$dir/meson-logs/testlog.json" <<'PY'
-import json, sys
+        read -r passed failed skipped < <(python3 - "$dir/meson-logs/testlog.json" "$(basename "$dir")" "$skip_list" <<'PY'
+import json, re, sys
 p = f = s = 0
-for line in open(sys.argv[1]):
-    t = json.loads(line)
-    if "[doctest] test cases:" in (t.get("stdout") or ""):
-        continue
-    r = t.get("result")
-    if r == "OK": p += 1
-    elif r == "SKIP": s += 1
-    else: f += 1
+with open(sys.argv[3], "a") as skips:
+    for line in open(sys.argv[1]):
+        t = json.loads(line)
+        out = t.get("stdout") or ""
+        suite = t.get("name", "?").split(" / ")[-1]
+        summary = re.findall(r"^\[doctest\] test cases: *(\d+) \| *(\d+) passed \| *(\d+) failed", out, re.M)
+        if not summary:
+            r = t.get("result")
+            if r == "OK": p += 1
+            elif r == "SKIP": s += 1
+            else: f += 1 # including a doctest program that died before its summary
+            continue
+        _, dp, df = (int(x) for x in summary[-1])
+        k = re.findall(r"^\[drover\] skipped: (\d+)$", out, re.M)
+        k = int(k[-1]) if k else 0
+        p += max(dp - k, 0)
+        f += df
+        s += k
+        for case_reason in re.findall(r"^\[drover\] skip: (.*)$", out, re.M):
+            skips.write(f"{suite}: {case_reason}\t{sys.argv[2]}\n")
 print(p, f, s)
 PY
 )
     fi
-    passed=$((passed + other_passed))
-    if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ] && [ "$other_failed" -eq 0 ]; then failed=1; fi # a suite crashed or timed out
-    failed=$((failed + other_failed))
-    skipped_total=$((skipped_total + other_skipped))
-    echo "test ($(basename "$dir")): $passed passed, $failed failed"
+    if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi # a suite crashed or timed out
+    skipped_total=$((skipped_total + skipped))
+    echo "test ($(basename "$dir")): $passed passed, $failed failed, $skipped skipped"
     passed_total=$((passed_total + passed))
     failed_total=$((failed_total + failed))
     if [ "$rc" -ne 0 ]; then rc_total=$rc; fi
@@ -86,15 +102,16 @@ if [ "${DROVER_TEST_FUZZ:-1}" != 0 ]; then
     targets=${targets:-0}
     failed=${failed:-0}
     if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi # the build or the setup failed
-    echo "test (fuzz): $((targets - failed < 0 ? 0 : targets - failed)) passed, $failed failed"
+    echo "test (fuzz): $((targets - failed < 0 ? 0 : targets - failed)) passed, $failed failed, 0 skipped"
     passed_total=$((passed_total + (targets - failed < 0 ? 0 : targets - failed)))
     failed_total=$((failed_total + failed))
     if [ "$rc" -ne 0 ]; then rc_total=$rc; fi
 fi
 
-if [ "$skipped_total" -gt 0 ]; then
-    echo "test: $passed_total passed, $failed_total failed, $skipped_total skipped"
-else
-    echo "test: $passed_total passed, $failed_total failed"
-fi
+echo "test: $passed_total passed, $failed_total failed, $skipped_total skipped"
+# Each skipped case once, with the passes that skipped it (the fallback-launcher and
+# signal-storm runs of a suite are named apart by meson: "spawn-on-clone", "io-in-signal-storm").
+awk -F'\t' '{ if (!($1 in passes)) { order[++n] = $1; passes[$1] = $2 }
+               else if (index(", " passes[$1] ", ", ", " $2 ", ") == 0) passes[$1] = passes[$1] ", " $2 }
+             END { for (i = 1; i <= n; i++) print "skipped: " order[i] " [" passes[order[i]] "]" }' "$skip_list"
 exit "$rc_total"

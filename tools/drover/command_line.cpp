@@ -191,37 +191,47 @@ command_line parse_command_line(int argc, const char* const* argv, spdlog::logge
     return cl;
 }
 
-std::variant<int, run_plan> check_run_options(const run_options& o, spdlog::logger& log) {
-    if (o.argv.empty()) {
-        log.error("run: no command given (usage: drover run [OPTIONS] -- PROGRAM [ARGS...])");
-        return exit_drover_failed;
-    }
-    // Every option is checked before anything starts.
+namespace {
+
+/// The stop: --timeout (0: none), --grace and --stop-signal.
+struct stop_settings {
     std::optional<std::chrono::nanoseconds> timeout;
+    std::chrono::nanoseconds grace{};
+    int signal = 0;
+};
+
+bool check_stop_options(const run_options& o, spdlog::logger& log, stop_settings& out) {
     if (o.timeout) {
-        timeout = duration_option("--timeout", *o.timeout, "0: no limit", log);
-        if (!timeout) return exit_drover_failed;
+        out.timeout = duration_option("--timeout", *o.timeout, "0: no limit", log);
+        if (!out.timeout) return false;
         // 0 is no limit, as in timeout(1): a script can always pass the option.
-        if (*timeout == std::chrono::nanoseconds::zero()) timeout.reset();
+        if (*out.timeout == std::chrono::nanoseconds::zero()) out.timeout.reset();
     }
     auto grace = duration_option("--grace", o.grace, "0: SIGKILL right after the stop signal", log);
-    if (!grace) return exit_drover_failed;
+    if (!grace) return false;
+    out.grace = *grace;
     auto stop_signal = parse_signal(o.stop_signal);
     if (!stop_signal) {
         log.error("run: --stop-signal '{}' is not a signal (like TERM, SIGINT, 15)", drover::escape(o.stop_signal));
-        return exit_drover_failed;
+        return false;
     }
+    out.signal = *stop_signal;
     if (o.cgroup && o.no_cgroup) {
         log.error("run: --cgroup and --no-cgroup contradict each other");
-        return exit_drover_failed;
+        return false;
     }
-    const bool capture = o.capture || o.json;
-    drover::run_options capture_opts;
+    return true;
+}
+
+/// --capture and --json, with --max-output, --on-overflow and --drain-grace.
+bool check_capture_options(const run_options& o, spdlog::logger& log, bool& capture,
+                           drover::run_options& capture_opts) {
+    capture = o.capture || o.json;
     if (o.max_output) {
         auto n = parse_size(*o.max_output);
         if (!n) {
             log.error("run: --max-output '{}' is not a size (like 1MiB, 64k, 1048576)", drover::escape(*o.max_output));
-            return exit_drover_failed;
+            return false;
         }
         capture_opts.max_output = *n;
     }
@@ -230,90 +240,106 @@ std::variant<int, run_plan> check_run_options(const run_options& o, spdlog::logg
         else if (*o.on_overflow == "kill") capture_opts.on_overflow = drover::overflow_policy::kill;
         else {
             log.error("run: --on-overflow '{}' is not truncate or kill", drover::escape(*o.on_overflow));
-            return exit_drover_failed;
+            return false;
         }
     }
     if ((o.max_output || o.on_overflow) && !capture) {
         log.error("run: --max-output and --on-overflow apply to --capture (or --json); add one of them");
-        return exit_drover_failed;
+        return false;
     }
     if (o.drain_grace) {
         auto drain = duration_option("--drain-grace", *o.drain_grace, "0: stop reading when the command exits", log);
-        if (!drain) return exit_drover_failed;
+        if (!drain) return false;
         if (!capture) {
             log.error("run: --drain-grace applies to --capture (or --json); add one of them");
-            return exit_drover_failed;
+            return false;
         }
         capture_opts.drain_grace = std::chrono::duration_cast<std::chrono::steady_clock::duration>(*drain);
     }
-    std::optional<std::pair<unsigned short, unsigned short>> pty_size;
+    return true;
+}
+
+/// --pty and --pty-size, and the options that each decide where the output goes.
+bool check_output_modes(const run_options& o, bool capture, spdlog::logger& log,
+                        std::optional<std::pair<unsigned short, unsigned short>>& pty_size) {
     if (o.pty_size) {
         pty_size = parse_pty_size(*o.pty_size);
         if (!pty_size) {
             log.error("run: --pty-size '{}' is not ROWSxCOLS (like 24x80)", drover::escape(*o.pty_size));
-            return exit_drover_failed;
+            return false;
         }
         if (!o.pty) {
             log.error("run: --pty-size needs --pty");
-            return exit_drover_failed;
+            return false;
         }
     }
-    {
-        int modes = (capture ? 1 : 0) + (o.pty ? 1 : 0) + (o.label ? 1 : 0);
-        if (modes > 1) {
-            log.error("run: --capture/--json, --pty and --label each decide where the output goes; pick one");
-            return exit_drover_failed;
-        }
-        if (o.pty && (o.std_in || o.std_out || o.std_err)) {
-            log.error("run: --pty connects stdin, stdout and stderr to the terminal; drop --stdin/--stdout/--stderr");
-            return exit_drover_failed;
-        }
-        if ((capture || o.label) && (o.std_out || o.std_err)) {
-            log.error("run: --{} reads stdout and stderr itself; drop --stdout/--stderr", capture ? "capture" : "label");
-            return exit_drover_failed;
-        }
-        if (o.label && o.label->empty()) {
-            log.error("run: --label needs a name");
-            return exit_drover_failed;
-        }
+    int modes = (capture ? 1 : 0) + (o.pty ? 1 : 0) + (o.label ? 1 : 0);
+    if (modes > 1) {
+        log.error("run: --capture/--json, --pty and --label each decide where the output goes; pick one");
+        return false;
     }
-    std::optional<drover::namespaces> unshare;
+    if (o.pty && (o.std_in || o.std_out || o.std_err)) {
+        log.error("run: --pty connects stdin, stdout and stderr to the terminal; drop --stdin/--stdout/--stderr");
+        return false;
+    }
+    if ((capture || o.label) && (o.std_out || o.std_err)) {
+        log.error("run: --{} reads stdout and stderr itself; drop --stdout/--stderr", capture ? "capture" : "label");
+        return false;
+    }
+    if (o.label && o.label->empty()) {
+        log.error("run: --label needs a name");
+        return false;
+    }
+    return true;
+}
+
+/// --unshare and --no-init.
+bool check_namespaces(const run_options& o, spdlog::logger& log, std::optional<drover::namespaces>& unshare) {
     if (o.unshare) {
         std::string bad;
         unshare = drover::parse_namespaces(*o.unshare, &bad);
         if (!unshare) {
             log.error("run: --unshare: '{}' is not a namespace (user, pid, mount, net, uts, ipc, cgroup; "
                       "comma-separated, like pid,mount)", drover::escape(bad));
-            return exit_drover_failed;
+            return false;
         }
     }
     if (o.no_init && !(unshare && any(*unshare & drover::namespaces::pid))) {
         log.error("run: --no-init applies to --unshare with pid");
-        return exit_drover_failed;
+        return false;
     }
-    // In a new pid namespace the program would be its init, which the kernel shields from every
-    // signal it has no handler for (a stop would only land as the SIGKILL after the grace), and
-    // which must reap the orphans of the namespace. So drover runs there first, as that init:
-    // it forwards signals to the program's tree and reaps (drover run's PID-1 duty).
-    const drover::command user_cmd(o.argv.front(), std::vector<std::string>(o.argv.begin() + 1, o.argv.end()));
-    std::vector<std::string> child_argv = o.argv;
-    bool signal_tree = o.signal_tree;
-    if (unshare && any(*unshare & drover::namespaces::pid) && !o.no_init) {
-        std::string exe = self_exe();
-        if (exe.empty()) {
-            log.error("run: cannot find drover's own executable (/proc/self/exe) to run as the namespace's init; "
-                      "use --no-init");
-            return exit_drover_failed;
-        }
-        child_argv = {exe, "run", "--grace", o.grace, "--stop-signal", o.stop_signal};
-        // The inner drover forwards to the tree; the outer one then signals only it, or each
-        // process would get the signal twice.
-        if (o.signal_tree) child_argv.push_back("--signal-tree");
-        child_argv.push_back("--");
-        child_argv.insert(child_argv.end(), o.argv.begin(), o.argv.end());
-        signal_tree = false;
+    return true;
+}
+
+/// What to spawn: the command itself, or, in a new pid namespace, drover as its init.
+///
+/// In a new pid namespace the program would be its init, which the kernel shields from every
+/// signal it has no handler for (a stop would only land as the SIGKILL after the grace), and
+/// which must reap the orphans of the namespace. So drover runs there first, as that init:
+/// it forwards signals to the program's tree and reaps (drover run's PID-1 duty).
+bool spawned_argv(const run_options& o, const std::optional<drover::namespaces>& unshare, spdlog::logger& log,
+                  std::vector<std::string>& child_argv, bool& signal_tree) {
+    child_argv = o.argv;
+    signal_tree = o.signal_tree;
+    if (!(unshare && any(*unshare & drover::namespaces::pid) && !o.no_init)) return true;
+    std::string exe = self_exe();
+    if (exe.empty()) {
+        log.error("run: cannot find drover's own executable (/proc/self/exe) to run as the namespace's init; "
+                  "use --no-init");
+        return false;
     }
-    drover::command cmd(child_argv.front(), std::vector<std::string>(child_argv.begin() + 1, child_argv.end()));
+    child_argv = {exe, "run", "--grace", o.grace, "--stop-signal", o.stop_signal};
+    // The inner drover forwards to the tree; the outer one then signals only it, or each
+    // process would get the signal twice.
+    if (o.signal_tree) child_argv.push_back("--signal-tree");
+    child_argv.push_back("--");
+    child_argv.insert(child_argv.end(), o.argv.begin(), o.argv.end());
+    signal_tree = false;
+    return true;
+}
+
+/// --env-clear, --env-keep, --env-file and --env, in that order.
+bool apply_environment(const run_options& o, drover::command& cmd, spdlog::logger& log) {
     if (o.env_clear) cmd.env_clear();
     for (const auto& k : o.env_keep) cmd.env_keep(k);
     for (const auto& file : o.env_files) {
@@ -321,49 +347,54 @@ std::variant<int, run_plan> check_run_options(const run_options& o, spdlog::logg
             cmd.env_file(file);
         } catch (const drover::env_file_error& e) {
             log.error("run: --env-file {}", drover::escape(e.what()));
-            return exit_drover_failed;
+            return false;
         }
     }
     for (const auto& kv : o.env) {
         auto eq = kv.find('=');
         if (eq == std::string::npos || eq == 0) {
             log.error("run: --env '{}' is not KEY=VALUE", drover::escape(kv));
-            return exit_drover_failed;
+            return false;
         }
         cmd.env(kv.substr(0, eq), kv.substr(eq + 1));
     }
-    if (o.cwd) cmd.cwd(*o.cwd);
+    return true;
+}
+
+/// --stdin, --stdout and --stderr; pipes for --capture and --label.
+bool apply_stdio(const run_options& o, bool capture, drover::command& cmd, spdlog::logger& log) {
     if (o.std_in) {
         auto sp = stdio_spec(*o.std_in, 0, log);
-        if (!sp) return exit_drover_failed;
+        if (!sp) return false;
         cmd.std_in(*sp);
     }
     if (o.std_out) {
         auto sp = stdio_spec(*o.std_out, 1, log);
-        if (!sp) return exit_drover_failed;
+        if (!sp) return false;
         cmd.std_out(*sp);
     }
     if (o.std_err) {
         auto sp = stdio_spec(*o.std_err, 2, log);
-        if (!sp) return exit_drover_failed;
+        if (!sp) return false;
         cmd.std_err(*sp);
     }
     if (capture || o.label) cmd.std_out(drover::stdio::pipe()).std_err(drover::stdio::pipe());
-    cmd.stop_signal(*stop_signal)
-        .stop_grace(std::chrono::duration_cast<std::chrono::steady_clock::duration>(*grace))
-        .cgroup(o.cgroup ? drover::cgroup_mode::required
-                         : o.no_cgroup ? drover::cgroup_mode::off : drover::cgroup_mode::automatic);
+    return true;
+}
+
+/// --rlimit and --umask.
+bool apply_process_limits(const run_options& o, drover::command& cmd, spdlog::logger& log) {
     for (const auto& l : o.rlimits) { // NAME=SOFT[:HARD]
         auto r = parse_rlimit_spec(l);
         if (!r) {
             log.error("run: --rlimit '{}' is not NAME=SOFT[:HARD] (like nofile=1024, cpu=10:20, core=0, "
                       "as=unlimited; names: cpu fsize data stack core rss nproc nofile memlock as locks "
                       "sigpending msgqueue nice rtprio rttime)", drover::escape(l));
-            return exit_drover_failed;
+            return false;
         }
         if (soft_above_hard(*r)) {
             log.error("run: --rlimit '{}': the soft limit is above the hard limit", drover::escape(l));
-            return exit_drover_failed;
+            return false;
         }
         cmd.rlimit(r->resource, r->soft, r->hard);
     }
@@ -371,22 +402,27 @@ std::variant<int, run_plan> check_run_options(const run_options& o, spdlog::logg
         auto v = parse_umask(*o.umask);
         if (!v) {
             log.error("run: --umask '{}' is not an octal mask (like 022, 0077)", drover::escape(*o.umask));
-            return exit_drover_failed;
+            return false;
         }
         cmd.umask(static_cast<mode_t>(*v));
     }
+    return true;
+}
+
+/// --no-new-privs, --user, --group, --groups and --cap-bound.
+bool apply_identity(const run_options& o, drover::command& cmd, spdlog::logger& log) {
     if (o.no_new_privs) cmd.no_new_privs(true);
     if (o.user) {
         if (o.user->empty()) {
             log.error("run: --user needs a name or a uid");
-            return exit_drover_failed;
+            return false;
         }
         cmd.user(*o.user);
     }
     if (o.group) {
         if (o.group->empty()) {
             log.error("run: --group needs a name or a gid");
-            return exit_drover_failed;
+            return false;
         }
         cmd.group(*o.group);
     }
@@ -398,18 +434,22 @@ std::variant<int, run_plan> check_run_options(const run_options& o, spdlog::logg
             if (!n) {
                 log.error("run: --cap-bound: '{}' is not a capability (like net_bind_service, chown, sys_ptrace; "
                           "'none' for an empty set)", drover::escape(name));
-                return exit_drover_failed;
+                return false;
             }
             caps.push_back(*n);
         }
         cmd.capability_bounding_set(std::move(caps));
     }
-    if (unshare) cmd.unshare(*unshare);
+    return true;
+}
+
+/// --memory-max, --pids-max and --cpu-max, which need a cgroup.
+bool apply_cgroup_limits(const run_options& o, drover::command& cmd, spdlog::logger& log) {
     if (o.memory_max) {
         auto n = parse_size(*o.memory_max);
         if (!n || *n == 0) {
             log.error("run: --memory-max '{}' is not a size (like 512M, 2GiB)", drover::escape(*o.memory_max));
-            return exit_drover_failed;
+            return false;
         }
         cmd.memory_max(*n);
     }
@@ -417,7 +457,7 @@ std::variant<int, run_plan> check_run_options(const run_options& o, spdlog::logg
         auto n = parse_positive(*o.pids_max);
         if (!n) {
             log.error("run: --pids-max '{}' is not a positive number of processes", drover::escape(*o.pids_max));
-            return exit_drover_failed;
+            return false;
         }
         cmd.pids_max(*n);
     }
@@ -426,19 +466,59 @@ std::variant<int, run_plan> check_run_options(const run_options& o, spdlog::logg
         if (!c) {
             log.error("run: --cpu-max '{}' is not a share of CPU time (like 50%, 200%, or QUOTA/PERIOD as "
                       "20ms/100ms; period 1ms-1s)", drover::escape(*o.cpu_max));
-            return exit_drover_failed;
+            return false;
         }
         cmd.cpu_max(c->first, c->second);
     }
     if (!cmd.cgroup_settings().empty() && o.no_cgroup) {
         log.error("run: --memory-max, --pids-max and --cpu-max are cgroup limits; they cannot apply with --no-cgroup");
-        return exit_drover_failed;
+        return false;
     }
+    return true;
+}
+
+/// Warns about arguments that look like shell syntax: no shell runs.
+void warn_shell_syntax(const run_options& o, spdlog::logger& log) {
+    const drover::command user_cmd(o.argv.front(), std::vector<std::string>(o.argv.begin() + 1, o.argv.end()));
     for (const auto& hint : drover::shell_syntax_hints(user_cmd))
         log.warn("argument {} ('{}') looks like {}, but no shell runs: '{}' gets it as is. To use a shell, "
                  "say so: drover run -- sh -c '...'", hint.index, drover::escape(o.argv[hint.index]), hint.what,
                  drover::escape(o.argv.front()));
-    return run_plan{std::move(cmd), timeout, capture, capture_opts, pty_size, signal_tree};
+}
+
+} // namespace
+
+std::variant<int, run_plan> check_run_options(const run_options& o, spdlog::logger& log) {
+    if (o.argv.empty()) {
+        log.error("run: no command given (usage: drover run [OPTIONS] -- PROGRAM [ARGS...])");
+        return exit_drover_failed;
+    }
+    // Every option is checked before anything starts; the first problem ends the check.
+    stop_settings stop;
+    bool capture = false;
+    drover::run_options capture_opts;
+    std::optional<std::pair<unsigned short, unsigned short>> pty_size;
+    std::optional<drover::namespaces> unshare;
+    std::vector<std::string> child_argv;
+    bool signal_tree = false;
+    if (!check_stop_options(o, log, stop) || !check_capture_options(o, log, capture, capture_opts) ||
+        !check_output_modes(o, capture, log, pty_size) || !check_namespaces(o, log, unshare) ||
+        !spawned_argv(o, unshare, log, child_argv, signal_tree))
+        return exit_drover_failed;
+
+    drover::command cmd(child_argv.front(), std::vector<std::string>(child_argv.begin() + 1, child_argv.end()));
+    if (!apply_environment(o, cmd, log)) return exit_drover_failed;
+    if (o.cwd) cmd.cwd(*o.cwd);
+    if (!apply_stdio(o, capture, cmd, log)) return exit_drover_failed;
+    cmd.stop_signal(stop.signal)
+        .stop_grace(std::chrono::duration_cast<std::chrono::steady_clock::duration>(stop.grace))
+        .cgroup(o.cgroup ? drover::cgroup_mode::required
+                         : o.no_cgroup ? drover::cgroup_mode::off : drover::cgroup_mode::automatic);
+    if (!apply_process_limits(o, cmd, log) || !apply_identity(o, cmd, log)) return exit_drover_failed;
+    if (unshare) cmd.unshare(*unshare);
+    if (!apply_cgroup_limits(o, cmd, log)) return exit_drover_failed;
+    warn_shell_syntax(o, log);
+    return run_plan{std::move(cmd), stop.timeout, capture, capture_opts, pty_size, signal_tree};
 }
 
 } // namespace drover::cli

@@ -19,14 +19,12 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
-#include <charconv>
 #include <chrono>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
 #include <variant>
-#include <functional>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -347,260 +345,315 @@ int exit_code_for(const drover::spawn_failure& f) {
     return exit_drover_failed;
 }
 
-/// `drover __guard CGROUP SESSION`: started by `drover run` (outside the child's tree, in its
-/// own session, with no parent-death signal). It waits on its stdin, a pipe from drover run:
-/// "d" means drover run finished its job; EOF without it means drover run died (SIGKILL, OOM),
-/// and then the guard kills what drover run left, so nothing it started survives it.
-int guard_main(const std::string& cgroup, const std::string& session) {
-    char c = 0;
-    ssize_t n;
-    do n = ::read(0, &c, 1);
-    while (n < 0 && errno == EINTR);
-    if (n == 1 && c == 'd') return 0;
-    pid_t sid = 0;
-    std::from_chars(session.data(), session.data() + session.size(), sid);
-    drover::kill_abandoned_tree(cgroup == "-" ? std::string() : cgroup, sid);
-    return 0;
+/// One `drover run`, in named steps that run() calls in order. The members are declared in the
+/// order the steps create them: the io_context first, so it outlives everything bound to it.
+class run_job {
+public:
+    run_job(const drover::cli::run_options& o, drover::cli::run_plan& plan, spdlog::logger& log)
+        : o_(o), plan_(plan), log_(log) {}
+    run_job(const run_job&) = delete;
+    run_job& operator=(const run_job&) = delete;
+
+    void use_terminal();
+    std::optional<int> start();
+    bool relay_signals();
+    void connect_output();
+    void wait();
+    int report();
+
+private:
+    void start_guard(bool guarded_session);
+    void read_signal();
+    void on_signal(int sig);
+    void capture();
+    void on_main_exit(boost::system::error_code ec, drover::exit_status st);
+    void report_timeout(const drover::exit_status& st);
+    void finish();
+    int exit_code();
+    void print_captured(int rc);
+
+    const drover::cli::run_options& o_;
+    drover::cli::run_plan& plan_;
+    spdlog::logger& log_;
+    asio::io_context ctx_;
+    std::chrono::steady_clock::time_point spawned_at_;
+    drover::child child_;
+    drover::tree_guard guard_;
+    asio::posix::stream_descriptor sigfd_{ctx_};
+    signalfd_siginfo info_{};
+    int stop_requests_ = 0;
+    bool finished_ = false;
+    asio::posix::stream_descriptor pty_in_{ctx_}, pty_out_{ctx_};
+    asio::steady_timer pty_drain_{ctx_};
+    std::optional<raw_terminal> raw_;
+    bool pty_output_done_ = false;
+    drover::exit_status status_;
+    boost::system::error_code wait_ec_;
+    bool timed_out_ = false;
+    std::optional<drover::run_result> captured_;
+};
+
+/// --pty: the child's stdin, stdout and stderr on one new terminal, of --pty-size or drover's
+/// own terminal's size (24x80 without either).
+void run_job::use_terminal() {
+    auto size = plan_.pty_size ? plan_.pty_size : terminal_size();
+    auto [rows, cols] = size.value_or(std::pair<unsigned short, unsigned short>{24, 80});
+    plan_.cmd.std_in(drover::stdio::pty(rows, cols)).std_out(drover::stdio::pty()).std_err(drover::stdio::pty());
+}
+
+/// Runner mode, the spawn, and the guard. An exit code when the child could not be started.
+std::optional<int> run_job::start() {
+    // Orphans of the child's tree are re-parented to us (or we are PID 1): we reap them, and
+    // without a cgroup they still count as part of the tree.
+    const bool pid1 = ::getpid() == 1;
+    if (drover::error_code ec; drover::become_reaper(ec), ec)
+        log_.warn("cannot become a child subreaper ({}): orphans of the child go to init", ec.message());
+
+    // Without a cgroup, the guard (below) kills the tree if drover dies; it needs the main
+    // process alive to find the children that left its session, so the main process gets no
+    // parent-death signal then. (As PID 1 there is no guard: the namespace dies with us.)
+    const bool guarded_session = o_.no_cgroup && !pid1;
+    if (guarded_session) plan_.cmd.parent_death_signal(0);
+    drover::spawn_failure failure;
+    spawned_at_ = std::chrono::steady_clock::now();
+    child_ = drover::spawn(ctx_, plan_.cmd, failure);
+    if (failure) {
+        log_.error("{}", failure.message());
+        return exit_code_for(failure);
+    }
+    drover::attribute_orphans_to(child_);
+    for (const auto& u : child_.unapplied_limits())
+        log_.warn("{} not applied: {}", u.setting == "memory_max" ? "--memory-max"
+                                        : u.setting == "pids_max" ? "--pids-max" : "--cpu-max", u.reason);
+    if (auto cg = child_.cgroup_path())
+        log_.debug("'{}' (pid {}) runs in cgroup {}", o_.argv.front(), *child_.id(), *cg);
+    else
+        log_.debug("'{}' (pid {}) runs in its own session; no cgroup", o_.argv.front(), *child_.id());
+
+    // The guard: if drover run dies without finishing (SIGKILL), it kills the tree. As PID 1
+    // the kernel does that (the whole pid namespace dies with us).
+    if (!pid1) start_guard(guarded_session);
+    return std::nullopt;
+}
+
+void run_job::start_guard(bool guarded_session) {
+    drover::spawn_failure gf;
+    guard_ = drover::guard_tree(child_, {}, gf);
+    if (gf) {
+        log_.warn("no guard process ({}): if drover is killed, the child's tree may outlive it", gf.message());
+        if (guarded_session) log_.warn("and without a parent-death signal, the child itself too");
+    }
+}
+
+/// Signals: TERM/INT/HUP go to the whole tree (a second TERM or INT kills the tree at once);
+/// QUIT/USR1/USR2 to the main process, or with --signal-tree to the whole tree (for programs
+/// whose workers act on them, like a log reopen); CHLD reaps adopted orphans. False (logged)
+/// when there is no signalfd.
+bool run_job::relay_signals() {
+    sigset_t set = handled_set();
+    int sfd = ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sfd < 0) {
+        log_.error("signalfd: {}", std::strerror(errno));
+        return false;
+    }
+    sigfd_.assign(sfd);
+    read_signal();
+    drover::reap_orphans(); // any that exited before the signalfd existed
+    return true;
+}
+
+void run_job::read_signal() {
+    sigfd_.async_read_some(asio::buffer(&info_, sizeof info_), [this](boost::system::error_code ec, std::size_t n) {
+        if (ec || finished_) return;
+        if (n == sizeof info_) on_signal(static_cast<int>(info_.ssi_signo));
+        read_signal();
+    });
+}
+
+void run_job::on_signal(int sig) {
+    boost::system::error_code sec;
+    if (sig == SIGCHLD) {
+        drover::reap_orphans();
+    } else if (sig == SIGTERM || sig == SIGINT) {
+        // A stop with the signal received: it and SIGCONT to the tree, SIGKILL
+        // after --grace if anything is left. A second one kills at once.
+        if (++stop_requests_ > 1) {
+            log_.warn("SIG{} again: killing the process tree", sigabbrev_np(sig));
+            child_.async_kill([](boost::system::error_code, drover::exit_status) {});
+        } else {
+            log_.debug("SIG{}: stopping the process tree", sigabbrev_np(sig));
+            child_.async_stop(sig, plan_.cmd.stop_grace(), [](boost::system::error_code, drover::exit_status) {});
+        }
+    } else if (sig == SIGWINCH) {
+        if (o_.pty) // our terminal changed size: so does the child's
+            if (auto size = terminal_size()) child_.resize_pty(size->first, size->second, sec);
+    } else if (sig == SIGHUP) {
+        child_.signal_tree(sig, sec); // often "reload": no escalation
+        log_.debug("forwarded SIGHUP to the tree: {}", sec ? sec.message() : "ok");
+    } else if (plan_.signal_tree) {
+        child_.signal_tree(sig, sec);
+        log_.debug("forwarded SIG{} to the tree: {}", sigabbrev_np(sig), sec ? sec.message() : "ok");
+    } else {
+        child_.signal(sig, sec);
+        log_.debug("forwarded SIG{} to the child: {}", sigabbrev_np(sig), sec ? sec.message() : "ok");
+    }
+}
+
+/// Where the output goes: --pty relays the terminal, --label logs lines (--capture keeps it:
+/// see wait()).
+void run_job::connect_output() {
+    if (o_.pty) {
+        raw_.emplace(0);
+        input_mode in_mode = open_input(pty_in_);
+        int ofd = private_nonblocking(1, O_WRONLY);
+        if (ofd >= 0) {
+            boost::system::error_code aec;
+            pty_out_.assign(ofd, aec);
+            if (aec) ::close(ofd);
+        }
+        if (in_mode != input_mode::none)
+            asio::co_spawn(ctx_, relay_input(pty_in_, in_mode, child_.pty()), asio::detached);
+        asio::co_spawn(ctx_, relay_output(child_.pty(), pty_out_), [this](std::exception_ptr) {
+            pty_output_done_ = true;
+            pty_drain_.cancel();
+        });
+    }
+    if (o_.label) {
+        std::string name = drover::escape(*o_.label);
+        asio::co_spawn(ctx_, label_lines(child_.std_out(), name + " | "), asio::detached);
+        asio::co_spawn(ctx_, label_lines(child_.std_err(), name + " ! "), asio::detached);
+    }
+}
+
+/// Waits for the main process (capturing, or up to --timeout), stops what it left running,
+/// and returns when all of it is done.
+void run_job::wait() {
+    if (plan_.capture) {
+        capture();
+    } else if (plan_.timeout) {
+        child_.async_wait_for(std::chrono::duration_cast<std::chrono::steady_clock::duration>(*plan_.timeout),
+                              [this](boost::system::error_code ec, drover::exit_status st) { on_main_exit(ec, st); });
+    } else {
+        child_.async_wait([this](boost::system::error_code ec, drover::exit_status st) { on_main_exit(ec, st); });
+    }
+    ctx_.run();
+    if (raw_) raw_->restore();
+    drover::reap_orphans();
+}
+
+/// --capture: both streams (bounded), the wait, the drain, and the stop of what the command
+/// left running.
+void run_job::capture() {
+    drover::run_options& opts = plan_.capture_opts;
+    if (plan_.timeout) opts.timeout = std::chrono::duration_cast<std::chrono::steady_clock::duration>(*plan_.timeout);
+    const auto capture_from = std::chrono::steady_clock::now();
+    drover::async_capture(child_, opts, [this, capture_from](drover::error_code ec, drover::run_result r) {
+        if (ec) {
+            wait_ec_ = ec;
+        } else {
+            status_ = r.status;
+            timed_out_ = r.timed_out;
+            r.duration += capture_from - spawned_at_; // async_capture counts from its call
+            if (timed_out_) report_timeout(r.status);
+            captured_ = std::move(r);
+        }
+        finish();
+    });
+}
+
+void run_job::on_main_exit(boost::system::error_code ec, drover::exit_status st) {
+    wait_ec_ = ec == drover::errc::timed_out ? boost::system::error_code{} : ec;
+    timed_out_ = ec == drover::errc::timed_out;
+    status_ = st;
+    if (timed_out_) {
+        report_timeout(st);
+        return finish();
+    }
+    // The main process is gone; stop whatever it left running, then finish.
+    child_.async_stop([this](boost::system::error_code, drover::exit_status) { finish(); });
+}
+
+void run_job::report_timeout(const drover::exit_status& st) {
+    log_.warn("'{}' timed out after {}; its process tree was stopped ({})", drover::escape(o_.argv.front()),
+              drover::cli::format_duration(*plan_.timeout), st);
+}
+
+/// The tree is gone: no more signals, dismiss the guard, let the terminal drain.
+void run_job::finish() {
+    finished_ = true;
+    boost::system::error_code ignored;
+    sigfd_.close(ignored);
+    if (guard_.active()) {
+        // Tell the guard all is well (it exits at once; reaped while the context runs).
+        boost::system::error_code gec;
+        guard_.dismiss(gec);
+    }
+    if (o_.pty) {
+        // The tree is gone, so the terminal reports EIO once its output is read; if
+        // something else still holds it, give up on it after a moment.
+        pty_in_.close(ignored);
+        if (pty_output_done_) return;
+        pty_drain_.expires_after(std::chrono::seconds(2));
+        pty_drain_.async_wait([this](boost::system::error_code ec) {
+            boost::system::error_code ignored;
+            if (!ec) child_.pty().close(ignored);
+        });
+    }
+}
+
+/// Logs the outcome, prints what was captured, and returns drover run's exit status.
+int run_job::report() {
+    if (wait_ec_) {
+        log_.error("waiting for '{}': {}", drover::escape(o_.argv.front()), wait_ec_.message());
+        return exit_drover_failed;
+    }
+    log_.debug("'{}' {}", drover::escape(o_.argv.front()), status_);
+    if (auto oom = child_.oom_kills(); oom && *oom > 0)
+        log_.warn("'{}': the OOM killer took {} process{} of its tree (--memory-max {})",
+                  drover::escape(o_.argv.front()), *oom, *oom == 1 ? "" : "es", *o_.memory_max);
+    int rc = exit_code();
+    if (captured_) print_captured(rc);
+    return rc;
+}
+
+int run_job::exit_code() {
+    if (timed_out_) return exit_timed_out;
+    if (status_.is_unknown()) {
+        log_.error("'{}': {}", drover::escape(o_.argv.front()), status_);
+        return exit_drover_failed;
+    }
+    return status_.shell_code();
+}
+
+/// --capture: the two streams (or --json's record), then warnings about what was cut.
+void run_job::print_captured(int rc) {
+    if (o_.json) {
+        write_all(1, run_json(o_.argv, *captured_, rc, child_));
+    } else {
+        write_all(1, captured_->out.text());
+        write_all(2, captured_->err.text());
+    }
+    for (auto [name, c] : {std::pair{"stdout", &captured_->out}, std::pair{"stderr", &captured_->err}})
+        if (c->truncated())
+            log_.warn("{} of '{}': {} bytes, {} kept (first and last {}), {} dropped{}", name,
+                      drover::escape(o_.argv.front()), c->total_bytes, c->head.size() + c->tail.size(),
+                      c->head.size(), c->dropped_bytes(),
+                      plan_.capture_opts.on_overflow == drover::overflow_policy::kill ? "; the tree was killed" : "");
+    if (captured_->drain_timed_out)
+        log_.warn("'{}' exited, but its output stayed open (a process it started?); stopped reading after {}",
+                  drover::escape(o_.argv.front()), drover::cli::format_duration(plan_.capture_opts.drain_grace));
 }
 
 int run(const drover::cli::run_options& o, spdlog::logger& log) {
     auto checked = drover::cli::check_run_options(o, log); // every option, before anything starts
     if (const int* rc = std::get_if<int>(&checked)) return *rc;
-    auto& plan = std::get<drover::cli::run_plan>(checked);
-    drover::command& cmd = plan.cmd;
-    const std::optional<std::chrono::nanoseconds>& timeout = plan.timeout;
-    const bool capture = plan.capture;
-    drover::run_options& capture_opts = plan.capture_opts;
-    if (o.pty) {
-        auto size = plan.pty_size ? plan.pty_size : terminal_size();
-        auto [rows, cols] = size.value_or(std::pair<unsigned short, unsigned short>{24, 80});
-        cmd.std_in(drover::stdio::pty(rows, cols)).std_out(drover::stdio::pty()).std_err(drover::stdio::pty());
-    }
-
-    // Orphans of the child's tree are re-parented to us (or we are PID 1): we reap them, and
-    // without a cgroup they still count as part of the tree.
-    const bool pid1 = ::getpid() == 1;
-    if (drover::error_code ec; drover::become_reaper(ec), ec)
-        log.warn("cannot become a child subreaper ({}): orphans of the child go to init", ec.message());
-
-    asio::io_context ctx;
-    // Without a cgroup, the guard (below) kills the tree if drover dies; it needs the main
-    // process alive to find the children that left its session, so the main process gets no
-    // parent-death signal then. (As PID 1 there is no guard: the namespace dies with us.)
-    const bool guarded_session = o.no_cgroup && !pid1;
-    if (guarded_session) cmd.parent_death_signal(0);
-    drover::spawn_failure failure;
-    const auto spawned_at = std::chrono::steady_clock::now();
-    drover::child child = drover::spawn(ctx, cmd, failure);
-    if (failure) {
-        log.error("{}", failure.message());
-        return exit_code_for(failure);
-    }
-    drover::attribute_orphans_to(child);
-    for (const auto& u : child.unapplied_limits())
-        log.warn("{} not applied: {}", u.setting == "memory_max" ? "--memory-max"
-                                       : u.setting == "pids_max" ? "--pids-max" : "--cpu-max", u.reason);
-    if (auto cg = child.cgroup_path())
-        log.debug("'{}' (pid {}) runs in cgroup {}", o.argv.front(), *child.id(), *cg);
-    else
-        log.debug("'{}' (pid {}) runs in its own session; no cgroup", o.argv.front(), *child.id());
-
-    // The guard: if drover run dies without finishing (SIGKILL), it kills the tree. As PID 1
-    // the kernel does that (the whole pid namespace dies with us).
-    drover::child guard;
-    if (!pid1) {
-        std::string exe = drover::cli::self_exe();
-        drover::command g(exe.empty() ? std::string("/proc/self/exe") : exe,
-                          {"__guard", child.cgroup_path().value_or("-"), std::to_string(*child.id())});
-        g.std_in(drover::stdio::pipe())
-            .std_out(drover::stdio::null())
-            .std_err(drover::stdio::null())
-            .cgroup(drover::cgroup_mode::off)
-            .parent_death_signal(0)
-            .on_cancel(drover::cancel_policy::leave_running);
-        drover::spawn_failure gf;
-        guard = drover::spawn(ctx, g, gf);
-        if (gf) {
-            log.warn("no guard process ({}): if drover is killed, the child's tree may outlive it", gf.message());
-            if (guarded_session) log.warn("and without a parent-death signal, the child itself too");
-        }
-    }
-
-    // Signals: TERM/INT/HUP go to the whole tree (a second TERM or INT kills the tree at once);
-    // QUIT/USR1/USR2 to the main process, or with --signal-tree to the whole tree (for programs
-    // whose workers act on them, like a log reopen); CHLD reaps adopted orphans.
-    sigset_t set = handled_set();
-    asio::posix::stream_descriptor sigfd(ctx);
-    int sfd = ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-    if (sfd < 0) {
-        log.error("signalfd: {}", std::strerror(errno));
-        return exit_drover_failed;
-    }
-    sigfd.assign(sfd);
-    signalfd_siginfo info{};
-    int stop_requests = 0;
-    bool finished = false;
-    std::function<void()> read_signal = [&] {
-        sigfd.async_read_some(asio::buffer(&info, sizeof info), [&](boost::system::error_code ec, std::size_t n) {
-            if (ec || finished) return;
-            if (n == sizeof info) {
-                int sig = static_cast<int>(info.ssi_signo);
-                boost::system::error_code sec;
-                if (sig == SIGCHLD) {
-                    drover::reap_orphans();
-                } else if (sig == SIGTERM || sig == SIGINT) {
-                    // A stop with the signal received: it and SIGCONT to the tree, SIGKILL
-                    // after --grace if anything is left. A second one kills at once.
-                    if (++stop_requests > 1) {
-                        log.warn("SIG{} again: killing the process tree", sigabbrev_np(sig));
-                        child.async_kill([](boost::system::error_code, drover::exit_status) {});
-                    } else {
-                        log.debug("SIG{}: stopping the process tree", sigabbrev_np(sig));
-                        child.async_stop(sig, cmd.stop_grace(), [](boost::system::error_code, drover::exit_status) {});
-                    }
-                } else if (sig == SIGWINCH) {
-                    if (o.pty) // our terminal changed size: so does the child's
-                        if (auto size = terminal_size()) child.resize_pty(size->first, size->second, sec);
-                } else if (sig == SIGHUP) {
-                    child.signal_tree(sig, sec); // often "reload": no escalation
-                    log.debug("forwarded SIGHUP to the tree: {}", sec ? sec.message() : "ok");
-                } else if (plan.signal_tree) {
-                    child.signal_tree(sig, sec);
-                    log.debug("forwarded SIG{} to the tree: {}", sigabbrev_np(sig), sec ? sec.message() : "ok");
-                } else {
-                    child.signal(sig, sec);
-                    log.debug("forwarded SIG{} to the child: {}", sigabbrev_np(sig), sec ? sec.message() : "ok");
-                }
-            }
-            read_signal();
-        });
-    };
-    read_signal();
-    drover::reap_orphans(); // any that exited before the signalfd existed
-
-    // Where the output goes: --pty relays the terminal, --label logs lines, --capture keeps it.
-    asio::posix::stream_descriptor pty_in(ctx), pty_out(ctx);
-    asio::steady_timer pty_drain(ctx);
-    std::optional<raw_terminal> raw;
-    bool pty_output_done = false;
-    if (o.pty) {
-        raw.emplace(0);
-        input_mode in_mode = open_input(pty_in);
-        int ofd = private_nonblocking(1, O_WRONLY);
-        if (ofd >= 0) {
-            boost::system::error_code aec;
-            pty_out.assign(ofd, aec);
-            if (aec) ::close(ofd);
-        }
-        if (in_mode != input_mode::none) asio::co_spawn(ctx, relay_input(pty_in, in_mode, child.pty()), asio::detached);
-        asio::co_spawn(ctx, relay_output(child.pty(), pty_out), [&](std::exception_ptr) {
-            pty_output_done = true;
-            pty_drain.cancel();
-        });
-    }
-    if (o.label) {
-        std::string name = drover::escape(*o.label);
-        asio::co_spawn(ctx, label_lines(child.std_out(), name + " | "), asio::detached);
-        asio::co_spawn(ctx, label_lines(child.std_err(), name + " ! "), asio::detached);
-    }
-
-    drover::exit_status status;
-    boost::system::error_code wait_ec;
-    bool timed_out = false;
-    std::optional<drover::run_result> captured;
-    auto done = [&] {
-        finished = true;
-        boost::system::error_code ignored;
-        sigfd.close(ignored);
-        if (guard.valid()) {
-            // Tell the guard all is well, then let it go (it exits at once; reaped below).
-            boost::system::error_code wec;
-            asio::write(guard.std_in(), asio::buffer("d", 1), wec);
-            guard.std_in().close(ignored);
-            guard.async_wait([](boost::system::error_code, drover::exit_status) {});
-        }
-        if (o.pty) {
-            // The tree is gone, so the terminal reports EIO once its output is read; if
-            // something else still holds it, give up on it after a moment.
-            pty_in.close(ignored);
-            if (pty_output_done) return;
-            pty_drain.expires_after(std::chrono::seconds(2));
-            pty_drain.async_wait([&](boost::system::error_code ec) {
-                if (!ec) child.pty().close(ignored);
-            });
-        }
-    };
-    auto report_timeout = [&](const drover::exit_status& st) {
-        log.warn("'{}' timed out after {}; its process tree was stopped ({})", drover::escape(o.argv.front()),
-                 drover::cli::format_duration(*timeout), st);
-    };
-    auto on_main_exit = [&](boost::system::error_code ec, drover::exit_status st) {
-        wait_ec = ec == drover::errc::timed_out ? boost::system::error_code{} : ec;
-        timed_out = ec == drover::errc::timed_out;
-        status = st;
-        if (timed_out) {
-            report_timeout(st);
-            return done();
-        }
-        // The main process is gone; stop whatever it left running, then finish.
-        child.async_stop([&](boost::system::error_code, drover::exit_status) { done(); });
-    };
-    if (capture) {
-        // Capture both streams (bounded), wait, drain, and stop what the command left running.
-        if (timeout) capture_opts.timeout = std::chrono::duration_cast<std::chrono::steady_clock::duration>(*timeout);
-        const auto capture_from = std::chrono::steady_clock::now();
-        drover::async_capture(child, capture_opts, [&, capture_from](drover::error_code ec, drover::run_result r) {
-            if (ec) {
-                wait_ec = ec;
-            } else {
-                status = r.status;
-                timed_out = r.timed_out;
-                r.duration += capture_from - spawned_at; // async_capture counts from its call
-                if (timed_out) report_timeout(r.status);
-                captured = std::move(r);
-            }
-            done();
-        });
-    } else if (timeout) {
-        child.async_wait_for(std::chrono::duration_cast<std::chrono::steady_clock::duration>(*timeout), on_main_exit);
-    } else {
-        child.async_wait(on_main_exit);
-    }
-    ctx.run();
-    if (raw) raw->restore();
-    drover::reap_orphans();
-    if (wait_ec) {
-        log.error("waiting for '{}': {}", drover::escape(o.argv.front()), wait_ec.message());
-        return exit_drover_failed;
-    }
-    log.debug("'{}' {}", drover::escape(o.argv.front()), status);
-    if (auto oom = child.oom_kills(); oom && *oom > 0)
-        log.warn("'{}': the OOM killer took {} process{} of its tree (--memory-max {})", drover::escape(o.argv.front()),
-                 *oom, *oom == 1 ? "" : "es", *o.memory_max);
-    int rc = status.shell_code();
-    if (timed_out) rc = exit_timed_out;
-    else if (status.is_unknown()) {
-        log.error("'{}': {}", drover::escape(o.argv.front()), status);
-        rc = exit_drover_failed;
-    }
-    if (captured) {
-        if (o.json) {
-            write_all(1, run_json(o.argv, *captured, rc, child));
-        } else {
-            write_all(1, captured->out.text());
-            write_all(2, captured->err.text());
-        }
-        for (auto [name, c] : {std::pair{"stdout", &captured->out}, std::pair{"stderr", &captured->err}})
-            if (c->truncated())
-                log.warn("{} of '{}': {} bytes, {} kept (first and last {}), {} dropped{}", name,
-                         drover::escape(o.argv.front()), c->total_bytes, c->head.size() + c->tail.size(),
-                         c->head.size(), c->dropped_bytes(),
-                         capture_opts.on_overflow == drover::overflow_policy::kill ? "; the tree was killed" : "");
-        if (captured->drain_timed_out)
-            log.warn("'{}' exited, but its output stayed open (a process it started?); stopped reading after {}",
-                     drover::escape(o.argv.front()), drover::cli::format_duration(capture_opts.drain_grace));
-    }
-    return rc;
+    run_job job(o, std::get<drover::cli::run_plan>(checked), log);
+    if (o.pty) job.use_terminal();
+    if (auto rc = job.start()) return *rc;
+    if (!job.relay_signals()) return exit_drover_failed;
+    job.connect_output();
+    job.wait();
+    return job.report();
 }
 
 } // namespace
@@ -612,8 +665,8 @@ int main(int argc, char** argv) {
     // drover writes to pipes it does not own (logs); EPIPE is an error, not a death.
     signal(SIGPIPE, SIG_IGN);
 
-    // The guard process of `drover run` (internal; see guard_main).
-    if (argc == 4 && std::string_view(argv[1]) == "__guard") return guard_main(argv[2], argv[3]);
+    // The guard process of `drover run` (drover/guard.hpp).
+    if (auto rc = drover::run_guard_if_requested(argc, argv)) return *rc;
 
     auto log = make_logger();
     auto cl = drover::cli::parse_command_line(argc, argv, *log, std::cout, std::cerr);
