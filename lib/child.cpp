@@ -70,7 +70,8 @@ std::optional<exit_status> try_reap(child_impl& c, error_code& ec) noexcept {
     struct rusage ru {};
     for (;;) {
         // The raw syscall takes a fifth argument glibc's waitid() does not expose: the rusage.
-        if (::syscall(SYS_waitid, P_PIDFD, c.pidfd.native_handle(), &si, WEXITED | WNOHANG | __WALL, &ru) == 0)
+        if (::syscall(SYS_waitid, P_PIDFD, c.pidfd.native_handle(), &si, WEXITED | WNOHANG | __WALL, &ru) ==
+            0)
             break;
         if (errno == EINTR) continue;
         if (errno == ECHILD) {
@@ -87,10 +88,18 @@ std::optional<exit_status> try_reap(child_impl& c, error_code& ec) noexcept {
     // The OOM killer counts its kill before the process is gone: read while the leaf exists.
     if (c.memory_limited && c.leaf) c.oom_kills = c.leaf->oom_kills();
     switch (si.si_code) {
-    case CLD_EXITED: mark_reaped(c, exit_status::exited(si.si_status)); break;
-    case CLD_KILLED: mark_reaped(c, exit_status::signaled(si.si_status, false)); break;
-    case CLD_DUMPED: mark_reaped(c, exit_status::signaled(si.si_status, true)); break;
-    default: mark_reaped(c, exit_status::unknown()); break;
+    case CLD_EXITED:
+        mark_reaped(c, exit_status::exited(si.si_status));
+        break;
+    case CLD_KILLED:
+        mark_reaped(c, exit_status::signaled(si.si_status, false));
+        break;
+    case CLD_DUMPED:
+        mark_reaped(c, exit_status::signaled(si.si_status, true));
+        break;
+    default:
+        mark_reaped(c, exit_status::unknown());
+        break;
     }
     return c.status;
 }
@@ -112,8 +121,9 @@ bool reapable_now(child_impl& c) noexcept {
     // readability, this stays false while a tracer holds the exit (reliability.md, C5).
     siginfo_t si{};
     int r;
-    do r = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(c.pidfd.native_handle()), &si,
-                    WEXITED | WNOHANG | WNOWAIT | __WALL);
+    do
+        r = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(c.pidfd.native_handle()), &si,
+                     WEXITED | WNOHANG | WNOWAIT | __WALL);
     while (r != 0 && errno == EINTR);
     return r != 0 || si.si_pid != 0; // an error (ECHILD: reaped elsewhere) is for try_reap to report
 }
@@ -155,8 +165,9 @@ boost::asio::posix::stream_descriptor* watch_held_exit(child_impl& c) noexcept t
     if (!ev_thread || !pidfd_thread) return nullptr;
     siginfo_t still{};
     int r;
-    do r = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(c.pidfd.native_handle()), &still,
-                    WEXITED | WNOHANG | WNOWAIT | __WALL);
+    do
+        r = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(c.pidfd.native_handle()), &still,
+                     WEXITED | WNOHANG | WNOWAIT | __WALL);
     while (r != 0 && errno == EINTR);
     if (r != 0) return nullptr;
     auto watch = [e = std::move(ev_thread), p = std::move(pidfd_thread)] {
@@ -164,7 +175,8 @@ boost::asio::posix::stream_descriptor* watch_held_exit(child_impl& c) noexcept t
         // the child is gone (ECHILD: someone else reaped it). The thread then ends; it holds
         // only its own duplicates, so the child handle and the io_context may be gone by then.
         siginfo_t si{};
-        while (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(p.get()), &si, WEXITED | WNOWAIT | __WALL) != 0 &&
+        while (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(p.get()), &si,
+                        WEXITED | WNOWAIT | __WALL) != 0 &&
                errno == EINTR) {
         }
         const std::uint64_t one = 1;
@@ -220,7 +232,8 @@ struct wait_op {
             // any_completion_executor cannot be required to be non-blocking, so no post(self).)
             if (first) {
                 auto ex = impl->pidfd.get_executor();
-                return asio::post(ex, [self = std::move(self)]() mutable { asio::dispatch(std::move(self)); });
+                return asio::post(ex,
+                                  [self = std::move(self)]() mutable { asio::dispatch(std::move(self)); });
             }
             if (rec) return self.complete(rec, exit_status::unknown());
             return self.complete(error_code{}, *st);
@@ -237,8 +250,10 @@ struct wait_op {
                        }));
             return;
         }
-        if (cancelled) return self.complete(asio::error::operation_aborted, exit_status::unknown()); // left running
-        if (ec && ec != asio::error::operation_aborted) return self.complete(ec, exit_status::unknown()); // reactor error
+        if (cancelled)
+            return self.complete(asio::error::operation_aborted, exit_status::unknown()); // left running
+        if (ec && ec != asio::error::operation_aborted)
+            return self.complete(ec, exit_status::unknown()); // reactor error
         // Not reaped yet: the first call, a wake-up with nothing to reap (a tracer still holds
         // the exit, C5), or close_lost_wakeup_window's own cancel (not the user's): wait again.
         auto keep = impl;
@@ -296,7 +311,8 @@ bool context_stopped(const asio::any_io_executor& ex) noexcept {
     if (auto* e = ex.target<io_ex>()) return asio::query(*e, asio::execution::context).stopped();
     if (auto* s = ex.target<asio::strand<io_ex>>())
         return asio::query(s->get_inner_executor(), asio::execution::context).stopped();
-    if (auto* s = ex.target<asio::strand<asio::any_io_executor>>()) return context_stopped(s->get_inner_executor());
+    if (auto* s = ex.target<asio::strand<asio::any_io_executor>>())
+        return context_stopped(s->get_inner_executor());
     return false;
 }
 
@@ -308,7 +324,8 @@ void finish_cleanup_now(child_impl& c, std::chrono::steady_clock::time_point dea
     using namespace std::chrono_literals;
     if (c.finished_now.load(std::memory_order_acquire)) return;
     const auto ms_left = [&] {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
+                                                                          std::chrono::steady_clock::now());
         return static_cast<int>(std::clamp<std::chrono::milliseconds::rep>(left.count(), 0, 1000));
     };
     bool reaped;
@@ -384,8 +401,10 @@ child::~child() {
         const bool alive = tree_maybe_alive(*c);
         if (alive) {
             detail::log_debug("killing the tree of '{}': its child handle was destroyed", c->program);
-            if (c->leaf) c->leaf->kill();
-            else detail::sys_pidfd_send_signal(c->pidfd.native_handle(), SIGKILL);
+            if (c->leaf)
+                c->leaf->kill();
+            else
+                detail::sys_pidfd_send_signal(c->pidfd.native_handle(), SIGKILL);
         }
         finished = detail::cleanup_started(ex, [c](std::chrono::steady_clock::time_point deadline) {
             detail::finish_cleanup_now(*c, deadline);
@@ -397,8 +416,10 @@ child::~child() {
             // finds everything done, if the context ever runs.
             detail::finish_cleanup_now(*c, std::chrono::steady_clock::now() + destroy_when_stopped_bound);
         }
-        if (alive) detail::start_stop(c, SIGKILL, {}, true, std::move(done)); // the rest of the tree, reap, rmdir
-        else detail::start_stop(c, 0, {}, false, std::move(done));            // reap if needed, remove the leaf
+        if (alive)
+            detail::start_stop(c, SIGKILL, {}, true, std::move(done)); // the rest of the tree, reap, rmdir
+        else
+            detail::start_stop(c, 0, {}, false, std::move(done)); // reap if needed, remove the leaf
     } catch (...) {
         if (finished) finished();
         // Out of memory while queueing the cleanup: the main process stays a zombie until
@@ -442,8 +463,7 @@ void child::signal(int sig, error_code& ec) noexcept {
         return;
     }
     if (detail::sys_pidfd_send_signal(impl_->pidfd.native_handle(), sig) == 0) return;
-    ec = errno == ESRCH ? error_code(errc::not_running)
-                        : error_code(errno, boost::system::system_category());
+    ec = errno == ESRCH ? error_code(errc::not_running) : error_code(errno, boost::system::system_category());
 }
 
 void child::signal(int sig) {
@@ -469,7 +489,7 @@ std::optional<exit_status> child::try_wait() {
 }
 
 void detail::initiate_child_wait(std::shared_ptr<detail::child_impl> impl,
-                            asio::any_completion_handler<child::wait_signature> handler) {
+                                 asio::any_completion_handler<child::wait_signature> handler) {
     if (!impl) throw boost::system::system_error(errc::not_running, "async_wait on an empty child");
     auto& sd = impl->pidfd;
     asio::async_compose<asio::any_completion_handler<child::wait_signature>, child::wait_signature>(
@@ -513,8 +533,8 @@ std::vector<pid_t> child::tree_pids() const {
 }
 
 void detail::initiate_child_stop(std::shared_ptr<detail::child_impl> impl, int sig,
-                            std::optional<std::chrono::steady_clock::duration> grace, bool kill,
-                            asio::any_completion_handler<child::wait_signature> handler) {
+                                 std::optional<std::chrono::steady_clock::duration> grace, bool kill,
+                                 asio::any_completion_handler<child::wait_signature> handler) {
     if (!impl) throw boost::system::system_error(errc::not_running, "async_stop on an empty child");
     if (sig <= 0 || sig >= NSIG) sig = impl->stop_signal;
     auto g = grace.value_or(impl->stop_grace);
@@ -549,8 +569,9 @@ struct timed_wait : std::enable_shared_from_this<timed_wait> {
 
 } // namespace
 
-void detail::initiate_child_wait_for(std::shared_ptr<detail::child_impl> impl, std::chrono::steady_clock::duration timeout,
-                                asio::any_completion_handler<child::wait_signature> handler) {
+void detail::initiate_child_wait_for(std::shared_ptr<detail::child_impl> impl,
+                                     std::chrono::steady_clock::duration timeout,
+                                     asio::any_completion_handler<child::wait_signature> handler) {
     if (!impl) throw boost::system::system_error(errc::not_running, "async_wait_for on an empty child");
     auto st = std::make_shared<timed_wait>(impl, std::move(handler));
     auto slot = asio::get_associated_cancellation_slot(st->h);
@@ -574,28 +595,37 @@ void detail::initiate_child_wait_for(std::shared_ptr<detail::child_impl> impl, s
                                    st->complete(errc::timed_out, s);
                                }));
         });
-        detail::initiate_child_wait(st->c, asio::bind_cancellation_slot(
-                                   st->inner.slot(), asio::bind_executor(st->c->strand, [st](error_code ec, exit_status s) {
-                                       if (st->timed_out) return; // the stop completes us
-                                       st->complete(ec, s);
-                                   })));
+        detail::initiate_child_wait(
+            st->c,
+            asio::bind_cancellation_slot(
+                st->inner.slot(), asio::bind_executor(st->c->strand, [st](error_code ec, exit_status s) {
+                    if (st->timed_out) return; // the stop completes us
+                    st->complete(ec, s);
+                })));
     });
 }
 
 namespace {
 template <typename Pipe>
-Pipe& pipe_or_throw(const std::shared_ptr<detail::child_impl>& impl, std::optional<Pipe> detail::child_impl::*member,
-                    const char* what) {
-    if (!impl || !((*impl).*member))
-        throw boost::system::system_error(errc::not_piped, what);
+Pipe& pipe_or_throw(const std::shared_ptr<detail::child_impl>& impl,
+                    std::optional<Pipe> detail::child_impl::*member, const char* what) {
+    if (!impl || !((*impl).*member)) throw boost::system::system_error(errc::not_piped, what);
     return *((*impl).*member);
 }
 } // namespace
 
-pipe_writer& child::std_in() { return pipe_or_throw(impl_, &detail::child_impl::in, "std_in"); }
-asio::posix::stream_descriptor& child::std_out() { return pipe_or_throw(impl_, &detail::child_impl::out, "std_out"); }
-asio::posix::stream_descriptor& child::std_err() { return pipe_or_throw(impl_, &detail::child_impl::err, "std_err"); }
-asio::posix::stream_descriptor& child::pty() { return pipe_or_throw(impl_, &detail::child_impl::pty, "pty"); }
+pipe_writer& child::std_in() {
+    return pipe_or_throw(impl_, &detail::child_impl::in, "std_in");
+}
+asio::posix::stream_descriptor& child::std_out() {
+    return pipe_or_throw(impl_, &detail::child_impl::out, "std_out");
+}
+asio::posix::stream_descriptor& child::std_err() {
+    return pipe_or_throw(impl_, &detail::child_impl::err, "std_err");
+}
+asio::posix::stream_descriptor& child::pty() {
+    return pipe_or_throw(impl_, &detail::child_impl::pty, "pty");
+}
 
 void child::resize_pty(unsigned short rows, unsigned short cols) {
     error_code ec;

@@ -11,12 +11,14 @@ const struct {
     const char* name;
     int resource;
 } rlimit_table[] = {
-        {"cpu", RLIMIT_CPU},         {"fsize", RLIMIT_FSIZE},         {"data", RLIMIT_DATA},
-        {"stack", RLIMIT_STACK},     {"core", RLIMIT_CORE},           {"rss", RLIMIT_RSS},
-        {"nproc", RLIMIT_NPROC},     {"nofile", RLIMIT_NOFILE},       {"memlock", RLIMIT_MEMLOCK},
-        {"as", RLIMIT_AS},           {"locks", RLIMIT_LOCKS},         {"sigpending", RLIMIT_SIGPENDING},
-        {"msgqueue", RLIMIT_MSGQUEUE}, {"nice", RLIMIT_NICE},         {"rtprio", RLIMIT_RTPRIO},
-        {"rttime", RLIMIT_RTTIME},
+    {"cpu", RLIMIT_CPU},           {"fsize", RLIMIT_FSIZE},
+    {"data", RLIMIT_DATA},         {"stack", RLIMIT_STACK},
+    {"core", RLIMIT_CORE},         {"rss", RLIMIT_RSS},
+    {"nproc", RLIMIT_NPROC},       {"nofile", RLIMIT_NOFILE},
+    {"memlock", RLIMIT_MEMLOCK},   {"as", RLIMIT_AS},
+    {"locks", RLIMIT_LOCKS},       {"sigpending", RLIMIT_SIGPENDING},
+    {"msgqueue", RLIMIT_MSGQUEUE}, {"nice", RLIMIT_NICE},
+    {"rtprio", RLIMIT_RTPRIO},     {"rttime", RLIMIT_RTTIME},
 };
 } // namespace
 
@@ -50,16 +52,46 @@ std::string lower(std::string_view s) {
 
 // linux/capability.h, in number order (CAP_CHOWN = 0 ... CAP_CHECKPOINT_RESTORE = 40).
 constexpr std::string_view capability_names[] = {
-    "cap_chown",          "cap_dac_override",    "cap_dac_read_search", "cap_fowner",
-    "cap_fsetid",         "cap_kill",            "cap_setgid",          "cap_setuid",
-    "cap_setpcap",        "cap_linux_immutable", "cap_net_bind_service", "cap_net_broadcast",
-    "cap_net_admin",      "cap_net_raw",         "cap_ipc_lock",        "cap_ipc_owner",
-    "cap_sys_module",     "cap_sys_rawio",       "cap_sys_chroot",      "cap_sys_ptrace",
-    "cap_sys_pacct",      "cap_sys_admin",       "cap_sys_boot",        "cap_sys_nice",
-    "cap_sys_resource",   "cap_sys_time",        "cap_sys_tty_config",  "cap_mknod",
-    "cap_lease",          "cap_audit_write",     "cap_audit_control",   "cap_setfcap",
-    "cap_mac_override",   "cap_mac_admin",       "cap_syslog",          "cap_wake_alarm",
-    "cap_block_suspend",  "cap_audit_read",      "cap_perfmon",         "cap_bpf",
+    "cap_chown",
+    "cap_dac_override",
+    "cap_dac_read_search",
+    "cap_fowner",
+    "cap_fsetid",
+    "cap_kill",
+    "cap_setgid",
+    "cap_setuid",
+    "cap_setpcap",
+    "cap_linux_immutable",
+    "cap_net_bind_service",
+    "cap_net_broadcast",
+    "cap_net_admin",
+    "cap_net_raw",
+    "cap_ipc_lock",
+    "cap_ipc_owner",
+    "cap_sys_module",
+    "cap_sys_rawio",
+    "cap_sys_chroot",
+    "cap_sys_ptrace",
+    "cap_sys_pacct",
+    "cap_sys_admin",
+    "cap_sys_boot",
+    "cap_sys_nice",
+    "cap_sys_resource",
+    "cap_sys_time",
+    "cap_sys_tty_config",
+    "cap_mknod",
+    "cap_lease",
+    "cap_audit_write",
+    "cap_audit_control",
+    "cap_setfcap",
+    "cap_mac_override",
+    "cap_mac_admin",
+    "cap_syslog",
+    "cap_wake_alarm",
+    "cap_block_suspend",
+    "cap_audit_read",
+    "cap_perfmon",
+    "cap_bpf",
     "cap_checkpoint_restore",
 };
 
@@ -67,8 +99,8 @@ constexpr struct {
     std::string_view name;
     namespaces ns;
 } namespace_names[] = {
-    {"user", namespaces::user}, {"pid", namespaces::pid}, {"mount", namespaces::mount},
-    {"net", namespaces::net},   {"uts", namespaces::uts}, {"ipc", namespaces::ipc},
+    {"user", namespaces::user},     {"pid", namespaces::pid}, {"mount", namespaces::mount},
+    {"net", namespaces::net},       {"uts", namespaces::uts}, {"ipc", namespaces::ipc},
     {"cgroup", namespaces::cgroup},
 };
 
@@ -129,12 +161,18 @@ std::vector<shell_syntax_hint> shell_syntax_hints(const command& cmd) {
         bool whole; // the whole argument must be the token
         const char* what;
     } patterns[] = {
-        {"|", true, "a pipe '|'"},           {"||", true, "'||'"},
-        {"&&", true, "'&&'"},                {";", true, "a command separator ';'"},
-        {"&", true, "a background '&'"},     {">", true, "a redirection '>'"},
-        {">>", true, "a redirection '>>'"},  {"<", true, "a redirection '<'"},
-        {"2>&1", true, "a redirection '2>&1'"}, {"|&", true, "'|&'"},
-        {"$(", false, "command substitution '$('"}, {"`", false, "command substitution '`'"},
+        {"|", true, "a pipe '|'"},
+        {"||", true, "'||'"},
+        {"&&", true, "'&&'"},
+        {";", true, "a command separator ';'"},
+        {"&", true, "a background '&'"},
+        {">", true, "a redirection '>'"},
+        {">>", true, "a redirection '>>'"},
+        {"<", true, "a redirection '<'"},
+        {"2>&1", true, "a redirection '2>&1'"},
+        {"|&", true, "'|&'"},
+        {"$(", false, "command substitution '$('"},
+        {"`", false, "command substitution '`'"},
         {"${", false, "parameter expansion '${'"},
     };
     // A shell named as the program is using a shell on purpose: its script is shell syntax.

@@ -139,8 +139,10 @@ void daemonize(const daemon_options& options) {
 
     // 1. fork: the original process stays only to hear the outcome.
     pid_t first = -1;
-    if (int e = detail::fault(detail::fault_point::fork)) errno = e; // tests: fork refused
-    else first = ::fork();
+    if (int e = detail::fault(detail::fault_point::fork))
+        errno = e; // tests: fork refused
+    else
+        first = ::fork();
     if (first < 0) {
         int e = errno;
         ::close(report[0]);
@@ -199,7 +201,8 @@ void daemonize(const daemon_options& options) {
             report_and_exit(out, e, "open " + o.output.string());
         }
     }
-    if (!move_fd(null, 0) || !move_fd(sink, 1) || !move_fd(sink, 2)) report_and_exit(out, errno, "dup2 onto stdio");
+    if (!move_fd(null, 0) || !move_fd(sink, 1) || !move_fd(sink, 2))
+        report_and_exit(out, errno, "dup2 onto stdio");
     if (null > 2) ::close(null);
     if (sink > 2 && sink != null) ::close(sink);
     // 7. The pidfile last: locked for the daemon's life, so a second instance sees it is taken,

@@ -13,9 +13,15 @@
 namespace drover {
 namespace {
 
-bool key_start(char c) noexcept { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; }
-bool key_char(char c) noexcept { return key_start(c) || (c >= '0' && c <= '9'); }
-bool blank(char c) noexcept { return c == ' ' || c == '\t'; }
+bool key_start(char c) noexcept {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+}
+bool key_char(char c) noexcept {
+    return key_start(c) || (c >= '0' && c <= '9');
+}
+bool blank(char c) noexcept {
+    return c == ' ' || c == '\t';
+}
 
 std::string shown(char c) {
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
@@ -29,7 +35,7 @@ std::string shown(char c) {
 } // namespace
 
 std::vector<std::pair<std::string, std::string>> parse_env_file(std::string_view text,
-                                                               const std::string& file_name) {
+                                                                const std::string& file_name) {
     std::vector<std::pair<std::string, std::string>> out;
     std::size_t line_no = 0;
     while (!text.empty()) {
@@ -37,7 +43,10 @@ std::vector<std::pair<std::string, std::string>> parse_env_file(std::string_view
         auto nl = text.find('\n');
         std::string_view line = text.substr(0, nl);
         text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
-        auto fail = [&](const std::string& msg) { throw env_file_error(make_error_code(boost::system::errc::invalid_argument), file_name, line_no, msg); };
+        auto fail = [&](const std::string& msg) {
+            throw env_file_error(make_error_code(boost::system::errc::invalid_argument), file_name, line_no,
+                                 msg);
+        };
         if (line.find('\0') != std::string_view::npos) fail("a NUL byte");
         if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
         std::size_t i = 0;
@@ -49,16 +58,19 @@ std::vector<std::pair<std::string, std::string>> parse_env_file(std::string_view
         }
         std::size_t k0 = i;
         if (i == line.size() || !key_start(line[i]))
-            fail(i == line.size() ? "'export' without a variable"
-                                  : "a variable name must start with a letter or '_', not '" + shown(line[i]) + "'");
+            fail(i == line.size()
+                     ? "'export' without a variable"
+                     : "a variable name must start with a letter or '_', not '" + shown(line[i]) + "'");
         while (i < line.size() && key_char(line[i])) ++i;
         std::string key(line.substr(k0, i - k0));
-        if (i == line.size()) fail("'" + key + "' has no '=': write " + key + "=VALUE (or " + key + "= for empty)");
+        if (i == line.size())
+            fail("'" + key + "' has no '=': write " + key + "=VALUE (or " + key + "= for empty)");
         if (blank(line[i])) {
             std::size_t j = i;
             while (j < line.size() && blank(line[j])) ++j;
             if (j < line.size() && line[j] == '=')
-                fail("a space before '=' in '" + key + "': write " + key + "=VALUE with no spaces around '='");
+                fail("a space before '=' in '" + key + "': write " + key +
+                     "=VALUE with no spaces around '='");
             fail("'" + key + "' is followed by a space, not '='");
         }
         if (line[i] != '=')
@@ -93,21 +105,36 @@ std::vector<std::pair<std::string, std::string>> parse_env_file(std::string_view
                     if (j + 1 == line.size()) break;
                     char e = line[++j];
                     switch (e) {
-                    case '\\': value.push_back('\\'); break;
-                    case '"': value.push_back('"'); break;
-                    case 'n': value.push_back('\n'); break;
-                    case 't': value.push_back('\t'); break;
-                    case 'r': value.push_back('\r'); break;
-                    case '$': value.push_back('$'); break;
+                    case '\\':
+                        value.push_back('\\');
+                        break;
+                    case '"':
+                        value.push_back('"');
+                        break;
+                    case 'n':
+                        value.push_back('\n');
+                        break;
+                    case 't':
+                        value.push_back('\t');
+                        break;
+                    case 'r':
+                        value.push_back('\r');
+                        break;
+                    case '$':
+                        value.push_back('$');
+                        break;
                     default:
                         fail("unknown escape '\\" + shown(e) + "' in the value of '" + key +
-                             "' (known: \\\\ \\\" \\n \\t \\r \\$; use single quotes for a literal backslash)");
+                             "' (known: \\\\ \\\" \\n \\t \\r \\$; use single quotes for a literal "
+                             "backslash)");
                     }
                     continue;
                 }
                 value.push_back(c);
             }
-            if (!closed) fail("the value of '" + key + "' has no closing double quote (values never span lines; write \\n)");
+            if (!closed)
+                fail("the value of '" + key +
+                     "' has no closing double quote (values never span lines; write \\n)");
             rest_is_comment(j + 1, "the quoted value");
         } else {
             std::size_t j = i;

@@ -37,10 +37,14 @@ std::size_t decode(std::string_view s, std::size_t i, std::uint32_t& cp) {
     auto b = static_cast<unsigned char>(s[i]);
     std::size_t len;
     std::uint32_t min;
-    if (b >= 0xC2 && b <= 0xDF) len = 2, cp = b & 0x1F, min = 0x80;
-    else if (b >= 0xE0 && b <= 0xEF) len = 3, cp = b & 0x0F, min = 0x800;
-    else if (b >= 0xF0 && b <= 0xF4) len = 4, cp = b & 0x07, min = 0x10000;
-    else return 0;
+    if (b >= 0xC2 && b <= 0xDF)
+        len = 2, cp = b & 0x1F, min = 0x80;
+    else if (b >= 0xE0 && b <= 0xEF)
+        len = 3, cp = b & 0x0F, min = 0x800;
+    else if (b >= 0xF0 && b <= 0xF4)
+        len = 4, cp = b & 0x07, min = 0x10000;
+    else
+        return 0;
     if (i + len > s.size()) return 0;
     for (std::size_t k = 1; k < len; ++k) {
         auto c = static_cast<unsigned char>(s[i + k]);
@@ -60,13 +64,23 @@ std::string escape(std::string_view s) {
         auto b = static_cast<unsigned char>(s[i]);
         if (b < 0x80) {
             switch (b) {
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\r':
+                out += "\\r";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
             default:
-                if (b < 0x20 || b == 0x7F) put_byte_escape(out, b);
-                else out += static_cast<char>(b);
+                if (b < 0x20 || b == 0x7F)
+                    put_byte_escape(out, b);
+                else
+                    out += static_cast<char>(b);
             }
             ++i;
             continue;

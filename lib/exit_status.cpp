@@ -17,7 +17,8 @@ exit_status exit_status::from_wait_status(int status) noexcept {
 
 std::string exit_status::to_string() const {
     switch (kind_) {
-    case kind::exited: return "exited with code " + std::to_string(value_);
+    case kind::exited:
+        return "exited with code " + std::to_string(value_);
     case kind::signaled: {
         std::string s = "killed by signal " + std::to_string(value_);
         const char* abbrev = ::sigabbrev_np(value_);
@@ -29,17 +30,20 @@ std::string exit_status::to_string() const {
         }
         return s;
     }
-    case kind::unknown: break;
+    case kind::unknown:
+        break;
     }
     return "exit status unavailable (reaped elsewhere)";
 }
 
-std::ostream& operator<<(std::ostream& os, const exit_status& s) { return os << s.to_string(); }
+std::ostream& operator<<(std::ostream& os, const exit_status& s) {
+    return os << s.to_string();
+}
 
 } // namespace drover
 
 fmt::format_context::iterator fmt::formatter<drover::exit_status>::format(const drover::exit_status& s,
-                                                                         fmt::format_context& ctx) const {
+                                                                          fmt::format_context& ctx) const {
     std::string text = s.to_string();
     return fmt::formatter<fmt::string_view>::format(fmt::string_view(text), ctx);
 }

@@ -145,14 +145,12 @@ std::optional<int> run_guard_if_requested(int argc, const char* const* argv) {
     // kill) must not take it before the process it watches.
     sigset_t set;
     sigemptyset(&set);
-    for (int s : {SIGTERM, SIGINT, SIGHUP, SIGQUIT})
-        sigaddset(&set, s);
+    for (int s : {SIGTERM, SIGINT, SIGHUP, SIGQUIT}) sigaddset(&set, s);
     ::sigprocmask(SIG_BLOCK, &set, nullptr);
     // "d": dismissed. End-of-file without it: the process that started us is gone.
     char c = 0;
     ssize_t n;
-    do
-        n = ::read(0, &c, 1);
+    do n = ::read(0, &c, 1);
     while (n < 0 && errno == EINTR);
     if (n == 1 && c == 'd') return 0;
     kill_abandoned_tree(cgroup == "-" ? std::string() : std::string(cgroup), sid);

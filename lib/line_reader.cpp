@@ -29,7 +29,8 @@ struct line_reader_access {
         l.text = std::move(r.partial_);
         l.dropped = r.dropped_;
         l.complete = complete;
-        if (r.tty_ && complete && l.dropped == 0 && !l.text.empty() && l.text.back() == '\r') l.text.pop_back();
+        if (r.tty_ && complete && l.dropped == 0 && !l.text.empty() && l.text.back() == '\r')
+            l.text.pop_back();
         r.partial_.clear();
         r.dropped_ = 0;
         r.have_partial_ = false;
@@ -142,14 +143,17 @@ line_reader::line_reader(asio::posix::stream_descriptor& source, std::size_t max
     tty_ = source.is_open() && ::isatty(source.native_handle()) == 1;
 }
 
-void detail::initiate_line_read(line_reader* self, asio::any_completion_handler<line_reader::line_signature> h) {
-    asio::async_compose<asio::any_completion_handler<line_reader::line_signature>, line_reader::line_signature>(
-        line_reader_access::next_op{self}, h, *self->src_);
+void detail::initiate_line_read(line_reader* self,
+                                asio::any_completion_handler<line_reader::line_signature> h) {
+    asio::async_compose<asio::any_completion_handler<line_reader::line_signature>,
+                        line_reader::line_signature>(line_reader_access::next_op{self}, h, *self->src_);
 }
 
-void detail::initiate_chunk_read(line_reader* self, asio::any_completion_handler<line_reader::chunk_signature> h) {
-    asio::async_compose<asio::any_completion_handler<line_reader::chunk_signature>, line_reader::chunk_signature>(
-        line_reader_access::chunk_op{self, false, {}, false}, h, *self->src_);
+void detail::initiate_chunk_read(line_reader* self,
+                                 asio::any_completion_handler<line_reader::chunk_signature> h) {
+    asio::async_compose<asio::any_completion_handler<line_reader::chunk_signature>,
+                        line_reader::chunk_signature>(line_reader_access::chunk_op{self, false, {}, false}, h,
+                                                      *self->src_);
 }
 
 } // namespace drover

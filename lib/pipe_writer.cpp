@@ -71,8 +71,8 @@ struct write_op {
         if (ec) return self.complete(ec, done);
         while (done < data.size()) {
             error_code wec;
-            std::size_t n = pipe_writer_access::write_now(*w, asio::buffer(static_cast<const char*>(data.data()) + done,
-                                                           data.size() - done), wec);
+            std::size_t n = pipe_writer_access::write_now(
+                *w, asio::buffer(static_cast<const char*>(data.data()) + done, data.size() - done), wec);
             done += n;
             if (wec == asio::error::would_block) break;
             if (wec) return self.complete(wec, done);
@@ -111,15 +111,18 @@ std::size_t pipe_writer::write_some_now(asio::const_buffer data, error_code& ec)
     if (data.size() == 0) return 0;
     ssize_t n = write_without_sigpipe(fd_.native_handle(), data.data(), data.size());
     if (n >= 0) return static_cast<std::size_t>(n);
-    if (errno == EAGAIN || errno == EWOULDBLOCK) ec = asio::error::would_block;
-    else ec = error_code(errno, boost::system::system_category());
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        ec = asio::error::would_block;
+    else
+        ec = error_code(errno, boost::system::system_category());
     return 0;
 }
 
 void detail::initiate_pipe_write(pipe_writer* self, asio::const_buffer data, bool all,
-                             asio::any_completion_handler<pipe_writer::write_signature> handler) {
-    asio::async_compose<asio::any_completion_handler<pipe_writer::write_signature>, pipe_writer::write_signature>(
-        write_op{self, &self->fd_, data, all}, handler, self->fd_);
+                                 asio::any_completion_handler<pipe_writer::write_signature> handler) {
+    asio::async_compose<asio::any_completion_handler<pipe_writer::write_signature>,
+                        pipe_writer::write_signature>(write_op{self, &self->fd_, data, all}, handler,
+                                                      self->fd_);
 }
 
 } // namespace drover

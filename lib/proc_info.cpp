@@ -39,16 +39,18 @@ namespace detail {
 namespace {
 std::atomic<void (*)(pid_t)> g_verify_hook{nullptr};
 }
-void set_proc_verify_hook(void (*hook)(pid_t)) noexcept { g_verify_hook.store(hook); }
+void set_proc_verify_hook(void (*hook)(pid_t)) noexcept {
+    g_verify_hook.store(hook);
+}
 } // namespace detail
 
 namespace {
 
 using detail::from_ticks;
-using detail::parse_num;
 using detail::parse_io;
 using detail::parse_limits;
 using detail::parse_net_dev;
+using detail::parse_num;
 using detail::parse_stat;
 using detail::parse_status;
 using detail::unique_fd;
@@ -115,8 +117,10 @@ std::optional<proc_info> read_with(pid_t pid, int pidfd, error_code& ec) {
     // is the check at the end. Other errors (EACCES: another user's process) are named.
     bool vanished = false;
     auto note = [&](const char* what, int err) {
-        if (err == ESRCH || err == ENOENT) vanished = true;
-        else p.unreadable.push_back(std::string(what) + ": " + std::strerror(err));
+        if (err == ESRCH || err == ENOENT)
+            vanished = true;
+        else
+            p.unreadable.push_back(std::string(what) + ": " + std::strerror(err));
     };
 
     if (int e = read_file_at(dir.get(), "stat", text, 4096); e != 0) {
@@ -129,16 +133,18 @@ std::optional<proc_info> read_with(pid_t pid, int pidfd, error_code& ec) {
         return std::nullopt;
     }
     if (auto bt = boot_time()) {
-        using wall = std::chrono::system_clock; // wall clock for display
+        using wall = std::chrono::system_clock;                   // wall clock for display
         p.started = wall::time_point(std::chrono::seconds(*bt)) + // wall clock for display
                     std::chrono::duration_cast<wall::duration>(from_ticks(p.start_ticks));
     }
     struct timespec now {};
     ::clock_gettime(CLOCK_BOOTTIME, &now);
-    p.age = std::chrono::seconds(now.tv_sec) + std::chrono::nanoseconds(now.tv_nsec) - from_ticks(p.start_ticks);
+    p.age =
+        std::chrono::seconds(now.tv_sec) + std::chrono::nanoseconds(now.tv_nsec) - from_ticks(p.start_ticks);
     if (p.age.count() < 0) p.age = {};
 
-    if (int e = read_file_at(dir.get(), "status", text, 64 * 1024); e != 0) note("status", e);
+    if (int e = read_file_at(dir.get(), "status", text, 64 * 1024); e != 0)
+        note("status", e);
     else if (!parse_status(text, p)) {
         ec = errc::malformed_proc;
         return std::nullopt;
@@ -153,8 +159,10 @@ std::optional<proc_info> read_with(pid_t pid, int pidfd, error_code& ec) {
     char link[4096];
     for (auto [name, dst] : {std::pair{"exe", &p.exe}, std::pair{"cwd", &p.cwd}}) {
         ssize_t n = ::readlinkat(dir.get(), name, link, sizeof link);
-        if (n >= 0) dst->assign(link, static_cast<std::size_t>(n));
-        else if (!(no_task_files && errno == ENOENT)) note(name, errno);
+        if (n >= 0)
+            dst->assign(link, static_cast<std::size_t>(n));
+        else if (!(no_task_files && errno == ENOENT))
+            note(name, errno);
     }
     if (unique_fd fdd{::openat(dir.get(), "fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC)}; !fdd) {
         note("fd", errno);
@@ -230,8 +238,8 @@ std::optional<proc_info> read_with(pid_t pid, int pidfd, error_code& ec) {
         // read is half a process: report it gone, cleanly.
         std::string again;
         proc_info q;
-        if (read_file_at(dir.get(), "stat", again, 4096) != 0 || !parse_stat(again, pid, q) || q.state == 'Z' ||
-            q.state == 'X') {
+        if (read_file_at(dir.get(), "stat", again, 4096) != 0 || !parse_stat(again, pid, q) ||
+            q.state == 'Z' || q.state == 'X') {
             ec = sys_error(ESRCH);
             return std::nullopt;
         }
@@ -287,7 +295,8 @@ proc_info read_proc_info(const child& c) {
 double cpu_percent(const proc_info& a, const proc_info& b) noexcept {
     if (a.pid != b.pid || a.start_ticks != b.start_ticks) return 0;
     auto wall = std::chrono::duration<double>(b.sampled_at - a.sampled_at).count();
-    auto cpu = std::chrono::duration<double>((b.user_cpu + b.system_cpu) - (a.user_cpu + a.system_cpu)).count();
+    auto cpu =
+        std::chrono::duration<double>((b.user_cpu + b.system_cpu) - (a.user_cpu + a.system_cpu)).count();
     if (wall <= 0 || cpu < 0) return 0;
     return cpu / wall * 100.0;
 }

@@ -40,9 +40,13 @@ void attribute_orphans_to(const child& c) noexcept {
     detail::set_orphan_owner(c.impl_for_attribution());
 }
 
-bool is_reaper() noexcept { return detail::runner_mode(); }
+bool is_reaper() noexcept {
+    return detail::runner_mode();
+}
 
-std::vector<pid_t> orphans() { return detail::unregistered_children(); }
+std::vector<pid_t> orphans() {
+    return detail::unregistered_children();
+}
 
 void kill_abandoned_tree(const std::string& cgroup_path, pid_t session) noexcept try {
     using namespace std::chrono_literals;

@@ -50,7 +50,8 @@ constexpr std::size_t read_size = 256 * 1024;
 /// Once the head is full, reads go straight into the tail's ring buffer (no copy).
 class bounded_capture {
 public:
-    bounded_capture(captured_output& out, std::size_t max) : out_(out), head_cap_(max / 2), tail_cap_(max - max / 2) {}
+    bounded_capture(captured_output& out, std::size_t max)
+        : out_(out), head_cap_(max / 2), tail_cap_(max - max / 2) {}
 
     /// Where the next read should go: the scratch buffer while the head fills, then the ring.
     asio::mutable_buffer prepare(std::vector<char>& scratch) {
@@ -68,8 +69,10 @@ public:
     }
 
     void finish() {
-        if (filled_ < tail_cap_) out_.tail.assign(ring_.data(), filled_);
-        else out_.tail = ring_.substr(pos_) + ring_.substr(0, pos_);
+        if (filled_ < tail_cap_)
+            out_.tail.assign(ring_.data(), filled_);
+        else
+            out_.tail = ring_.substr(pos_) + ring_.substr(0, pos_);
         ring_.clear();
         ring_.shrink_to_fit();
         if (out_.total_bytes == out_.head.size() + out_.tail.size()) { // nothing dropped: one piece
@@ -110,10 +113,10 @@ private:
     captured_output& out_;
     std::size_t head_cap_;
     std::size_t tail_cap_;
-    std::string ring_;        // tail_cap_ bytes once the head is full
-    std::size_t pos_ = 0;     // where the next byte goes
-    std::size_t filled_ = 0;  // valid bytes: [0, filled_) until the ring wraps, then all
-    bool direct_ = false;     // the pending read goes into the ring
+    std::string ring_;       // tail_cap_ bytes once the head is full
+    std::size_t pos_ = 0;    // where the next byte goes
+    std::size_t filled_ = 0; // valid bytes: [0, filled_) until the ring wraps, then all
+    bool direct_ = false;    // the pending read goes into the ring
 };
 
 struct run_state {
@@ -125,8 +128,8 @@ struct run_state {
     asio::steady_timer sync;                // the drain deadline; readers cancel it when done
     command cmd;
     run_options opts;
-    child owned;            // async_run: the child; async_capture: empty
-    child* cp = &owned;     // the child captured
+    child owned;        // async_run: the child; async_capture: empty
+    child* cp = &owned; // the child captured
     run_result r;
     int readers = 0; // capture coroutines still reading
     int writers = 0; // the input writer, while it runs
@@ -207,8 +210,10 @@ asio::awaitable<run_result> capture_main(std::shared_ptr<run_state> st, clk_poin
     st->r.status = status;
     st->r.usage = c.usage();
     error_code failure; // reported after the cleanup below, which runs whatever happened
-    if (ec == errc::timed_out) st->r.timed_out = true;
-    else if (ec) failure = ec; // operation_aborted: cancelled (the tree was stopped)
+    if (ec == errc::timed_out)
+        st->r.timed_out = true;
+    else if (ec)
+        failure = ec; // operation_aborted: cancelled (the tree was stopped)
 
     // The main process is gone; what it started may still hold the pipes. Give them the drain
     // grace, then close them and wait for the readers to notice.
@@ -240,8 +245,10 @@ asio::awaitable<run_result> run_main(std::shared_ptr<run_state> st) {
     auto& o = st->opts;
     command& cmd = st->cmd;
     cmd.std_out(stdio::pipe());
-    if (o.merge_stderr) cmd.std_err(stdio::to_stdout());
-    else if (o.capture_stderr) cmd.std_err(stdio::pipe());
+    if (o.merge_stderr)
+        cmd.std_err(stdio::to_stdout());
+    else if (o.capture_stderr)
+        cmd.std_err(stdio::pipe());
     if (o.input) cmd.std_in(stdio::pipe());
     st->capture_err = !o.merge_stderr && o.capture_stderr;
 
@@ -267,13 +274,14 @@ asio::awaitable<run_result> existing_main(std::shared_ptr<run_state> st) {
 } // namespace
 
 void detail::initiate_run(const asio::any_io_executor& ex, command cmd, run_options opts,
-                    asio::any_completion_handler<run_signature> handler) {
+                          asio::any_completion_handler<run_signature> handler) {
     auto st = std::make_shared<run_state>(ex, std::move(cmd), std::move(opts));
     auto strand = st->ex;
     asio::co_spawn(strand, run_main(std::move(st)), std::move(handler));
 }
 
-void detail::initiate_capture(child& c, run_options opts, asio::any_completion_handler<capture_signature> handler) {
+void detail::initiate_capture(child& c, run_options opts,
+                              asio::any_completion_handler<capture_signature> handler) {
     auto st = std::make_shared<run_state>(c.get_executor(), command(std::string{}), std::move(opts));
     st->cp = &c;
     auto strand = st->ex;
@@ -282,20 +290,21 @@ void detail::initiate_capture(child& c, run_options opts, asio::any_completion_h
     auto hex = asio::get_associated_executor(handler, strand);
     asio::co_spawn(strand, existing_main(std::move(st)),
                    asio::bind_cancellation_slot(
-                       slot, asio::bind_executor(hex, [h = std::move(handler)](std::exception_ptr e, run_result r) mutable {
-                           error_code ec;
-                           if (e) {
-                               try {
-                                   std::rethrow_exception(e);
-                               } catch (const boost::system::system_error& se) {
-                                   ec = se.code();
-                               } catch (...) { // out of memory
-                                   ec = make_error_code(boost::system::errc::not_enough_memory);
-                               }
-                               r = run_result{};
-                           }
-                           std::move(h)(ec, std::move(r));
-                       })));
+                       slot, asio::bind_executor(
+                                 hex, [h = std::move(handler)](std::exception_ptr e, run_result r) mutable {
+                                     error_code ec;
+                                     if (e) {
+                                         try {
+                                             std::rethrow_exception(e);
+                                         } catch (const boost::system::system_error& se) {
+                                             ec = se.code();
+                                         } catch (...) { // out of memory
+                                             ec = make_error_code(boost::system::errc::not_enough_memory);
+                                         }
+                                         r = run_result{};
+                                     }
+                                     std::move(h)(ec, std::move(r));
+                                 })));
 }
 
 } // namespace drover

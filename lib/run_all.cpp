@@ -23,7 +23,8 @@ struct outcome {
     std::vector<task_result<run_result>> results;
 };
 
-asio::awaitable<outcome> run_all(asio::any_io_executor ex, std::vector<command> commands, run_all_options opts) {
+asio::awaitable<outcome> run_all(asio::any_io_executor ex, std::vector<command> commands,
+                                 run_all_options opts) {
     co_await asio::this_coro::throw_if_cancelled(false);
     outcome out;
     out.results.resize(commands.size());
@@ -57,22 +58,23 @@ asio::awaitable<outcome> run_all(asio::any_io_executor ex, std::vector<command> 
 
 } // namespace
 
-void detail::initiate_run_all(const asio::any_io_executor& ex, std::vector<command> commands, run_all_options opts,
-                        asio::any_completion_handler<run_all_signature> handler) {
+void detail::initiate_run_all(const asio::any_io_executor& ex, std::vector<command> commands,
+                              run_all_options opts, asio::any_completion_handler<run_all_signature> handler) {
     const std::size_t n = commands.size();
     // Keep the handler's cancellation slot (cancelling the whole run) and executor.
     auto slot = asio::get_associated_cancellation_slot(handler);
     auto hex = asio::get_associated_executor(handler, ex);
     asio::co_spawn(ex, run_all(ex, std::move(commands), std::move(opts)),
                    asio::bind_cancellation_slot(
-                       slot, asio::bind_executor(hex, [h = std::move(handler), n](std::exception_ptr e, outcome o) mutable {
-                           if (e) { // out of memory, say: every command gets the exception
-                               o.ec = make_error_code(boost::system::errc::io_error);
-                               o.results.assign(n, task_result<run_result>{});
-                               for (auto& r : o.results) r.error = e;
-                           }
-                           std::move(h)(o.ec, std::move(o.results));
-                       })));
+                       slot, asio::bind_executor(
+                                 hex, [h = std::move(handler), n](std::exception_ptr e, outcome o) mutable {
+                                     if (e) { // out of memory, say: every command gets the exception
+                                         o.ec = make_error_code(boost::system::errc::io_error);
+                                         o.results.assign(n, task_result<run_result>{});
+                                         for (auto& r : o.results) r.error = e;
+                                     }
+                                     std::move(h)(o.ec, std::move(o.results));
+                                 })));
 }
 
 } // namespace drover

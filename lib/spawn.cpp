@@ -71,8 +71,9 @@ child spawn(const asio::any_io_executor& ex, const command& cmd, spawn_failure& 
             // semantics) would wait for it forever: refuse instead, in every cgroup mode.
             f.code = detail::sys_error(EBUSY);
             f.stage = spawn_stage::cgroup;
-            f.detail = "the child's cgroup " + leaf->path() +
-                       " is frozen (cgroup.freeze is set on it or a parent); a child placed there could not run";
+            f.detail =
+                "the child's cgroup " + leaf->path() +
+                " is frozen (cgroup.freeze is set on it or a parent); a child placed there could not run";
             return {};
         }
         std::vector<std::pair<std::string, std::string>> not_applied;
@@ -96,8 +97,10 @@ child spawn(const asio::any_io_executor& ex, const command& cmd, spawn_failure& 
             }
         };
         auto launch_once = [&] {
-            if (cmd.parent_death_signal() != 0 && !detail::on_long_lived_thread(ex)) detail::run_on_spawn_thread(do_launch);
-            else do_launch();
+            if (cmd.parent_death_signal() != 0 && !detail::on_long_lived_thread(ex))
+                detail::run_on_spawn_thread(do_launch);
+            else
+                do_launch();
         };
         launch_once();
         if (!ok && leaf && f.stage == spawn_stage::cgroup && cmd.cgroup() == cgroup_mode::automatic) {
@@ -134,7 +137,8 @@ child spawn(const asio::any_io_executor& ex, const command& cmd, spawn_failure& 
             if (lim.pids_max) not_applied.emplace_back("pids_max", no_leaf_why);
             if (lim.cpu_quota) not_applied.emplace_back("cpu_max", no_leaf_why);
         }
-        for (auto& [setting, why] : not_applied) impl->unapplied.push_back({std::move(setting), std::move(why)});
+        for (auto& [setting, why] : not_applied)
+            impl->unapplied.push_back({std::move(setting), std::move(why)});
         impl->memory_limited = memory_limited;
         impl->leaf = std::move(leaf);
         impl->session = cmd.new_session() ? l.pid : -1;
@@ -146,7 +150,8 @@ child spawn(const asio::any_io_executor& ex, const command& cmd, spawn_failure& 
         if (!ec) {
             l.pidfd.release();
             impl->pid = l.pid;
-            if (l.parent_end[0] && !ec) pipe_writer_access::descriptor(impl->in.emplace(ex)).assign(l.parent_end[0].get(), ec);
+            if (l.parent_end[0] && !ec)
+                pipe_writer_access::descriptor(impl->in.emplace(ex)).assign(l.parent_end[0].get(), ec);
             if (!ec) l.parent_end[0].release();
             if (l.parent_end[1] && !ec) impl->out.emplace(ex).assign(l.parent_end[1].get(), ec);
             if (!ec) l.parent_end[1].release();
@@ -157,7 +162,8 @@ child spawn(const asio::any_io_executor& ex, const command& cmd, spawn_failure& 
         }
         if (ec) {
             // The process runs but cannot be supervised: kill and reap it now (it dies at once).
-            abandon(impl->pidfd.is_open() ? impl->pidfd.native_handle() : l.pidfd.get(), l.pid, impl->leaf.get());
+            abandon(impl->pidfd.is_open() ? impl->pidfd.native_handle() : l.pidfd.get(), l.pid,
+                    impl->leaf.get());
             impl->leaf.reset(); // rmdir may fail while the kill completes; the leaf is left
             f.code = ec;
             f.stage = spawn_stage::register_io;

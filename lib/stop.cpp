@@ -74,7 +74,9 @@ bool signal_cgroup_member(const cgroup_leaf& leaf, pid_t pid, int sig) {
     return sys_pidfd_send_signal(fd.get(), sig) == 0;
 }
 
-bool fd_exited(int fd) { return poll_one(fd, POLLIN, 0) > 0; }
+bool fd_exited(int fd) {
+    return poll_one(fd, POLLIN, 0) > 0;
+}
 
 /// Without a cgroup: remember every member found (by pidfd), so that one re-parented out of
 /// the walk's reach later (its parent died of the signal) is still killed and waited for.
@@ -242,7 +244,8 @@ void check_empty(const std::shared_ptr<child_impl>& c) {
         }
         // Out of descriptors for 3 s: the tree cannot be seen. Kill what can be reached without
         // a descriptor and report that the stop could not make sure.
-        log_debug("'{}': cannot check its process tree (out of file descriptors); ending the stop", c->program);
+        log_debug("'{}': cannot check its process tree (out of file descriptors); ending the stop",
+                  c->program);
         kill_group_blind(*c);
         c->stop_error = error_code(EMFILE, boost::system::system_category());
     }
@@ -327,7 +330,9 @@ void kill_group_blind(child_impl& c) noexcept {
     if (sys_pidfd_send_signal(fd, 0) == 0) ::kill(-c.session, SIGKILL);
 }
 
-std::size_t signal_tree_now(child_impl& c, int sig) { return send_to_tree(c, sig); }
+std::size_t signal_tree_now(child_impl& c, int sig) {
+    return send_to_tree(c, sig);
+}
 
 std::vector<pid_t> tree_pids(child_impl& c) {
     if (c.leaf) return c.leaf->procs();

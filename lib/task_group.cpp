@@ -87,7 +87,8 @@ public:
     }
 
     static std::exception_ptr aborted() {
-        return std::make_exception_ptr(boost::system::system_error(asio::error::operation_aborted, "task_group"));
+        return std::make_exception_ptr(
+            boost::system::system_error(asio::error::operation_aborted, "task_group"));
     }
 
     /// Starts waiting tasks while the limit allows (under the lock; the start is posted).
@@ -164,7 +165,8 @@ public:
         while (!all_waiters.empty()) {
             auto w = std::move(all_waiters.front());
             all_waiters.pop_front();
-            std::vector<finished_task> all(std::make_move_iterator(done.begin()), std::make_move_iterator(done.end()));
+            std::vector<finished_task> all(std::make_move_iterator(done.begin()),
+                                           std::make_move_iterator(done.end()));
             done.clear();
             todo.push_back([self = shared_from_this(), h = std::move(w.h), all = std::move(all)]() mutable {
                 asio::post(self->ex, asio::append(std::move(h), error_code{}, std::move(all)));
@@ -180,7 +182,9 @@ public:
                     // which include those the tasks left behind (a std::function: the handler
                     // goes behind a pointer).
                     auto hp = std::make_shared<shutdown_handler>(std::move(h));
-                    when_cleanups_started_so_far_done(self->ex, [self, hp] { asio::post(self->ex, asio::append(std::move(*hp), error_code{})); });
+                    when_cleanups_started_so_far_done(self->ex, [self, hp] {
+                        asio::post(self->ex, asio::append(std::move(*hp), error_code{}));
+                    });
                 });
         }
     }
@@ -214,12 +218,13 @@ public:
     }
 };
 
-std::shared_ptr<task_group_core> make_task_group_core(const asio::any_io_executor& ex, task_group_options opts) {
+std::shared_ptr<task_group_core> make_task_group_core(const asio::any_io_executor& ex,
+                                                      task_group_options opts) {
     return std::make_shared<task_group_core>(ex, opts);
 }
 
-std::size_t task_group_spawn(const std::shared_ptr<task_group_core>& core, std::unique_ptr<task_starter> starter,
-                             std::shared_ptr<void> payload) {
+std::size_t task_group_spawn(const std::shared_ptr<task_group_core>& core,
+                             std::unique_ptr<task_starter> starter, std::shared_ptr<void> payload) {
     task_group_core::actions todo;
     std::size_t id;
     {
@@ -274,8 +279,9 @@ void task_group_join_next(const std::shared_ptr<task_group_core>& core, next_han
                             }
                     }
                     if (found)
-                        asio::post(self->ex, asio::append(std::move(*found), error_code(asio::error::operation_aborted),
-                                                          std::optional<finished_task>()));
+                        asio::post(self->ex,
+                                   asio::append(std::move(*found), error_code(asio::error::operation_aborted),
+                                                std::optional<finished_task>()));
                 });
             }
         }
@@ -305,8 +311,9 @@ void task_group_join_all(const std::shared_ptr<task_group_core>& core, all_handl
                         }
                 }
                 if (found)
-                    asio::post(self->ex, asio::append(std::move(*found), error_code(asio::error::operation_aborted),
-                                                      std::vector<finished_task>()));
+                    asio::post(self->ex,
+                               asio::append(std::move(*found), error_code(asio::error::operation_aborted),
+                                            std::vector<finished_task>()));
             });
         }
         core->pump_locked(todo);

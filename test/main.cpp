@@ -89,7 +89,9 @@ void print_skips() {
 
 std::atomic<unsigned long> g_storm_signals{0};
 
-void on_storm_signal(int) { g_storm_signals.fetch_add(1, std::memory_order_relaxed); }
+void on_storm_signal(int) {
+    g_storm_signals.fetch_add(1, std::memory_order_relaxed);
+}
 
 /// Installs the handlers and starts the storm process (not our child: forked twice, so no test
 /// that counts this process's children sees it). It stops once `target` has exited.
@@ -116,7 +118,8 @@ bool start_signal_storm(long hz) {
         const timespec gap{0, 1000000000L / hz};
         pollfd p{target_fd, POLLIN, 0};
         for (unsigned long n = 0;; ++n) {
-            if (::syscall(SYS_pidfd_send_signal, target_fd, (n & 1) ? SIGALRM : SIGUSR1, nullptr, 0) != 0) ::_exit(0);
+            if (::syscall(SYS_pidfd_send_signal, target_fd, (n & 1) ? SIGALRM : SIGUSR1, nullptr, 0) != 0)
+                ::_exit(0);
             if (::ppoll(&p, 1, &gap, nullptr) > 0) ::_exit(0); // the target exited
         }
     }
@@ -137,7 +140,8 @@ int main(int argc, char** argv) {
             std::fprintf(stderr, "DROVER_TEST_SIGNAL_STORM: cannot start a storm of '%s' Hz\n", env);
             return 2;
         }
-        std::fprintf(stderr, "signal storm: SIGUSR1/SIGALRM at %ld Hz, handlers without SA_RESTART\n", storm_hz);
+        std::fprintf(stderr, "signal storm: SIGUSR1/SIGALRM at %ld Hz, handlers without SA_RESTART\n",
+                     storm_hz);
     }
     const char* fault_env = std::getenv("DROVER_TEST_FAULT");
     if (fault_env != nullptr && *fault_env == '\0') fault_env = nullptr;
@@ -148,7 +152,8 @@ int main(int argc, char** argv) {
             if (comma == std::string::npos) comma = specs.size();
             std::string one = specs.substr(at, comma - at);
             if (!drover::detail::inject_fault_spec(one.c_str())) {
-                std::fprintf(stderr, "DROVER_TEST_FAULT: cannot parse '%s' (point:ERRNO[:times])\n", one.c_str());
+                std::fprintf(stderr, "DROVER_TEST_FAULT: cannot parse '%s' (point:ERRNO[:times])\n",
+                             one.c_str());
                 return 2;
             }
             at = comma + 1;
@@ -158,7 +163,7 @@ int main(int argc, char** argv) {
     doctest::Context ctx(argc, argv);
     int rc = ctx.run();
     if (g_skips.ran) print_skips(); // not after a query (--help, --list-test-cases ...)
-    if (fault_env != nullptr) { // proof that the faults were reached: a fault never hit fails the run
+    if (fault_env != nullptr) {     // proof that the faults were reached: a fault never hit fails the run
         using drover::detail::fault_point;
         unsigned total = 0;
         for (unsigned p = 0; p < static_cast<unsigned>(fault_point::count_); ++p)
@@ -168,7 +173,8 @@ int main(int argc, char** argv) {
                 total += n;
             }
         if (total == 0) {
-            std::fprintf(stderr, "DROVER_TEST_FAULT: no armed fault was ever reached: the run proved nothing\n");
+            std::fprintf(stderr,
+                         "DROVER_TEST_FAULT: no armed fault was ever reached: the run proved nothing\n");
             return rc != 0 ? rc : 3;
         }
     }

@@ -135,7 +135,9 @@ inline std::string needs_no_tsan_clone() {
 }
 
 /// The scripted helper program (see test/child/drover_test_child.cpp for its operations).
-inline const char* helper_path() { return DROVER_TEST_CHILD; }
+inline const char* helper_path() {
+    return DROVER_TEST_CHILD;
+}
 
 /// A command running drover-test-child with the given script.
 inline command helper(std::vector<std::string> script) {
@@ -232,8 +234,7 @@ struct temp_dir {
 /// The number of this process's open descriptors.
 inline int open_fd_count() {
     int n = 0;
-    for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator("/proc/self/fd"))
-        ++n;
+    for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
     return n;
 }
 
@@ -347,8 +348,7 @@ inline run_result drover_cli(std::vector<std::string> args, std::vector<std::str
         args.insert(args.end(), script.begin(), script.end());
     }
     command c(DROVER_BIN, std::move(args));
-    for (auto& [name, value] : env)
-        c.env(name, value);
+    for (auto& [name, value] : env) c.env(name, value);
     asio::io_context ctx;
     return run(ctx, [](command c) -> asio::awaitable<run_result> {
         auto ex = co_await asio::this_coro::executor;
@@ -393,8 +393,7 @@ inline std::string copy_for_others(const std::string& built) {
             const fs::path to = path / rel;
             std::error_code ec;
             fs::create_directories(to.parent_path(), ec);
-            for (fs::path d = to.parent_path(); d != path; d = d.parent_path())
-                ::chmod(d.c_str(), 0755);
+            for (fs::path d = to.parent_path(); d != path; d = d.parent_path()) ::chmod(d.c_str(), 0755);
             fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
             if (ec || ::chmod(to.c_str(), 0755) != 0) return "";
             return to.string();

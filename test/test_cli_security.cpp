@@ -75,156 +75,178 @@ std::string run_with_env(std::vector<std::string> argv, std::vector<std::string>
 
 TEST_SUITE("cli") {
 
-TEST_CASE("G2: drover run --user nobody drops to 65534 entirely") {
-    DROVER_SKIP_IF(needs_root_and_nobody());
-    auto r = cli_as_other({"run", "--user", "nobody"}, {"print-creds", "try-setuid", "0"});
-    CHECK(r.status == exit_status::exited(0));
-    CHECK(r.out.text() == "uid 65534 65534 65534 gid 65534 65534 65534 groups 65534\nsetuid failed EPERM\n");
-    auto g = cli_as_other({"run", "--user", "nobody", "--group", "0", "--groups", "none"}, {"print-creds"});
-    CHECK(g.out.text() == "uid 65534 65534 65534 gid 0 0 0 groups \n");
-}
+    TEST_CASE("G2: drover run --user nobody drops to 65534 entirely") {
+        DROVER_SKIP_IF(needs_root_and_nobody());
+        auto r = cli_as_other({"run", "--user", "nobody"}, {"print-creds", "try-setuid", "0"});
+        CHECK(r.status == exit_status::exited(0));
+        CHECK(r.out.text() ==
+              "uid 65534 65534 65534 gid 65534 65534 65534 groups 65534\nsetuid failed EPERM\n");
+        auto g =
+            cli_as_other({"run", "--user", "nobody", "--group", "0", "--groups", "none"}, {"print-creds"});
+        CHECK(g.out.text() == "uid 65534 65534 65534 gid 0 0 0 groups \n");
+    }
 
-TEST_CASE("unprivileged: --user is a clear error, --unshare works with a user namespace and is a clear error without") {
-    DROVER_SKIP_IF(needs_root_and_nobody());
-    auto as_nobody = [](std::vector<std::string> inner, std::vector<std::string> script) {
-        std::vector<std::string> args = {"run", "--user", "nobody", "--", public_drover_path()};
-        args.insert(args.end(), inner.begin(), inner.end());
-        return cli_as_other(args, script);
-    };
-    auto u = as_nobody({"run", "--user", "root"}, {"exit", "0"});
-    CHECK(u.status == exit_status::exited(125));
-    CHECK(u.err.text().find("setgroups: Operation not permitted (changing to user 'root' (uid 0) needs root") !=
-          std::string::npos);
-    // Naming yourself needs no privilege: nothing changes.
-    auto self = as_nobody({"run", "--user", "nobody"}, {"print-creds"});
-    CHECK(self.out.text() == "uid 65534 65534 65534 gid 65534 65534 65534 groups 65534\n");
+    TEST_CASE("unprivileged: --user is a clear error, --unshare works with a user namespace and is a clear "
+              "error without") {
+        DROVER_SKIP_IF(needs_root_and_nobody());
+        auto as_nobody = [](std::vector<std::string> inner, std::vector<std::string> script) {
+            std::vector<std::string> args = {"run", "--user", "nobody", "--", public_drover_path()};
+            args.insert(args.end(), inner.begin(), inner.end());
+            return cli_as_other(args, script);
+        };
+        auto u = as_nobody({"run", "--user", "root"}, {"exit", "0"});
+        CHECK(u.status == exit_status::exited(125));
+        CHECK(u.err.text().find(
+                  "setgroups: Operation not permitted (changing to user 'root' (uid 0) needs root") !=
+              std::string::npos);
+        // Naming yourself needs no privilege: nothing changes.
+        auto self = as_nobody({"run", "--user", "nobody"}, {"print-creds"});
+        CHECK(self.out.text() == "uid 65534 65534 65534 gid 65534 65534 65534 groups 65534\n");
 
-    auto ns = as_nobody({"run", "--unshare", "user,pid,mount,net"}, {"print-pid", "print-creds", "print-proc-pids", "print-netdevs"});
-    if (ns.status == exit_status::exited(125) &&
-        (ns.err.text().find("namespaces:") != std::string::npos || ns.err.text().find("mounts:") != std::string::npos)) {
-        MESSAGE("partly skipped (the case goes on): unprivileged user namespaces (or their /proc mount) are "
+        auto ns = as_nobody({"run", "--unshare", "user,pid,mount,net"},
+                            {"print-pid", "print-creds", "print-proc-pids", "print-netdevs"});
+        if (ns.status == exit_status::exited(125) &&
+            (ns.err.text().find("namespaces:") != std::string::npos ||
+             ns.err.text().find("mounts:") != std::string::npos)) {
+            MESSAGE(
+                "partly skipped (the case goes on): unprivileged user namespaces (or their /proc mount) are "
                 "refused here: "
                 << ns.err.text());
-    } else {
-        CHECK(ns.status == exit_status::exited(0));
-        // 65534 is 0 inside; then lo, up (tunnel fallback devices, if any, follow it).
-        // drover is the namespace's init (pid 1), the program pid 2.
-        CHECK(ns.out.text().rfind("pid 2\nuid 0 0 0 gid 0 0 0 groups 0\n1\n2\nlo up\n", 0) == 0);
+        } else {
+            CHECK(ns.status == exit_status::exited(0));
+            // 65534 is 0 inside; then lo, up (tunnel fallback devices, if any, follow it).
+            // drover is the namespace's init (pid 1), the program pid 2.
+            CHECK(ns.out.text().rfind("pid 2\nuid 0 0 0 gid 0 0 0 groups 0\n1\n2\nlo up\n", 0) == 0);
+        }
+        auto no_user = as_nobody({"run", "--unshare", "pid"}, {"exit", "0"});
+        CHECK(no_user.status == exit_status::exited(125));
+        CHECK(no_user.err.text().find(
+                  "namespaces: Operation not permitted (creating namespaces pid needs CAP_SYS_ADMIN; "
+                  "unprivileged, add 'user'") != std::string::npos);
     }
-    auto no_user = as_nobody({"run", "--unshare", "pid"}, {"exit", "0"});
-    CHECK(no_user.status == exit_status::exited(125));
-    CHECK(no_user.err.text().find("namespaces: Operation not permitted (creating namespaces pid needs CAP_SYS_ADMIN; "
-                                  "unprivileged, add 'user'") != std::string::npos);
-}
 
-TEST_CASE("F3: RLIMIT_NPROC reached: clone's EAGAIN is reported with the limits that cause it") {
-    DROVER_SKIP_IF(needs_root()); // to run drover as a fresh uid
-    // A uid of its own, so no other process counts against its limit of one: the inner drover.
-    // (Under LeakSanitizer the inner drover's exit-time leak check needs a task of its own, which
-    // this very limit forbids: that check is switched off for the inner drover.)
-    auto r = cli_as_other({"run", "--user", "54329", "--group", "54329", "--rlimit", "nproc=1", "--env",
-                           "ASAN_OPTIONS=detect_leaks=0", "--", public_drover_path(), "run"},
-                          {"exit", "0"});
-    CHECK(r.status == exit_status::exited(125));
-    CHECK(r.err.text().find("clone: Resource temporarily unavailable (a process limit was reached: RLIMIT_NPROC of "
-                            "uid 54329 (1), the cgroup's pids.max, or kernel.threads-max)") != std::string::npos);
-}
-
-TEST_CASE("B5: drover's child gets the documented environment from a parent with duplicates and secrets") {
-    std::vector<std::string> envp = {"LD_PRELOAD=/nonexistent-drover.so", "FOO=1", "FOO=2", "SECRET=s",
-                                     "NOTIFY_SOCKET=/run/x", "DROVER_LOG=warn", "PATH=/usr/bin:/bin"};
-    auto cleared = run_with_env({DROVER_BIN, "run", "--env-clear", "--env-keep", "FOO", "--env-keep", "PATH", "--",
-                                 helper_path(), "print-env0"},
-                                envp);
-    CHECK(cleared == std::string("FOO=2\0PATH=/usr/bin:/bin\0", 25));
-    auto inherited = run_with_env({DROVER_BIN, "run", "--", helper_path(), "print-env0"}, envp);
-    CHECK(inherited == std::string("LD_PRELOAD=/nonexistent-drover.so\0FOO=2\0SECRET=s\0PATH=/usr/bin:/bin\0", 68));
-}
-
-TEST_CASE("--env-file sets variables before --env; a syntax error names file and line, and nothing runs") {
-    char dir[] = "/tmp/drover-envfile-XXXXXX";
-    REQUIRE(::mkdtemp(dir) != nullptr);
-    std::string good = std::string(dir) + "/good.env", bad = std::string(dir) + "/bad.env";
-    std::ofstream(good) << "# settings\nA=from-file\nB='two words'\n";
-    std::ofstream(bad) << "A=1\nB = 2\n";
-    auto r = cli({"run", "--env-clear", "--env-file", good, "--env", "A=from-flag"}, {"print-env0"});
-    CHECK(r.out.text() == std::string("B=two words\0A=from-flag\0", 24));
-    auto e = cli({"run", "--env-file", bad}, {"touch", std::string(dir) + "/ran"});
-    CHECK(e.status == exit_status::exited(125));
-    CHECK(e.err.text().find(bad + ":2: a space before '='") != std::string::npos);
-    CHECK_FALSE(std::filesystem::exists(std::string(dir) + "/ran"));
-    std::filesystem::remove_all(dir);
-}
-
-TEST_CASE("cgroup limits through drover run: applied, or a warning and a JSON entry that say they are not") {
-    auto r = cli({"run", "--json", "--memory-max", "256M", "--pids-max", "100", "--cpu-max", "50%"}, {"exit", "0"});
-    CHECK(r.status == exit_status::exited(0));
-    auto j = boost::json::parse(r.out.text()).as_object();
-    const auto& na = j.at("limits_not_applied").as_array();
-    for (auto [flag, setting] : {std::pair{"--memory-max", "memory_max"}, std::pair{"--pids-max", "pids_max"},
-                                 std::pair{"--cpu-max", "cpu_max"}}) {
-        bool warned = r.err.text().find(std::string(flag) + " not applied: ") != std::string::npos;
-        bool listed = std::any_of(na.begin(), na.end(), [&](const boost::json::value& v) {
-            return v.at("setting").as_string() == setting && !v.at("reason").as_string().empty();
-        });
-        CHECK(warned == listed); // reported both ways, never silently
-        // This drover runs inside the test's own leaf cgroup, which holds it: cgroup v2 lets no
-        // such cgroup hand controllers down, so here the limits can only be reported.
-        CHECK(listed);
+    TEST_CASE("F3: RLIMIT_NPROC reached: clone's EAGAIN is reported with the limits that cause it") {
+        DROVER_SKIP_IF(needs_root()); // to run drover as a fresh uid
+        // A uid of its own, so no other process counts against its limit of one: the inner drover.
+        // (Under LeakSanitizer the inner drover's exit-time leak check needs a task of its own, which
+        // this very limit forbids: that check is switched off for the inner drover.)
+        auto r = cli_as_other({"run", "--user", "54329", "--group", "54329", "--rlimit", "nproc=1", "--env",
+                               "ASAN_OPTIONS=detect_leaks=0", "--", public_drover_path(), "run"},
+                              {"exit", "0"});
+        CHECK(r.status == exit_status::exited(125));
+        CHECK(r.err.text().find(
+                  "clone: Resource temporarily unavailable (a process limit was reached: RLIMIT_NPROC of "
+                  "uid 54329 (1), the cgroup's pids.max, or kernel.threads-max)") != std::string::npos);
     }
-}
 
-TEST_CASE("--unshare pid,mount and --cap-bound as root") {
-    DROVER_SKIP_IF(needs_root());
-    auto r = cli({"run", "--unshare", "pid,mount", "--no-init", "--cap-bound", "net_bind_service,chown"},
-                 {"print-pid", "print-proc-pids", "print-status", "CapBnd"});
-    if (r.err.text().find("namespaces:") != std::string::npos || r.err.text().find("mounts:") != std::string::npos)
-        DROVER_SKIP("the kernel refused the namespaces: " << r.err.text());
-    CHECK(r.out.text() == "pid 1\n1\nCapBnd:\t0000000000000401\n");
-}
-
-TEST_CASE("--unshare pid: drover is the namespace's init, so a stop reaches the program at once") {
-    DROVER_SKIP_IF(needs_root()); // for a pid namespace without a user namespace
-    auto r = cli({"run", "--unshare", "pid,mount"}, {"print-pid", "print-ppid", "print-proc-pids"});
-    if (r.err.text().find("namespaces:") != std::string::npos || r.err.text().find("mounts:") != std::string::npos)
-        DROVER_SKIP("the kernel refused the namespaces: " << r.err.text());
-    CHECK(r.out.text() == "pid 2\nppid 1\n1\n2\n");
-    // A program without a SIGTERM handler as init would ignore the stop until the SIGKILL after
-    // the 10 s grace; behind drover it gets the TERM.
-    const auto t0 = std::chrono::steady_clock::now();
-    auto t = cli({"run", "--unshare", "pid,mount", "--timeout", "300ms"}, {"sleep", "30000"});
-    CHECK(t.status == exit_status::exited(124));
-    CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(8));
-}
-
-TEST_CASE("the new options are validated before anything starts, each with a clear error") {
-    const std::pair<std::vector<std::string>, std::string> cases[] = {
-        {{"--unshare", "pid,bogus"}, "--unshare: 'bogus' is not a namespace"},
-        {{"--cap-bound", "fly"}, "--cap-bound: 'fly' is not a capability"},
-        {{"--memory-max", "lots"}, "--memory-max 'lots' is not a size"},
-        {{"--memory-max", "0"}, "--memory-max '0' is not a size"},
-        {{"--pids-max", "-1"}, "--pids-max '-1' is not a positive number"},
-        {{"--cpu-max", "5"}, "--cpu-max '5' is not a share of CPU time"},
-        {{"--cpu-max", "1us/100ms"}, "--cpu-max '1us/100ms' is not a share"},
-        {{"--no-cgroup", "--pids-max", "5"}, "cannot apply with --no-cgroup"},
-        {{"--user", ""}, "--user needs a name or a uid"},
-        {{"--user", "no-such-user-drover"}, "no user 'no-such-user-drover' in the user database"},
-        {{"--group", "no-such-group-drover"}, "no group 'no-such-group-drover'"},
-        {{"--env-file", "/nonexistent/drover.env"}, "/nonexistent/drover.env: No such file or directory"},
-        {{"--no-init"}, "--no-init applies to --unshare with pid"},
-    };
-    char dir[] = "/tmp/drover-validate-XXXXXX";
-    REQUIRE(::mkdtemp(dir) != nullptr);
-    const std::string marker = std::string(dir) + "/ran";
-    for (const auto& [args, message] : cases) {
-        std::vector<std::string> a = {"run"};
-        a.insert(a.end(), args.begin(), args.end());
-        auto r = cli(a, {"touch", marker});
-        CHECK_MESSAGE(r.status == exit_status::exited(125), args[0]);
-        CHECK_MESSAGE(r.err.text().find(message) != std::string::npos, r.err.text());
-        CHECK_FALSE(std::filesystem::exists(marker));
+    TEST_CASE(
+        "B5: drover's child gets the documented environment from a parent with duplicates and secrets") {
+        std::vector<std::string> envp = {"LD_PRELOAD=/nonexistent-drover.so",
+                                         "FOO=1",
+                                         "FOO=2",
+                                         "SECRET=s",
+                                         "NOTIFY_SOCKET=/run/x",
+                                         "DROVER_LOG=warn",
+                                         "PATH=/usr/bin:/bin"};
+        auto cleared = run_with_env({DROVER_BIN, "run", "--env-clear", "--env-keep", "FOO", "--env-keep",
+                                     "PATH", "--", helper_path(), "print-env0"},
+                                    envp);
+        CHECK(cleared == std::string("FOO=2\0PATH=/usr/bin:/bin\0", 25));
+        auto inherited = run_with_env({DROVER_BIN, "run", "--", helper_path(), "print-env0"}, envp);
+        CHECK(inherited ==
+              std::string("LD_PRELOAD=/nonexistent-drover.so\0FOO=2\0SECRET=s\0PATH=/usr/bin:/bin\0", 68));
     }
-    std::filesystem::remove_all(dir);
-}
+
+    TEST_CASE(
+        "--env-file sets variables before --env; a syntax error names file and line, and nothing runs") {
+        char dir[] = "/tmp/drover-envfile-XXXXXX";
+        REQUIRE(::mkdtemp(dir) != nullptr);
+        std::string good = std::string(dir) + "/good.env", bad = std::string(dir) + "/bad.env";
+        std::ofstream(good) << "# settings\nA=from-file\nB='two words'\n";
+        std::ofstream(bad) << "A=1\nB = 2\n";
+        auto r = cli({"run", "--env-clear", "--env-file", good, "--env", "A=from-flag"}, {"print-env0"});
+        CHECK(r.out.text() == std::string("B=two words\0A=from-flag\0", 24));
+        auto e = cli({"run", "--env-file", bad}, {"touch", std::string(dir) + "/ran"});
+        CHECK(e.status == exit_status::exited(125));
+        CHECK(e.err.text().find(bad + ":2: a space before '='") != std::string::npos);
+        CHECK_FALSE(std::filesystem::exists(std::string(dir) + "/ran"));
+        std::filesystem::remove_all(dir);
+    }
+
+    TEST_CASE(
+        "cgroup limits through drover run: applied, or a warning and a JSON entry that say they are not") {
+        auto r = cli({"run", "--json", "--memory-max", "256M", "--pids-max", "100", "--cpu-max", "50%"},
+                     {"exit", "0"});
+        CHECK(r.status == exit_status::exited(0));
+        auto j = boost::json::parse(r.out.text()).as_object();
+        const auto& na = j.at("limits_not_applied").as_array();
+        for (auto [flag, setting] :
+             {std::pair{"--memory-max", "memory_max"}, std::pair{"--pids-max", "pids_max"},
+              std::pair{"--cpu-max", "cpu_max"}}) {
+            bool warned = r.err.text().find(std::string(flag) + " not applied: ") != std::string::npos;
+            bool listed = std::any_of(na.begin(), na.end(), [&](const boost::json::value& v) {
+                return v.at("setting").as_string() == setting && !v.at("reason").as_string().empty();
+            });
+            CHECK(warned == listed); // reported both ways, never silently
+            // This drover runs inside the test's own leaf cgroup, which holds it: cgroup v2 lets no
+            // such cgroup hand controllers down, so here the limits can only be reported.
+            CHECK(listed);
+        }
+    }
+
+    TEST_CASE("--unshare pid,mount and --cap-bound as root") {
+        DROVER_SKIP_IF(needs_root());
+        auto r = cli({"run", "--unshare", "pid,mount", "--no-init", "--cap-bound", "net_bind_service,chown"},
+                     {"print-pid", "print-proc-pids", "print-status", "CapBnd"});
+        if (r.err.text().find("namespaces:") != std::string::npos ||
+            r.err.text().find("mounts:") != std::string::npos)
+            DROVER_SKIP("the kernel refused the namespaces: " << r.err.text());
+        CHECK(r.out.text() == "pid 1\n1\nCapBnd:\t0000000000000401\n");
+    }
+
+    TEST_CASE("--unshare pid: drover is the namespace's init, so a stop reaches the program at once") {
+        DROVER_SKIP_IF(needs_root()); // for a pid namespace without a user namespace
+        auto r = cli({"run", "--unshare", "pid,mount"}, {"print-pid", "print-ppid", "print-proc-pids"});
+        if (r.err.text().find("namespaces:") != std::string::npos ||
+            r.err.text().find("mounts:") != std::string::npos)
+            DROVER_SKIP("the kernel refused the namespaces: " << r.err.text());
+        CHECK(r.out.text() == "pid 2\nppid 1\n1\n2\n");
+        // A program without a SIGTERM handler as init would ignore the stop until the SIGKILL after
+        // the 10 s grace; behind drover it gets the TERM.
+        const auto t0 = std::chrono::steady_clock::now();
+        auto t = cli({"run", "--unshare", "pid,mount", "--timeout", "300ms"}, {"sleep", "30000"});
+        CHECK(t.status == exit_status::exited(124));
+        CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(8));
+    }
+
+    TEST_CASE("the new options are validated before anything starts, each with a clear error") {
+        const std::pair<std::vector<std::string>, std::string> cases[] = {
+            {{"--unshare", "pid,bogus"}, "--unshare: 'bogus' is not a namespace"},
+            {{"--cap-bound", "fly"}, "--cap-bound: 'fly' is not a capability"},
+            {{"--memory-max", "lots"}, "--memory-max 'lots' is not a size"},
+            {{"--memory-max", "0"}, "--memory-max '0' is not a size"},
+            {{"--pids-max", "-1"}, "--pids-max '-1' is not a positive number"},
+            {{"--cpu-max", "5"}, "--cpu-max '5' is not a share of CPU time"},
+            {{"--cpu-max", "1us/100ms"}, "--cpu-max '1us/100ms' is not a share"},
+            {{"--no-cgroup", "--pids-max", "5"}, "cannot apply with --no-cgroup"},
+            {{"--user", ""}, "--user needs a name or a uid"},
+            {{"--user", "no-such-user-drover"}, "no user 'no-such-user-drover' in the user database"},
+            {{"--group", "no-such-group-drover"}, "no group 'no-such-group-drover'"},
+            {{"--env-file", "/nonexistent/drover.env"}, "/nonexistent/drover.env: No such file or directory"},
+            {{"--no-init"}, "--no-init applies to --unshare with pid"},
+        };
+        char dir[] = "/tmp/drover-validate-XXXXXX";
+        REQUIRE(::mkdtemp(dir) != nullptr);
+        const std::string marker = std::string(dir) + "/ran";
+        for (const auto& [args, message] : cases) {
+            std::vector<std::string> a = {"run"};
+            a.insert(a.end(), args.begin(), args.end());
+            auto r = cli(a, {"touch", marker});
+            CHECK_MESSAGE(r.status == exit_status::exited(125), args[0]);
+            CHECK_MESSAGE(r.err.text().find(message) != std::string::npos, r.err.text());
+            CHECK_FALSE(std::filesystem::exists(marker));
+        }
+        std::filesystem::remove_all(dir);
+    }
 
 } // TEST_SUITE

@@ -140,7 +140,8 @@ public:
     template <typename CompletionToken = boost::asio::deferred_t>
     auto async_wait_for(std::chrono::steady_clock::duration timeout, CompletionToken&& token = {}) {
         return boost::asio::async_initiate<CompletionToken, wait_signature>(
-            [](auto handler, std::shared_ptr<detail::child_impl> impl, std::chrono::steady_clock::duration t) {
+            [](auto handler, std::shared_ptr<detail::child_impl> impl,
+               std::chrono::steady_clock::duration t) {
                 detail::initiate_child_wait_for(std::move(impl), t, std::move(handler));
             },
             token, impl_, timeout);
@@ -158,7 +159,8 @@ public:
     template <typename CompletionToken = boost::asio::deferred_t>
     auto async_stop(std::chrono::steady_clock::duration grace, CompletionToken&& token = {}) {
         return boost::asio::async_initiate<CompletionToken, wait_signature>(
-            [](auto handler, std::shared_ptr<detail::child_impl> impl, std::chrono::steady_clock::duration g) {
+            [](auto handler, std::shared_ptr<detail::child_impl> impl,
+               std::chrono::steady_clock::duration g) {
                 detail::initiate_child_stop(std::move(impl), 0, g, false, std::move(handler));
             },
             token, impl_, grace);
@@ -168,15 +170,16 @@ public:
     template <typename CompletionToken = boost::asio::deferred_t>
     auto async_stop(int sig, std::chrono::steady_clock::duration grace, CompletionToken&& token = {}) {
         return boost::asio::async_initiate<CompletionToken, wait_signature>(
-            [](auto handler, std::shared_ptr<detail::child_impl> impl, int s, std::chrono::steady_clock::duration g) {
+            [](auto handler, std::shared_ptr<detail::child_impl> impl, int s,
+               std::chrono::steady_clock::duration g) {
                 detail::initiate_child_stop(std::move(impl), s, g, false, std::move(handler));
             },
             token, impl_, sig, grace);
     }
     /// As above, with the command's `stop_grace()`.
     template <typename CompletionToken = boost::asio::deferred_t>
-        requires(!std::is_convertible_v<CompletionToken, std::chrono::steady_clock::duration>)
-    auto async_stop(CompletionToken&& token = {}) {
+    requires(!std::is_convertible_v<CompletionToken, std::chrono::steady_clock::duration>) auto async_stop(
+        CompletionToken&& token = {}) {
         return boost::asio::async_initiate<CompletionToken, wait_signature>(
             [](auto handler, std::shared_ptr<detail::child_impl> impl) {
                 detail::initiate_child_stop(std::move(impl), 0, std::nullopt, false, std::move(handler));
@@ -242,7 +245,8 @@ public:
     void signal_tree(int sig, error_code& ec) noexcept;
 
 private:
-    friend child spawn(const boost::asio::any_io_executor& ex, const command& cmd, spawn_failure& failure) noexcept;
+    friend child spawn(const boost::asio::any_io_executor& ex, const command& cmd,
+                       spawn_failure& failure) noexcept;
     friend void attribute_orphans_to(const child& c) noexcept;
 
     explicit child(std::shared_ptr<detail::child_impl> impl) noexcept;
@@ -275,16 +279,15 @@ private:
 /// Throws `spawn_error` on failure.
 child spawn(const boost::asio::any_io_executor& ex, const command& cmd);
 /// As above; on failure returns an empty `child` and fills `failure`.
-child spawn(const boost::asio::any_io_executor& ex, const command& cmd,
-            spawn_failure& failure) noexcept;
+child spawn(const boost::asio::any_io_executor& ex, const command& cmd, spawn_failure& failure) noexcept;
 /// As above; on failure returns an empty `child` and sets `ec` (stage and detail are lost:
 /// prefer the `spawn_failure` overload for messages).
 child spawn(const boost::asio::any_io_executor& ex, const command& cmd, error_code& ec) noexcept;
 
 /// Overloads taking an execution context (such as an `io_context`) instead of an executor.
 template <typename ExecutionContext, typename... Rest>
-    requires std::is_convertible_v<ExecutionContext&, boost::asio::execution_context&>
-child spawn(ExecutionContext& ctx, const command& cmd, Rest&... rest) {
+requires std::is_convertible_v<ExecutionContext&, boost::asio::execution_context&>
+    child spawn(ExecutionContext& ctx, const command& cmd, Rest&... rest) {
     return spawn(boost::asio::any_io_executor(ctx.get_executor()), cmd, rest...);
 }
 

@@ -51,7 +51,9 @@ constexpr namespaces operator|(namespaces a, namespaces b) noexcept {
 constexpr namespaces operator&(namespaces a, namespaces b) noexcept {
     return static_cast<namespaces>(static_cast<unsigned>(a) & static_cast<unsigned>(b));
 }
-constexpr bool any(namespaces n) noexcept { return static_cast<unsigned>(n) != 0; }
+constexpr bool any(namespaces n) noexcept {
+    return static_cast<unsigned>(n) != 0;
+}
 
 /// Resource limits enforced through the child's leaf cgroup (cgroup v2 controllers).
 struct cgroup_limits {

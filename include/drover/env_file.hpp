@@ -44,7 +44,7 @@ private:
 /// - a NUL byte anywhere is an error.
 /// Throws `env_file_error` with the line and a suggestion.
 std::vector<std::pair<std::string, std::string>> parse_env_file(std::string_view text,
-                                                               const std::string& file_name);
+                                                                const std::string& file_name);
 
 /// Reads and parses `file` (at most 1 MiB).
 std::vector<std::pair<std::string, std::string>> read_env_file(const std::filesystem::path& file);

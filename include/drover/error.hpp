@@ -14,20 +14,22 @@ using boost::system::error_code;
 
 /// Domain errors of drover. System failures keep their `errno` in `system_category()`.
 enum class errc {
-    not_running = 1,  ///< the process was already reaped (or never started): nothing to signal
-    not_piped,        ///< a stdio stream was requested that was not configured as a pipe
-    invalid_command,  ///< the command cannot be spawned as written (empty program, NUL byte, bad key)
-    no_launcher,      ///< the kernel refused every launcher (clone3, clone, pidfd_open)
-    timed_out,        ///< a wait's deadline passed; the process tree was stopped
-    no_cgroup,        ///< a cgroup was required but no writable cgroup v2 hierarchy is usable
-    stale,            ///< /proc data was discarded: the process exited during the read and its pid names another now
-    malformed_proc,   ///< a /proc file did not have the format the kernel documents
+    not_running = 1, ///< the process was already reaped (or never started): nothing to signal
+    not_piped,       ///< a stdio stream was requested that was not configured as a pipe
+    invalid_command, ///< the command cannot be spawned as written (empty program, NUL byte, bad key)
+    no_launcher,     ///< the kernel refused every launcher (clone3, clone, pidfd_open)
+    timed_out,       ///< a wait's deadline passed; the process tree was stopped
+    no_cgroup,       ///< a cgroup was required but no writable cgroup v2 hierarchy is usable
+    stale, ///< /proc data was discarded: the process exited during the read and its pid names another now
+    malformed_proc, ///< a /proc file did not have the format the kernel documents
 };
 
 /// The `drover` error category.
 const boost::system::error_category& category() noexcept;
 
-inline error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), category()}; }
+inline error_code make_error_code(errc e) noexcept {
+    return {static_cast<int>(e), category()};
+}
 
 /// Where a spawn failed. The stages after `clone` run in the child, before `exec`.
 enum class spawn_stage {

@@ -49,9 +49,12 @@ public:
     /// The number a shell would put in `$?`: the code, or 128 + signal; -1 for `unknown`.
     constexpr int shell_code() const noexcept {
         switch (kind_) {
-        case kind::exited: return value_;
-        case kind::signaled: return 128 + value_;
-        default: return -1;
+        case kind::exited:
+            return value_;
+        case kind::signaled:
+            return 128 + value_;
+        default:
+            return -1;
         }
     }
 

@@ -30,7 +30,8 @@ namespace detail {
 // Initiate line_reader's operations with a type-erased handler (defined in libdrover).
 void initiate_line_read(line_reader* self,
                         boost::asio::any_completion_handler<void(error_code, std::optional<line>)> h);
-void initiate_chunk_read(line_reader* self, boost::asio::any_completion_handler<void(error_code, std::string)> h);
+void initiate_chunk_read(line_reader* self,
+                         boost::asio::any_completion_handler<void(error_code, std::string)> h);
 } // namespace detail
 
 /// Reads a child's stdout or stderr (`child::std_out()`, `std_err()`) or its terminal
@@ -64,13 +65,15 @@ public:
     template <typename CompletionToken = boost::asio::deferred_t>
     auto next(CompletionToken&& token = {}) {
         return boost::asio::async_initiate<CompletionToken, line_signature>(
-            [](auto handler, line_reader* self) { detail::initiate_line_read(self, std::move(handler)); }, token, this);
+            [](auto handler, line_reader* self) { detail::initiate_line_read(self, std::move(handler)); },
+            token, this);
     }
 
     template <typename CompletionToken = boost::asio::deferred_t>
     auto next_chunk(CompletionToken&& token = {}) {
         return boost::asio::async_initiate<CompletionToken, chunk_signature>(
-            [](auto handler, line_reader* self) { detail::initiate_chunk_read(self, std::move(handler)); }, token, this);
+            [](auto handler, line_reader* self) { detail::initiate_chunk_read(self, std::move(handler)); },
+            token, this);
     }
 
     /// True once the end of the output was reached.
@@ -88,9 +91,9 @@ private:
     std::size_t max_;
     bool tty_ = false;
     bool eof_ = false;
-    std::string buf_;          // read; bytes before start_ are already split off
+    std::string buf_; // read; bytes before start_ are already split off
     std::size_t start_ = 0;
-    std::string partial_;      // the line being assembled (at most max_ bytes)
+    std::string partial_; // the line being assembled (at most max_ bytes)
     std::uint64_t dropped_ = 0;
     bool have_partial_ = false;
 };

@@ -96,7 +96,8 @@ private:
 
     template <typename ConstBufferSequence>
     static boost::asio::const_buffer first_buffer(const ConstBufferSequence& buffers) {
-        for (auto it = boost::asio::buffer_sequence_begin(buffers); it != boost::asio::buffer_sequence_end(buffers); ++it) {
+        for (auto it = boost::asio::buffer_sequence_begin(buffers);
+             it != boost::asio::buffer_sequence_end(buffers); ++it) {
             boost::asio::const_buffer b(*it);
             if (b.size() != 0) return b;
         }

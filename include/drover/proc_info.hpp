@@ -53,21 +53,21 @@ struct net_interface {
 struct proc_info {
     pid_t pid = -1;
     pid_t ppid = -1;
-    char state = '?';             ///< R running, S sleeping, D disk, Z zombie, T stopped, ...
-    std::string comm;             ///< the kernel's 15-byte name, exactly (any bytes but NUL)
+    char state = '?';                 ///< R running, S sleeping, D disk, Z zombie, T stopped, ...
+    std::string comm;                 ///< the kernel's 15-byte name, exactly (any bytes but NUL)
     std::vector<std::string> cmdline; ///< argv as the process shows it (empty for kernel threads and zombies)
     bool cmdline_truncated = false;   ///< longer than 256 KiB: the rest is not read
-    std::string exe;              ///< the executable (" (deleted)" when it was removed)
+    std::string exe;                  ///< the executable (" (deleted)" when it was removed)
     std::string cwd;
-    uid_t uid = 0, euid = 0;      ///< real and effective
+    uid_t uid = 0, euid = 0; ///< real and effective
     gid_t gid = 0, egid = 0;
     std::vector<gid_t> groups;
     int threads = 0;
     pid_t session = -1, pgrp = -1;
-    std::chrono::system_clock::time_point started;   ///< boot time + start ticks (wall clock for display)
-    std::chrono::nanoseconds age{};                  ///< how long it has been running
-    std::uint64_t start_ticks = 0;                   ///< /proc/<pid>/stat field 22: with the pid, an identity
-    bool kernel_thread = false;                      ///< PF_KTHREAD: no exe, cwd or cmdline
+    std::chrono::system_clock::time_point started; ///< boot time + start ticks (wall clock for display)
+    std::chrono::nanoseconds age{};                ///< how long it has been running
+    std::uint64_t start_ticks = 0;                 ///< /proc/<pid>/stat field 22: with the pid, an identity
+    bool kernel_thread = false;                    ///< PF_KTHREAD: no exe, cwd or cmdline
     std::chrono::nanoseconds user_cpu{}, system_cpu{};
     std::uint64_t rss_bytes = 0, peak_rss_bytes = 0; ///< VmRSS, VmHWM
     std::size_t fd_count = 0;                        ///< every open descriptor
@@ -77,7 +77,7 @@ struct proc_info {
     std::optional<io_counters> io;
     std::vector<limit_value> limits;
     std::vector<net_interface> interfaces;
-    std::vector<std::string> unreadable;             ///< what could not be read, and why
+    std::vector<std::string> unreadable;              ///< what could not be read, and why
     std::chrono::steady_clock::time_point sampled_at; ///< when the CPU times were read
 };
 
@@ -85,9 +85,10 @@ struct proc_info {
 /// the result is verified afterwards against a pidfd opened before the first read: if the
 /// process exited meanwhile, nothing read is trusted. Fails with ESRCH (`gone`: the process does
 /// not exist, or it exited during the read: a zombie read whole is returned, state 'Z') or
-/// `errc::stale` (it was reaped during the read and its pid already names another process). Parsing is strict and bounded: a `comm` holding spaces,
-/// parentheses or newlines parses exactly; a malformed file is `errc::malformed_proc` (never a
-/// guess). Out of memory is ENOMEM. The throwing overloads throw `system_error` with the same codes.
+/// `errc::stale` (it was reaped during the read and its pid already names another process). Parsing is strict
+/// and bounded: a `comm` holding spaces, parentheses or newlines parses exactly; a malformed file is
+/// `errc::malformed_proc` (never a guess). Out of memory is ENOMEM. The throwing overloads throw
+/// `system_error` with the same codes.
 proc_info read_proc_info(pid_t pid);
 std::optional<proc_info> read_proc_info(pid_t pid, error_code& ec) noexcept;
 /// Reads the main process of `c`, identified by its own pidfd (no pid-reuse window at all).

@@ -66,7 +66,7 @@ struct run_result {
     pid_t pid = -1;
     exit_status status = exit_status::unknown();
     captured_output out;
-    captured_output err; ///< empty when stderr was merged or not captured
+    captured_output err;                            ///< empty when stderr was merged or not captured
     std::chrono::steady_clock::duration duration{}; ///< spawn to the main process's exit
     std::optional<resource_usage> usage;
     bool timed_out = false;             ///< the timeout expired and the tree was stopped
@@ -85,7 +85,8 @@ namespace detail {
 // Initiate async_run and async_capture with a type-erased handler (defined in libdrover).
 void initiate_run(const boost::asio::any_io_executor& ex, command cmd, run_options opts,
                   boost::asio::any_completion_handler<run_signature> handler);
-void initiate_capture(child& c, run_options opts, boost::asio::any_completion_handler<capture_signature> handler);
+void initiate_capture(child& c, run_options opts,
+                      boost::asio::any_completion_handler<capture_signature> handler);
 } // namespace detail
 
 /// Spawns `cmd`, feeds `input`, captures stdout and stderr concurrently (no pipe can fill up
@@ -128,7 +129,9 @@ auto async_run(const boost::asio::any_io_executor& ex, command cmd, run_options 
 template <typename CompletionToken = boost::asio::deferred_t>
 auto async_capture(child& c, run_options opts, CompletionToken&& token = {}) {
     return boost::asio::async_initiate<CompletionToken, capture_signature>(
-        [](auto handler, child* cp, run_options o) { detail::initiate_capture(*cp, std::move(o), std::move(handler)); },
+        [](auto handler, child* cp, run_options o) {
+            detail::initiate_capture(*cp, std::move(o), std::move(handler));
+        },
         token, &c, std::move(opts));
 }
 

@@ -35,8 +35,8 @@ using run_all_signature = void(error_code, std::vector<task_result<run_result>>)
 
 namespace detail {
 // Initiates async_run_all with a type-erased handler (defined in libdrover).
-void initiate_run_all(const boost::asio::any_io_executor& ex, std::vector<command> commands, run_all_options opts,
-                      boost::asio::any_completion_handler<run_all_signature> handler);
+void initiate_run_all(const boost::asio::any_io_executor& ex, std::vector<command> commands,
+                      run_all_options opts, boost::asio::any_completion_handler<run_all_signature> handler);
 } // namespace detail
 
 /// Runs every command through `async_run` in a `task_group` with `max_concurrency`, and
@@ -46,8 +46,8 @@ void initiate_run_all(const boost::asio::any_io_executor& ex, std::vector<comman
 /// running was stopped and reaped, and the results hold what finished (the others carry an
 /// `operation_aborted` error).
 template <typename CompletionToken = boost::asio::deferred_t>
-auto async_run_all(const boost::asio::any_io_executor& ex, std::vector<command> commands, run_all_options opts = {},
-                   CompletionToken&& token = {}) {
+auto async_run_all(const boost::asio::any_io_executor& ex, std::vector<command> commands,
+                   run_all_options opts = {}, CompletionToken&& token = {}) {
     return boost::asio::async_initiate<CompletionToken, run_all_signature>(
         [](auto handler, boost::asio::any_io_executor e, std::vector<command> c, run_all_options o) {
             detail::initiate_run_all(e, std::move(c), std::move(o), std::move(handler));

@@ -83,10 +83,11 @@ class task_group_core;
 
 std::shared_ptr<task_group_core> make_task_group_core(const boost::asio::any_io_executor& ex,
                                                       task_group_options opts);
-std::size_t task_group_spawn(const std::shared_ptr<task_group_core>& core, std::unique_ptr<task_starter> starter,
-                             std::shared_ptr<void> payload);
-void task_group_join_next(const std::shared_ptr<task_group_core>& core,
-                          boost::asio::any_completion_handler<void(error_code, std::optional<finished_task>)> h);
+std::size_t task_group_spawn(const std::shared_ptr<task_group_core>& core,
+                             std::unique_ptr<task_starter> starter, std::shared_ptr<void> payload);
+void task_group_join_next(
+    const std::shared_ptr<task_group_core>& core,
+    boost::asio::any_completion_handler<void(error_code, std::optional<finished_task>)> h);
 void task_group_join_all(const std::shared_ptr<task_group_core>& core,
                          boost::asio::any_completion_handler<void(error_code, std::vector<finished_task>)> h);
 void task_group_shutdown(const std::shared_ptr<task_group_core>& core,
@@ -104,13 +105,15 @@ struct awaitable_starter final : task_starter {
     awaitable_starter(boost::asio::awaitable<T> b, std::shared_ptr<std::optional<T>> o)
         : body(std::move(b)), out(std::move(o)) {}
 
-    static boost::asio::awaitable<void> wrap(boost::asio::awaitable<T> b, std::shared_ptr<std::optional<T>> o) {
+    static boost::asio::awaitable<void> wrap(boost::asio::awaitable<T> b,
+                                             std::shared_ptr<std::optional<T>> o) {
         o->emplace(co_await std::move(b));
     }
 
     void start(const boost::asio::any_io_executor& ex, boost::asio::cancellation_slot slot,
                boost::asio::any_completion_handler<void(std::exception_ptr)> done) override {
-        boost::asio::co_spawn(ex, wrap(std::move(body), out), boost::asio::bind_cancellation_slot(slot, std::move(done)));
+        boost::asio::co_spawn(ex, wrap(std::move(body), out),
+                              boost::asio::bind_cancellation_slot(slot, std::move(done)));
     }
 };
 
@@ -122,7 +125,8 @@ struct awaitable_starter<void> final : task_starter {
 
     void start(const boost::asio::any_io_executor& ex, boost::asio::cancellation_slot slot,
                boost::asio::any_completion_handler<void(std::exception_ptr)> done) override {
-        boost::asio::co_spawn(ex, std::move(body), boost::asio::bind_cancellation_slot(slot, std::move(done)));
+        boost::asio::co_spawn(ex, std::move(body),
+                              boost::asio::bind_cancellation_slot(slot, std::move(done)));
     }
 };
 
@@ -199,10 +203,12 @@ public:
     /// After `async_shutdown()` the task is not run: its result is `operation_aborted`.
     std::size_t spawn(boost::asio::awaitable<T> task) {
         if constexpr (std::is_void_v<T>) {
-            return detail::task_group_spawn(core_, std::make_unique<detail::awaitable_starter<void>>(std::move(task)), {});
+            return detail::task_group_spawn(
+                core_, std::make_unique<detail::awaitable_starter<void>>(std::move(task)), {});
         } else {
             auto out = std::make_shared<std::optional<T>>();
-            return detail::task_group_spawn(core_, std::make_unique<detail::awaitable_starter<T>>(std::move(task), out), out);
+            return detail::task_group_spawn(
+                core_, std::make_unique<detail::awaitable_starter<T>>(std::move(task), out), out);
         }
     }
 
@@ -217,14 +223,16 @@ public:
                 auto slot = boost::asio::get_associated_cancellation_slot(handler);
                 auto hex = boost::asio::get_associated_executor(handler, detail::task_group_executor(*core));
                 detail::task_group_join_next(
-                    core, boost::asio::bind_cancellation_slot(
-                              slot, boost::asio::bind_executor(
-                                        hex, [h = std::move(handler), slot](error_code ec, std::optional<detail::finished_task> f) mutable {
-                                            if (slot.is_connected()) slot.clear(); // on the handler's executor
-                                            std::optional<task_result<T>> r;
-                                            if (f) r.emplace(detail::to_result<T>(std::move(*f)));
-                                            std::move(h)(ec, std::move(r));
-                                        })));
+                    core,
+                    boost::asio::bind_cancellation_slot(
+                        slot, boost::asio::bind_executor(
+                                  hex, [h = std::move(handler),
+                                        slot](error_code ec, std::optional<detail::finished_task> f) mutable {
+                                      if (slot.is_connected()) slot.clear(); // on the handler's executor
+                                      std::optional<task_result<T>> r;
+                                      if (f) r.emplace(detail::to_result<T>(std::move(*f)));
+                                      std::move(h)(ec, std::move(r));
+                                  })));
             },
             token, core_);
     }
@@ -238,15 +246,17 @@ public:
                 auto slot = boost::asio::get_associated_cancellation_slot(handler);
                 auto hex = boost::asio::get_associated_executor(handler, detail::task_group_executor(*core));
                 detail::task_group_join_all(
-                    core, boost::asio::bind_cancellation_slot(
-                              slot, boost::asio::bind_executor(
-                                        hex, [h = std::move(handler), slot](error_code ec, std::vector<detail::finished_task> fs) mutable {
-                                            if (slot.is_connected()) slot.clear();
-                                            std::vector<task_result<T>> rs;
-                                            rs.reserve(fs.size());
-                                            for (auto& f : fs) rs.push_back(detail::to_result<T>(std::move(f)));
-                                            std::move(h)(ec, std::move(rs));
-                                        })));
+                    core,
+                    boost::asio::bind_cancellation_slot(
+                        slot, boost::asio::bind_executor(
+                                  hex, [h = std::move(handler),
+                                        slot](error_code ec, std::vector<detail::finished_task> fs) mutable {
+                                      if (slot.is_connected()) slot.clear();
+                                      std::vector<task_result<T>> rs;
+                                      rs.reserve(fs.size());
+                                      for (auto& f : fs) rs.push_back(detail::to_result<T>(std::move(f)));
+                                      std::move(h)(ec, std::move(rs));
+                                  })));
             },
             token, core_);
     }
@@ -281,7 +291,8 @@ private:
 ///
 /// <!-- snippet: coroutine before: awaitable<void> serve(); -->
 /// ```cpp
-/// co_await drover::with_task_group<void>(ex, {}, [&](drover::task_group<void>& g) -> boost::asio::awaitable<void> {
+/// co_await drover::with_task_group<void>(ex, {}, [&](drover::task_group<void>& g) ->
+/// boost::asio::awaitable<void> {
 ///     g.spawn(serve());
 ///     co_await g.async_join_next(); // the first to end ends the scope; the rest is stopped
 /// });

@@ -33,8 +33,8 @@ std::string read_small_file(const std::string& path) {
 std::string unescape_octal(const std::string& s) {
     std::string out;
     for (std::size_t i = 0; i < s.size(); ++i) {
-        if (s[i] == '\\' && i + 3 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '3' && s[i + 2] >= '0' && s[i + 2] <= '7' && s[i + 3] >= '0' &&
-            s[i + 3] <= '7') {
+        if (s[i] == '\\' && i + 3 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '3' && s[i + 2] >= '0' &&
+            s[i + 2] <= '7' && s[i + 3] >= '0' && s[i + 3] <= '7') {
             out += static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0'));
             i += 3;
         } else {
@@ -48,8 +48,9 @@ std::mutex g_dir_mutex;        // guards creation/removal of drover's directory
 std::size_t g_live_leaves = 0; // leaves not yet removed (under g_dir_mutex)
 std::atomic<unsigned long> g_next_leaf{1};
 
-std::string drover_dir(const cgroup_probe& p) { return p.own + "/drover-" + std::to_string(::getpid()); }
-
+std::string drover_dir(const cgroup_probe& p) {
+    return p.own + "/drover-" + std::to_string(::getpid());
+}
 
 /// Removes the cgroups under `dir` that have emptied (depth first: a runner nested in one of
 /// our leaves may have made its own), then `dir` itself. Keeps trying until `deadline` for
@@ -333,19 +334,21 @@ std::string enable_controller(const cgroup_probe& p, const std::string& drover_d
                               const std::string& controller) {
     if (!listed(read_small_file(p.own + "/cgroup.controllers"), controller))
         return "the cgroup v2 hierarchy at " + p.mount + " offers no '" + controller + "' controller to " +
-               p.own + " (on a hybrid host it is on cgroup v1; with systemd, give drover a delegated cgroup: "
+               p.own +
+               " (on a hybrid host it is on cgroup v1; with systemd, give drover a delegated cgroup: "
                "Delegate=yes)";
     std::lock_guard lock(g_dir_mutex);
     for (const std::string& dir : {p.own, drover_directory}) {
         if (listed(read_small_file(dir + "/cgroup.subtree_control"), controller)) continue;
         int err = write_file(dir + "/cgroup.subtree_control", "+" + controller);
         if (err == 0) continue;
-        std::string why = "cannot enable '" + controller + "' in " + dir + "/cgroup.subtree_control: " +
-                          std::strerror(err);
+        std::string why =
+            "cannot enable '" + controller + "' in " + dir + "/cgroup.subtree_control: " + std::strerror(err);
         if (err == EBUSY)
             why += " (it holds processes, drover among them, and cgroup v2 hands controllers down only "
                    "from cgroups without processes: run drover in the root cgroup, or in a delegated "
-                   "cgroup whose subtree_control already enables '" + controller + "')";
+                   "cgroup whose subtree_control already enables '" +
+                   controller + "')";
         return why;
     }
     return {};

@@ -27,11 +27,11 @@ namespace drover::detail {
 
 /// Where cgroup v2 lives for this process, probed once.
 struct cgroup_probe {
-    bool usable = false;  ///< a writable cgroup2 hierarchy with cgroup.kill was found
-    std::string mount;    ///< the cgroup2 mount point
-    std::string root;     ///< the mount's root within the hierarchy (mountinfo field 4)
-    std::string own;      ///< this process's cgroup directory (absolute path)
-    std::string why_not;  ///< when !usable: what is missing, for messages
+    bool usable = false; ///< a writable cgroup2 hierarchy with cgroup.kill was found
+    std::string mount;   ///< the cgroup2 mount point
+    std::string root;    ///< the mount's root within the hierarchy (mountinfo field 4)
+    std::string own;     ///< this process's cgroup directory (absolute path)
+    std::string why_not; ///< when !usable: what is missing, for messages
 };
 
 /// The probe result (cached after the first call; thread-safe).
@@ -81,8 +81,7 @@ public:
     /// `not_applied`, as {setting name, reason}; everything else is in force. `memory_applied`
     /// says whether memory.max was written (then `oom_kills()` means something).
     void apply_limits(const cgroup_limits& limits,
-                      std::vector<std::pair<std::string, std::string>>& not_applied,
-                      bool& memory_applied);
+                      std::vector<std::pair<std::string, std::string>>& not_applied, bool& memory_applied);
     /// `oom_kill` from memory.events: processes of the leaf the OOM killer took. Empty when the
     /// file cannot be read (no memory controller).
     std::optional<std::uint64_t> oom_kills() const noexcept;

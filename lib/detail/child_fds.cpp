@@ -56,11 +56,13 @@ bool open_pty(unsigned short rows, unsigned short cols, unique_fd& master, uniqu
     if (::grantpt(m.get()) != 0 || ::unlockpt(m.get()) != 0)
         return spawn_fail(f, errno, spawn_stage::terminal, "unlockpt");
     char name[64];
-    if (::ptsname_r(m.get(), name, sizeof name) != 0) return spawn_fail(f, errno, spawn_stage::terminal, "ptsname");
+    if (::ptsname_r(m.get(), name, sizeof name) != 0)
+        return spawn_fail(f, errno, spawn_stage::terminal, "ptsname");
     struct winsize ws {};
     ws.ws_row = rows;
     ws.ws_col = cols;
-    if (::ioctl(m.get(), TIOCSWINSZ, &ws) != 0) return spawn_fail(f, errno, spawn_stage::terminal, "TIOCSWINSZ");
+    if (::ioctl(m.get(), TIOCSWINSZ, &ws) != 0)
+        return spawn_fail(f, errno, spawn_stage::terminal, "TIOCSWINSZ");
     unique_fd sl{::open(name, O_RDWR | O_NOCTTY | O_CLOEXEC)};
     if (!sl) return spawn_fail(f, errno, spawn_stage::terminal, name);
     int fl = ::fcntl(m.get(), F_GETFL);
@@ -94,7 +96,8 @@ bool prepare_fds(const command& cmd, prepared_fds& pf, spawn_failure& f) {
     auto add_move = [&](int src, int dst, bool owned_src) -> bool {
         if (src <= max_target) {
             int d = ::fcntl(src, F_DUPFD_CLOEXEC, max_target + 1);
-            if (d < 0) return spawn_fail(f, errno, spawn_stage::open_stdio, "dup of fd " + std::to_string(src));
+            if (d < 0)
+                return spawn_fail(f, errno, spawn_stage::open_stdio, "dup of fd " + std::to_string(src));
             pf.owned.emplace_back(d);
             src = d;
         } else if (!owned_src && ::fcntl(src, F_GETFD) < 0) {
@@ -169,9 +172,12 @@ bool prepare_fds(const command& cmd, prepared_fds& pf, spawn_failure& f) {
         case stdio::kind::file:
         case stdio::kind::append: {
             int flags = O_CLOEXEC | O_NOCTTY;
-            if (t == 0 && s.type() == stdio::kind::file) flags |= O_RDONLY;
-            else if (s.type() == stdio::kind::append) flags |= O_WRONLY | O_CREAT | O_APPEND;
-            else flags |= O_WRONLY | O_CREAT | O_TRUNC;
+            if (t == 0 && s.type() == stdio::kind::file)
+                flags |= O_RDONLY;
+            else if (s.type() == stdio::kind::append)
+                flags |= O_WRONLY | O_CREAT | O_APPEND;
+            else
+                flags |= O_WRONLY | O_CREAT | O_TRUNC;
             int fd = f_open(s.path().c_str(), flags, 0666);
             if (fd < 0) return spawn_fail(f, errno, spawn_stage::open_stdio, s.path().string());
             pf.owned.emplace_back(fd);

@@ -40,11 +40,11 @@ struct child_impl {
     boost::asio::strand<boost::asio::any_io_executor> strand;
     boost::asio::posix::stream_descriptor pidfd; ///< owns the pidfd; readable once it exits
     std::mutex m;
-    pid_t pid = -1;                              ///< -1 once reaped
-    pid_t session = -1;                          ///< = the pid if it leads its own session
-    std::optional<exit_status> status;           ///< set once, when reaped
+    pid_t pid = -1;                    ///< -1 once reaped
+    pid_t session = -1;                ///< = the pid if it leads its own session
+    std::optional<exit_status> status; ///< set once, when reaped
     std::string program;
-    std::optional<resource_usage> usage;         ///< set with status, when the kernel gave one
+    std::optional<resource_usage> usage; ///< set with status, when the kernel gave one
     std::optional<pipe_writer> in;
     std::optional<boost::asio::posix::stream_descriptor> out;
     std::optional<boost::asio::posix::stream_descriptor> err;
@@ -54,35 +54,35 @@ struct child_impl {
     std::optional<boost::asio::posix::stream_descriptor> held_exit;
 
     // The tree and how to stop it.
-    std::unique_ptr<cgroup_leaf> leaf;           ///< null: the session/process-group fallback
-    std::vector<drover::unapplied_limit> unapplied;      ///< cgroup limits not in force (set at spawn)
-    bool memory_limited = false;                 ///< memory.max was written to the leaf
-    std::optional<std::uint64_t> oom_kills;      ///< from memory.events, read when reaped
+    std::unique_ptr<cgroup_leaf> leaf;              ///< null: the session/process-group fallback
+    std::vector<drover::unapplied_limit> unapplied; ///< cgroup limits not in force (set at spawn)
+    bool memory_limited = false;                    ///< memory.max was written to the leaf
+    std::optional<std::uint64_t> oom_kills;         ///< from memory.events, read when reaped
     int stop_signal = 15;
     std::chrono::steady_clock::duration stop_grace{};
     cancel_policy on_cancel = cancel_policy::stop;
 
     // Stop state (on the strand).
-    bool stopping = false;       ///< a stop or cleanup is under way
-    bool signalled = false;      ///< the stop signal went to the tree
-    bool killed = false;         ///< SIGKILL went to the tree
-    bool tree_done = false;      ///< the tree is empty, the main process reaped, the leaf removed
+    bool stopping = false;  ///< a stop or cleanup is under way
+    bool signalled = false; ///< the stop signal went to the tree
+    bool killed = false;    ///< SIGKILL went to the tree
+    bool tree_done = false; ///< the tree is empty, the main process reaped, the leaf removed
     int rmdir_tries = 0;
     std::vector<stop_handler> stop_waiters;
     /// Without a cgroup: pidfds of every tree member seen when signalling, by pid (guarded by
     /// known_m: signal_tree() adds from the caller's thread). Exited entries are pruned.
     std::mutex known_m;
     std::vector<std::pair<pid_t, unique_fd>> known;
-    bool finishing = false;      ///< the tree is empty; reaping and removing the leaf
+    bool finishing = false;               ///< the tree is empty; reaping and removing the leaf
     boost::asio::steady_timer timer;      ///< the grace period
     boost::asio::steady_timer poll_timer; ///< fallback emptiness checks; rmdir retries
     /// The leaf's cgroup.events descriptor, borrowed for waiting in the reactor: released,
     /// never closed, by release_events() (the leaf owns the descriptor).
     std::optional<boost::asio::posix::stream_descriptor> events;
-    bool watch_failed = false;   ///< the reactor reported an error on `events`: poll instead
+    bool watch_failed = false;        ///< the reactor reported an error on `events`: poll instead
     bool events_wait_pending = false; ///< an async_wait on `events` is queued
-    int blind_checks = 0;        ///< consecutive /proc walks that could not look everywhere
-    error_code stop_error;       ///< given to stop waiters (EMFILE: the tree could not be checked)
+    int blind_checks = 0;             ///< consecutive /proc walks that could not look everywhere
+    error_code stop_error;            ///< given to stop waiters (EMFILE: the tree could not be checked)
     /// finish_cleanup_now() reaped the main process and removed the leaf off the strand: a stop
     /// queued before or after has nothing left to do (and must not walk a session id that may
     /// now be someone else's).
@@ -145,7 +145,8 @@ void async_wait_reapable(child_impl& c, Handler&& h) {
     if (reapable_now(c)) {
         // Exited between the caller's look and ours: nothing to wait for. post() runs the
         // handler on its own associated executor.
-        boost::asio::post(c.pidfd.get_executor(), boost::asio::append(std::forward<Handler>(h), error_code{}));
+        boost::asio::post(c.pidfd.get_executor(),
+                          boost::asio::append(std::forward<Handler>(h), error_code{}));
         return;
     }
     if (auto* released = watch_held_exit(c)) {
@@ -154,7 +155,8 @@ void async_wait_reapable(child_impl& c, Handler&& h) {
     }
     // No thread or descriptor to be had: look again shortly. consign keeps the timer alive and
     // the handler's associated executor, cancellation slot and allocator visible to Asio.
-    auto t = std::make_shared<boost::asio::steady_timer>(c.pidfd.get_executor(), std::chrono::milliseconds(10));
+    auto t =
+        std::make_shared<boost::asio::steady_timer>(c.pidfd.get_executor(), std::chrono::milliseconds(10));
     auto& timer = *t;
     timer.async_wait(boost::asio::consign(std::forward<Handler>(h), std::move(t)));
 }

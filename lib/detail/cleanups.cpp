@@ -86,7 +86,8 @@ std::function<void()> cleanup_started(const asio::any_io_executor& ex, finish_no
         std::unique_lock lock(st->m);
         if (st->shut_down) {
             // The shared deadline, but a moment for each at least: its tree was just killed.
-            const auto deadline = std::max(st->deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(100));
+            const auto deadline =
+                std::max(st->deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(100));
             lock.unlock();
             if (finish_now) finish_now(deadline);
             return [] {};
@@ -119,7 +120,9 @@ std::function<void()> cleanup_started(const asio::any_io_executor& ex, finish_no
     };
 }
 
-void prepare_cleanups(const asio::any_io_executor& ex) { (void)state_for(ex); }
+void prepare_cleanups(const asio::any_io_executor& ex) {
+    (void)state_for(ex);
+}
 
 void when_cleanups_started_so_far_done(const asio::any_io_executor& ex, std::function<void()> h) {
     auto st = state_for(ex);

@@ -26,16 +26,16 @@ constexpr auto n_points = static_cast<std::size_t>(fault_point::count_);
 armed_point g_points[n_points];
 
 constexpr const char* point_names[n_points] = {"clone3", "clone_pidfd", "pipe2", "pidfd_open", "open",
-                                               "fork",   "read",  "write", "alloc"};
+                                               "fork",   "read",        "write", "alloc"};
 
 struct errno_name {
     const char* name;
     int value;
 };
-constexpr errno_name errno_names[] = {
-    {"ENOSYS", ENOSYS}, {"EPERM", EPERM},   {"EINVAL", EINVAL}, {"EMFILE", EMFILE}, {"ENFILE", ENFILE},
-    {"EAGAIN", EAGAIN}, {"ENOMEM", ENOMEM}, {"EINTR", EINTR},   {"EIO", EIO},       {"ENOSPC", ENOSPC},
-    {"EACCES", EACCES}, {"short", fault_short}};
+constexpr errno_name errno_names[] = {{"ENOSYS", ENOSYS}, {"EPERM", EPERM},   {"EINVAL", EINVAL},
+                                      {"EMFILE", EMFILE}, {"ENFILE", ENFILE}, {"EAGAIN", EAGAIN},
+                                      {"ENOMEM", ENOMEM}, {"EINTR", EINTR},   {"EIO", EIO},
+                                      {"ENOSPC", ENOSPC}, {"EACCES", EACCES}, {"short", fault_short}};
 
 } // namespace
 

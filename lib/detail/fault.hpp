@@ -15,15 +15,15 @@
 namespace drover::detail {
 
 enum class fault_point : unsigned {
-    clone3,     ///< clone3() in the launcher (the first launcher tried)
+    clone3,      ///< clone3() in the launcher (the first launcher tried)
     clone_pidfd, ///< glibc clone() with CLONE_PIDFD (the second launcher)
-    pipe2,      ///< the pipes for stdio::pipe()
-    pidfd_open, ///< pidfd_open(): the launcher without CLONE_PIDFD, tree walks, introspection
-    open,       ///< open()/openat()/opendir() of files drover reads or writes itself
-    fork,       ///< fork() in daemonize()
-    read,       ///< read()/pread() loops of drover's own (not those inside Asio)
-    write,      ///< write() of drover's own (cgroup files, pipe_writer's synchronous path)
-    alloc,      ///< allocation points where drover can recover (spawn before and after clone)
+    pipe2,       ///< the pipes for stdio::pipe()
+    pidfd_open,  ///< pidfd_open(): the launcher without CLONE_PIDFD, tree walks, introspection
+    open,        ///< open()/openat()/opendir() of files drover reads or writes itself
+    fork,        ///< fork() in daemonize()
+    read,        ///< read()/pread() loops of drover's own (not those inside Asio)
+    write,       ///< write() of drover's own (cgroup files, pipe_writer's synchronous path)
+    alloc,       ///< allocation points where drover can recover (spawn before and after clone)
     count_
 };
 

@@ -228,7 +228,8 @@ bool plan_capabilities(const command& cmd, launch_state& s, spawn_failure& f) {
     }();
     for (int cap : *keep)
         if (cap < 0 || cap > last_cap)
-            return invalid_command(f, "capability " + std::to_string(cap) + " does not exist on this kernel (last is " +
+            return invalid_command(f, "capability " + std::to_string(cap) +
+                                          " does not exist on this kernel (last is " +
                                           std::to_string(last_cap) + ")");
     s.plan.drop_caps = true;
     s.plan.last_cap = last_cap;
@@ -259,9 +260,10 @@ bool describe_clone_failure(const clone_result& r, launcher_kind used, const lau
         // (docs/reliability.md row F3).
         struct rlimit np {};
         ::getrlimit(RLIMIT_NPROC, &np);
-        std::string d = "a process limit was reached: RLIMIT_NPROC of uid " + std::to_string(::getuid()) +
-                        " (" + (np.rlim_cur == RLIM_INFINITY ? std::string("unlimited") : std::to_string(np.rlim_cur)) +
-                        "), the cgroup's pids.max, or kernel.threads-max";
+        std::string d =
+            "a process limit was reached: RLIMIT_NPROC of uid " + std::to_string(::getuid()) + " (" +
+            (np.rlim_cur == RLIM_INFINITY ? std::string("unlimited") : std::to_string(np.rlim_cur)) +
+            "), the cgroup's pids.max, or kernel.threads-max";
         return spawn_fail(f, r.err, spawn_stage::clone, std::move(d));
     }
     if (s.plan.ns_flags != 0 && (r.err == EPERM || r.err == EINVAL || r.err == ENOSPC || r.err == EUSERS)) {
@@ -297,11 +299,14 @@ bool describe_child_failure(const launch_state& s, spawn_failure& f) {
         if (err == EACCES && ::stat(s.path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) err = EISDIR;
     } else if (stage == spawn_stage::cwd) {
         detail = s.cwd;
-    } else if (stage == spawn_stage::setgroups || stage == spawn_stage::setgid || stage == spawn_stage::setuid) {
+    } else if (stage == spawn_stage::setgroups || stage == spawn_stage::setgid ||
+               stage == spawn_stage::setuid) {
         detail = "changing to " + s.id.description;
-        if (plan.substep == sub_verify) detail += ": the ids read back differ";
+        if (plan.substep == sub_verify)
+            detail += ": the ids read back differ";
         else if (err == EPERM && ::geteuid() != 0)
-            detail += " needs root (CAP_SETUID and CAP_SETGID); drover runs as uid " + std::to_string(::geteuid());
+            detail +=
+                " needs root (CAP_SETUID and CAP_SETGID); drover runs as uid " + std::to_string(::geteuid());
         else if (err == EINVAL && s.userns)
             detail += ": only uid/gid 0 exist in the new user namespace";
     } else if (stage == spawn_stage::capabilities) {
@@ -309,11 +314,20 @@ bool describe_child_failure(const launch_state& s, spawn_failure& f) {
                                              : "restricting the inheritable set";
     } else if (stage == spawn_stage::namespaces) {
         switch (plan.substep) {
-        case sub_setgroups_deny: detail = "writing /proc/self/setgroups"; break;
-        case sub_uid_map: detail = "writing the uid map '" + s.uid_map.substr(0, s.uid_map.size() - 1) + "'"; break;
-        case sub_gid_map: detail = "writing the gid map '" + s.gid_map.substr(0, s.gid_map.size() - 1) + "'"; break;
-        case sub_loopback: detail = "bringing up the loopback interface"; break;
-        default: break;
+        case sub_setgroups_deny:
+            detail = "writing /proc/self/setgroups";
+            break;
+        case sub_uid_map:
+            detail = "writing the uid map '" + s.uid_map.substr(0, s.uid_map.size() - 1) + "'";
+            break;
+        case sub_gid_map:
+            detail = "writing the gid map '" + s.gid_map.substr(0, s.gid_map.size() - 1) + "'";
+            break;
+        case sub_loopback:
+            detail = "bringing up the loopback interface";
+            break;
+        default:
+            break;
         }
     } else if (stage == spawn_stage::mounts) {
         detail = plan.substep == sub_mount_proc ? "mounting a private /proc" : "making mounts private";
@@ -349,7 +363,8 @@ bool launch(const command& cmd, int cgroup_fd, launched& out, spawn_failure& f) 
     plan_namespaces(cmd, s);
     if (!plan_identity(cmd, s, f) || !plan_capabilities(cmd, s, f)) return false;
     if (s.plan.pdeathsig < 0 || s.plan.pdeathsig > 64)
-        return invalid_command(f, "parent death signal " + std::to_string(s.plan.pdeathsig) + " is not a signal");
+        return invalid_command(f, "parent death signal " + std::to_string(s.plan.pdeathsig) +
+                                      " is not a signal");
 
     void* stack_top = child_stack_top();
     if (stack_top == nullptr) return spawn_fail(f, ENOMEM, spawn_stage::clone, "child stack");
@@ -358,7 +373,7 @@ bool launch(const command& cmd, int cgroup_fd, launched& out, spawn_failure& f) 
     clone_result r = clone_child(s.plan, stack_top, used);
     if (r.pid < 0) return describe_clone_failure(r, used, s, f);
     unique_fd pidfd{r.pidfd};
-    if (s.plan.stage != 0) { // the child reported a failure before exec and has exited
+    if (s.plan.stage != 0) {               // the child reported a failure before exec and has exited
         kill_and_reap(pidfd.get(), r.pid); // it has exited already: this only reaps it
         return describe_child_failure(s, f);
     }

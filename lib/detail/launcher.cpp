@@ -18,10 +18,14 @@ namespace drover::detail {
 
 std::string_view to_string(launcher_kind k) noexcept {
     switch (k) {
-    case launcher_kind::automatic: return "automatic";
-    case launcher_kind::clone3: return "clone3";
-    case launcher_kind::clone_pidfd: return "clone+pidfd";
-    case launcher_kind::clone_pidfd_open: return "clone+pidfd_open";
+    case launcher_kind::automatic:
+        return "automatic";
+    case launcher_kind::clone3:
+        return "clone3";
+    case launcher_kind::clone_pidfd:
+        return "clone+pidfd";
+    case launcher_kind::clone_pidfd_open:
+        return "clone+pidfd_open";
     }
     return "?";
 }
@@ -74,7 +78,8 @@ clone_result do_clone3(child_plan& plan, void* stack_top) noexcept {
                 plan.attach_in_child = true;
                 continue;
             }
-            if ((ret == -EINVAL || ret == -E2BIG) && clear && plan.ns_flags == 0) { // < 5.5: no CLONE_CLEAR_SIGHAND
+            if ((ret == -EINVAL || ret == -E2BIG) && clear &&
+                plan.ns_flags == 0) { // < 5.5: no CLONE_CLEAR_SIGHAND
                 g_clear_sighand_ok.store(false, std::memory_order_relaxed);
                 continue;
             }
@@ -96,8 +101,8 @@ clone_result do_clone(child_plan& plan, void* stack_top, bool with_pidfd) noexce
         return r;
     }
     if (plan.cgroup_fd >= 0) plan.attach_in_child = true; // no CLONE_INTO_CGROUP with clone()
-    int flags = CLONE_VM | CLONE_VFORK | (with_pidfd ? CLONE_PIDFD : 0) | SIGCHLD |
-                static_cast<int>(plan.ns_flags);
+    int flags =
+        CLONE_VM | CLONE_VFORK | (with_pidfd ? CLONE_PIDFD : 0) | SIGCHLD | static_cast<int>(plan.ns_flags);
     pid_t pid = ::clone(raw_child_main, stack_top, flags, &plan, with_pidfd ? &r.pidfd : nullptr);
     if (pid < 0) {
         r.err = errno;
@@ -109,7 +114,9 @@ clone_result do_clone(child_plan& plan, void* stack_top, bool with_pidfd) noexce
 
 } // namespace
 
-bool launcher_refused(int err) noexcept { return err == ENOSYS || err == EPERM || err == EINVAL; }
+bool launcher_refused(int err) noexcept {
+    return err == ENOSYS || err == EPERM || err == EINVAL;
+}
 
 clone_result create_child(child_plan& plan, void* stack_top, launcher_kind& used) noexcept {
     all_signals_blocked blocked;
@@ -119,9 +126,15 @@ clone_result create_child(child_plan& plan, void* stack_top, launcher_kind& used
     clone_result r;
     for (int k = start; k <= static_cast<int>(launcher_kind::clone_pidfd_open); ++k) {
         switch (static_cast<launcher_kind>(k)) {
-        case launcher_kind::clone3: r = do_clone3(plan, stack_top); break;
-        case launcher_kind::clone_pidfd: r = do_clone(plan, stack_top, true); break;
-        default: r = do_clone(plan, stack_top, false); break;
+        case launcher_kind::clone3:
+            r = do_clone3(plan, stack_top);
+            break;
+        case launcher_kind::clone_pidfd:
+            r = do_clone(plan, stack_top, true);
+            break;
+        default:
+            r = do_clone(plan, stack_top, false);
+            break;
         }
         used = static_cast<launcher_kind>(k);
         // ENOSYS: no such syscall (or a seccomp profile saying so); EPERM: a seccomp profile

@@ -13,7 +13,9 @@
 namespace drover::detail {
 
 /// `err` (an errno value) in the system category.
-inline error_code sys_error(int err) noexcept { return {err, boost::system::system_category()}; }
+inline error_code sys_error(int err) noexcept {
+    return {err, boost::system::system_category()};
+}
 
 /// The most a whole-file read keeps unless told otherwise: /proc and cgroup files are far
 /// smaller, and a file that is not must not grow a string without bound.

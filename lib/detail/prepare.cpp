@@ -31,8 +31,7 @@ bool fail(spawn_failure& f, error_code ec, spawn_stage stage, std::string detail
 }
 
 bool valid_key(std::string_view k) noexcept {
-    return !k.empty() && k.find('=') == std::string_view::npos &&
-           k.find('\0') == std::string_view::npos;
+    return !k.empty() && k.find('=') == std::string_view::npos && k.find('\0') == std::string_view::npos;
 }
 
 } // namespace
@@ -89,7 +88,8 @@ bool resolve_identity(const command& cmd, identity& out, spawn_failure& f) {
     std::optional<gid_t> user_gid;
     if (const auto& u = cmd.user()) {
         if (u->empty() || u->find('\0') != std::string::npos)
-            return fail(f, errc::invalid_command, spawn_stage::prepare, "user name is empty or contains a NUL byte");
+            return fail(f, errc::invalid_command, spawn_stage::prepare,
+                        "user name is empty or contains a NUL byte");
         std::vector<char> buf(4096);
         struct passwd pw {};
         struct passwd* res = nullptr;
@@ -114,7 +114,8 @@ bool resolve_identity(const command& cmd, identity& out, spawn_failure& f) {
             user_gid = res->pw_gid;
         }
         out.uid = uid;
-        out.description = "user '" + (user_name.empty() ? *u : user_name) + "' (uid " + std::to_string(uid) + ")";
+        out.description =
+            "user '" + (user_name.empty() ? *u : user_name) + "' (uid " + std::to_string(uid) + ")";
     }
     if (const auto& g = cmd.group()) {
         gid_t gid = 0;
@@ -142,7 +143,8 @@ bool resolve_identity(const command& cmd, identity& out, spawn_failure& f) {
         std::vector<gid_t> list(static_cast<std::size_t>(n));
         while (::getgrouplist(user_name.c_str(), *out.gid, list.data(), &n) < 0) {
             if (n > 65536)
-                return fail(f, errc::invalid_command, spawn_stage::prepare, "too many groups for '" + user_name + "'");
+                return fail(f, errc::invalid_command, spawn_stage::prepare,
+                            "too many groups for '" + user_name + "'");
             list.resize(static_cast<std::size_t>(n) + 1);
             n = static_cast<int>(list.size());
         }
@@ -182,8 +184,10 @@ bool build_environment(const command& cmd, char* const* parent_env, std::vector<
                 continue;
             }
             auto [it, fresh] = index.try_emplace(key, out.size());
-            if (fresh) out.emplace_back(entry);
-            else out[it->second].assign(entry);
+            if (fresh)
+                out.emplace_back(entry);
+            else
+                out[it->second].assign(entry);
         }
     }
     for (const auto& kv : cmd.env_keep())
@@ -230,11 +234,9 @@ std::string search_path_for(const std::vector<std::string>& child_env) {
 
 bool resolve_program(const std::string& program, std::string_view path_list, std::string& out,
                      spawn_failure& f) {
-    if (program.empty())
-        return fail(f, errc::invalid_command, spawn_stage::prepare, "empty program name");
+    if (program.empty()) return fail(f, errc::invalid_command, spawn_stage::prepare, "empty program name");
     if (program.find('\0') != std::string::npos)
-        return fail(f, errc::invalid_command, spawn_stage::prepare,
-                    "program name contains a NUL byte");
+        return fail(f, errc::invalid_command, spawn_stage::prepare, "program name contains a NUL byte");
     if (program.find('/') != std::string::npos) {
         out = program;
         return true;

@@ -49,7 +49,8 @@ std::optional<std::string_view> field(std::string_view text, std::string_view ke
     std::size_t pos = 0;
     while (pos < text.size()) {
         auto nl = text.find('\n', pos);
-        std::string_view line = text.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
+        std::string_view line =
+            text.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
         pos = nl == std::string_view::npos ? text.size() : nl + 1;
         if (line.size() > key.size() && line.substr(0, key.size()) == key && line[key.size()] == ':')
             return line.substr(key.size() + 1);
@@ -84,7 +85,8 @@ std::size_t stat_fields(std::string_view stat, std::string_view* f, std::size_t 
 bool parse_stat(std::string_view text, pid_t pid, proc_info& p) {
     auto open = text.find('(');
     auto close = text.rfind(')');
-    if (open == std::string_view::npos || close == std::string_view::npos || close < open || open < 2) return false;
+    if (open == std::string_view::npos || close == std::string_view::npos || close < open || open < 2)
+        return false;
     pid_t first = 0;
     if (!parse_num(text.substr(0, open - 1), first) || first != pid || text[open - 1] != ' ') return false;
     p.comm.assign(text.substr(open + 1, close - open - 1));
@@ -94,9 +96,10 @@ bool parse_stat(std::string_view text, pid_t pid, proc_info& p) {
     p.state = f[0][0];
     std::uint64_t utime = 0, stime = 0, start = 0, flags = 0;
     long threads = 0;
-    if (!parse_num(f[1], p.ppid) || !parse_num(f[2], p.pgrp) || !parse_num(f[3], p.session) || !parse_num(f[6], flags) ||
-        !parse_num(f[11], utime) || !parse_num(f[12], stime) || !parse_num(f[17], threads) ||
-        !parse_num(f[19], start) || !plausible_ticks(utime) || !plausible_ticks(stime) || !plausible_ticks(start))
+    if (!parse_num(f[1], p.ppid) || !parse_num(f[2], p.pgrp) || !parse_num(f[3], p.session) ||
+        !parse_num(f[6], flags) || !parse_num(f[11], utime) || !parse_num(f[12], stime) ||
+        !parse_num(f[17], threads) || !parse_num(f[19], start) || !plausible_ticks(utime) ||
+        !plausible_ticks(stime) || !plausible_ticks(start))
         return false;
     p.user_cpu = from_ticks(utime);
     p.system_cpu = from_ticks(stime);
@@ -140,7 +143,8 @@ bool parse_net_dev(std::string_view text, std::vector<net_interface>& out) {
     int line_no = 0;
     while (pos < text.size()) {
         auto nl = text.find('\n', pos);
-        std::string_view line = text.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
+        std::string_view line =
+            text.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
         pos = nl == std::string_view::npos ? text.size() : nl + 1;
         if (++line_no <= 2) continue; // the two header lines
         auto colon = line.find(':');
@@ -163,9 +167,11 @@ bool parse_limits(std::string_view text, std::vector<limit_value>& out) {
     auto nl = text.find('\n');
     if (nl == std::string_view::npos) return false;
     std::string_view header = text.substr(0, nl);
-    const auto soft_at = header.find("Soft Limit"), hard_at = header.find("Hard Limit"), units_at = header.find("Units");
-    if (header.rfind("Limit", 0) != 0 || soft_at == std::string_view::npos || hard_at == std::string_view::npos ||
-        units_at == std::string_view::npos || !(soft_at < hard_at && hard_at < units_at))
+    const auto soft_at = header.find("Soft Limit"), hard_at = header.find("Hard Limit"),
+               units_at = header.find("Units");
+    if (header.rfind("Limit", 0) != 0 || soft_at == std::string_view::npos ||
+        hard_at == std::string_view::npos || units_at == std::string_view::npos ||
+        !(soft_at < hard_at && hard_at < units_at))
         return false;
     auto value = [](std::string_view cell, std::optional<std::uint64_t>& v) {
         auto w = words(cell);
@@ -180,7 +186,8 @@ bool parse_limits(std::string_view text, std::vector<limit_value>& out) {
     int r = 0;
     while (pos < text.size()) {
         auto end = text.find('\n', pos);
-        std::string_view line = text.substr(pos, end == std::string_view::npos ? std::string_view::npos : end - pos);
+        std::string_view line =
+            text.substr(pos, end == std::string_view::npos ? std::string_view::npos : end - pos);
         pos = end == std::string_view::npos ? text.size() : end + 1;
         if (line.size() < units_at) return false;
         limit_value l;
@@ -189,7 +196,8 @@ bool parse_limits(std::string_view text, std::vector<limit_value>& out) {
             auto w = words(line.substr(0, soft_at));
             for (auto x : w) l.name += (l.name.empty() ? "" : " ") + std::string(x);
         }
-        if (!value(line.substr(soft_at, hard_at - soft_at), l.soft) || !value(line.substr(hard_at, units_at - hard_at), l.hard))
+        if (!value(line.substr(soft_at, hard_at - soft_at), l.soft) ||
+            !value(line.substr(hard_at, units_at - hard_at), l.hard))
             return false;
         out.push_back(std::move(l));
     }
@@ -198,8 +206,12 @@ bool parse_limits(std::string_view text, std::vector<limit_value>& out) {
 
 bool parse_io(std::string_view text, io_counters& io) {
     const std::pair<const char*, std::uint64_t*> keys[] = {
-        {"rchar", &io.rchar},         {"wchar", &io.wchar},           {"syscr", &io.syscr},
-        {"syscw", &io.syscw},         {"read_bytes", &io.read_bytes}, {"write_bytes", &io.write_bytes},
+        {"rchar", &io.rchar},
+        {"wchar", &io.wchar},
+        {"syscr", &io.syscr},
+        {"syscw", &io.syscw},
+        {"read_bytes", &io.read_bytes},
+        {"write_bytes", &io.write_bytes},
         {"cancelled_write_bytes", &io.cancelled_write_bytes},
     };
     for (auto [key, dst] : keys) {

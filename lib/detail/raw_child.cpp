@@ -52,7 +52,7 @@ constexpr long sys_setgroups_nr = SYS_setgroups, sys_getgroups_nr = SYS_getgroup
                sys_setresgid_nr = SYS_setresgid, sys_getresgid_nr = SYS_getresgid;
 #endif
 
-#define DROVER_CHILD_FN                                                                           \
+#define DROVER_CHILD_FN                                                                                      \
     __attribute__((noinline, no_sanitize("address", "thread", "undefined"), no_stack_protector))
 
 DROVER_CHILD_FN [[noreturn]] void child_fail(child_plan* p, spawn_stage stage, int err) noexcept {
@@ -128,8 +128,7 @@ DROVER_CHILD_FN int raw_child_main(void* arg) noexcept {
     // 2c. A new mount namespace starts with copies of the parent's mounts, shared ones still
     //     propagating back: make them all private first, so nothing the child mounts leaks out.
     //     With a new pid namespace too, a fresh /proc shows only the child's processes.
-    if (p->private_mounts &&
-        ::syscall(SYS_mount, nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+    if (p->private_mounts && ::syscall(SYS_mount, nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
         child_fail_at(p, spawn_stage::mounts, sub_private_mounts, errno);
     if (p->mount_proc &&
         ::syscall(SYS_mount, "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
@@ -193,7 +192,8 @@ DROVER_CHILD_FN int raw_child_main(void* arg) noexcept {
     //     is gone). Raw syscalls act on this thread only, which is the whole child
     //     (docs/reliability.md row G3). Every result is checked, and the ids verified (row G2).
     if (p->set_groups) {
-        if (::syscall(sys_setgroups_nr, p->n_groups, p->groups) != 0) child_fail(p, spawn_stage::setgroups, errno);
+        if (::syscall(sys_setgroups_nr, p->n_groups, p->groups) != 0)
+            child_fail(p, spawn_stage::setgroups, errno);
         // Verify: the kernel keeps the list (sorted); every entry must be one we asked for.
         long n = ::syscall(sys_getgroups_nr, p->n_groups, p->groups_check);
         bool ok = n == p->n_groups;
@@ -205,21 +205,22 @@ DROVER_CHILD_FN int raw_child_main(void* arg) noexcept {
         if (!ok) child_fail_at(p, spawn_stage::setgroups, sub_verify, EPERM);
     }
     if (p->set_gid) {
-        if (::syscall(sys_setresgid_nr, p->gid, p->gid, p->gid) != 0) child_fail(p, spawn_stage::setgid, errno);
+        if (::syscall(sys_setresgid_nr, p->gid, p->gid, p->gid) != 0)
+            child_fail(p, spawn_stage::setgid, errno);
         gid_t r = 0, e = 0, s = 0;
         if (::syscall(sys_getresgid_nr, &r, &e, &s) != 0 || r != p->gid || e != p->gid || s != p->gid)
             child_fail_at(p, spawn_stage::setgid, sub_verify, EPERM);
     }
     if (p->set_uid) {
-        if (::syscall(sys_setresuid_nr, p->uid, p->uid, p->uid) != 0) child_fail(p, spawn_stage::setuid, errno);
+        if (::syscall(sys_setresuid_nr, p->uid, p->uid, p->uid) != 0)
+            child_fail(p, spawn_stage::setuid, errno);
         uid_t r = 0, e = 0, s = 0;
         if (::syscall(sys_getresuid_nr, &r, &e, &s) != 0 || r != p->uid || e != p->uid || s != p->uid)
             child_fail_at(p, spawn_stage::setuid, sub_verify, EPERM);
     }
 
     // 4c. Working directory, as the child's own identity (a directory it cannot enter fails).
-    if (p->cwd != nullptr && ::syscall(SYS_chdir, p->cwd) < 0)
-        child_fail(p, spawn_stage::cwd, errno);
+    if (p->cwd != nullptr && ::syscall(SYS_chdir, p->cwd) < 0) child_fail(p, spawn_stage::cwd, errno);
 
     // 4d. File mode creation mask and no_new_privs.
     if (p->umask >= 0) ::syscall(SYS_umask, p->umask);
@@ -359,6 +360,8 @@ thread_local child_stack t_stack;
 
 } // namespace
 
-void* child_stack_top() noexcept { return t_stack.top(); }
+void* child_stack_top() noexcept {
+    return t_stack.top();
+}
 
 } // namespace drover::detail

@@ -42,16 +42,16 @@ struct child_plan {
     int n_keep = 0;
     unsigned inherit_in_place = 0; // bit t: fd t (0..2) is inherited as is; clear its CLOEXEC
     bool new_session = true;
-    int ctty_fd = -1;              // a target fd (0-2) on the pty slave: TIOCSCTTY, or -1
+    int ctty_fd = -1; // a target fd (0-2) on the pty slave: TIOCSCTTY, or -1
     bool cloexec_range = true;
-    int cgroup_fd = -1;            // the leaf cgroup's directory, or -1
-    bool attach_in_child = false;  // join cgroup_fd by writing cgroup.procs (no CLONE_INTO_CGROUP)
-    int pdeathsig = 0;             // PR_SET_PDEATHSIG, 0 = none
-    pid_t parent_pid = 0;          // getpid() before the clone, for the getppid() check
-    unsigned test_delay_ms = 0;    // tests: sleep before PR_SET_PDEATHSIG
+    int cgroup_fd = -1;           // the leaf cgroup's directory, or -1
+    bool attach_in_child = false; // join cgroup_fd by writing cgroup.procs (no CLONE_INTO_CGROUP)
+    int pdeathsig = 0;            // PR_SET_PDEATHSIG, 0 = none
+    pid_t parent_pid = 0;         // getpid() before the clone, for the getppid() check
+    unsigned test_delay_ms = 0;   // tests: sleep before PR_SET_PDEATHSIG
     const struct rlimit64_arg* limits = nullptr; // resource limits to set, with their resource
     int n_limits = 0;
-    int umask = -1;                // -1: keep the parent's
+    int umask = -1; // -1: keep the parent's
     bool no_new_privs = false;
     // Identity (resolved by the parent; each step only when it changes something).
     bool set_groups = false;
@@ -70,8 +70,8 @@ struct child_plan {
     std::uint64_t ns_flags = 0;
     const char* uid_map = nullptr; // "0 <euid> 1\n" for a new user namespace
     const char* gid_map = nullptr;
-    bool private_mounts = false;   // MS_REC|MS_PRIVATE on / (new mount namespace)
-    bool mount_proc = false;       // a fresh /proc (new pid + mount namespaces)
+    bool private_mounts = false;      // MS_REC|MS_PRIVATE on / (new mount namespace)
+    bool mount_proc = false;          // a fresh /proc (new pid + mount namespaces)
     struct ifreq* loopback = nullptr; // "lo", brought up in a new network namespace
     // Written by the child on failure (shared memory: CLONE_VM).
     int stage = 0;

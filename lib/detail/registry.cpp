@@ -17,16 +17,22 @@ std::atomic<bool> g_runner{false};
 std::atomic<const void*> g_orphan_owner{nullptr};
 } // namespace
 
-std::mutex& spawn_registry_mutex() noexcept { return g_registry_mutex; }
+std::mutex& spawn_registry_mutex() noexcept {
+    return g_registry_mutex;
+}
 
-void registry_add_locked(pid_t pid) { g_live.insert(pid); }
+void registry_add_locked(pid_t pid) {
+    g_live.insert(pid);
+}
 
 void registry_remove(pid_t pid) noexcept {
     std::lock_guard lock(g_registry_mutex);
     g_live.erase(pid);
 }
 
-bool registry_contains_locked(pid_t pid) noexcept { return g_live.count(pid) != 0; }
+bool registry_contains_locked(pid_t pid) noexcept {
+    return g_live.count(pid) != 0;
+}
 
 std::size_t registry_size() noexcept {
     std::lock_guard lock(g_registry_mutex);
@@ -41,12 +47,20 @@ std::vector<pid_t> unregistered_children() {
     return out;
 }
 
-bool runner_mode() noexcept { return g_runner.load(std::memory_order_acquire); }
+bool runner_mode() noexcept {
+    return g_runner.load(std::memory_order_acquire);
+}
 
-void set_runner_mode() noexcept { g_runner.store(true, std::memory_order_release); }
+void set_runner_mode() noexcept {
+    g_runner.store(true, std::memory_order_release);
+}
 
-const void* orphan_owner() noexcept { return g_orphan_owner.load(std::memory_order_acquire); }
+const void* orphan_owner() noexcept {
+    return g_orphan_owner.load(std::memory_order_acquire);
+}
 
-void set_orphan_owner(const void* impl) noexcept { g_orphan_owner.store(impl, std::memory_order_release); }
+void set_orphan_owner(const void* impl) noexcept {
+    g_orphan_owner.store(impl, std::memory_order_release);
+}
 
 } // namespace drover::detail

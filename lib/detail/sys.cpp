@@ -10,13 +10,16 @@
 namespace drover::detail {
 
 void kill_and_reap(int pidfd, pid_t pid) noexcept {
-    if (pidfd >= 0) sys_pidfd_send_signal(pidfd, SIGKILL);
-    else ::kill(pid, SIGKILL);
+    if (pidfd >= 0)
+        sys_pidfd_send_signal(pidfd, SIGKILL);
+    else
+        ::kill(pid, SIGKILL);
     siginfo_t si{};
     int r;
     do {
-        r = pidfd >= 0 ? ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &si, WEXITED | __WALL)
-                       : ::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED | __WALL);
+        r = pidfd >= 0
+                ? ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &si, WEXITED | __WALL)
+                : ::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED | __WALL);
     } while (r != 0 && errno == EINTR);
 }
 

@@ -35,7 +35,9 @@ bool parse_pid(std::string_view s, pid_t& out) {
 
 /// An error that says nothing about the process, only that we could not look (out of
 /// descriptors or memory): the walk is then incomplete, never "found nothing".
-bool resource_error(int e) { return e == EMFILE || e == ENFILE || e == ENOMEM || e == EINTR; }
+bool resource_error(int e) {
+    return e == EMFILE || e == ENFILE || e == ENOMEM || e == EINTR;
+}
 
 DIR* open_dir(const char* path) {
     if (int e = fault(fault_point::open)) return errno = e, nullptr;

@@ -176,8 +176,7 @@ int write_fully(int fd, const char* data, std::size_t size) {
     };
     append(program_name);
     append(": ");
-    for (std::string_view part : parts)
-        append(part);
+    for (std::string_view part : parts) append(part);
     line[len++] = '\n';
     (void)write_fully(2, line, len); // if stderr itself is broken there is nobody left to tell
     ::_exit(code);
@@ -409,8 +408,7 @@ void write_pattern(int fd, unsigned long long bytes) {
     // pattern: byte i of the output is pattern[i % 37] across chunk boundaries.
     std::string buf;
     buf.reserve(io_chunk + pattern.size());
-    while (buf.size() < io_chunk + pattern.size())
-        buf += pattern;
+    while (buf.size() < io_chunk + pattern.size()) buf += pattern;
     unsigned long long written = 0;
     while (written < bytes) {
         const std::size_t phase = static_cast<std::size_t>(written % pattern.size());
@@ -522,8 +520,7 @@ void op_print_sigmask(args_t) {
 void op_print_env(args_t args) {
     if (args.empty()) {
         std::string all;
-        for (char** entry = environ; *entry != nullptr; ++entry)
-            all.append(*entry).append("\n");
+        for (char** entry = environ; *entry != nullptr; ++entry) all.append(*entry).append("\n");
         out(all);
         return;
     }
@@ -541,15 +538,13 @@ void op_print_env(args_t args) {
 
 void op_print_env0(args_t) {
     std::string all;
-    for (char** entry = environ; *entry != nullptr; ++entry)
-        all.append(*entry, std::strlen(*entry) + 1);
+    for (char** entry = environ; *entry != nullptr; ++entry) all.append(*entry, std::strlen(*entry) + 1);
     out(all);
 }
 
 void op_echo_args(args_t args) {
     std::string all;
-    for (const char* arg : args)
-        all.append(arg, std::strlen(arg) + 1); // + 1: the NUL separator
+    for (const char* arg : args) all.append(arg, std::strlen(arg) + 1); // + 1: the NUL separator
     out(all);
 }
 
@@ -635,8 +630,7 @@ void op_write_line_stderr(args_t args) {
 void op_read_stdin(args_t) {
     std::vector<char> buf(io_chunk);
     unsigned long long total = 0;
-    while (const std::size_t n = read_some(STDIN_FILENO, buf.data(), buf.size(), "read stdin"))
-        total += n;
+    while (const std::size_t n = read_some(STDIN_FILENO, buf.data(), buf.size(), "read stdin")) total += n;
     out("read " + std::to_string(total) + " bytes\n");
 }
 
@@ -669,10 +663,8 @@ void op_head_lines(args_t args) {
 void op_yes(args_t) {
     std::string buf;
     buf.reserve(io_chunk);
-    while (buf.size() < io_chunk)
-        buf += "y\n";
-    for (;;)
-        out(buf); // ends by SIGPIPE, or by exit 3 from out() when SIGPIPE is ignored
+    while (buf.size() < io_chunk) buf += "y\n";
+    for (;;) out(buf); // ends by SIGPIPE, or by exit 3 from out() when SIGPIPE is ignored
 }
 
 // Closing an already closed descriptor is not an error: the script wants it closed, and it is.
@@ -1128,8 +1120,7 @@ int main(int argc, char** argv) {
         if (argc < 2) usage();
         const std::vector<step> script =
             parse_script(std::span<char* const>(argv + 1, static_cast<std::size_t>(argc - 1)));
-        for (const step& s : script)
-            s.op->run(s.args);
+        for (const step& s : script) s.op->run(s.args);
         return 0;
     } catch (const std::exception& e) {
         fail(exit_usage, {e.what()});

@@ -10,12 +10,12 @@
 #include <string_view>
 
 /// Aborts with the failed condition when a property does not hold.
-#define FUZZ_CHECK(cond)                                                                                 \
-    do {                                                                                                 \
-        if (!(cond)) {                                                                                   \
-            std::fprintf(stderr, "fuzz property failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__);       \
-            std::abort();                                                                                \
-        }                                                                                                \
+#define FUZZ_CHECK(cond)                                                                                     \
+    do {                                                                                                     \
+        if (!(cond)) {                                                                                       \
+            std::fprintf(stderr, "fuzz property failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__);           \
+            std::abort();                                                                                    \
+        }                                                                                                    \
     } while (0)
 
 namespace fuzz {
@@ -36,10 +36,14 @@ inline bool valid_utf8(std::string_view s) {
         }
         int n;
         std::uint32_t cp;
-        if ((b & 0xE0) == 0xC0) n = 1, cp = b & 0x1F;
-        else if ((b & 0xF0) == 0xE0) n = 2, cp = b & 0x0F;
-        else if ((b & 0xF8) == 0xF0) n = 3, cp = b & 0x07;
-        else return false;
+        if ((b & 0xE0) == 0xC0)
+            n = 1, cp = b & 0x1F;
+        else if ((b & 0xF0) == 0xE0)
+            n = 2, cp = b & 0x0F;
+        else if ((b & 0xF8) == 0xF0)
+            n = 3, cp = b & 0x07;
+        else
+            return false;
         if (i + static_cast<std::size_t>(n) >= s.size()) return false; // truncated
         for (int k = 1; k <= n; ++k) {
             auto c = static_cast<unsigned char>(s[i + static_cast<std::size_t>(k)]);

@@ -72,10 +72,11 @@ bool has_control(std::string_view s) {
     for (std::size_t i = 0; i < s.size(); ++i) {
         const auto b = static_cast<unsigned char>(s[i]);
         if (b < 0x20 || b == 0x7F) return true;
-        if (b == 0xC2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) <= 0x9F) return true; // U+0080..9F
+        if (b == 0xC2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) <= 0x9F)
+            return true; // U+0080..9F
     }
-    for (std::string_view bidi : {"\u061C", "\u200E", "\u200F", "\u202A", "\u202B", "\u202C", "\u202D", "\u202E",
-                                  "\u2066", "\u2067", "\u2068", "\u2069"})
+    for (std::string_view bidi : {"\u061C", "\u200E", "\u200F", "\u202A", "\u202B", "\u202C", "\u202D",
+                                  "\u202E", "\u2066", "\u2067", "\u2068", "\u2069"})
         if (s.find(bidi) != std::string_view::npos) return true;
     return false;
 }

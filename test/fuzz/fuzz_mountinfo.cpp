@@ -36,9 +36,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     FUZZ_CHECK(mount.size() <= text.size() && root.size() <= text.size());
     // A line made of what was found, escaped as the kernel would, gives the same back.
     std::string m2, r2;
-    drover::detail::parse_cgroup2_mount("1 2 0:1 " + escape_octal(root) + " " + escape_octal(mount) +
-                                            " rw - cgroup2 cgroup2 rw\n",
-                                        m2, r2);
+    drover::detail::parse_cgroup2_mount(
+        "1 2 0:1 " + escape_octal(root) + " " + escape_octal(mount) + " rw - cgroup2 cgroup2 rw\n", m2, r2);
     FUZZ_CHECK(m2 == mount && r2 == root);
     return 0;
 }

@@ -24,7 +24,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     drover::io_counters io;
     if (drover::detail::parse_io(s, io))
-        for (auto v : {io.rchar, io.wchar, io.syscr, io.syscw, io.read_bytes, io.write_bytes, io.cancelled_write_bytes})
+        for (auto v : {io.rchar, io.wchar, io.syscr, io.syscw, io.read_bytes, io.write_bytes,
+                       io.cancelled_write_bytes})
             FUZZ_CHECK(appears(v));
     if (auto pid = drover::detail::parse_fdinfo_pid(s)) FUZZ_CHECK(appears(*pid));
     if (auto bt = drover::detail::parse_boot_time(s)) FUZZ_CHECK(appears(*bt));

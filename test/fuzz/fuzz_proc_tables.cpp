@@ -38,6 +38,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     for (std::size_t i = 0; i < words.size(); ++i) joined += (i == 0 ? "" : std::string(1, '\0')) + words[i];
     FUZZ_CHECK(joined == s || joined + '\0' == s);
 
-    if (auto ino = drover::detail::parse_ns_link(s)) FUZZ_CHECK(s.find(std::to_string(*ino)) != std::string_view::npos);
+    if (auto ino = drover::detail::parse_ns_link(s))
+        FUZZ_CHECK(s.find(std::to_string(*ino)) != std::string_view::npos);
     return 0;
 }

@@ -13,7 +13,9 @@
 using namespace drover::cli;
 
 namespace {
-std::string limit_text(rlim_t v) { return v == RLIM_INFINITY ? "unlimited" : std::to_string(v); }
+std::string limit_text(rlim_t v) {
+    return v == RLIM_INFINITY ? "unlimited" : std::to_string(v);
+}
 std::string octal(unsigned v) {
     std::string out;
     do out.insert(out.begin(), static_cast<char>('0' + (v & 7)));
@@ -29,8 +31,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         // The resource's own name and the values written out give the same spec back.
         const auto name = drover::rlimit_name(r->resource);
         FUZZ_CHECK(!name.empty());
-        auto again = parse_rlimit_spec(std::string(name) + "=" + limit_text(r->soft) + ":" + limit_text(r->hard));
-        FUZZ_CHECK(again && again->resource == r->resource && again->soft == r->soft && again->hard == r->hard);
+        auto again =
+            parse_rlimit_spec(std::string(name) + "=" + limit_text(r->soft) + ":" + limit_text(r->hard));
+        FUZZ_CHECK(again && again->resource == r->resource && again->soft == r->soft &&
+                   again->hard == r->hard);
         // Without ":HARD", hard is soft: never above it.
         if (s.find(':') == std::string_view::npos) FUZZ_CHECK(r->hard == r->soft && !soft_above_hard(*r));
     }

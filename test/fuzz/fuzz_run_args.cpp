@@ -20,7 +20,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::vector<std::string> args{"drover", "run"};
     for (std::size_t start = 0;;) {
         const auto nul = s.find('\0', start);
-        args.emplace_back(s.substr(start, nul == std::string_view::npos ? std::string_view::npos : nul - start));
+        args.emplace_back(
+            s.substr(start, nul == std::string_view::npos ? std::string_view::npos : nul - start));
         if (nul == std::string_view::npos) break;
         start = nul + 1;
     }
@@ -31,7 +32,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     for (const auto& a : args) argv.push_back(a.c_str());
 
     std::ostringstream out, err;
-    const auto cl = drover::cli::parse_command_line(static_cast<int>(argv.size()), argv.data(), log, out, err);
+    const auto cl =
+        drover::cli::parse_command_line(static_cast<int>(argv.size()), argv.data(), log, out, err);
     using action = drover::cli::command_line::action;
     if (cl.what == action::exit) {
         FUZZ_CHECK(cl.exit_code == 0 || cl.exit_code == drover::cli::exit_drover_failed);

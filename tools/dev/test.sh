@@ -79,11 +79,13 @@ run_suite "$BUILD_DIR" "$@"
 #   asan-ubsan: AddressSanitizer + UndefinedBehaviorSanitizer, in "<build>-asan";
 #   tsan: ThreadSanitizer, in "<build>-tsan", without the fallback-launcher runs (libtsan's
 #         clone() interceptor assumes a fork-like clone; see test/meson.build).
+# Tests in suite plain-only (the format check, drover as a subproject) do not depend on the
+# build's instrumentation: they run in the plain pass alone.
 for san in ${DROVER_TEST_SANITIZERS:-asan-ubsan tsan}; do
     case $san in
     none) continue ;;
-    asan-ubsan) dir="${BUILD_DIR}-asan"; extra=() ;;
-    tsan) dir="${BUILD_DIR}-tsan"; extra=(--no-suite fallback-launchers) ;;
+    asan-ubsan) dir="${BUILD_DIR}-asan"; extra=(--no-suite plain-only) ;;
+    tsan) dir="${BUILD_DIR}-tsan"; extra=(--no-suite plain-only --no-suite fallback-launchers) ;;
     *) echo "DROVER_TEST_SANITIZERS: unknown sanitizer '$san' (asan-ubsan, tsan, none)" >&2; exit 2 ;;
     esac
     if [ ! -f "$dir/build.ninja" ]; then

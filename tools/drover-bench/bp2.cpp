@@ -39,17 +39,20 @@ double bp2_spawn_seq(const std::string& prog, int n, int registered_fds) {
         write_ends.push_back(fds[1]);
     }
     double us = -1;
-    asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
-        auto ex = co_await asio::this_coro::executor;
-        const std::vector<std::string> no_args;
-        auto t0 = std::chrono::steady_clock::now();
-        for (int i = 0; i < n; ++i) {
-            boost::process::v2::process p(ex, prog, no_args); // the default launcher: fork + exec
-            co_await p.async_wait(asio::use_awaitable);
-        }
-        us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / n;
-        for (auto& h : held) h->close();
-    }, asio::detached);
+    asio::co_spawn(
+        ctx,
+        [&]() -> asio::awaitable<void> {
+            auto ex = co_await asio::this_coro::executor;
+            const std::vector<std::string> no_args;
+            auto t0 = std::chrono::steady_clock::now();
+            for (int i = 0; i < n; ++i) {
+                boost::process::v2::process p(ex, prog, no_args); // the default launcher: fork + exec
+                co_await p.async_wait(asio::use_awaitable);
+            }
+            us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / n;
+            for (auto& h : held) h->close();
+        },
+        asio::detached);
     ctx.run();
     for (int fd : write_ends) ::close(fd);
     return us;

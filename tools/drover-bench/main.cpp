@@ -133,12 +133,13 @@ struct bench_result {
 };
 
 /// Alternates the contenders for `rounds` rounds (the order rotated every round).
-bench_result alternate(std::string name, std::string unit, std::string what, std::vector<contender> cs, int rounds,
-                       bool lower_is_better = true) {
+bench_result alternate(std::string name, std::string unit, std::string what, std::vector<contender> cs,
+                       int rounds, bool lower_is_better = true) {
     bench_result r{std::move(name), std::move(unit), std::move(what), lower_is_better, {}, {}, {}};
     std::vector<contender*> live;
     for (auto& c : cs) {
-        if (!c.missing.empty()) r.missing.emplace_back(c.name, c.missing);
+        if (!c.missing.empty())
+            r.missing.emplace_back(c.name, c.missing);
         else {
             live.push_back(&c);
             r.samples.emplace_back(c.name, std::vector<double>{});
@@ -173,7 +174,8 @@ std::string markdown(const bench_result& r) {
         for (const auto& [n, why] : r.missing) o += fmt::format("{}: not run: {}\n\n", n, why);
         return o;
     }
-    std::string o = fmt::format("### {}\n\n{}\n\n| contender | median ({}) | min | max | samples | vs drover |\n|---|---|---|---|---|---|\n",
+    std::string o = fmt::format("### {}\n\n{}\n\n| contender | median ({}) | min | max | samples | vs drover "
+                                "|\n|---|---|---|---|---|---|\n",
                                 r.name, r.what, r.unit);
     double base = 0;
     for (const auto& [n, v] : r.samples)
@@ -184,9 +186,11 @@ std::string markdown(const bench_result& r) {
     for (const auto& [n, v] : r.samples) {
         auto s = summarize(v);
         std::string ratio = base > 0 && s.median > 0 ? fmt::format("{:.2f}x", s.median / base) : "-";
-        o += fmt::format("| {} | {:.3f} | {:.3f} | {:.3f} | {} | {} |\n", cell(n), s.median, s.min, s.max, v.size(), ratio);
+        o += fmt::format("| {} | {:.3f} | {:.3f} | {:.3f} | {} | {} |\n", cell(n), s.median, s.min, s.max,
+                         v.size(), ratio);
     }
-    for (const auto& [n, why] : r.missing) o += fmt::format("| {} | not run: {} | | | | |\n", cell(n), cell(why));
+    for (const auto& [n, why] : r.missing)
+        o += fmt::format("| {} | not run: {} | | | | |\n", cell(n), cell(why));
     for (const auto& note : r.notes) o += "\n" + note + "\n";
     return o + "\n";
 }
@@ -197,17 +201,20 @@ std::string markdown(const bench_result& r) {
 double drover_spawn_seq(const std::string& prog, int n, bool cgroup = true) {
     asio::io_context ctx;
     double us = 0;
-    asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
-        auto ex = co_await asio::this_coro::executor;
-        drover::command cmd(prog);
-        if (!cgroup) cmd.cgroup(drover::cgroup_mode::off);
-        auto t0 = clk::now();
-        for (int i = 0; i < n; ++i) {
-            drover::child c = drover::spawn(ex, cmd);
-            co_await c.async_wait(asio::use_awaitable);
-        }
-        us = std::chrono::duration<double, std::micro>(clk::now() - t0).count() / n;
-    }, asio::detached);
+    asio::co_spawn(
+        ctx,
+        [&]() -> asio::awaitable<void> {
+            auto ex = co_await asio::this_coro::executor;
+            drover::command cmd(prog);
+            if (!cgroup) cmd.cgroup(drover::cgroup_mode::off);
+            auto t0 = clk::now();
+            for (int i = 0; i < n; ++i) {
+                drover::child c = drover::spawn(ex, cmd);
+                co_await c.async_wait(asio::use_awaitable);
+            }
+            us = std::chrono::duration<double, std::micro>(clk::now() - t0).count() / n;
+        },
+        asio::detached);
     ctx.run();
     return us;
 }
@@ -229,8 +236,8 @@ double floor_spawn_seq(const std::string& prog, int n) {
     auto t0 = clk::now();
     for (int i = 0; i < n; ++i) {
         int pidfd = -1;
-        pid_t pid = ::clone(floor_child, g_floor_stack + sizeof g_floor_stack, CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD,
-                            &a, &pidfd);
+        pid_t pid = ::clone(floor_child, g_floor_stack + sizeof g_floor_stack,
+                            CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &a, &pidfd);
         if (pid < 0) return -1;
         siginfo_t si{};
         ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &si, WEXITED);
@@ -411,8 +418,10 @@ std::string go_peer(std::string& why) {
     if (!fs::exists(bin)) {
         std::ofstream(dir / "main.go") << k_go_seq;
         // An argv vector, no shell: env sets the Go build's cache and mode.
-        const std::vector<std::string> build = {"/usr/bin/env", "GOCACHE=" + (dir / "cache").string(), "GO111MODULE=off",
-                                                go, "build", "-o", bin.string(), (dir / "main.go").string()};
+        const std::vector<std::string> build = {"/usr/bin/env",    "GOCACHE=" + (dir / "cache").string(),
+                                                "GO111MODULE=off", go,
+                                                "build",           "-o",
+                                                bin.string(),      (dir / "main.go").string()};
         if (!run_capture(build)) {
             why = "go build failed";
             return {};
@@ -425,11 +434,17 @@ bench_result spawn_seq(const std::string& prog, const std::string& label) {
     const int n = g_quick ? 200 : 1000;
     const int rounds = g_quick ? 5 : 11;
     std::vector<contender> cs;
-    cs.push_back({"drover (co_await spawn + async_wait)", [&] { return std::optional<double>(drover_spawn_seq(prog, n)); }, {}});
+    cs.push_back({"drover (co_await spawn + async_wait)",
+                  [&] { return std::optional<double>(drover_spawn_seq(prog, n)); },
+                  {}});
     cs.push_back({"drover, cgroup(off): no leaf cgroup per child",
-                  [&] { return std::optional<double>(drover_spawn_seq(prog, n, false)); }, {}});
-    cs.push_back({"floor: clone(VM|VFORK|PIDFD) + waitid", [&] { return std::optional<double>(floor_spawn_seq(prog, n)); }, {}});
-    cs.push_back({"glibc posix_spawn + waitpid", [&] { return std::optional<double>(posix_spawn_seq(prog, n)); }, {}});
+                  [&] { return std::optional<double>(drover_spawn_seq(prog, n, false)); },
+                  {}});
+    cs.push_back({"floor: clone(VM|VFORK|PIDFD) + waitid",
+                  [&] { return std::optional<double>(floor_spawn_seq(prog, n)); },
+                  {}});
+    cs.push_back(
+        {"glibc posix_spawn + waitpid", [&] { return std::optional<double>(posix_spawn_seq(prog, n)); }, {}});
     cs.push_back({"Boost.Process v2 1.81 (default launcher) + async_wait",
                   [&] {
                       double v = bench::bp2_spawn_seq(prog, n);
@@ -437,18 +452,25 @@ bench_result spawn_seq(const std::string& prog, const std::string& label) {
                   },
                   {}});
     std::string py = python_path();
-    cs.push_back({"Python asyncio", [&, py] { return peer_number({py, "-c", k_python_seq, std::to_string(n), prog}); },
+    cs.push_back({"Python asyncio",
+                  [&, py] {
+                      return peer_number({py, "-c", k_python_seq, std::to_string(n), prog});
+                  },
                   py.empty() ? "python3 is not installed" : ""});
     std::string node = find_program("node");
-    cs.push_back({"Node child_process", [&, node] { return peer_number({node, "-e", k_node_seq, std::to_string(n), prog}); },
+    cs.push_back({"Node child_process",
+                  [&, node] {
+                      return peer_number({node, "-e", k_node_seq, std::to_string(n), prog});
+                  },
                   node.empty() ? "node is not installed" : ""});
     std::string why;
     std::string go = go_peer(why);
     cs.push_back({"Go os/exec", [&, go] { return peer_number({go, std::to_string(n), prog}); }, why});
-    auto r = alternate("spawn-seq: " + label, "µs per spawn",
-                       fmt::format("{} sequential spawn+wait of `{}`, per sample; {} samples each, alternated.", n, prog,
-                                   rounds),
-                       std::move(cs), rounds);
+    auto r =
+        alternate("spawn-seq: " + label, "µs per spawn",
+                  fmt::format("{} sequential spawn+wait of `{}`, per sample; {} samples each, alternated.", n,
+                              prog, rounds),
+                  std::move(cs), rounds);
     return r;
 }
 
@@ -480,7 +502,9 @@ double floor_spawn_concurrent(const std::string& prog, int n, int width) {
     auto t0 = clk::now();
     while (started < n || running > 0) {
         while (running < width && started < n) {
-            if (::clone(floor_child, g_floor_stack + sizeof g_floor_stack, CLONE_VM | CLONE_VFORK | SIGCHLD, &a) < 0) return -1;
+            if (::clone(floor_child, g_floor_stack + sizeof g_floor_stack, CLONE_VM | CLONE_VFORK | SIGCHLD,
+                        &a) < 0)
+                return -1;
             ++running;
             ++started;
         }
@@ -522,40 +546,60 @@ bench_result spawn_concurrent(const std::string& prog) {
     const int width = 64;
     const int rounds = g_quick ? 3 : 5;
     std::vector<contender> cs;
-    cs.push_back({"drover (64 coroutines)", [&] { return std::optional<double>(drover_spawn_concurrent(prog, n, width)); }, {}});
-    cs.push_back({"floor: clone(VM|VFORK) + waitid(P_ALL)", [&] {
+    cs.push_back({"drover (64 coroutines)",
+                  [&] { return std::optional<double>(drover_spawn_concurrent(prog, n, width)); },
+                  {}});
+    cs.push_back({"floor: clone(VM|VFORK) + waitid(P_ALL)",
+                  [&] {
                       double v = floor_spawn_concurrent(prog, n, width);
                       return v > 0 ? std::optional<double>(v) : std::nullopt;
-                  }, {}});
-    cs.push_back({"glibc posix_spawn + waitpid(-1)", [&] {
+                  },
+                  {}});
+    cs.push_back({"glibc posix_spawn + waitpid(-1)",
+                  [&] {
                       char* const argv[] = {const_cast<char*>(prog.c_str()), nullptr};
                       int running = 0, started = 0;
                       auto t0 = clk::now();
                       while (started < n || running > 0) {
                           while (running < width && started < n) {
                               pid_t pid = -1;
-                              if (::posix_spawn(&pid, prog.c_str(), nullptr, nullptr, argv, environ) != 0) return std::optional<double>();
+                              if (::posix_spawn(&pid, prog.c_str(), nullptr, nullptr, argv, environ) != 0)
+                                  return std::optional<double>();
                               ++running;
                               ++started;
                           }
                           if (::waitpid(-1, nullptr, 0) > 0) --running;
                       }
-                      return std::optional<double>(std::chrono::duration<double, std::micro>(clk::now() - t0).count() / n);
-                  }, {}});
-    cs.push_back({"Boost.Process v2 (64 coroutines)", [&] {
+                      return std::optional<double>(
+                          std::chrono::duration<double, std::micro>(clk::now() - t0).count() / n);
+                  },
+                  {}});
+    cs.push_back({"Boost.Process v2 (64 coroutines)",
+                  [&] {
                       double v = bench::bp2_spawn_concurrent(prog, n, width);
                       return v > 0 ? std::optional<double>(v) : std::nullopt;
-                  }, {}});
+                  },
+                  {}});
     std::string gowhy;
     std::string go = go_peer(gowhy);
-    cs.push_back({"Go os/exec (64 goroutines)", [&, go] { return peer_number({go, std::to_string(n), prog, std::to_string(width)}); }, gowhy});
+    cs.push_back({"Go os/exec (64 goroutines)",
+                  [&, go] {
+                      return peer_number({go, std::to_string(n), prog, std::to_string(width)});
+                  },
+                  gowhy});
     std::string py = python_path(), node = find_program("node");
-    cs.push_back({"Python asyncio (Semaphore(64))",
-                  [&, py] { return peer_number({py, "-c", k_python_conc, std::to_string(n), prog, std::to_string(width)}); },
-                  py.empty() ? "python3 is not installed" : ""});
-    cs.push_back({"Node child_process (64 chains)",
-                  [&, node] { return peer_number({node, "-e", k_node_conc, std::to_string(n), prog, std::to_string(width)}); },
-                  node.empty() ? "node is not installed" : ""});
+    cs.push_back(
+        {"Python asyncio (Semaphore(64))",
+         [&, py] {
+             return peer_number({py, "-c", k_python_conc, std::to_string(n), prog, std::to_string(width)});
+         },
+         py.empty() ? "python3 is not installed" : ""});
+    cs.push_back(
+        {"Node child_process (64 chains)",
+         [&, node] {
+             return peer_number({node, "-e", k_node_conc, std::to_string(n), prog, std::to_string(width)});
+         },
+         node.empty() ? "node is not installed" : ""});
     return alternate("spawn-concurrent", "µs per spawn (total time / spawns)",
                      fmt::format("{} spawns of `{}`, {} in flight.", n, prog, width), std::move(cs), rounds);
 }
@@ -576,27 +620,36 @@ bench_result spawn_vs_rss(const std::string& prog) {
     const std::size_t gib = std::size_t{1} << 30;
     std::vector<contender> cs;
     cs.push_back({"drover, no heap", [&] { return std::optional<double>(drover_spawn_seq(prog, n)); }, {}});
-    cs.push_back({"drover, 1 GiB touched heap", [&] {
+    cs.push_back({"drover, 1 GiB touched heap",
+                  [&] {
                       ballast b(gib);
                       return std::optional<double>(drover_spawn_seq(prog, n));
-                  }, {}});
-    cs.push_back({"Boost.Process v2, no heap", [&] {
+                  },
+                  {}});
+    cs.push_back({"Boost.Process v2, no heap",
+                  [&] {
                       double v = bench::bp2_spawn_seq(prog, n / 4);
                       return v > 0 ? std::optional<double>(v) : std::nullopt;
-                  }, {}});
-    cs.push_back({"Boost.Process v2, 1 GiB touched heap", [&] {
+                  },
+                  {}});
+    cs.push_back({"Boost.Process v2, 1 GiB touched heap",
+                  [&] {
                       ballast b(gib);
                       double v = bench::bp2_spawn_seq(prog, n / 4);
                       return v > 0 ? std::optional<double>(v) : std::nullopt;
-                  }, {}});
-    auto r = alternate("spawn-vs-rss", "µs per spawn",
-                       fmt::format("Sequential spawn+wait of `{}` with and without a 1 GiB touched heap in the parent "
-                                   "({} spawns per sample for drover, {} for Boost.Process v2).", prog, n, n / 4),
-                       std::move(cs), rounds);
+                  },
+                  {}});
+    auto r = alternate(
+        "spawn-vs-rss", "µs per spawn",
+        fmt::format("Sequential spawn+wait of `{}` with and without a 1 GiB touched heap in the parent "
+                    "({} spawns per sample for drover, {} for Boost.Process v2).",
+                    prog, n, n / 4),
+        std::move(cs), rounds);
     auto med = [&](std::size_t i) { return summarize(r.samples.at(i).second).median; };
     if (r.samples.size() == 4 && med(0) > 0 && med(2) > 0)
-        r.notes.push_back(fmt::format("Heap ratio (1 GiB / none): drover {:.2f}x (target < 1.2), Boost.Process v2 {:.2f}x.",
-                                      med(1) / med(0), med(3) / med(2)));
+        r.notes.push_back(
+            fmt::format("Heap ratio (1 GiB / none): drover {:.2f}x (target < 1.2), Boost.Process v2 {:.2f}x.",
+                        med(1) / med(0), med(3) / med(2)));
     return r;
 }
 
@@ -605,21 +658,26 @@ double drover_spawn_with_children(const std::string& prog, int n, int held) {
     asio::io_context ctx;
     std::vector<drover::child> idle;
     for (int i = 0; i < held; ++i) {
-        idle.push_back(drover::spawn(ctx, drover::command("sleep", {"1000"}).std_out(drover::stdio::pipe()).std_err(drover::stdio::pipe())));
+        idle.push_back(drover::spawn(ctx, drover::command("sleep", {"1000"})
+                                              .std_out(drover::stdio::pipe())
+                                              .std_err(drover::stdio::pipe())));
         idle.back().async_wait([](drover::error_code, drover::exit_status) {});
     }
     double us = 0;
-    asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
-        auto ex = co_await asio::this_coro::executor;
-        drover::command cmd(prog);
-        auto t0 = clk::now();
-        for (int i = 0; i < n; ++i) {
-            drover::child c = drover::spawn(ex, cmd);
-            co_await c.async_wait(asio::use_awaitable);
-        }
-        us = std::chrono::duration<double, std::micro>(clk::now() - t0).count() / n;
-        for (auto& k : idle) k.async_kill([](drover::error_code, drover::exit_status) {});
-    }, asio::detached);
+    asio::co_spawn(
+        ctx,
+        [&]() -> asio::awaitable<void> {
+            auto ex = co_await asio::this_coro::executor;
+            drover::command cmd(prog);
+            auto t0 = clk::now();
+            for (int i = 0; i < n; ++i) {
+                drover::child c = drover::spawn(ex, cmd);
+                co_await c.async_wait(asio::use_awaitable);
+            }
+            us = std::chrono::duration<double, std::micro>(clk::now() - t0).count() / n;
+            for (auto& k : idle) k.async_kill([](drover::error_code, drover::exit_status) {});
+        },
+        asio::detached);
     ctx.run();
     return us;
 }
@@ -635,10 +693,14 @@ bench_result spawn_vs_children(const std::string& prog) {
         ::setrlimit(RLIMIT_NOFILE, &nofile);
     }
     std::vector<contender> cs;
-    cs.push_back({"drover, no other children", [&] { return std::optional<double>(drover_spawn_with_children(prog, n, 0)); }, {}});
+    cs.push_back({"drover, no other children",
+                  [&] { return std::optional<double>(drover_spawn_with_children(prog, n, 0)); },
+                  {}});
     cs.push_back({fmt::format("drover, {} idle children with pipes", held),
-                  [&] { return std::optional<double>(drover_spawn_with_children(prog, n, held)); }, {}});
-    cs.push_back({fmt::format("floor, with {} descriptors open", held * 4), [&] {
+                  [&] { return std::optional<double>(drover_spawn_with_children(prog, n, held)); },
+                  {}});
+    cs.push_back({fmt::format("floor, with {} descriptors open", held * 4),
+                  [&] {
                       // Every clone without CLONE_FILES copies the descriptor table, and exec then
                       // closes the CLOEXEC ones: a cost in open descriptors that no launcher avoids.
                       std::vector<int> fds;
@@ -651,26 +713,34 @@ bench_result spawn_vs_children(const std::string& prog) {
                       double v = floor_spawn_seq(prog, n);
                       for (int fd : fds) ::close(fd);
                       return std::optional<double>(v);
-                  }, {}});
-    cs.push_back({"floor, no descriptors", [&] { return std::optional<double>(floor_spawn_seq(prog, n)); }, {}});
-    cs.push_back({"Boost.Process v2, no registered fds", [&] {
+                  },
+                  {}});
+    cs.push_back(
+        {"floor, no descriptors", [&] { return std::optional<double>(floor_spawn_seq(prog, n)); }, {}});
+    cs.push_back({"Boost.Process v2, no registered fds",
+                  [&] {
                       double v = bench::bp2_spawn_seq(prog, n / 4, 0);
                       return v > 0 ? std::optional<double>(v) : std::nullopt;
-                  }, {}});
-    cs.push_back({fmt::format("Boost.Process v2, {} registered fds", held * 2), [&] {
+                  },
+                  {}});
+    cs.push_back({fmt::format("Boost.Process v2, {} registered fds", held * 2),
+                  [&] {
                       double v = bench::bp2_spawn_seq(prog, n / 4, held * 2);
                       return v > 0 ? std::optional<double>(v) : std::nullopt;
-                  }, {}});
-    auto r = alternate("spawn-vs-children", "µs per spawn",
-                       fmt::format("Sequential spawn+wait of `{}` while the io_context holds {} idle children with two "
-                                   "pipes each (for Boost.Process v2: as many registered pipe descriptors), vs nothing.",
-                                   prog, held),
-                       std::move(cs), rounds);
+                  },
+                  {}});
+    auto r = alternate(
+        "spawn-vs-children", "µs per spawn",
+        fmt::format("Sequential spawn+wait of `{}` while the io_context holds {} idle children with two "
+                    "pipes each (for Boost.Process v2: as many registered pipe descriptors), vs nothing.",
+                    prog, held),
+        std::move(cs), rounds);
     auto med = [&](std::size_t i) { return summarize(r.samples.at(i).second).median; };
     if (r.samples.size() == 6 && med(0) > 0 && med(3) > 0 && med(4) > 0)
-        r.notes.push_back(fmt::format("Ratio (held / none): drover {:.2f}x (target < 1.2), the floor with as many open "
-                                      "descriptors {:.2f}x, Boost.Process v2 {:.2f}x.",
-                                      med(1) / med(0), med(2) / med(3), med(5) / med(4)));
+        r.notes.push_back(
+            fmt::format("Ratio (held / none): drover {:.2f}x (target < 1.2), the floor with as many open "
+                        "descriptors {:.2f}x, Boost.Process v2 {:.2f}x.",
+                        med(1) / med(0), med(2) / med(3), med(5) / med(4)));
     return r;
 }
 
@@ -702,14 +772,27 @@ bench_result run_overhead(const std::string& drover_bin) {
     const int rounds = g_quick ? 5 : 11;
     std::string tr = find_program("true"), to = find_program("timeout"), tini = find_program("tini");
     std::vector<contender> cs;
-    cs.push_back({"drover run -- /bin/true", [=] { return whole_process({drover_bin, "run", "--", tr}, n); }, {}});
-    cs.push_back({"timeout 10 /bin/true", [=] { return whole_process({to, "10", tr}, n); }, to.empty() ? "no timeout" : ""});
-    cs.push_back({"tini -s -- /bin/true", [=] { return whole_process({tini, "-s", "--", tr}, n); },
-                  tini.empty() ? "tini is not installed (apt-get install tini; tools/dev/bench.sh does)" : ""});
+    cs.push_back({"drover run -- /bin/true",
+                  [=] {
+                      return whole_process({drover_bin, "run", "--", tr}, n);
+                  },
+                  {}});
+    cs.push_back({"timeout 10 /bin/true",
+                  [=] {
+                      return whole_process({to, "10", tr}, n);
+                  },
+                  to.empty() ? "no timeout" : ""});
+    cs.push_back(
+        {"tini -s -- /bin/true",
+         [=] {
+             return whole_process({tini, "-s", "--", tr}, n);
+         },
+         tini.empty() ? "tini is not installed (apt-get install tini; tools/dev/bench.sh does)" : ""});
     cs.push_back({"/bin/true alone", [=] { return whole_process({tr}, n); }, {}});
-    return alternate("run-overhead", "ms per run",
-                     fmt::format("Whole-process wall time of one command run to completion, {} runs per sample.", n),
-                     std::move(cs), rounds);
+    return alternate(
+        "run-overhead", "ms per run",
+        fmt::format("Whole-process wall time of one command run to completion, {} runs per sample.", n),
+        std::move(cs), rounds);
 }
 
 // ---- capture ------------------------------------------------------------------------------------
@@ -718,17 +801,20 @@ std::optional<double> drover_capture(const std::string& head, std::uint64_t byte
     asio::io_context ctx;
     double gbps = 0;
     bool ok = false;
-    asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
-        auto ex = co_await asio::this_coro::executor;
-        drover::run_options o;
-        o.max_output = 1 << 20;
-        drover::command cmd(head, {"-c", std::to_string(bytes), "/dev/zero"});
-        auto t0 = clk::now();
-        auto r = co_await drover::async_run(ex, cmd, o);
-        double s = std::chrono::duration<double>(clk::now() - t0).count();
-        ok = r.out.total_bytes == bytes;
-        gbps = static_cast<double>(bytes) / s / 1e9;
-    }, asio::detached);
+    asio::co_spawn(
+        ctx,
+        [&]() -> asio::awaitable<void> {
+            auto ex = co_await asio::this_coro::executor;
+            drover::run_options o;
+            o.max_output = 1 << 20;
+            drover::command cmd(head, {"-c", std::to_string(bytes), "/dev/zero"});
+            auto t0 = clk::now();
+            auto r = co_await drover::async_run(ex, cmd, o);
+            double s = std::chrono::duration<double>(clk::now() - t0).count();
+            ok = r.out.total_bytes == bytes;
+            gbps = static_cast<double>(bytes) / s / 1e9;
+        },
+        asio::detached);
     ctx.run();
     if (!ok) return std::nullopt;
     return gbps;
@@ -766,19 +852,28 @@ p.on('close', () => { if (total !== n) process.exit(1); });
 bench_result capture() {
     const std::uint64_t bytes = g_quick ? (512ULL << 20) : (2ULL << 30);
     const int rounds = g_quick ? 3 : 7;
-    std::string head = find_program("head"), sh = find_program("sh"), py = python_path(), node = find_program("node");
+    std::string head = find_program("head"), sh = find_program("sh"), py = python_path(),
+                node = find_program("node");
     std::string pipeline = fmt::format("{} -c {} /dev/zero | cat >/dev/null", head, bytes);
     std::vector<contender> cs;
     cs.push_back({"drover async_run (1 MiB kept)", [=] { return drover_capture(head, bytes); }, {}});
     cs.push_back({"head | cat >/dev/null", [=] { return timed_gbps({sh, "-c", pipeline}, bytes); }, {}});
-    cs.push_back({"Python asyncio", [=] { return timed_gbps({py, "-c", k_python_capture, std::to_string(bytes), head}, bytes); },
+    cs.push_back({"Python asyncio",
+                  [=] {
+                      return timed_gbps({py, "-c", k_python_capture, std::to_string(bytes), head}, bytes);
+                  },
                   py.empty() ? "python3 is not installed" : ""});
-    cs.push_back({"Node child_process", [=] { return timed_gbps({node, "-e", k_node_capture, std::to_string(bytes), head}, bytes); },
+    cs.push_back({"Node child_process",
+                  [=] {
+                      return timed_gbps({node, "-e", k_node_capture, std::to_string(bytes), head}, bytes);
+                  },
                   node.empty() ? "node is not installed" : ""});
-    return alternate("capture", "GB/s (higher is better)",
-                     fmt::format("A child writing {} MiB to stdout, read to the end (the ratio column is contender / drover).",
-                                 bytes >> 20),
-                     std::move(cs), rounds, false);
+    return alternate(
+        "capture", "GB/s (higher is better)",
+        fmt::format(
+            "A child writing {} MiB to stdout, read to the end (the ratio column is contender / drover).",
+            bytes >> 20),
+        std::move(cs), rounds, false);
 }
 
 // ---- many-children ------------------------------------------------------------------------------
@@ -804,7 +899,8 @@ std::uint64_t switches() {
         std::ifstream in(t.path() / "status");
         std::string line;
         while (std::getline(in, line))
-            if (line.rfind("voluntary_ctxt_switches:", 0) == 0 || line.rfind("nonvoluntary_ctxt_switches:", 0) == 0)
+            if (line.rfind("voluntary_ctxt_switches:", 0) == 0 ||
+                line.rfind("nonvoluntary_ctxt_switches:", 0) == 0)
                 total += std::strtoull(line.c_str() + line.find(':') + 1, nullptr, 10);
     }
     return total;
@@ -836,7 +932,9 @@ int many_main(int n, int idle_ms) {
     kids.reserve(static_cast<std::size_t>(n));
     auto t0 = clk::now();
     for (int i = 0; i < n; ++i)
-        kids.push_back(drover::spawn(ctx, drover::command("sleep", {"1000"}).std_out(drover::stdio::pipe()).std_err(drover::stdio::pipe())));
+        kids.push_back(drover::spawn(ctx, drover::command("sleep", {"1000"})
+                                              .std_out(drover::stdio::pipe())
+                                              .std_err(drover::stdio::pipe())));
     const double spawn_ms = std::chrono::duration<double, std::milli>(clk::now() - t0).count();
     for (auto& k : kids) k.async_wait([](drover::error_code, drover::exit_status) {});
     ctx.poll();
@@ -859,8 +957,8 @@ int many_main(int n, int idle_ms) {
     fmt::print("{{\"rss_kib_per_child\": {:.2f}, \"heap_kib_per_child\": {:.2f}, \"fds_per_child\": {:.2f}, "
                "\"wakeups_per_s\": {:.2f}, \"spawn_ms\": {:.1f}, \"stop_ms\": {:.1f}, \"stopped\": {}}}\n",
                static_cast<double>(rss1 - rss0) / n, static_cast<double>(heap1 - heap0) / 1024.0 / n,
-               static_cast<double>(fds1 - fds0) / n, static_cast<double>(sw1 - sw0) * 1000.0 / idle_ms, spawn_ms, stop_ms,
-               stopped);
+               static_cast<double>(fds1 - fds0) / n, static_cast<double>(sw1 - sw0) * 1000.0 / idle_ms,
+               spawn_ms, stop_ms, stopped);
     return stopped == n ? 0 : 1;
 }
 
@@ -898,11 +996,16 @@ asyncio.run(main(int(sys.argv[1]), int(sys.argv[2])))
 bench_result many_children(const std::string& self) {
     const int n = g_quick ? 300 : 1000;
     const int idle_ms = g_quick ? 1000 : 3000;
-    bench_result r{"many-children", "value",
-                   fmt::format("{} `sleep 1000` children with stdout and stderr on pipes, held by one process of each "
-                               "contender (a fresh process each, so memory growth is comparable); idle window {} ms.",
-                               n, idle_ms),
-                   true, {}, {}, {}};
+    bench_result r{
+        "many-children",
+        "value",
+        fmt::format("{} `sleep 1000` children with stdout and stderr on pipes, held by one process of each "
+                    "contender (a fresh process each, so memory growth is comparable); idle window {} ms.",
+                    n, idle_ms),
+        true,
+        {},
+        {},
+        {}};
     r.ratios = false;
     std::string py = python_path(), why;
     std::string go = go_peer(why);
@@ -913,10 +1016,13 @@ bench_result many_children(const std::string& self) {
     };
     std::vector<peer> peers = {
         {"drover", {self, "__many", std::to_string(n), std::to_string(idle_ms)}, {}},
-        {"Python asyncio", {py, "-c", k_python_many, std::to_string(n), std::to_string(idle_ms)}, py.empty() ? "python3 is not installed" : ""},
+        {"Python asyncio",
+         {py, "-c", k_python_many, std::to_string(n), std::to_string(idle_ms)},
+         py.empty() ? "python3 is not installed" : ""},
         {"Go os/exec", {go, "many", std::to_string(n), std::to_string(idle_ms)}, why},
     };
-    std::string table = "| contender | memory per child (RSS growth) | descriptors per child | wake-ups/s idle | spawn all | stop all |\n"
+    std::string table = "| contender | memory per child (RSS growth) | descriptors per child | wake-ups/s "
+                        "idle | spawn all | stop all |\n"
                         "|---|---|---|---|---|---|\n";
     for (const auto& p : peers) {
         if (!p.missing.empty()) {
@@ -930,20 +1036,28 @@ bench_result many_children(const std::string& self) {
         }
         try {
             auto j = boost::json::parse(*out).as_object();
-            auto num = [&](const char* k) { return j.at(k).is_double() ? j.at(k).as_double() : static_cast<double>(j.at(k).to_number<double>()); };
-            table += fmt::format("| {} | {:.1f} KiB | {:.1f} | {:.1f} | {:.0f} ms | {:.0f} ms |\n", p.name, num("rss_kib_per_child"),
-                                 num("fds_per_child"), num("wakeups_per_s"), num("spawn_ms"), num("stop_ms"));
-            for (const char* k : {"rss_kib_per_child", "fds_per_child", "wakeups_per_s", "spawn_ms", "stop_ms"})
+            auto num = [&](const char* k) {
+                return j.at(k).is_double() ? j.at(k).as_double()
+                                           : static_cast<double>(j.at(k).to_number<double>());
+            };
+            table += fmt::format("| {} | {:.1f} KiB | {:.1f} | {:.1f} | {:.0f} ms | {:.0f} ms |\n", p.name,
+                                 num("rss_kib_per_child"), num("fds_per_child"), num("wakeups_per_s"),
+                                 num("spawn_ms"), num("stop_ms"));
+            for (const char* k :
+                 {"rss_kib_per_child", "fds_per_child", "wakeups_per_s", "spawn_ms", "stop_ms"})
                 r.samples.emplace_back(p.name + " " + k, std::vector<double>{num(k)});
             if (j.contains("heap_kib_per_child"))
-                r.notes.push_back(fmt::format("drover's malloc heap grows {:.1f} KiB per child (the rest of its RSS growth is "
-                                              "kernel-side and page granularity).", num("heap_kib_per_child")));
+                r.notes.push_back(fmt::format(
+                    "drover's malloc heap grows {:.1f} KiB per child (the rest of its RSS growth is "
+                    "kernel-side and page granularity).",
+                    num("heap_kib_per_child")));
         } catch (const std::exception& e) {
             r.missing.emplace_back(p.name, std::string("unreadable report: ") + e.what());
         }
     }
-    r.notes.insert(r.notes.begin(), table + "\nTargets: under 16 KiB of drover memory per child, zero wake-ups while idle, "
-                                           "stopping 1,000 children in under 1 s.");
+    r.notes.insert(r.notes.begin(),
+                   table + "\nTargets: under 16 KiB of drover memory per child, zero wake-ups while idle, "
+                           "stopping 1,000 children in under 1 s.");
     return r;
 }
 
@@ -971,14 +1085,18 @@ void plot(const bench_result& r, const std::string& dir) {
         "set title '{}: median, min-max ({}{})';"
         "set style fill solid 0.6; set boxwidth 0.6; set xtics rotate by -25 left; set grid ytics;"
         "set yrange [0:*]; set bmargin 9; set rmargin 12;"
-        "plot '{}' using 0:2:xtic(1) with boxes notitle lc rgb '#4477aa', '' using 0:2:3:4 with yerrorbars notitle lc rgb 'black' pt 0",
+        "plot '{}' using 0:2:xtic(1) with boxes notitle lc rgb '#4477aa', '' using 0:2:3:4 with yerrorbars "
+        "notitle lc rgb 'black' pt 0",
         440, png.string(), r.name, r.unit, r.lower_is_better ? ", lower is better" : "", dat.string());
     std::string gnuplot = find_program("gnuplot");
     if (gnuplot.empty()) {
-        fmt::print(stderr, "drover-bench: no gnuplot (apt-get install gnuplot-nox; tools/dev/bench.sh does): no plots\n");
+        fmt::print(
+            stderr,
+            "drover-bench: no gnuplot (apt-get install gnuplot-nox; tools/dev/bench.sh does): no plots\n");
         return;
     }
-    if (!run_capture({gnuplot, "-e", gp})) fmt::print(stderr, "drover-bench: gnuplot failed for {}\n", png.string());
+    if (!run_capture({gnuplot, "-e", gp}))
+        fmt::print(stderr, "drover-bench: gnuplot failed for {}\n", png.string());
     fs::remove(dat);
 }
 
@@ -1006,23 +1124,32 @@ boost::json::object machine() {
 } // namespace
 
 int main(int argc, char** argv) {
-    if (argc == 4 && std::string_view(argv[1]) == "__many") return many_main(std::atoi(argv[2]), std::atoi(argv[3]));
+    if (argc == 4 && std::string_view(argv[1]) == "__many")
+        return many_main(std::atoi(argv[2]), std::atoi(argv[3]));
     std::vector<std::string> wanted;
     std::string json_path, plot_dir;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
-        if (a == "--quick") g_quick = true;
-        else if (a == "--json" && i + 1 < argc) json_path = argv[++i];
-        else if (a == "--plot" && i + 1 < argc) plot_dir = argv[++i];
+        if (a == "--quick")
+            g_quick = true;
+        else if (a == "--json" && i + 1 < argc)
+            json_path = argv[++i];
+        else if (a == "--plot" && i + 1 < argc)
+            plot_dir = argv[++i];
         else if (a == "--help" || a == "-h") {
-            fmt::print("usage: drover-bench [--quick] [--json FILE] [--plot DIR] [spawn-seq|spawn-concurrent|spawn-vs-rss|spawn-vs-children|run-overhead|capture|many-children...]\n");
+            fmt::print("usage: drover-bench [--quick] [--json FILE] [--plot DIR] "
+                       "[spawn-seq|spawn-concurrent|spawn-vs-rss|spawn-vs-children|run-overhead|capture|many-"
+                       "children...]\n");
             return 0;
         } else if (a.rfind("-", 0) == 0) {
             fmt::print(stderr, "drover-bench: unknown option '{}'\n", drover::escape(a));
             return 2;
-        } else wanted.push_back(a);
+        } else
+            wanted.push_back(a);
     }
-    auto want = [&](const char* b) { return wanted.empty() || std::find(wanted.begin(), wanted.end(), b) != wanted.end(); };
+    auto want = [&](const char* b) {
+        return wanted.empty() || std::find(wanted.begin(), wanted.end(), b) != wanted.end();
+    };
     const std::string dir = self_dir();
     const std::string drover_bin = fs::path(dir).parent_path() / "drover" / "drover";
     const std::string tiny = dir + "/drover-bench-tiny";
@@ -1033,16 +1160,19 @@ int main(int argc, char** argv) {
         if (fs::exists(tiny)) results.push_back(spawn_seq(tiny, "a tiny static program"));
         results.push_back(spawn_seq(find_program("true"), "/bin/true"));
     }
-    if (want("spawn-concurrent")) results.push_back(spawn_concurrent(fs::exists(tiny) ? tiny : find_program("true")));
+    if (want("spawn-concurrent"))
+        results.push_back(spawn_concurrent(fs::exists(tiny) ? tiny : find_program("true")));
     if (want("spawn-vs-rss")) results.push_back(spawn_vs_rss(fs::exists(tiny) ? tiny : find_program("true")));
-    if (want("spawn-vs-children")) results.push_back(spawn_vs_children(fs::exists(tiny) ? tiny : find_program("true")));
+    if (want("spawn-vs-children"))
+        results.push_back(spawn_vs_children(fs::exists(tiny) ? tiny : find_program("true")));
     if (want("run-overhead")) results.push_back(run_overhead(drover_bin));
     if (want("capture")) results.push_back(capture());
     if (want("many-children")) results.push_back(many_children((fs::path(dir) / "drover-bench").string()));
 
     auto m = machine();
-    std::string md = fmt::format("## drover-bench{} ({} cores, Linux {}, load {})\n\n", g_quick ? " --quick" : "",
-                                 m["cores"].as_int64(), m["kernel"].as_string().c_str(), m["loadavg"].as_string().c_str());
+    std::string md =
+        fmt::format("## drover-bench{} ({} cores, Linux {}, load {})\n\n", g_quick ? " --quick" : "",
+                    m["cores"].as_int64(), m["kernel"].as_string().c_str(), m["loadavg"].as_string().c_str());
     for (const auto& r : results) md += markdown(r);
     md += fmt::format("Total: {:.0f} s.\n", std::chrono::duration<double>(clk::now() - start).count());
     fmt::print("{}", md);

@@ -55,7 +55,9 @@ struct result {
     bool skipped = false;
 };
 
-result skip(std::string why) { return {true, std::move(why), true}; }
+result skip(std::string why) {
+    return {true, std::move(why), true};
+}
 
 awaitable<std::string> read_all(asio::posix::stream_descriptor& p) {
     std::string out;
@@ -68,7 +70,9 @@ awaitable<std::string> read_all(asio::posix::stream_descriptor& p) {
 }
 
 /// What children print goes through drover::escape before it reaches the demo's terminal.
-std::string visible(const std::string& s) { return drover::escape(s); }
+std::string visible(const std::string& s) {
+    return drover::escape(s);
+}
 
 /// This program's own path: some scenarios run a second copy of it as a helper.
 std::string self_exe() {
@@ -104,8 +108,11 @@ awaitable<result> simple() {
 awaitable<result> no_shell() {
     // A common defence refuses "dangerous" strings with a deny-list. drover needs none: the arguments
     // are an argv vector and no shell ever parses them. Both ideas side by side:
-    const std::vector<std::string> hostile = {"; rm -rf /", "$(whoami)", "`id`", "../../../etc/passwd", "line\nbreak"};
-    auto deny_list_refuses = [](const std::string& s) { return s.find_first_of(";|&$`\n<>") != std::string::npos; };
+    const std::vector<std::string> hostile = {"; rm -rf /", "$(whoami)", "`id`", "../../../etc/passwd",
+                                              "line\nbreak"};
+    auto deny_list_refuses = [](const std::string& s) {
+        return s.find_first_of(";|&$`\n<>") != std::string::npos;
+    };
     int refused = 0;
     for (const auto& h : hostile) refused += deny_list_refuses(h) ? 1 : 0;
 
@@ -126,27 +133,32 @@ awaitable<result> no_shell() {
 awaitable<result> limits() {
     // RLIMIT_CPU: the kernel sends SIGXCPU at the soft limit (1 s of CPU) to a busy loop.
     auto ex = co_await asio::this_coro::executor;
-    drover::child busy = drover::spawn(ex, drover::command("sh", {"-c", "while :; do :; done"}).rlimit(RLIMIT_CPU, 1, 2));
+    drover::child busy =
+        drover::spawn(ex, drover::command("sh", {"-c", "while :; do :; done"}).rlimit(RLIMIT_CPU, 1, 2));
     auto st = co_await busy.async_wait(use_awaitable);
     bool cpu_ok = st.is_signaled() && st.signal() == SIGXCPU;
     std::string evidence = fmt::format("busy loop with cpu=1s: {}", st);
     // RLIMIT_NPROC counts every process of a uid, and root is exempt: a fresh uid of its own.
     if (!cpu_ok) co_return result{false, evidence};
     if (::geteuid() != 0)
-        co_return skip(evidence + " (held); the nproc part needs root, to run as a fresh uid, and was not run");
+        co_return skip(evidence +
+                       " (held); the nproc part needs root, to run as a fresh uid, and was not run");
     drover::command forker("sh", {"-c", "sleep 0 & wait && echo forked"});
     forker.user("54330").group("54330").rlimit(RLIMIT_NPROC, 1, 1);
     auto r = co_await drover::async_run(ex, forker);
-    bool nproc_ok = r.status.code() != 0 && r.out.text().empty() && r.err.text().find("fork") != std::string::npos;
-    co_return result{cpu_ok && nproc_ok, fmt::format("{}; uid 54330 with nproc=1: fork refused, sh said '{}'", evidence,
-                                                     visible(r.err.text().substr(0, r.err.text().find('\n'))))};
+    bool nproc_ok =
+        r.status.code() != 0 && r.out.text().empty() && r.err.text().find("fork") != std::string::npos;
+    co_return result{cpu_ok && nproc_ok,
+                     fmt::format("{}; uid 54330 with nproc=1: fork refused, sh said '{}'", evidence,
+                                 visible(r.err.text().substr(0, r.err.text().find('\n'))))};
 }
 
 awaitable<result> proc_tour() {
     // A tour of /proc/<pid>, for a child drover started: read once,
     // verified against the child's pidfd, so it can never describe a recycled pid.
     auto ex = co_await asio::this_coro::executor;
-    drover::child c = drover::spawn(ex, drover::command("sleep", {"30"}).cwd("/tmp").std_in(drover::stdio::null()));
+    drover::child c =
+        drover::spawn(ex, drover::command("sleep", {"30"}).cwd("/tmp").std_in(drover::stdio::null()));
     co_await sleep_for(std::chrono::milliseconds(50));
     drover::error_code ec;
     auto p = drover::read_proc_info(c, ec);
@@ -155,13 +167,14 @@ awaitable<result> proc_tour() {
     auto own = drover::own_namespaces();
     std::vector<std::string> fds;
     for (const auto& f : p->fds) fds.push_back(fmt::format("{}->{}", f.fd, visible(f.target)));
-    bool ok = p->ppid == ::getpid() && p->cwd == "/tmp" && p->exe.ends_with("/sleep") && p->ns.pid && p->ns.pid == own.pid &&
-              p->fds.size() == 3 && p->fds[0].target == "/dev/null";
-    co_return result{ok, fmt::format("pid {} ppid {} (us) exe {} cwd {} uid {} gid {}; fds {}; pid namespace {} ({}); "
-                                     "cgroup {}; rss {} KiB",
-                                     p->pid, p->ppid, visible(p->exe), visible(p->cwd), p->uid, p->gid, fmt::join(fds, " "),
-                                     p->ns.pid.value_or(0), p->ns.pid == own.pid ? "ours" : "its own",
-                                     p->cgroup.empty() ? "-" : visible(p->cgroup), p->rss_bytes / 1024)};
+    bool ok = p->ppid == ::getpid() && p->cwd == "/tmp" && p->exe.ends_with("/sleep") && p->ns.pid &&
+              p->ns.pid == own.pid && p->fds.size() == 3 && p->fds[0].target == "/dev/null";
+    co_return result{
+        ok, fmt::format("pid {} ppid {} (us) exe {} cwd {} uid {} gid {}; fds {}; pid namespace {} ({}); "
+                        "cgroup {}; rss {} KiB",
+                        p->pid, p->ppid, visible(p->exe), visible(p->cwd), p->uid, p->gid,
+                        fmt::join(fds, " "), p->ns.pid.value_or(0), p->ns.pid == own.pid ? "ours" : "its own",
+                        p->cgroup.empty() ? "-" : visible(p->cgroup), p->rss_bytes / 1024)};
 }
 
 awaitable<result> daemon() {
@@ -198,13 +211,13 @@ awaitable<result> daemon() {
     // A second instance finds the pidfile locked and says who holds it.
     drover::command second(self_exe(), {"__daemon", pidfile});
     auto again = co_await drover::async_run(ex, second);
-    bool locked = again.status.code() == 1 && again.err.text().find("already running as pid " + std::to_string(d)) !=
-                                                   std::string::npos;
+    bool locked = again.status.code() == 1 &&
+                  again.err.text().find("already running as pid " + std::to_string(d)) != std::string::npos;
     // Detached: not a session leader (no terminal can become its own), re-parented to us (the
     // subreaper), in /, stdio on /dev/null.
-    bool detached = p->session != d && p->session == p->pgrp && p->pgrp != ::getpgrp() && p->ppid == ::getpid() &&
-                    p->cwd == "/" && p->fds.size() >= 3 && p->fds[0].target == "/dev/null" &&
-                    p->fds[2].target == "/dev/null";
+    bool detached = p->session != d && p->session == p->pgrp && p->pgrp != ::getpgrp() &&
+                    p->ppid == ::getpid() && p->cwd == "/" && p->fds.size() >= 3 &&
+                    p->fds[0].target == "/dev/null" && p->fds[2].target == "/dev/null";
     // The process-group kill: one kill(-pgid) takes the daemon and the children it forked.
     int left = static_cast<int>(kids.size());
     if (detached) {
@@ -218,13 +231,14 @@ awaitable<result> daemon() {
     }
     co_await starter.async_stop(use_awaitable); // and whatever else its cgroup still holds
     drover::reap_orphans();
-    co_return result{detached && locked && kids.size() == 3 && left == 0,
-                     fmt::format("daemon pid {} (parent now: us, the subreaper): session {} (not its leader: no "
-                                 "terminal can become its own), cwd {}, stdio {}; pidfile locked, a second start said "
-                                 "'{}'; kill(-{}) took it and its {} children: {} left",
-                                 d, p->session, visible(p->cwd), p->fds.empty() ? "?" : visible(p->fds[0].target),
-                                 visible(again.err.text().substr(0, again.err.text().find('\n'))), p->pgrp,
-                                 kids.empty() ? 0 : kids.size() - 1, left)};
+    co_return result{
+        detached && locked && kids.size() == 3 && left == 0,
+        fmt::format("daemon pid {} (parent now: us, the subreaper): session {} (not its leader: no "
+                    "terminal can become its own), cwd {}, stdio {}; pidfile locked, a second start said "
+                    "'{}'; kill(-{}) took it and its {} children: {} left",
+                    d, p->session, visible(p->cwd), p->fds.empty() ? "?" : visible(p->fds[0].target),
+                    visible(again.err.text().substr(0, again.err.text().find('\n'))), p->pgrp,
+                    kids.empty() ? 0 : kids.size() - 1, left)};
 }
 
 awaitable<result> parent_death() {
@@ -232,7 +246,8 @@ awaitable<result> parent_death() {
     // no destructor, no cleanup code runs. The children die anyway: drover gives each a
     // parent-death signal, set in the child before exec and checked against a race.
     auto ex = co_await asio::this_coro::executor;
-    drover::child helper = drover::spawn(ex, drover::command(self_exe(), {"__parent"}).std_out(drover::stdio::pipe()));
+    drover::child helper =
+        drover::spawn(ex, drover::command(self_exe(), {"__parent"}).std_out(drover::stdio::pipe()));
     drover::line_reader lines(helper.std_out());
     auto line = co_await lines.next();
     std::vector<int> pidfds;
@@ -261,8 +276,8 @@ awaitable<result> parent_death() {
     drover::reap_orphans();
     co_await helper.async_stop(use_awaitable);
     co_return result{pids.size() == 3 && dead == 3,
-                     fmt::format("helper SIGKILLed; its children {} were all gone {:.0f} ms later", fmt::join(pids, ", "),
-                                 ms)};
+                     fmt::format("helper SIGKILLed; its children {} were all gone {:.0f} ms later",
+                                 fmt::join(pids, ", "), ms)};
 }
 
 awaitable<result> signals() {
@@ -271,7 +286,8 @@ awaitable<result> signals() {
     // started. Shown on a second copy of the demo, interrupted in its 'concurrent' scenario
     // while five children sleep.
     auto ex = co_await asio::this_coro::executor;
-    drover::child demo = drover::spawn(ex, drover::command(self_exe(), {"concurrent"}).std_out(drover::stdio::pipe()));
+    drover::child demo =
+        drover::spawn(ex, drover::command(self_exe(), {"concurrent"}).std_out(drover::stdio::pipe()));
     drover::line_reader lines(demo.std_out());
     auto title = co_await lines.next();
     std::vector<pid_t> tree;
@@ -281,20 +297,23 @@ awaitable<result> signals() {
     }
     demo.signal(SIGTERM);
     std::string rest;
-    while (auto l = co_await lines.next()) rest += l->text.substr(std::min(l->text.find_first_not_of(' '), l->text.size())) + " ";
+    while (auto l = co_await lines.next())
+        rest += l->text.substr(std::min(l->text.find_first_not_of(' '), l->text.size())) + " ";
     auto st = co_await demo.async_wait(use_awaitable);
     int left = 0;
     for (pid_t p : tree) left += alive(p) ? 1 : 0;
     bool ok = title && tree.size() == 6 && st == drover::exit_status::exited(128 + SIGTERM) &&
               rest.find("interrupted by SIGTERM") != std::string::npos && left == 0;
-    co_return result{ok, fmt::format("SIGTERM to a demo running 'concurrent' ({} processes): it said '{}', {}; {} left",
-                                     tree.size(), visible(rest.substr(0, rest.find(';'))), st, left)};
+    co_return result{
+        ok, fmt::format("SIGTERM to a demo running 'concurrent' ({} processes): it said '{}', {}; {} left",
+                        tree.size(), visible(rest.substr(0, rest.find(';'))), st, left)};
 }
 
 awaitable<result> pipe_through_a_child() {
     auto ex = co_await asio::this_coro::executor;
     drover::child c = drover::spawn(
-        ex, drover::command("tr", {"a-z", "A-Z"}).std_in(drover::stdio::pipe()).std_out(drover::stdio::pipe()));
+        ex,
+        drover::command("tr", {"a-z", "A-Z"}).std_in(drover::stdio::pipe()).std_out(drover::stdio::pipe()));
     co_await c.std_in().write("piped through\na child\n"); // EPIPE if tr were gone; never SIGPIPE
     c.std_in().close();                                    // EOF
     drover::line_reader lines(c.std_out());
@@ -302,8 +321,8 @@ awaitable<result> pipe_through_a_child() {
     while (auto l = co_await lines.next()) got.push_back(l->text);
     auto st = co_await c.async_wait(use_awaitable);
     bool ok = st.success() && got.size() == 2 && got[0] == "PIPED THROUGH" && got[1] == "A CHILD";
-    co_return result{ok, fmt::format("tr a-z A-Z sent back {} lines: '{}', '{}'", got.size(), visible(got.at(0)),
-                                     visible(got.at(1)))};
+    co_return result{ok, fmt::format("tr a-z A-Z sent back {} lines: '{}', '{}'", got.size(),
+                                     visible(got.at(0)), visible(got.at(1)))};
 }
 
 awaitable<result> bounded_capture() {
@@ -315,13 +334,14 @@ awaitable<result> bounded_capture() {
     drover::command cmd("sh", {"-c", "seq 1 200000; echo done >&2"});
     auto r = co_await drover::async_run(ex, std::move(cmd), opts);
     auto last = r.out.tail.substr(r.out.tail.rfind('\n', r.out.tail.size() - 2) + 1);
-    co_return result{r.status.success() && r.out.truncated() && last == "200000\n" && r.err.head == "done\n",
-                     fmt::format("seq 1 200000: {} bytes, kept {} + {}, {} dropped, last line '{}'; stderr '{}'; "
-                                 "{:.1f} ms, {} KiB peak RSS",
-                                 r.out.total_bytes, r.out.head.size(), r.out.tail.size(), r.out.dropped_bytes(),
-                                 visible(last), visible(r.err.head),
-                                 std::chrono::duration<double, std::milli>(r.duration).count(),
-                                 r.usage ? r.usage->max_rss_kib : 0)};
+    co_return result{
+        r.status.success() && r.out.truncated() && last == "200000\n" && r.err.head == "done\n",
+        fmt::format("seq 1 200000: {} bytes, kept {} + {}, {} dropped, last line '{}'; stderr '{}'; "
+                    "{:.1f} ms, {} KiB peak RSS",
+                    r.out.total_bytes, r.out.head.size(), r.out.tail.size(), r.out.dropped_bytes(),
+                    visible(last), visible(r.err.head),
+                    std::chrono::duration<double, std::milli>(r.duration).count(),
+                    r.usage ? r.usage->max_rss_kib : 0)};
 }
 
 awaitable<result> a_terminal_for_the_child() {
@@ -335,7 +355,8 @@ awaitable<result> a_terminal_for_the_child() {
     auto size = co_await lines.next();
     auto st = co_await c.async_wait(use_awaitable);
     bool ok = st.success() && size && size->text == "30 100";
-    co_return result{ok, fmt::format("'test -t' held and stty size printed '{}'", size ? visible(size->text) : "")};
+    co_return result{
+        ok, fmt::format("'test -t' held and stty size printed '{}'", size ? visible(size->text) : "")};
 }
 
 awaitable<result> exact_spawn_errors() {
@@ -363,14 +384,16 @@ awaitable<result> controlled_environment() {
         ex, drover::command("env").env_clear().env("GREETING", "hello").std_out(drover::stdio::pipe()));
     std::string out = co_await read_all(c.std_out());
     co_await c.async_wait(use_awaitable);
-    co_return result{out == "GREETING=hello\n", fmt::format("env_clear + env(GREETING): the child saw '{}'", visible(out))};
+    co_return result{out == "GREETING=hello\n",
+                     fmt::format("env_clear + env(GREETING): the child saw '{}'", visible(out))};
 }
 
 awaitable<result> many_at_once() {
     // xargs -P 32: 500 commands through async_run_all, results in the order given.
     auto ex = co_await asio::this_coro::executor;
     std::vector<drover::command> cmds;
-    for (int i = 0; i < 500; ++i) cmds.push_back(drover::command("sh", {"-c", "exit $0", std::to_string(i % 3)}));
+    for (int i = 0; i < 500; ++i)
+        cmds.push_back(drover::command("sh", {"-c", "exit $0", std::to_string(i % 3)}));
     drover::run_all_options opts;
     opts.max_concurrency = 32;
     auto t0 = std::chrono::steady_clock::now();
@@ -379,14 +402,16 @@ awaitable<result> many_at_once() {
     int good = 0;
     for (std::size_t i = 0; i < results.size(); ++i)
         if (results[i].ok() && results[i].value->status.code() == static_cast<int>(i % 3)) ++good;
-    co_return result{good == 500, fmt::format("{} commands, 32 at a time, every status in order, in {:.0f} ms ({:.0f}/s)",
-                                              good, ms, 500 / (ms / 1000))};
+    co_return result{good == 500,
+                     fmt::format("{} commands, 32 at a time, every status in order, in {:.0f} ms ({:.0f}/s)",
+                                 good, ms, 500 / (ms / 1000))};
 }
 
 awaitable<int> nap(int tenths) {
     // One task: a child sleeping `tenths` tenths of a second (divided by --speed), then that number.
     auto ex = co_await asio::this_coro::executor;
-    drover::child c = drover::spawn(ex, drover::command("sleep", {fmt::format("{:.3f}", tenths / 10.0 / g_speed)}));
+    drover::child c =
+        drover::spawn(ex, drover::command("sleep", {fmt::format("{:.3f}", tenths / 10.0 / g_speed)}));
     co_await c.async_wait(use_awaitable);
     co_return tenths;
 }
@@ -405,9 +430,10 @@ awaitable<result> concurrent_tasks() {
     bool ok = order == std::vector<int>({5, 10, 15, 20, 25}) && s < (2.5 + 1.0) / g_speed;
     std::vector<std::string> secs;
     for (int t : order) secs.push_back(fmt::format("{:.2f} s", t / 10.0 / g_speed));
-    co_return result{ok, fmt::format("started 2.5 s first, joined shortest first: {}; all done after {:.2f} s "
-                                     "(one after another: {:.2f} s)",
-                                     fmt::join(secs, ", "), s, 7.5 / g_speed)};
+    co_return result{ok,
+                     fmt::format("started 2.5 s first, joined shortest first: {}; all done after {:.2f} s "
+                                 "(one after another: {:.2f} s)",
+                                 fmt::join(secs, ", "), s, 7.5 / g_speed)};
 }
 
 awaitable<result> scope_cleanup() {
@@ -428,8 +454,9 @@ awaitable<result> scope_cleanup() {
     });
     int alive = 0;
     for (pid_t p : pids) alive += ::kill(p, 0) == 0 ? 1 : 0;
-    co_return result{pids.size() == 5 && alive == 0,
-                     fmt::format("5 'sleep 1000' children, scope left after 100 ms: {} alive, none a zombie", alive)};
+    co_return result{
+        pids.size() == 5 && alive == 0,
+        fmt::format("5 'sleep 1000' children, scope left after 100 ms: {} alive, none a zombie", alive)};
 }
 
 awaitable<result> timeout_with_escalation() {
@@ -437,11 +464,13 @@ awaitable<result> timeout_with_escalation() {
     // the deadline, SIGKILL 200 ms later, errc::timed_out once nothing of it is left.
     auto ex = co_await asio::this_coro::executor;
     drover::child c = drover::spawn(
-        ex, drover::command("sh", {"-c", "trap '' TERM; sleep 10"}).stop_grace(std::chrono::milliseconds(200)));
+        ex,
+        drover::command("sh", {"-c", "trap '' TERM; sleep 10"}).stop_grace(std::chrono::milliseconds(200)));
     auto t0 = std::chrono::steady_clock::now();
     auto [ec, st] = co_await c.async_wait_for(std::chrono::milliseconds(300), asio::as_tuple(use_awaitable));
     auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    co_return result{ec == drover::errc::timed_out && st == drover::exit_status::signaled(SIGKILL) && ms >= 450 && ms < 1500,
+    co_return result{ec == drover::errc::timed_out && st == drover::exit_status::signaled(SIGKILL) &&
+                         ms >= 450 && ms < 1500,
                      fmt::format("sh ignoring TERM, timeout 300 ms, grace 200 ms: '{}', {} after {:.0f} ms",
                                  ec.message(), st, ms)};
 }
@@ -451,7 +480,8 @@ awaitable<result> stop_the_whole_tree() {
     // A stop still leaves nothing, and completes only when the tree is empty.
     auto ex = co_await asio::this_coro::executor;
     drover::child c = drover::spawn(
-        ex, drover::command("sh", {"-c", "setsid sleep 1000 & (sleep 1001 &); nohup sleep 1002 >/dev/null 2>&1 & wait"}));
+        ex, drover::command(
+                "sh", {"-c", "setsid sleep 1000 & (sleep 1001 &); nohup sleep 1002 >/dev/null 2>&1 & wait"}));
     std::size_t before = 0;
     for (int i = 0; i < 300 && before != 4; ++i) { // sh and its three sleeps (the subshell gone)
         co_await sleep_for(std::chrono::milliseconds(10));
@@ -460,10 +490,10 @@ awaitable<result> stop_the_whole_tree() {
     std::string how = c.tree() == drover::tree_kind::cgroup ? "cgroup " + *c.cgroup_path() : "session walk";
     auto st = co_await c.async_stop(std::chrono::seconds(2), use_awaitable);
     std::size_t after = c.tree_pids().size();
-    co_return result{before == 4 && after == 0 && st == drover::exit_status::signaled(SIGTERM),
-                     fmt::format("{} processes in the tree ({}), stopped: {}, {} left", before, how, st, after)};
+    co_return result{
+        before == 4 && after == 0 && st == drover::exit_status::signaled(SIGTERM),
+        fmt::format("{} processes in the tree ({}), stopped: {}, {} left", before, how, st, after)};
 }
-
 
 // ---- the helper programs some scenarios run (this program, with a hidden first argument) -------
 
@@ -508,21 +538,32 @@ struct scenario {
 const std::vector<scenario>& all_scenarios() {
     static const std::vector<scenario> list = {
         {"simple", "Run a command, capture its stdout and stderr, print the exit status.", simple},
-        {"pipes", "Write two lines to a child's stdin and read them back from its stdout.", pipe_through_a_child},
-        {"concurrent", "Five tasks sleeping 2.5, 2, 1.5, 1, 0.5 s in a task_group finish in reverse order.", concurrent_tasks},
-        {"timeout", "A child that ignores SIGTERM, with a short timeout: TERM, the grace, then KILL.", timeout_with_escalation},
+        {"pipes", "Write two lines to a child's stdin and read them back from its stdout.",
+         pipe_through_a_child},
+        {"concurrent", "Five tasks sleeping 2.5, 2, 1.5, 1, 0.5 s in a task_group finish in reverse order.",
+         concurrent_tasks},
+        {"timeout", "A child that ignores SIGTERM, with a short timeout: TERM, the grace, then KILL.",
+         timeout_with_escalation},
         {"cleanup", "Children owned by a scope are stopped and reaped when it exits early.", scope_cleanup},
         {"no-shell", "Hostile arguments reach the child unchanged; no shell, no deny-list needed.", no_shell},
         {"limits", "RLIMIT_CPU ends a busy loop with SIGXCPU; an nproc limit refuses forks.", limits},
         {"proc", "The /proc tour of a child: pid, ppid, exe, cwd, ids, fds, namespaces, cgroup.", proc_tour},
-        {"daemon", "drover::daemonize: double fork, setsid, chdir /, /dev/null, a locked pidfile; a group kill.", daemon},
+        {"daemon",
+         "drover::daemonize: double fork, setsid, chdir /, /dev/null, a locked pidfile; a group kill.",
+         daemon},
         {"parent-death", "A helper is SIGKILLed; the children it started do not survive it.", parent_death},
-        {"tree-kill", "A child escapes with setsid, a double fork and nohup; a stop still takes everything.", stop_the_whole_tree},
-        {"pty", "A child on a terminal of its own: isatty holds, the window size is ours to set.", a_terminal_for_the_child},
-        {"signals", "The demo's own SIGINT/SIGTERM, read from a signalfd: a graceful stop of what runs.", signals},
-        {"capture", "1.3 MB of output captured within 64 KiB: head and tail kept, the middle counted.", bounded_capture},
-        {"errors", "Failed spawns say which program, which stage and which errno, at once.", exact_spawn_errors},
-        {"environment", "An empty environment plus one variable: exactly that reaches the child.", controlled_environment},
+        {"tree-kill", "A child escapes with setsid, a double fork and nohup; a stop still takes everything.",
+         stop_the_whole_tree},
+        {"pty", "A child on a terminal of its own: isatty holds, the window size is ours to set.",
+         a_terminal_for_the_child},
+        {"signals", "The demo's own SIGINT/SIGTERM, read from a signalfd: a graceful stop of what runs.",
+         signals},
+        {"capture", "1.3 MB of output captured within 64 KiB: head and tail kept, the middle counted.",
+         bounded_capture},
+        {"errors", "Failed spawns say which program, which stage and which errno, at once.",
+         exact_spawn_errors},
+        {"environment", "An empty environment plus one variable: exactly that reaches the child.",
+         controlled_environment},
         {"many", "500 commands, 32 at a time, every status back in the order given.", many_at_once},
     };
     return list;
@@ -562,27 +603,31 @@ outcome run_one(const scenario& s, int sigfd) {
         out->r = {false, "did not finish within 30 s; cancelled"};
         cancel.emit(asio::cancellation_type::terminal);
     });
-    asio::co_spawn(ctx, s.body(), asio::bind_cancellation_slot(cancel.slot(), [&, out, done](std::exception_ptr e, result got) {
-        *done = true;
-        if (e) {
-            try {
-                std::rethrow_exception(e);
-            } catch (const std::exception& ex) {
-                if (out->r.detail == "did not finish") out->r = {false, std::string("threw: ") + ex.what()};
+    asio::co_spawn(
+        ctx, s.body(),
+        asio::bind_cancellation_slot(cancel.slot(), [&, out, done](std::exception_ptr e, result got) {
+            *done = true;
+            if (e) {
+                try {
+                    std::rethrow_exception(e);
+                } catch (const std::exception& ex) {
+                    if (out->r.detail == "did not finish")
+                        out->r = {false, std::string("threw: ") + ex.what()};
+                }
+            } else {
+                out->r = std::move(got);
             }
-        } else {
-            out->r = std::move(got);
-        }
-        drover::error_code ignored;
-        sig.cancel(ignored);
-        deadline.cancel();
-    }));
+            drover::error_code ignored;
+            sig.cancel(ignored);
+            deadline.cancel();
+        }));
     ctx.run_for(std::chrono::seconds(60)); // 30 s, then the cancellation's own stops
     return *out;
 }
 
 int usage(const char* msg) {
-    fmt::print(stderr, "drover-demo: {}\nusage: drover-demo [--speed X (0-20, default 1)] [--list] [NAME...]\n", msg);
+    fmt::print(stderr,
+               "drover-demo: {}\nusage: drover-demo [--speed X (0-20, default 1)] [--list] [NAME...]\n", msg);
     return 2;
 }
 
@@ -603,7 +648,8 @@ int main(int argc, char** argv) {
             if (++i == argc) return usage("--speed needs a number");
             char* end = nullptr;
             g_speed = std::strtod(argv[i], &end);
-            if (end == argv[i] || *end != '\0' || !(g_speed > 0 && g_speed <= 20)) return usage("--speed takes a number in (0, 20]");
+            if (end == argv[i] || *end != '\0' || !(g_speed > 0 && g_speed <= 20))
+                return usage("--speed takes a number in (0, 20]");
         } else if (a == "--help" || a == "-h") {
             usage("every capability of drover, end to end");
             return 0;
@@ -611,7 +657,8 @@ int main(int argc, char** argv) {
             const scenario* found = nullptr;
             for (const auto& s : all_scenarios())
                 if (a == s.name) found = &s;
-            if (found == nullptr) return usage(("no scenario named '" + drover::escape(a) + "' (see --list)").c_str());
+            if (found == nullptr)
+                return usage(("no scenario named '" + drover::escape(a) + "' (see --list)").c_str());
             chosen.push_back(found);
         }
     }
@@ -635,10 +682,12 @@ int main(int argc, char** argv) {
     }
 
     const char* term = std::getenv("TERM");
-    colours col{::isatty(1) == 1 && std::getenv("NO_COLOR") == nullptr && !(term && std::strcmp(term, "dumb") == 0)};
+    colours col{::isatty(1) == 1 && std::getenv("NO_COLOR") == nullptr &&
+                !(term && std::strcmp(term, "dumb") == 0)};
     // Orphans of the scenarios (a daemon, children of a killed helper) come to us, not init,
     // so that we can prove they are gone.
-    if (drover::error_code ec; drover::become_reaper(ec), ec) fmt::print(stderr, "drover-demo: not a subreaper: {}\n", ec.message());
+    if (drover::error_code ec; drover::become_reaper(ec), ec)
+        fmt::print(stderr, "drover-demo: not a subreaper: {}\n", ec.message());
 
     int failed = 0, skipped = 0, n = 0;
     const auto start = std::chrono::steady_clock::now();
@@ -650,17 +699,23 @@ int main(int argc, char** argv) {
         outcome o = run_one(*s, sigfd);
         auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
         if (o.signal != 0) {
-            fmt::print("    interrupted by {} during '{}'; what it started was stopped\n", sigabbrev_np(o.signal) ? std::string("SIG") + sigabbrev_np(o.signal) : std::string("a signal"), s->name);
+            fmt::print("    interrupted by {} during '{}'; what it started was stopped\n",
+                       sigabbrev_np(o.signal) ? std::string("SIG") + sigabbrev_np(o.signal)
+                                              : std::string("a signal"),
+                       s->name);
             return 128 + o.signal;
         }
         const result& r = o.r;
         std::string verdict = r.skipped ? col.skipped() : r.ok ? col.pass() : col.fail();
         fmt::print("    {}  {} ({:.0f} ms)\n\n", verdict, r.detail, ms);
         std::fflush(stdout);
-        if (r.skipped) ++skipped;
-        else if (!r.ok) ++failed;
+        if (r.skipped)
+            ++skipped;
+        else if (!r.ok)
+            ++failed;
     }
     auto total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    fmt::print("drover-demo: {} passed, {} failed, {} skipped, in {:.1f} s\n", n - failed - skipped, failed, skipped, total);
+    fmt::print("drover-demo: {} passed, {} failed, {} skipped, in {:.1f} s\n", n - failed - skipped, failed,
+               skipped, total);
     return failed == 0 ? 0 : 1;
 }

@@ -28,7 +28,10 @@ std::optional<drover::stdio> stdio_spec(const std::string& v, int fd, spdlog::lo
         return std::nullopt;
     }
     if (v.empty()) {
-        log.error("run: --{} needs inherit, null{} or a file path", fd == 0 ? "stdin" : fd == 1 ? "stdout" : "stderr",
+        log.error("run: --{} needs inherit, null{} or a file path",
+                  fd == 0   ? "stdin"
+                  : fd == 1 ? "stdout"
+                            : "stderr",
                   fd == 2 ? ", stdout" : "");
         return std::nullopt;
     }
@@ -41,9 +44,10 @@ std::optional<std::chrono::nanoseconds> duration_option(std::string_view option,
                                                         std::string_view zero, spdlog::logger& log) {
     auto r = read_duration(value);
     if (!r.value) {
-        log.error("run: {} '{}' {}; a duration is a decimal number with an optional unit (ns, us, ms, s, m, h, "
-                  "d; s if none), like 500ms, 1.5s, .1, 2m, 1d ({})",
-                  option, drover::escape(value), r.problem, zero);
+        log.error(
+            "run: {} '{}' {}; a duration is a decimal number with an optional unit (ns, us, ms, s, m, h, "
+            "d; s if none), like 500ms, 1.5s, .1, 2m, 1d ({})",
+            option, drover::escape(value), r.problem, zero);
         return std::nullopt;
     }
     if (r.clamped)
@@ -89,41 +93,57 @@ command_line parse_command_line(int argc, const char* const* argv, spdlog::logge
     run_cmd->add_flag("--cgroup", ro.cgroup, "Require a cgroup v2 leaf for the tree (fail if there is none)");
     run_cmd->add_flag("--no-cgroup", ro.no_cgroup, "Track the tree by session and /proc, without a cgroup");
     run_cmd->add_option("--stdin", ro.std_in, "The child's stdin: inherit (default), null, or a file");
-    run_cmd->add_option("--stdout", ro.std_out, "The child's stdout: inherit (default), null, or a file (truncated)");
-    run_cmd->add_option("--stderr", ro.std_err, "The child's stderr: inherit (default), null, stdout, or a file");
-    run_cmd->add_flag("--capture", ro.capture,
-                      "Capture stdout and stderr (bounded by --max-output) and print them when the command ends");
+    run_cmd->add_option("--stdout", ro.std_out,
+                        "The child's stdout: inherit (default), null, or a file (truncated)");
+    run_cmd->add_option("--stderr", ro.std_err,
+                        "The child's stderr: inherit (default), null, stdout, or a file");
+    run_cmd->add_flag(
+        "--capture", ro.capture,
+        "Capture stdout and stderr (bounded by --max-output) and print them when the command ends");
     run_cmd->add_option("--max-output", ro.max_output,
                         "Bytes kept per stream with --capture (default 16MiB): the first and last half");
     run_cmd->add_option("--on-overflow", ro.on_overflow,
                         "Past --max-output: truncate (default: keep draining) or kill (the tree)");
     run_cmd->add_flag("--json", ro.json,
                       "Print one JSON record: status, duration, rusage, both streams (implies --capture)");
-    run_cmd->add_option("--drain-grace", ro.drain_grace,
-                        "With --capture: how long output may still arrive after the command exits (default 1s)");
-    run_cmd->add_flag("--pty", ro.pty, "Run the command on a new pseudo-terminal, relayed to drover's stdin/stdout");
-    run_cmd->add_option("--pty-size", ro.pty_size, "The terminal's size as ROWSxCOLS (default: drover's terminal, or 24x80)");
-    run_cmd->add_option("--rlimit", ro.rlimits, "A resource limit for the child, NAME=SOFT[:HARD] (repeatable)")
+    run_cmd->add_option(
+        "--drain-grace", ro.drain_grace,
+        "With --capture: how long output may still arrive after the command exits (default 1s)");
+    run_cmd->add_flag("--pty", ro.pty,
+                      "Run the command on a new pseudo-terminal, relayed to drover's stdin/stdout");
+    run_cmd->add_option("--pty-size", ro.pty_size,
+                        "The terminal's size as ROWSxCOLS (default: drover's terminal, or 24x80)");
+    run_cmd
+        ->add_option("--rlimit", ro.rlimits, "A resource limit for the child, NAME=SOFT[:HARD] (repeatable)")
         ->expected(1)
         ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
     run_cmd->add_option("--umask", ro.umask, "The child's umask, octal (like 022)");
     run_cmd->add_flag("--no-new-privs", ro.no_new_privs, "Set no_new_privs: exec can never gain privileges");
     run_cmd->add_option("--user", ro.user, "Run the child as this user (name or uid; needs root)");
-    run_cmd->add_option("--group", ro.group, "Run the child with this primary group (name or gid; default: the user's)");
-    run_cmd->add_option("--groups", ro.groups, "Supplementary groups, comma-separated (default: the user's; 'none')");
-    run_cmd->add_option("--cap-bound", ro.cap_bound,
-                        "Keep only these capabilities in the bounding set, comma-separated ('none' drops all)");
-    run_cmd->add_option("--env-file", ro.env_files, "Set the variables of a dotenv file (repeatable; strict format)")
+    run_cmd->add_option("--group", ro.group,
+                        "Run the child with this primary group (name or gid; default: the user's)");
+    run_cmd->add_option("--groups", ro.groups,
+                        "Supplementary groups, comma-separated (default: the user's; 'none')");
+    run_cmd->add_option(
+        "--cap-bound", ro.cap_bound,
+        "Keep only these capabilities in the bounding set, comma-separated ('none' drops all)");
+    run_cmd
+        ->add_option("--env-file", ro.env_files,
+                     "Set the variables of a dotenv file (repeatable; strict format)")
         ->expected(1)
         ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-    run_cmd->add_option("--unshare", ro.unshare, "New namespaces for the child: user,pid,mount,net,uts,ipc,cgroup");
-    run_cmd->add_flag("--no-init", ro.no_init,
-                      "With --unshare pid: run PROGRAM itself as the namespace's init (default: drover runs as init)");
+    run_cmd->add_option("--unshare", ro.unshare,
+                        "New namespaces for the child: user,pid,mount,net,uts,ipc,cgroup");
+    run_cmd->add_flag(
+        "--no-init", ro.no_init,
+        "With --unshare pid: run PROGRAM itself as the namespace's init (default: drover runs as init)");
     run_cmd->add_option("--memory-max", ro.memory_max, "memory.max of the child's cgroup (like 512M)");
     run_cmd->add_option("--pids-max", ro.pids_max, "pids.max of the child's cgroup: processes and threads");
-    run_cmd->add_option("--cpu-max", ro.cpu_max, "cpu.max of the child's cgroup: 50% (of one CPU) or 20ms/100ms");
-    run_cmd->add_option("--label", ro.label,
-                        "Print each output line as an escaped log line: 'NAME | line' (stdout), 'NAME ! line' (stderr)");
+    run_cmd->add_option("--cpu-max", ro.cpu_max,
+                        "cpu.max of the child's cgroup: 50% (of one CPU) or 20ms/100ms");
+    run_cmd->add_option(
+        "--label", ro.label,
+        "Print each output line as an escaped log line: 'NAME | line' (stdout), 'NAME ! line' (stderr)");
     // Everything from PROGRAM on belongs to the child, untouched (options included).
     run_cmd->prefix_command();
     run_cmd->allow_extras();
@@ -141,10 +161,11 @@ command_line parse_command_line(int argc, const char* const* argv, spdlog::logge
             break;
         }
         static const std::array<std::string_view, 26> with_value = {
-            "--cwd",    "--env",        "--env-keep",  "--timeout",  "--grace",       "--stop-signal", "--stdin",
-            "--stdout", "--stderr",     "--max-output", "--on-overflow", "--drain-grace", "--pty-size",  "--label",
-            "--rlimit", "--umask",      "--user",      "--group",    "--groups",      "--cap-bound",   "--env-file",
-            "--unshare", "--memory-max", "--pids-max", "--cpu-max"};
+            "--cwd",         "--env",         "--env-keep",   "--timeout",  "--grace",
+            "--stop-signal", "--stdin",       "--stdout",     "--stderr",   "--max-output",
+            "--on-overflow", "--drain-grace", "--pty-size",   "--label",    "--rlimit",
+            "--umask",       "--user",        "--group",      "--groups",   "--cap-bound",
+            "--env-file",    "--unshare",     "--memory-max", "--pids-max", "--cpu-max"};
         if (std::find(with_value.begin(), with_value.end(), a) != with_value.end()) {
             ++i; // the option's value
             continue;
@@ -152,13 +173,16 @@ command_line parse_command_line(int argc, const char* const* argv, spdlog::logge
         if (i > 1 && !a.starts_with("-")) break; // PROGRAM: the rest is the child's
     }
 
-    auto* inspect_cmd = app.add_subcommand("inspect", "Show everything about one process, read from /proc: drover inspect PID");
+    auto* inspect_cmd = app.add_subcommand(
+        "inspect", "Show everything about one process, read from /proc: drover inspect PID");
     inspect_cmd->add_option("PID", cl.pid, "The process")->required();
     inspect_cmd->add_flag("--json", cl.json, "One JSON record instead of text");
-    auto* ps_cmd = app.add_subcommand("ps", "Show the process tree under PID: state, CPU, RSS, uptime: drover ps PID");
+    auto* ps_cmd =
+        app.add_subcommand("ps", "Show the process tree under PID: state, CPU, RSS, uptime: drover ps PID");
     ps_cmd->add_option("PID", cl.pid, "The root of the tree")->required();
     ps_cmd->add_flag("--json", cl.json, "A JSON array instead of a table");
-    ps_cmd->add_option("--interval", cl.interval, "CPU is measured over this interval (default 200ms; 0 for none)");
+    ps_cmd->add_option("--interval", cl.interval,
+                       "CPU is measured over this interval (default 200ms; 0 for none)");
 
     try {
         app.parse(own_argc, argv);
@@ -212,7 +236,8 @@ bool check_stop_options(const run_options& o, spdlog::logger& log, stop_settings
     out.grace = *grace;
     auto stop_signal = parse_signal(o.stop_signal);
     if (!stop_signal) {
-        log.error("run: --stop-signal '{}' is not a signal (like TERM, SIGINT, 15)", drover::escape(o.stop_signal));
+        log.error("run: --stop-signal '{}' is not a signal (like TERM, SIGINT, 15)",
+                  drover::escape(o.stop_signal));
         return false;
     }
     out.signal = *stop_signal;
@@ -230,14 +255,17 @@ bool check_capture_options(const run_options& o, spdlog::logger& log, bool& capt
     if (o.max_output) {
         auto n = parse_size(*o.max_output);
         if (!n) {
-            log.error("run: --max-output '{}' is not a size (like 1MiB, 64k, 1048576)", drover::escape(*o.max_output));
+            log.error("run: --max-output '{}' is not a size (like 1MiB, 64k, 1048576)",
+                      drover::escape(*o.max_output));
             return false;
         }
         capture_opts.max_output = *n;
     }
     if (o.on_overflow) {
-        if (*o.on_overflow == "truncate") capture_opts.on_overflow = drover::overflow_policy::truncate;
-        else if (*o.on_overflow == "kill") capture_opts.on_overflow = drover::overflow_policy::kill;
+        if (*o.on_overflow == "truncate")
+            capture_opts.on_overflow = drover::overflow_policy::truncate;
+        else if (*o.on_overflow == "kill")
+            capture_opts.on_overflow = drover::overflow_policy::kill;
         else {
             log.error("run: --on-overflow '{}' is not truncate or kill", drover::escape(*o.on_overflow));
             return false;
@@ -248,7 +276,8 @@ bool check_capture_options(const run_options& o, spdlog::logger& log, bool& capt
         return false;
     }
     if (o.drain_grace) {
-        auto drain = duration_option("--drain-grace", *o.drain_grace, "0: stop reading when the command exits", log);
+        auto drain =
+            duration_option("--drain-grace", *o.drain_grace, "0: stop reading when the command exits", log);
         if (!drain) return false;
         if (!capture) {
             log.error("run: --drain-grace applies to --capture (or --json); add one of them");
@@ -279,11 +308,13 @@ bool check_output_modes(const run_options& o, bool capture, spdlog::logger& log,
         return false;
     }
     if (o.pty && (o.std_in || o.std_out || o.std_err)) {
-        log.error("run: --pty connects stdin, stdout and stderr to the terminal; drop --stdin/--stdout/--stderr");
+        log.error(
+            "run: --pty connects stdin, stdout and stderr to the terminal; drop --stdin/--stdout/--stderr");
         return false;
     }
     if ((capture || o.label) && (o.std_out || o.std_err)) {
-        log.error("run: --{} reads stdout and stderr itself; drop --stdout/--stderr", capture ? "capture" : "label");
+        log.error("run: --{} reads stdout and stderr itself; drop --stdout/--stderr",
+                  capture ? "capture" : "label");
         return false;
     }
     if (o.label && o.label->empty()) {
@@ -300,7 +331,8 @@ bool check_namespaces(const run_options& o, spdlog::logger& log, std::optional<d
         unshare = drover::parse_namespaces(*o.unshare, &bad);
         if (!unshare) {
             log.error("run: --unshare: '{}' is not a namespace (user, pid, mount, net, uts, ipc, cgroup; "
-                      "comma-separated, like pid,mount)", drover::escape(bad));
+                      "comma-separated, like pid,mount)",
+                      drover::escape(bad));
             return false;
         }
     }
@@ -389,7 +421,8 @@ bool apply_process_limits(const run_options& o, drover::command& cmd, spdlog::lo
         if (!r) {
             log.error("run: --rlimit '{}' is not NAME=SOFT[:HARD] (like nofile=1024, cpu=10:20, core=0, "
                       "as=unlimited; names: cpu fsize data stack core rss nproc nofile memlock as locks "
-                      "sigpending msgqueue nice rtprio rttime)", drover::escape(l));
+                      "sigpending msgqueue nice rtprio rttime)",
+                      drover::escape(l));
             return false;
         }
         if (soft_above_hard(*r)) {
@@ -432,8 +465,10 @@ bool apply_identity(const run_options& o, drover::command& cmd, spdlog::logger& 
         for (const auto& name : split_list(*o.cap_bound)) {
             auto n = drover::capability_number(name);
             if (!n) {
-                log.error("run: --cap-bound: '{}' is not a capability (like net_bind_service, chown, sys_ptrace; "
-                          "'none' for an empty set)", drover::escape(name));
+                log.error(
+                    "run: --cap-bound: '{}' is not a capability (like net_bind_service, chown, sys_ptrace; "
+                    "'none' for an empty set)",
+                    drover::escape(name));
                 return false;
             }
             caps.push_back(*n);
@@ -448,7 +483,8 @@ bool apply_cgroup_limits(const run_options& o, drover::command& cmd, spdlog::log
     if (o.memory_max) {
         auto n = parse_size(*o.memory_max);
         if (!n || *n == 0) {
-            log.error("run: --memory-max '{}' is not a size (like 512M, 2GiB)", drover::escape(*o.memory_max));
+            log.error("run: --memory-max '{}' is not a size (like 512M, 2GiB)",
+                      drover::escape(*o.memory_max));
             return false;
         }
         cmd.memory_max(*n);
@@ -456,7 +492,8 @@ bool apply_cgroup_limits(const run_options& o, drover::command& cmd, spdlog::log
     if (o.pids_max) {
         auto n = parse_positive(*o.pids_max);
         if (!n) {
-            log.error("run: --pids-max '{}' is not a positive number of processes", drover::escape(*o.pids_max));
+            log.error("run: --pids-max '{}' is not a positive number of processes",
+                      drover::escape(*o.pids_max));
             return false;
         }
         cmd.pids_max(*n);
@@ -465,13 +502,15 @@ bool apply_cgroup_limits(const run_options& o, drover::command& cmd, spdlog::log
         auto c = parse_cpu_max(*o.cpu_max);
         if (!c) {
             log.error("run: --cpu-max '{}' is not a share of CPU time (like 50%, 200%, or QUOTA/PERIOD as "
-                      "20ms/100ms; period 1ms-1s)", drover::escape(*o.cpu_max));
+                      "20ms/100ms; period 1ms-1s)",
+                      drover::escape(*o.cpu_max));
             return false;
         }
         cmd.cpu_max(c->first, c->second);
     }
     if (!cmd.cgroup_settings().empty() && o.no_cgroup) {
-        log.error("run: --memory-max, --pids-max and --cpu-max are cgroup limits; they cannot apply with --no-cgroup");
+        log.error("run: --memory-max, --pids-max and --cpu-max are cgroup limits; they cannot apply with "
+                  "--no-cgroup");
         return false;
     }
     return true;
@@ -479,11 +518,12 @@ bool apply_cgroup_limits(const run_options& o, drover::command& cmd, spdlog::log
 
 /// Warns about arguments that look like shell syntax: no shell runs.
 void warn_shell_syntax(const run_options& o, spdlog::logger& log) {
-    const drover::command user_cmd(o.argv.front(), std::vector<std::string>(o.argv.begin() + 1, o.argv.end()));
+    const drover::command user_cmd(o.argv.front(),
+                                   std::vector<std::string>(o.argv.begin() + 1, o.argv.end()));
     for (const auto& hint : drover::shell_syntax_hints(user_cmd))
         log.warn("argument {} ('{}') looks like {}, but no shell runs: '{}' gets it as is. To use a shell, "
-                 "say so: drover run -- sh -c '...'", hint.index, drover::escape(o.argv[hint.index]), hint.what,
-                 drover::escape(o.argv.front()));
+                 "say so: drover run -- sh -c '...'",
+                 hint.index, drover::escape(o.argv[hint.index]), hint.what, drover::escape(o.argv.front()));
 }
 
 } // namespace
@@ -506,14 +546,16 @@ std::variant<int, run_plan> check_run_options(const run_options& o, spdlog::logg
         !spawned_argv(o, unshare, log, child_argv, signal_tree))
         return exit_drover_failed;
 
-    drover::command cmd(child_argv.front(), std::vector<std::string>(child_argv.begin() + 1, child_argv.end()));
+    drover::command cmd(child_argv.front(),
+                        std::vector<std::string>(child_argv.begin() + 1, child_argv.end()));
     if (!apply_environment(o, cmd, log)) return exit_drover_failed;
     if (o.cwd) cmd.cwd(*o.cwd);
     if (!apply_stdio(o, capture, cmd, log)) return exit_drover_failed;
     cmd.stop_signal(stop.signal)
         .stop_grace(std::chrono::duration_cast<std::chrono::steady_clock::duration>(stop.grace))
-        .cgroup(o.cgroup ? drover::cgroup_mode::required
-                         : o.no_cgroup ? drover::cgroup_mode::off : drover::cgroup_mode::automatic);
+        .cgroup(o.cgroup      ? drover::cgroup_mode::required
+                : o.no_cgroup ? drover::cgroup_mode::off
+                              : drover::cgroup_mode::automatic);
     if (!apply_process_limits(o, cmd, log) || !apply_identity(o, cmd, log)) return exit_drover_failed;
     if (unshare) cmd.unshare(*unshare);
     if (!apply_cgroup_limits(o, cmd, log)) return exit_drover_failed;

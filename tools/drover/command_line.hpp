@@ -75,7 +75,7 @@ command_line parse_command_line(int argc, const char* const* argv, spdlog::logge
 struct run_plan {
     drover::command cmd; ///< the command (or drover itself as the init of a new pid namespace)
     std::optional<std::chrono::nanoseconds> timeout; ///< empty: no limit (none given, or 0)
-    bool capture = false; ///< --capture or --json
+    bool capture = false;                            ///< --capture or --json
     drover::run_options capture_opts;
     std::optional<std::pair<unsigned short, unsigned short>> pty_size; ///< --pty-size
     /// --signal-tree: QUIT, USR1 and USR2 go to every process of the tree. False when drover

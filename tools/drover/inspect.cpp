@@ -56,16 +56,26 @@ std::string human_duration(std::chrono::nanoseconds d) {
 
 std::string state_name(char s) {
     switch (s) {
-    case 'R': return "running";
-    case 'S': return "sleeping";
-    case 'D': return "waiting on I/O (uninterruptible)";
-    case 'Z': return "zombie (exited, not reaped)";
-    case 'T': return "stopped";
-    case 't': return "stopped by a tracer";
-    case 'X': return "dead";
-    case 'I': return "idle";
-    case 'P': return "parked";
-    default: return "unknown";
+    case 'R':
+        return "running";
+    case 'S':
+        return "sleeping";
+    case 'D':
+        return "waiting on I/O (uninterruptible)";
+    case 'Z':
+        return "zombie (exited, not reaped)";
+    case 'T':
+        return "stopped";
+    case 't':
+        return "stopped by a tracer";
+    case 'X':
+        return "dead";
+    case 'I':
+        return "idle";
+    case 'P':
+        return "parked";
+    default:
+        return "unknown";
     }
 }
 
@@ -83,7 +93,7 @@ std::string command_line(const proc_info& p) {
     return out;
 }
 
-std::string utc(std::chrono::system_clock::time_point t) { // wall clock for display
+std::string utc(std::chrono::system_clock::time_point t) {    // wall clock for display
     std::time_t tt = std::chrono::system_clock::to_time_t(t); // wall clock for display
     std::tm tm{};
     ::gmtime_r(&tt, &tm);
@@ -102,8 +112,9 @@ struct ns_row {
 };
 
 std::vector<ns_row> ns_rows(const namespace_ids& t, const namespace_ids& o) {
-    return {{"pid", t.pid, o.pid}, {"mnt", t.mnt, o.mnt}, {"net", t.net, o.net}, {"user", t.user, o.user},
-            {"uts", t.uts, o.uts}, {"ipc", t.ipc, o.ipc}, {"cgroup", t.cgroup, o.cgroup}};
+    return {{"pid", t.pid, o.pid},         {"mnt", t.mnt, o.mnt}, {"net", t.net, o.net},
+            {"user", t.user, o.user},      {"uts", t.uts, o.uts}, {"ipc", t.ipc, o.ipc},
+            {"cgroup", t.cgroup, o.cgroup}};
 }
 
 boost::json::value opt(const std::optional<std::uint64_t>& v) {
@@ -141,28 +152,36 @@ std::string inspect_json(const proc_info& p) {
     j["peak_rss_bytes"] = p.peak_rss_bytes;
     j["fd_count"] = p.fd_count;
     boost::json::array fds;
-    for (const auto& f : p.fds) fds.push_back(boost::json::object{{"fd", f.fd}, {"target", drover::to_valid_utf8(f.target)}});
+    for (const auto& f : p.fds)
+        fds.push_back(boost::json::object{{"fd", f.fd}, {"target", drover::to_valid_utf8(f.target)}});
     j["fds"] = std::move(fds);
     j["cgroup"] = drover::to_valid_utf8(p.cgroup);
     boost::json::object ns;
     for (const auto& r : ns_rows(p.ns, own_namespaces()))
-        ns[r.name] = boost::json::object{{"id", opt(r.theirs)}, {"same_as_drover", r.theirs && r.theirs == r.ours}};
+        ns[r.name] =
+            boost::json::object{{"id", opt(r.theirs)}, {"same_as_drover", r.theirs && r.theirs == r.ours}};
     j["namespaces"] = std::move(ns);
     if (p.io) {
-        j["io"] = boost::json::object{{"rchar", p.io->rchar},         {"wchar", p.io->wchar},
-                                      {"syscr", p.io->syscr},         {"syscw", p.io->syscw},
-                                      {"read_bytes", p.io->read_bytes}, {"write_bytes", p.io->write_bytes},
+        j["io"] = boost::json::object{{"rchar", p.io->rchar},
+                                      {"wchar", p.io->wchar},
+                                      {"syscr", p.io->syscr},
+                                      {"syscw", p.io->syscw},
+                                      {"read_bytes", p.io->read_bytes},
+                                      {"write_bytes", p.io->write_bytes},
                                       {"cancelled_write_bytes", p.io->cancelled_write_bytes}};
     } else {
         j["io"] = nullptr;
     }
     boost::json::object limits;
-    for (const auto& l : p.limits) limits[l.name] = boost::json::object{{"soft", opt(l.soft)}, {"hard", opt(l.hard)}};
+    for (const auto& l : p.limits)
+        limits[l.name] = boost::json::object{{"soft", opt(l.soft)}, {"hard", opt(l.hard)}};
     j["limits"] = std::move(limits);
     boost::json::array ifs;
     for (const auto& i : p.interfaces)
-        ifs.push_back(boost::json::object{{"name", drover::to_valid_utf8(i.name)}, {"rx_bytes", i.rx_bytes},
-                                          {"rx_packets", i.rx_packets}, {"tx_bytes", i.tx_bytes},
+        ifs.push_back(boost::json::object{{"name", drover::to_valid_utf8(i.name)},
+                                          {"rx_bytes", i.rx_bytes},
+                                          {"rx_packets", i.rx_packets},
+                                          {"tx_bytes", i.tx_bytes},
                                           {"tx_packets", i.tx_packets}});
     j["interfaces"] = std::move(ifs);
     boost::json::array un;
@@ -173,7 +192,9 @@ std::string inspect_json(const proc_info& p) {
 
 std::string inspect_text(const proc_info& p) {
     std::string o;
-    auto line = [&](std::string_view key, const std::string& value) { o += fmt::format("{:<11}{}\n", key, value); };
+    auto line = [&](std::string_view key, const std::string& value) {
+        o += fmt::format("{:<11}{}\n", key, value);
+    };
     line("pid", fmt::format("{} ({})", p.pid, drover::escape(p.comm)));
     line("ppid", std::to_string(p.ppid));
     line("state", fmt::format("{} ({})", p.state, state_name(p.state)));
@@ -191,29 +212,34 @@ std::string inspect_text(const proc_info& p) {
     line("cpu", fmt::format("user {:.2f}s, system {:.2f}s", std::chrono::duration<double>(p.user_cpu).count(),
                             std::chrono::duration<double>(p.system_cpu).count()));
     line("memory", fmt::format("rss {}, peak {}", bytes(p.rss_bytes), bytes(p.peak_rss_bytes)));
-    line("fds", fmt::format("{} open{}", p.fd_count, p.fd_count > p.fds.size() ? fmt::format(" (first {} shown)", p.fds.size()) : ""));
+    line("fds", fmt::format("{} open{}", p.fd_count,
+                            p.fd_count > p.fds.size() ? fmt::format(" (first {} shown)", p.fds.size()) : ""));
     for (const auto& f : p.fds) o += fmt::format("  {:>4} -> {}\n", f.fd, drover::escape(f.target));
     line("cgroup", p.cgroup.empty() ? "(no cgroup v2 membership)" : drover::escape(p.cgroup));
     o += "namespaces (compared with this drover's own)\n";
     bool any_own = false;
     for (const auto& r : ns_rows(p.ns, own_namespaces())) {
         std::string id = r.theirs ? std::to_string(*r.theirs) : "?";
-        std::string cmp = !r.theirs || !r.ours ? "unknown" : *r.theirs == *r.ours ? "same as drover's" : "its own (differs from drover's)";
+        std::string cmp = !r.theirs || !r.ours   ? "unknown"
+                          : *r.theirs == *r.ours ? "same as drover's"
+                                                 : "its own (differs from drover's)";
         any_own = any_own || (r.theirs && r.ours && *r.theirs != *r.ours);
         o += fmt::format("  {:<8} {:<12} {}\n", r.name, id, cmp);
     }
     if (!any_own) o += "  (it shares every namespace with drover)\n";
     if (p.io)
-        line("io", fmt::format("read {} in {} calls, wrote {} in {} calls; storage: read {}, wrote {}", bytes(p.io->rchar),
-                               p.io->syscr, bytes(p.io->wchar), p.io->syscw, bytes(p.io->read_bytes),
-                               bytes(p.io->write_bytes)));
+        line("io", fmt::format("read {} in {} calls, wrote {} in {} calls; storage: read {}, wrote {}",
+                               bytes(p.io->rchar), p.io->syscr, bytes(p.io->wchar), p.io->syscw,
+                               bytes(p.io->read_bytes), bytes(p.io->write_bytes)));
     o += "limits (soft / hard)\n";
-    auto lim = [](const std::optional<std::uint64_t>& v) { return v ? std::to_string(*v) : std::string("unlimited"); };
+    auto lim = [](const std::optional<std::uint64_t>& v) {
+        return v ? std::to_string(*v) : std::string("unlimited");
+    };
     for (const auto& l : p.limits) o += fmt::format("  {:<11}{} / {}\n", l.name, lim(l.soft), lim(l.hard));
     o += "network (as its network namespace sees it)\n";
     for (const auto& i : p.interfaces)
-        o += fmt::format("  {:<10} rx {} ({} packets), tx {} ({} packets)\n", drover::escape(i.name), bytes(i.rx_bytes),
-                         i.rx_packets, bytes(i.tx_bytes), i.tx_packets);
+        o += fmt::format("  {:<10} rx {} ({} packets), tx {} ({} packets)\n", drover::escape(i.name),
+                         bytes(i.rx_bytes), i.rx_packets, bytes(i.tx_bytes), i.tx_packets);
     for (const auto& u : p.unreadable) o += fmt::format("unreadable {}\n", u);
     return o;
 }
@@ -285,26 +311,30 @@ int ps_main(pid_t pid, bool json, std::chrono::nanoseconds interval, spdlog::log
         for (const auto& r : rows) {
             boost::json::array argv;
             for (const auto& s : r.info.cmdline) argv.emplace_back(drover::to_valid_utf8(s));
-            a.push_back(boost::json::object{
-                {"pid", r.info.pid},
-                {"ppid", r.info.ppid},
-                {"depth", r.depth},
-                {"state", std::string(1, r.info.state)},
-                {"cpu_percent", r.cpu ? boost::json::value(std::round(*r.cpu * 10) / 10) : boost::json::value(nullptr)},
-                {"rss_bytes", r.info.rss_bytes},
-                {"age_us", micros(r.info.age)},
-                {"comm", drover::to_valid_utf8(r.info.comm)},
-                {"cmdline", std::move(argv)}});
+            a.push_back(
+                boost::json::object{{"pid", r.info.pid},
+                                    {"ppid", r.info.ppid},
+                                    {"depth", r.depth},
+                                    {"state", std::string(1, r.info.state)},
+                                    {"cpu_percent", r.cpu ? boost::json::value(std::round(*r.cpu * 10) / 10)
+                                                          : boost::json::value(nullptr)},
+                                    {"rss_bytes", r.info.rss_bytes},
+                                    {"age_us", micros(r.info.age)},
+                                    {"comm", drover::to_valid_utf8(r.info.comm)},
+                                    {"cmdline", std::move(argv)}});
         }
         write_all(boost::json::serialize(a) + "\n");
         return 0;
     }
-    std::string o = fmt::format("{:>7} {:>7} {} {:>6} {:>7} {:>8}  {}\n", "PID", "PPID", "S", "CPU%", "RSS", "UPTIME", "COMMAND");
+    std::string o = fmt::format("{:>7} {:>7} {} {:>6} {:>7} {:>8}  {}\n", "PID", "PPID", "S", "CPU%", "RSS",
+                                "UPTIME", "COMMAND");
     for (const auto& r : rows) {
-        std::string indent = r.depth == 0 ? "" : std::string(static_cast<std::size_t>(r.depth - 1) * 3, ' ') + "\\_ ";
+        std::string indent =
+            r.depth == 0 ? "" : std::string(static_cast<std::size_t>(r.depth - 1) * 3, ' ') + "\\_ ";
         o += fmt::format("{:>7} {:>7} {} {:>6} {:>7} {:>8}  {}{}\n", r.info.pid, r.info.ppid, r.info.state,
-                         r.cpu ? fmt::format("{:.1f}", *r.cpu) : std::string("-"), bytes(r.info.rss_bytes, true),
-                         human_duration(r.info.age), indent, command_line(r.info));
+                         r.cpu ? fmt::format("{:.1f}", *r.cpu) : std::string("-"),
+                         bytes(r.info.rss_bytes, true), human_duration(r.info.age), indent,
+                         command_line(r.info));
     }
     write_all(o);
     return 0;

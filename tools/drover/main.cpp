@@ -99,7 +99,8 @@ std::string base64(std::string_view in) {
     out.reserve((in.size() + 2) / 3 * 4);
     std::size_t i = 0;
     for (; i + 3 <= in.size(); i += 3) {
-        std::uint32_t v = (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8) |
+        std::uint32_t v = (static_cast<unsigned char>(in[i]) << 16) |
+                          (static_cast<unsigned char>(in[i + 1]) << 8) |
                           static_cast<unsigned char>(in[i + 2]);
         out += tbl[(v >> 18) & 63];
         out += tbl[(v >> 12) & 63];
@@ -131,7 +132,9 @@ boost::json::object stream_json(const drover::captured_output& c) {
 }
 
 /// Whole microseconds: JSON readers get integers (Boost.JSON writes doubles as 4.9E1).
-std::int64_t micros(std::chrono::nanoseconds d) { return std::chrono::duration_cast<std::chrono::microseconds>(d).count(); }
+std::int64_t micros(std::chrono::nanoseconds d) {
+    return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+}
 
 /// The JSON record of `drover run --json`: one object, one line.
 std::string run_json(const std::vector<std::string>& argv, const drover::run_result& r, int exit_code,
@@ -182,7 +185,8 @@ std::string run_json(const std::vector<std::string>& argv, const drover::run_res
     auto oom = c.oom_kills();
     j["oom_killed"] = oom && *oom > 0;
     boost::json::array na;
-    for (const auto& u : c.unapplied_limits()) na.push_back(boost::json::object{{"setting", u.setting}, {"reason", u.reason}});
+    for (const auto& u : c.unapplied_limits())
+        na.push_back(boost::json::object{{"setting", u.setting}, {"reason", u.reason}});
     j["limits_not_applied"] = std::move(na);
     return boost::json::serialize(j) + "\n";
 }
@@ -232,10 +236,10 @@ std::optional<std::pair<unsigned short, unsigned short>> terminal_size() {
 /// How --pty reads drover's stdin without blocking the io_context or changing the O_NONBLOCK
 /// flag of a file description drover shares with its parent (B4).
 enum class input_mode {
-    none,      ///< stdin is closed
-    reopened,  ///< a pipe or terminal opened afresh, non-blocking: plain async reads
+    none,            ///< stdin is closed
+    reopened,        ///< a pipe or terminal opened afresh, non-blocking: plain async reads
     ready_then_read, ///< a socket (cannot be reopened): wait for readiness, recv(MSG_DONTWAIT)
-    blocking,  ///< a regular file or /dev/null: reads never wait for long
+    blocking,        ///< a regular file or /dev/null: reads never wait for long
 };
 
 /// --pty: drover's stdin to the child's terminal. At EOF, the terminal's EOF character.
@@ -245,11 +249,13 @@ asio::awaitable<void> relay_input(asio::posix::stream_descriptor& in, input_mode
     for (;;) {
         std::size_t n = 0;
         if (mode == input_mode::reopened) {
-            auto [ec, got] = co_await in.async_read_some(asio::buffer(buf), asio::as_tuple(asio::use_awaitable));
+            auto [ec, got] =
+                co_await in.async_read_some(asio::buffer(buf), asio::as_tuple(asio::use_awaitable));
             if (ec == asio::error::operation_aborted) co_return;
             n = ec ? 0 : got;
         } else if (mode == input_mode::ready_then_read) {
-            auto [ec] = co_await in.async_wait(asio::posix::descriptor_base::wait_read, asio::as_tuple(asio::use_awaitable));
+            auto [ec] = co_await in.async_wait(asio::posix::descriptor_base::wait_read,
+                                               asio::as_tuple(asio::use_awaitable));
             if (ec == asio::error::operation_aborted) co_return;
             ssize_t r = ec ? 0 : ::recv(in.native_handle(), buf.data(), buf.size(), MSG_DONTWAIT);
             if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
@@ -266,7 +272,8 @@ asio::awaitable<void> relay_input(asio::posix::stream_descriptor& in, input_mode
             co_await asio::async_write(master, asio::buffer(&eof, 1), asio::as_tuple(asio::use_awaitable));
             co_return;
         }
-        auto [wec, w] = co_await asio::async_write(master, asio::buffer(buf.data(), n), asio::as_tuple(asio::use_awaitable));
+        auto [wec, w] = co_await asio::async_write(master, asio::buffer(buf.data(), n),
+                                                   asio::as_tuple(asio::use_awaitable));
         if (wec) co_return;
     }
 }
@@ -297,13 +304,15 @@ input_mode open_input(asio::posix::stream_descriptor& in) {
 }
 
 /// --pty: the child's terminal to drover's stdout, until every process closed the terminal.
-asio::awaitable<void> relay_output(asio::posix::stream_descriptor& master, asio::posix::stream_descriptor& out) {
+asio::awaitable<void> relay_output(asio::posix::stream_descriptor& master,
+                                   asio::posix::stream_descriptor& out) {
     drover::line_reader reader(master);
     for (;;) {
         auto [ec, chunk] = co_await reader.next_chunk(asio::as_tuple(asio::use_awaitable));
         if (ec || chunk.empty()) co_return;
         if (out.is_open()) {
-            auto [wec, n] = co_await asio::async_write(out, asio::buffer(chunk), asio::as_tuple(asio::use_awaitable));
+            auto [wec, n] =
+                co_await asio::async_write(out, asio::buffer(chunk), asio::as_tuple(asio::use_awaitable));
             if (wec) out.close();
         } else {
             write_all(1, chunk);
@@ -398,7 +407,9 @@ private:
 void run_job::use_terminal() {
     auto size = plan_.pty_size ? plan_.pty_size : terminal_size();
     auto [rows, cols] = size.value_or(std::pair<unsigned short, unsigned short>{24, 80});
-    plan_.cmd.std_in(drover::stdio::pty(rows, cols)).std_out(drover::stdio::pty()).std_err(drover::stdio::pty());
+    plan_.cmd.std_in(drover::stdio::pty(rows, cols))
+        .std_out(drover::stdio::pty())
+        .std_err(drover::stdio::pty());
 }
 
 /// Runner mode, the spawn, and the guard. An exit code when the child could not be started.
@@ -423,8 +434,11 @@ std::optional<int> run_job::start() {
     }
     drover::attribute_orphans_to(child_);
     for (const auto& u : child_.unapplied_limits())
-        log_.warn("{} not applied: {}", u.setting == "memory_max" ? "--memory-max"
-                                        : u.setting == "pids_max" ? "--pids-max" : "--cpu-max", u.reason);
+        log_.warn("{} not applied: {}",
+                  u.setting == "memory_max" ? "--memory-max"
+                  : u.setting == "pids_max" ? "--pids-max"
+                                            : "--cpu-max",
+                  u.reason);
     if (auto cg = child_.cgroup_path())
         log_.debug("'{}' (pid {}) runs in cgroup {}", o_.argv.front(), *child_.id(), *cg);
     else
@@ -440,7 +454,8 @@ void run_job::start_guard(bool guarded_session) {
     drover::spawn_failure gf;
     guard_ = drover::guard_tree(child_, {}, gf);
     if (gf) {
-        log_.warn("no guard process ({}): if drover is killed, the child's tree may outlive it", gf.message());
+        log_.warn("no guard process ({}): if drover is killed, the child's tree may outlive it",
+                  gf.message());
         if (guarded_session) log_.warn("and without a parent-death signal, the child itself too");
     }
 }
@@ -463,11 +478,12 @@ bool run_job::relay_signals() {
 }
 
 void run_job::read_signal() {
-    sigfd_.async_read_some(asio::buffer(&info_, sizeof info_), [this](boost::system::error_code ec, std::size_t n) {
-        if (ec || finished_) return;
-        if (n == sizeof info_) on_signal(static_cast<int>(info_.ssi_signo));
-        read_signal();
-    });
+    sigfd_.async_read_some(asio::buffer(&info_, sizeof info_),
+                           [this](boost::system::error_code ec, std::size_t n) {
+                               if (ec || finished_) return;
+                               if (n == sizeof info_) on_signal(static_cast<int>(info_.ssi_signo));
+                               read_signal();
+                           });
 }
 
 void run_job::on_signal(int sig) {
@@ -482,7 +498,8 @@ void run_job::on_signal(int sig) {
             child_.async_kill([](boost::system::error_code, drover::exit_status) {});
         } else {
             log_.debug("SIG{}: stopping the process tree", sigabbrev_np(sig));
-            child_.async_stop(sig, plan_.cmd.stop_grace(), [](boost::system::error_code, drover::exit_status) {});
+            child_.async_stop(sig, plan_.cmd.stop_grace(),
+                              [](boost::system::error_code, drover::exit_status) {});
         }
     } else if (sig == SIGWINCH) {
         if (o_.pty) // our terminal changed size: so does the child's
@@ -531,10 +548,12 @@ void run_job::wait() {
     if (plan_.capture) {
         capture();
     } else if (plan_.timeout) {
-        child_.async_wait_for(std::chrono::duration_cast<std::chrono::steady_clock::duration>(*plan_.timeout),
-                              [this](boost::system::error_code ec, drover::exit_status st) { on_main_exit(ec, st); });
+        child_.async_wait_for(
+            std::chrono::duration_cast<std::chrono::steady_clock::duration>(*plan_.timeout),
+            [this](boost::system::error_code ec, drover::exit_status st) { on_main_exit(ec, st); });
     } else {
-        child_.async_wait([this](boost::system::error_code ec, drover::exit_status st) { on_main_exit(ec, st); });
+        child_.async_wait(
+            [this](boost::system::error_code ec, drover::exit_status st) { on_main_exit(ec, st); });
     }
     ctx_.run();
     if (raw_) raw_->restore();
@@ -545,7 +564,8 @@ void run_job::wait() {
 /// left running.
 void run_job::capture() {
     drover::run_options& opts = plan_.capture_opts;
-    if (plan_.timeout) opts.timeout = std::chrono::duration_cast<std::chrono::steady_clock::duration>(*plan_.timeout);
+    if (plan_.timeout)
+        opts.timeout = std::chrono::duration_cast<std::chrono::steady_clock::duration>(*plan_.timeout);
     const auto capture_from = std::chrono::steady_clock::now();
     drover::async_capture(child_, opts, [this, capture_from](drover::error_code ec, drover::run_result r) {
         if (ec) {
@@ -638,10 +658,13 @@ void run_job::print_captured(int rc) {
             log_.warn("{} of '{}': {} bytes, {} kept (first and last {}), {} dropped{}", name,
                       drover::escape(o_.argv.front()), c->total_bytes, c->head.size() + c->tail.size(),
                       c->head.size(), c->dropped_bytes(),
-                      plan_.capture_opts.on_overflow == drover::overflow_policy::kill ? "; the tree was killed" : "");
+                      plan_.capture_opts.on_overflow == drover::overflow_policy::kill
+                          ? "; the tree was killed"
+                          : "");
     if (captured_->drain_timed_out)
         log_.warn("'{}' exited, but its output stayed open (a process it started?); stopped reading after {}",
-                  drover::escape(o_.argv.front()), drover::cli::format_duration(plan_.capture_opts.drain_grace));
+                  drover::escape(o_.argv.front()),
+                  drover::cli::format_duration(plan_.capture_opts.drain_grace));
 }
 
 int run(const drover::cli::run_options& o, spdlog::logger& log) {
@@ -671,14 +694,16 @@ int main(int argc, char** argv) {
     auto log = make_logger();
     auto cl = drover::cli::parse_command_line(argc, argv, *log, std::cout, std::cerr);
     switch (cl.what) {
-    case drover::cli::command_line::action::exit: return cl.exit_code;
-    case drover::cli::command_line::action::inspect: return drover::tool::inspect_main(cl.pid, cl.json, *log);
+    case drover::cli::command_line::action::exit:
+        return cl.exit_code;
+    case drover::cli::command_line::action::inspect:
+        return drover::tool::inspect_main(cl.pid, cl.json, *log);
     case drover::cli::command_line::action::ps: {
         auto interval = drover::cli::read_duration(cl.interval);
         if (!interval.value) {
             log->error("ps: --interval '{}' {} (a number with an optional unit ns, us, ms, s, m, h, d; like "
-                       "200ms, 1s; 0 for none)", drover::escape(cl.interval),
-                       interval.problem);
+                       "200ms, 1s; 0 for none)",
+                       drover::escape(cl.interval), interval.problem);
             return exit_drover_failed;
         }
         return drover::tool::ps_main(cl.pid, cl.json, *interval.value, *log);

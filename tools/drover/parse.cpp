@@ -16,7 +16,9 @@ namespace drover::cli {
 
 namespace {
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
 
 /// Nanoseconds per unit; 0 for an unknown unit. Case matters, as in timeout(1): "1S" and "1M"
 /// are refused rather than guessed (M could be minutes or months).
@@ -46,8 +48,8 @@ std::string format_duration_ns(std::uint64_t n) {
     for (auto [unit, scale] : {std::pair{"d", 86'400'000'000'000ULL}, std::pair{"h", 3'600'000'000'000ULL},
                                std::pair{"m", 60'000'000'000ULL}})
         if (n % scale == 0) return std::to_string(n / scale) + unit;
-    for (auto [unit, scale, places] : {std::tuple{"s", 1'000'000'000ULL, 9}, std::tuple{"ms", 1'000'000ULL, 6},
-                                       std::tuple{"us", 1'000ULL, 3}}) {
+    for (auto [unit, scale, places] : {std::tuple{"s", 1'000'000'000ULL, 9},
+                                       std::tuple{"ms", 1'000'000ULL, 6}, std::tuple{"us", 1'000ULL, 3}}) {
         if (n < scale) continue;
         std::string out = std::to_string(n / scale);
         if (const std::uint64_t rest = n % scale) {
@@ -75,7 +77,8 @@ duration_reading read_duration(std::string_view s) {
     if (s.front() == '-') return refuse("is negative");
     if (s.front() == '+') return refuse("has a sign (write the number alone)");
     if (starts_with_nocase(s, "nan") || starts_with_nocase(s, "inf"))
-        return refuse("is not a number (NaN and infinity are not durations; a huge value means no limit in practice)");
+        return refuse(
+            "is not a number (NaN and infinity are not durations; a huge value means no limit in practice)");
     if (starts_with_nocase(s, "0x")) return refuse("is hexadecimal (write it in decimal)");
     if (!is_digit(s.front()) && s.front() != '.') return refuse("does not start with a number");
 
@@ -85,8 +88,10 @@ duration_reading read_duration(std::string_view s) {
     bool whole_huge = false;
     for (; i < s.size() && is_digit(s[i]); ++i) {
         const unsigned d = static_cast<unsigned>(s[i] - '0');
-        if (whole > (std::numeric_limits<std::uint64_t>::max() - 9) / 10) whole_huge = true;
-        else whole = whole * 10 + d;
+        if (whole > (std::numeric_limits<std::uint64_t>::max() - 9) / 10)
+            whole_huge = true;
+        else
+            whole = whole * 10 + d;
     }
     std::size_t digits = i;
     // Fraction: its first 24 digits exactly (with the largest unit, 1d, digit 24 is worth
@@ -123,7 +128,9 @@ duration_reading read_duration(std::string_view s) {
     return r;
 }
 
-std::optional<std::chrono::nanoseconds> parse_duration(std::string_view s) { return read_duration(s).value; }
+std::optional<std::chrono::nanoseconds> parse_duration(std::string_view s) {
+    return read_duration(s).value;
+}
 
 std::string format_duration(std::chrono::nanoseconds d) {
     // Negated as unsigned: -nanoseconds::min() would overflow.
@@ -156,11 +163,16 @@ std::optional<std::size_t> parse_size(std::string_view s) {
     std::string unit(s.substr(digits));
     for (auto& ch : unit) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
     unsigned shift;
-    if (unit.empty() || unit == "b") shift = 0;
-    else if (unit == "k" || unit == "kb" || unit == "kib") shift = 10;
-    else if (unit == "m" || unit == "mb" || unit == "mib") shift = 20;
-    else if (unit == "g" || unit == "gb" || unit == "gib") shift = 30;
-    else return std::nullopt;
+    if (unit.empty() || unit == "b")
+        shift = 0;
+    else if (unit == "k" || unit == "kb" || unit == "kib")
+        shift = 10;
+    else if (unit == "m" || unit == "mb" || unit == "mib")
+        shift = 20;
+    else if (unit == "g" || unit == "gb" || unit == "gib")
+        shift = 30;
+    else
+        return std::nullopt;
     if (v > (std::numeric_limits<std::size_t>::max() >> shift)) return std::nullopt;
     return static_cast<std::size_t>(v) << shift;
 }
@@ -177,12 +189,14 @@ std::optional<std::pair<unsigned short, unsigned short>> parse_pty_size(std::str
     return std::pair{static_cast<unsigned short>(rows), static_cast<unsigned short>(cols)};
 }
 
-std::optional<std::pair<std::chrono::microseconds, std::chrono::microseconds>> parse_cpu_max(std::string_view s) {
+std::optional<std::pair<std::chrono::microseconds, std::chrono::microseconds>>
+parse_cpu_max(std::string_view s) {
     using std::chrono::microseconds;
     if (!s.empty() && s.back() == '%') {
         unsigned long pct = 0;
         auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size() - 1, pct);
-        if (ec != std::errc{} || ptr != s.data() + s.size() - 1 || pct == 0 || pct > 100000) return std::nullopt;
+        if (ec != std::errc{} || ptr != s.data() + s.size() - 1 || pct == 0 || pct > 100000)
+            return std::nullopt;
         return std::pair{microseconds(pct * 1000), microseconds(100000)};
     }
     auto slash = s.find('/');

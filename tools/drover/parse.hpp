@@ -51,7 +51,8 @@ std::optional<std::pair<unsigned short, unsigned short>> parse_pty_size(std::str
 
 /// --cpu-max: "50%" of one CPU (per 100ms), "150%", or QUOTA/PERIOD as durations
 /// ("20ms/100ms"). Returns {quota, period}: a period of 1ms to 1s, a quota of at least 1ms.
-std::optional<std::pair<std::chrono::microseconds, std::chrono::microseconds>> parse_cpu_max(std::string_view s);
+std::optional<std::pair<std::chrono::microseconds, std::chrono::microseconds>>
+parse_cpu_max(std::string_view s);
 
 /// An rlimit value: "unlimited"/"infinity" (RLIM_INFINITY) or a number.
 std::optional<rlim_t> parse_rlim(std::string_view s);
