@@ -217,6 +217,20 @@ TEST_SUITE("cli") {
         auto t = cli({"run", "--unshare", "pid,mount", "--timeout", "300ms"}, {"sleep", "30000"});
         CHECK(t.status == exit_status::exited(124));
         CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(8));
+        // A stop sent before the inner drover's main() ran is not lost: the inner drover starts
+        // with its signals blocked, so the TERM waits for its signalfd. LD_DEBUG=all makes the
+        // dynamic loader slow enough (tens of ms) that a 1 ms timeout always fires before main();
+        // without the blocked start the TERM was discarded and the stop took the 10 s grace.
+        temp_dir ld_debug;
+        for (int i = 0; i < 3; ++i) {
+            CAPTURE(i);
+            const auto t1 = std::chrono::steady_clock::now();
+            auto u = cli({"run", "--unshare", "pid,mount", "--timeout", "1ms", "--env", "LD_DEBUG=all",
+                          "--env", "LD_DEBUG_OUTPUT=" + ld_debug.path.string() + "/ld"},
+                         {"sleep", "30000"});
+            CHECK(u.status == exit_status::exited(124));
+            CHECK(std::chrono::steady_clock::now() - t1 < std::chrono::seconds(8)); // not the 10 s grace
+        }
     }
 
     TEST_CASE("the new options are validated before anything starts, each with a clear error") {

@@ -302,6 +302,27 @@ TEST_SUITE("spawn") {
         ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
     }
 
+    TEST_CASE("blocked_signals: the child starts with exactly those blocked; SIGKILL, SIGSTOP and "
+              "non-signals fail") {
+        auto r = output_now(helper({"print-sigmask"}).blocked_signals({SIGUSR1, SIGTERM}));
+        CHECK(r.out == "SigBlk:\t0000000000004200\nSigIgn:\t0000000000000000\n"); // bits 10 and 15
+        // A signal sent to it stays pending: the child is alive 200 ms after a SIGTERM.
+        asio::io_context ctx;
+        child c = spawn(ctx, helper({"sleep", "30000"}).blocked_signals({SIGTERM}));
+        c.signal(SIGTERM);
+        std::this_thread::sleep_for(200ms);
+        CHECK_FALSE(c.try_wait().has_value());
+        c.signal(SIGKILL);
+        CHECK(run(ctx, c.async_wait(asio::use_awaitable)) == exit_status::signaled(SIGKILL));
+        for (int bad : {SIGKILL, SIGSTOP, 0, -1, NSIG}) {
+            CAPTURE(bad);
+            auto f = failure_of(command(helper_path()).blocked_signals({SIGTERM, bad}));
+            CHECK(f.code == errc::invalid_command);
+            CHECK(f.stage == spawn_stage::prepare);
+            CHECK(f.detail.find(std::to_string(bad)) != std::string::npos);
+        }
+    }
+
     TEST_CASE("B4: a child inheriting a non-blocking stdout writes 1 MiB without EAGAIN") {
         int p[2];
         REQUIRE(::pipe2(p, O_CLOEXEC) == 0);

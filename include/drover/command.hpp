@@ -107,6 +107,9 @@ struct unapplied_limit {
 /// **Parent death**: the child gets `parent_death_signal()` (default SIGKILL; 0 for none) when
 /// the thread that spawned it exits. drover spawns from a long-lived thread (see `spawn`).
 ///
+/// **Signal mask**: the child starts with an empty signal mask and default dispositions, unless
+/// `blocked_signals()` names signals to start blocked.
+///
 /// **Limits**: `rlimit()` sets a resource limit for the child only. Without an explicit
 /// RLIMIT_NOFILE, a child whose parent raised its soft NOFILE limit above 1024 gets 1024 (the
 /// hard limit kept): programs using `select()` break above it (pitfalls B6).
@@ -247,6 +250,16 @@ public:
         pdeathsig_ = sig;
         return *this;
     }
+    /// Signals the child starts with blocked (default: none, an empty mask). For a program that
+    /// installs its handlers first thing and must not lose a signal sent before: a blocked signal
+    /// stays pending until the program unblocks it, even for the init of a new pid namespace,
+    /// which the kernel otherwise spares every signal it has no handler for. SIGKILL and SIGSTOP
+    /// cannot be blocked: the spawn fails at stage `prepare`, as it does for a number that is
+    /// not a signal.
+    command& blocked_signals(std::vector<int> sigs) {
+        blocked_signals_ = std::move(sigs);
+        return *this;
+    }
 
     /// Sets resource limit `resource` (RLIMIT_CPU, RLIMIT_NOFILE, ...) for the child, soft and
     /// hard (RLIM_INFINITY for none). Raising a hard limit needs privilege: the spawn then fails
@@ -357,6 +370,7 @@ public:
     cgroup_mode cgroup() const noexcept { return cgroup_mode_; }
     cancel_policy on_cancel() const noexcept { return cancel_policy_; }
     int parent_death_signal() const noexcept { return pdeathsig_; }
+    const std::vector<int>& blocked_signals() const noexcept { return blocked_signals_; }
 
 private:
     std::string program_;
@@ -374,6 +388,7 @@ private:
     cgroup_mode cgroup_mode_ = cgroup_mode::automatic;
     cancel_policy cancel_policy_ = cancel_policy::stop;
     int pdeathsig_ = SIGKILL;
+    std::vector<int> blocked_signals_;
     std::vector<resource_limit> rlimits_;
     std::optional<mode_t> umask_;
     bool no_new_privs_ = false;

@@ -365,6 +365,14 @@ bool launch(const command& cmd, int cgroup_fd, launched& out, spawn_failure& f) 
     if (s.plan.pdeathsig < 0 || s.plan.pdeathsig > 64)
         return invalid_command(f, "parent death signal " + std::to_string(s.plan.pdeathsig) +
                                       " is not a signal");
+    for (int sig : cmd.blocked_signals()) {
+        if (sig <= 0 || sig >= NSIG)
+            return invalid_command(f, "blocked signal " + std::to_string(sig) + " is not a signal");
+        if (sig == SIGKILL || sig == SIGSTOP)
+            return invalid_command(f, "signal " + std::to_string(sig) + " (" + sigabbrev_np(sig) +
+                                          ") cannot be blocked");
+        s.plan.sigmask |= 1UL << (sig - 1);
+    }
 
     void* stack_top = child_stack_top();
     if (stack_top == nullptr) return spawn_fail(f, ENOMEM, spawn_stage::clone, "child stack");

@@ -258,9 +258,9 @@ DROVER_CHILD_FN int raw_child_main(void* arg) noexcept {
         if (i < p->n_keep) lo = static_cast<unsigned>(p->keep[i]) + 1;
     }
 
-    // 6. An empty signal mask (docs/reliability.md row B2), then exec.
-    const unsigned long empty_mask = 0;
-    if (::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &empty_mask, nullptr, 8) != 0)
+    // 6. An empty signal mask (docs/reliability.md row B2), or the one the command asked for,
+    //    then exec.
+    if (::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &p->sigmask, nullptr, 8) != 0)
         child_fail(p, spawn_stage::signals, errno);
     ::syscall(SYS_execve, p->path, p->argv, p->envp);
     child_fail(p, spawn_stage::exec, errno);

@@ -47,6 +47,7 @@ struct child_plan {
     int cgroup_fd = -1;           // the leaf cgroup's directory, or -1
     bool attach_in_child = false; // join cgroup_fd by writing cgroup.procs (no CLONE_INTO_CGROUP)
     int pdeathsig = 0;            // PR_SET_PDEATHSIG, 0 = none
+    unsigned long sigmask = 0;    // the signal mask the program starts with (bit sig-1)
     pid_t parent_pid = 0;         // getpid() before the clone, for the getppid() check
     unsigned test_delay_ms = 0;   // tests: sleep before PR_SET_PDEATHSIG
     const struct rlimit64_arg* limits = nullptr; // resource limits to set, with their resource

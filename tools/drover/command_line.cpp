@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <exception>
+#include <iterator>
 #include <string_view>
 
 #include <CLI/CLI.hpp>
@@ -558,6 +559,13 @@ std::variant<int, run_plan> check_run_options(const run_options& o, spdlog::logg
                               : drover::cgroup_mode::automatic);
     if (!apply_process_limits(o, cmd, log) || !apply_identity(o, cmd, log)) return exit_drover_failed;
     if (unshare) cmd.unshare(*unshare);
+    if (child_argv != o.argv) {
+        // The child is drover, as the namespace's init: until its main() has blocked them, a
+        // signal it has no handler for would be discarded (the kernel spares an init those), and
+        // a stop sent early would land only as the SIGKILL after the grace. Blocked from the
+        // start, they stay pending until its signalfd reads them.
+        cmd.blocked_signals({std::begin(handled_signals), std::end(handled_signals)});
+    }
     if (!apply_cgroup_limits(o, cmd, log)) return exit_drover_failed;
     warn_shell_syntax(o, log);
     return run_plan{std::move(cmd), stop.timeout, capture, capture_opts, pty_size, signal_tree};

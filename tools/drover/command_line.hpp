@@ -3,6 +3,7 @@
 // any argv.
 #pragma once
 
+#include <signal.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -24,6 +25,13 @@ namespace drover::cli {
 
 /// `drover run`'s exit code when drover itself failed (a bad option, spawn setup).
 constexpr int exit_drover_failed = 125;
+
+/// The signals `drover run` handles: the ones it forwards to its child (TERM, INT, HUP, QUIT,
+/// USR1, USR2), CHLD (it reaps the orphans it adopts as a subreaper or PID 1) and WINCH (--pty:
+/// the terminal's new size). main() blocks them before any thread exists and reads them from a
+/// signalfd; a drover started as a pid namespace's init starts with them blocked already.
+inline constexpr int handled_signals[] = {SIGTERM, SIGINT,  SIGHUP,  SIGQUIT,
+                                          SIGUSR1, SIGUSR2, SIGCHLD, SIGWINCH};
 
 /// `drover run`'s options as given (strings), before any check.
 struct run_options {

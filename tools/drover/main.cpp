@@ -59,17 +59,12 @@ using drover::cli::exit_drover_failed;
 constexpr int exit_cannot_execute = 126;
 constexpr int exit_not_found = 127;
 
-/// The signals `drover run` forwards to its child. They are blocked before any thread exists
-/// and read from a signalfd; the child starts with an empty mask and default dispositions.
-/// SIGCHLD joins them: drover run reaps the orphans it adopts as a subreaper (or as PID 1).
-constexpr std::array forwarded_signals = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
-
+/// The signals drover run handles (drover::cli::handled_signals), as a set. The child starts
+/// with an empty mask and default dispositions.
 sigset_t handled_set() {
     sigset_t set;
     sigemptyset(&set);
-    for (int s : forwarded_signals) sigaddset(&set, s);
-    sigaddset(&set, SIGCHLD);
-    sigaddset(&set, SIGWINCH); // --pty: the terminal's new size goes to the child's terminal
+    for (int s : drover::cli::handled_signals) sigaddset(&set, s);
     return set;
 }
 
