@@ -309,7 +309,7 @@ TEST_SUITE("group") {
             cmds.push_back(helper({"sleep", "30023"}));
             cmds.push_back(command("/nonexistent/prog"));
             run_all_options o;
-            o.timeout = 300ms;
+            o.timeout = 2s; // each command's own: room for a TSan-built helper to start and exit 0
             co_return co_await async_run_all(ex, std::move(cmds), o, asio::use_awaitable);
         }());
         REQUIRE(results.size() == 3);
