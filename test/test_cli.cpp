@@ -215,7 +215,7 @@ TEST_SUITE("cli") {
             auto r = drover_run({"run", mode, "--", "/bin/sh", "-c",
                                  "setsid sleep 1010." + t + " & (sleep 1011." + t + " &); exit 3"});
             CHECK(r.status == exit_status::exited(3));
-            CHECK(clk::now() - t0 < 10s); // the sleepers' 1010 s is the failure
+            CHECK(clk::now() - t0 < 60s); // the sleepers' 1010 s is the failure (10.2 s seen under TSan)
             CHECK(sleepers_with("." + t).empty());
         }
     }

@@ -16,25 +16,12 @@ import argparse
 import os
 import shlex
 import shutil
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
+from package_check import SKIP, check_in_temp_dir, compiler_of, expect_output, missing_tool, run
+
 EXPECTED = ["formatted: exited with code 3", "child: exited with code 3"]
-
-
-def run(cmd, **kw):
-    print("$", " ".join(shlex.quote(str(c)) for c in cmd), flush=True)
-    p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
-    if p.stdout.strip():
-        print(p.stdout.rstrip())
-    if p.stderr.strip():
-        print(p.stderr.rstrip(), file=sys.stderr)
-    if p.returncode != 0:
-        raise RuntimeError(f"{Path(str(cmd[0])).name} failed with exit status {p.returncode}")
-    return p.stdout
 
 
 def main():
@@ -47,51 +34,44 @@ def main():
                     help="flags a build of this configuration needs beyond drover.pc (the sanitizer's)")
     ap.add_argument("compiler", nargs=argparse.REMAINDER)
     args = ap.parse_args()
-    compiler = args.compiler[1:] if args.compiler[:1] == ["--"] else args.compiler
-    for tool in (args.meson, args.pkg_config, compiler[0] if compiler else ""):
-        if not tool or not shutil.which(tool):
-            print(f"SKIP: {tool or 'compiler'} not found")
-            return 77
+    compiler = compiler_of(args.compiler)
+    missing = missing_tool(args.meson, args.pkg_config, compiler[0] if compiler else "")
+    if missing:
+        print(f"SKIP: {missing} not found")
+        return SKIP
+    return check_in_temp_dir("drover-package-", lambda tmp: check(args, compiler, tmp))
 
-    start = time.monotonic()
-    tmp = Path(tempfile.mkdtemp(prefix="drover-package-"))
-    try:
-        destdir = tmp / "destdir"
-        # --no-rebuild: meson test has built everything already, and other tests are running
-        # out of this build directory; installing must not start ninja underneath them.
-        run([args.meson, "install", "-C", args.build_root, "--no-rebuild", "--quiet", "--destdir", destdir])
 
-        pcs = sorted(destdir.rglob("pkgconfig/drover.pc"))
-        libs = sorted(destdir.rglob("libdrover.so"))
-        if len(pcs) != 1 or len(libs) != 1:
-            raise RuntimeError(f"expected one drover.pc and one libdrover.so under the destdir, found {pcs} and {libs}")
-        print(f"installed: {pcs[0].relative_to(destdir)}:\n{pcs[0].read_text().rstrip()}")
+def check(args, compiler, tmp):
+    destdir = tmp / "destdir"
+    # --no-rebuild: meson test has built everything already, and other tests are running
+    # out of this build directory; installing must not start ninja underneath them.
+    run([args.meson, "install", "-C", args.build_root, "--no-rebuild", "--quiet", "--destdir", destdir])
 
-        # The .pc names the final prefix (/usr/local...); the sysroot rewrites its -I and -L
-        # into the destdir, as for a staged install. fmt is still found in the system's own
-        # pkg-config directories.
-        env = dict(os.environ, PKG_CONFIG_PATH=str(pcs[0].parent), PKG_CONFIG_SYSROOT_DIR=str(destdir))
-        env.pop("PKG_CONFIG_LIBDIR", None)
-        flags = run([args.pkg_config, "--cflags", "--libs", "drover"], env=env).split()
+    pcs = sorted(destdir.rglob("pkgconfig/drover.pc"))
+    libs = sorted(destdir.rglob("libdrover.so"))
+    if len(pcs) != 1 or len(libs) != 1:
+        raise RuntimeError(f"expected one drover.pc and one libdrover.so under the destdir, found {pcs} and {libs}")
+    print(f"installed: {pcs[0].relative_to(destdir)}:\n{pcs[0].read_text().rstrip()}")
 
-        exe = tmp / "consumer"
-        run(compiler + ["-std=c++20", args.source, "-o", exe] + flags + shlex.split(args.extra_flags))
+    # The .pc names the final prefix (/usr/local...); the sysroot rewrites its -I and -L
+    # into the destdir, as for a staged install. fmt is still found in the system's own
+    # pkg-config directories.
+    env = dict(os.environ, PKG_CONFIG_PATH=str(pcs[0].parent), PKG_CONFIG_SYSROOT_DIR=str(destdir))
+    env.pop("PKG_CONFIG_LIBDIR", None)
+    flags = run([args.pkg_config, "--cflags", "--libs", "drover"], env=env).split()
 
-        # The installed library, not the build tree's: LD_LIBRARY_PATH into the destdir.
-        run_env = dict(os.environ, LD_LIBRARY_PATH=str(libs[0].parent))
-        out = run([exe], env=run_env).splitlines()
-        maps = run(["ldd", exe], env=run_env) if shutil.which("ldd") else ""
-        if maps and str(libs[0].parent) not in maps:
-            raise RuntimeError("the program did not load the installed libdrover.so")
-        if out != EXPECTED:
-            raise RuntimeError(f"the program printed {out}, expected {EXPECTED}")
-        print(f"installed package: built and ran a pkg-config-only program; {time.monotonic() - start:.1f} s")
-        return 0
-    except RuntimeError as e:
-        print(f"FAILED: {e}", file=sys.stderr)
-        return 1
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    exe = tmp / "consumer"
+    run(compiler + ["-std=c++20", args.source, "-o", exe] + flags + shlex.split(args.extra_flags))
+
+    # The installed library, not the build tree's: LD_LIBRARY_PATH into the destdir.
+    run_env = dict(os.environ, LD_LIBRARY_PATH=str(libs[0].parent))
+    out = run([exe], env=run_env).splitlines()
+    maps = run(["ldd", exe], env=run_env) if shutil.which("ldd") else ""
+    if maps and str(libs[0].parent) not in maps:
+        raise RuntimeError("the program did not load the installed libdrover.so")
+    expect_output(out, EXPECTED)
+    return "installed package: built and ran a pkg-config-only program"
 
 
 if __name__ == "__main__":

@@ -19,11 +19,10 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
+
+from package_check import SKIP, check_in_temp_dir, compiler_of, expect_output, missing_tool, run
 
 EXPECTED = ["child: exited with code 7"]
 
@@ -35,19 +34,6 @@ FORBIDDEN_LOOKUPS = {
 }
 
 
-def run(cmd, quiet=False, **kw):
-    """Runs cmd, printing it and (unless quiet: meson's JSON) its output; its stdout."""
-    print("$", " ".join(shlex.quote(str(c)) for c in cmd), flush=True)
-    p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
-    if p.stdout.strip() and not quiet:
-        print(p.stdout.rstrip())
-    if p.stderr.strip():
-        print(p.stderr.rstrip(), file=sys.stderr)
-    if p.returncode != 0:
-        raise RuntimeError(f"{Path(str(cmd[0])).name} failed with exit status {p.returncode}")
-    return p.stdout
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--source-root", required=True, type=Path)
@@ -55,64 +41,57 @@ def main():
     ap.add_argument("--meson", required=True)
     ap.add_argument("compiler", nargs=argparse.REMAINDER)
     args = ap.parse_args()
-    compiler = args.compiler[1:] if args.compiler[:1] == ["--"] else args.compiler
-    for tool in (args.meson, compiler[0] if compiler else ""):
-        if not tool or not shutil.which(tool):
-            print(f"SKIP: {tool or 'compiler'} not found")
-            return 77
+    compiler = compiler_of(args.compiler)
+    missing = missing_tool(args.meson, compiler[0] if compiler else "")
+    if missing:
+        print(f"SKIP: {missing} not found")
+        return SKIP
+    return check_in_temp_dir("drover-subproject-", lambda tmp: check(args, compiler, tmp))
 
-    start = time.monotonic()
-    tmp = Path(tempfile.mkdtemp(prefix="drover-subproject-"))
-    try:
-        parent = tmp / "parent"
-        shutil.copytree(args.parent, parent)
-        (parent / "subprojects").mkdir()
-        # A symlink, not a copy: meson accepts it, and it keeps the test from copying the
-        # source tree's build directories.
-        (parent / "subprojects" / "drover").symlink_to(args.source_root.resolve(), target_is_directory=True)
-        print(f"{parent / 'subprojects' / 'drover'} -> {args.source_root.resolve()}")
 
-        build = tmp / "build"
-        # The compiler of this build; everything else as a user's first `meson setup` has it.
-        env = dict(os.environ, CXX=shlex.join(compiler))
-        run([args.meson, "setup", build, parent, "--wrap-mode=nodownload"], env=env)
+def check(args, compiler, tmp):
+    parent = tmp / "parent"
+    shutil.copytree(args.parent, parent)
+    (parent / "subprojects").mkdir()
+    # A symlink, not a copy: meson accepts it, and it keeps the test from copying the
+    # source tree's build directories.
+    (parent / "subprojects" / "drover").symlink_to(args.source_root.resolve(), target_is_directory=True)
+    print(f"{parent / 'subprojects' / 'drover'} -> {args.source_root.resolve()}")
 
-        log = (build / "meson-logs" / "meson-log.txt").read_text(errors="replace")
-        for what, pattern in FORBIDDEN_LOOKUPS.items():
-            hits = [line for line in log.splitlines() if pattern.search(line)]
-            if hits:
-                raise RuntimeError(f"the subproject configuration looked up {what}:\n  " + "\n  ".join(hits[:5]))
-        for opt in ("tools", "tests"):
-            if f"drover: {opt} off" not in log:
-                raise RuntimeError(f"the parent's meson log does not say that drover's {opt} are off")
+    build = tmp / "build"
+    # The compiler of this build; everything else as a user's first `meson setup` has it.
+    env = dict(os.environ, CXX=shlex.join(compiler))
+    run([args.meson, "setup", build, parent, "--wrap-mode=nodownload"], env=env)
 
-        targets = json.loads(run([args.meson, "introspect", "--targets", build], quiet=True))
-        drover_targets = [t for t in targets if t.get("subproject") == "drover"]
-        print("drover's targets:", ", ".join(f"{t['name']} ({t['type']})" for t in drover_targets))
-        if not any(t["type"] == "shared library" and t["name"] == "drover" for t in drover_targets):
-            raise RuntimeError("the subproject has no libdrover target")
-        exes = [t["name"] for t in drover_targets if t["type"] == "executable"]
-        if exes:
-            raise RuntimeError(f"the subproject builds executables (tools or tests): {exes}")
-        tests = json.loads(run([args.meson, "introspect", "--tests", build], quiet=True))
-        if tests:
-            raise RuntimeError(f"the subproject registered tests: {[t['name'] for t in tests]}")
+    log = (build / "meson-logs" / "meson-log.txt").read_text(errors="replace")
+    for what, pattern in FORBIDDEN_LOOKUPS.items():
+        hits = [line for line in log.splitlines() if pattern.search(line)]
+        if hits:
+            raise RuntimeError(f"the subproject configuration looked up {what}:\n  " + "\n  ".join(hits[:5]))
+    for opt in ("tools", "tests"):
+        if f"drover: {opt} off" not in log:
+            raise RuntimeError(f"the parent's meson log does not say that drover's {opt} are off")
 
-        run([args.meson, "compile", "-C", build, "-j", "2"])
-        exe = build / "parent"
-        out = run([exe]).splitlines()
-        if out != EXPECTED:
-            raise RuntimeError(f"the program printed {out}, expected {EXPECTED}")
-        for d in ("tools", "test"):
-            if (build / "subprojects" / "drover" / d).exists():
-                raise RuntimeError(f"the build has a subprojects/drover/{d} directory: drover's {d} were built")
-        print(f"subproject: a parent project built and ran a program on drover_dep; {time.monotonic() - start:.1f} s")
-        return 0
-    except RuntimeError as e:
-        print(f"FAILED: {e}", file=sys.stderr)
-        return 1
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    targets = json.loads(run([args.meson, "introspect", "--targets", build], quiet=True))
+    drover_targets = [t for t in targets if t.get("subproject") == "drover"]
+    print("drover's targets:", ", ".join(f"{t['name']} ({t['type']})" for t in drover_targets))
+    if not any(t["type"] == "shared library" and t["name"] == "drover" for t in drover_targets):
+        raise RuntimeError("the subproject has no libdrover target")
+    exes = [t["name"] for t in drover_targets if t["type"] == "executable"]
+    if exes:
+        raise RuntimeError(f"the subproject builds executables (tools or tests): {exes}")
+    tests = json.loads(run([args.meson, "introspect", "--tests", build], quiet=True))
+    if tests:
+        raise RuntimeError(f"the subproject registered tests: {[t['name'] for t in tests]}")
+
+    run([args.meson, "compile", "-C", build, "-j", "2"])
+    exe = build / "parent"
+    out = run([exe]).splitlines()
+    expect_output(out, EXPECTED)
+    for d in ("tools", "test"):
+        if (build / "subprojects" / "drover" / d).exists():
+            raise RuntimeError(f"the build has a subprojects/drover/{d} directory: drover's {d} were built")
+    return "subproject: a parent project built and ran a program on drover_dep"
 
 
 if __name__ == "__main__":
