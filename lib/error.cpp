@@ -24,6 +24,16 @@ public:
             return "the process exited while it was read, and its pid now names another process";
         case errc::malformed_proc:
             return "a /proc file is not in the format the kernel documents";
+        case errc::invalid_service:
+            return "invalid service";
+        case errc::unknown_service:
+            return "no such service";
+        case errc::service_in_use:
+            return "another service depends on it";
+        case errc::service_failed:
+            return "the service failed";
+        case errc::shutting_down:
+            return "the supervisor is shutting down";
         }
         return "unknown drover error " + std::to_string(ev);
     }

@@ -63,6 +63,7 @@ struct cgroup_limits {
     std::optional<std::chrono::microseconds> cpu_quota;
     std::chrono::microseconds cpu_period{100000};
     bool empty() const noexcept { return !memory_max && !pids_max && !cpu_quota; }
+    bool operator==(const cgroup_limits&) const = default;
 };
 
 /// A cgroup limit that could not be put in force for a child (see `child::unapplied_limits`).
@@ -341,6 +342,7 @@ public:
         int resource;
         rlim_t soft;
         rlim_t hard;
+        bool operator==(const resource_limit&) const = default;
     };
     const std::vector<resource_limit>& rlimits() const noexcept { return rlimits_; }
     std::optional<mode_t> umask() const noexcept { return umask_; }
@@ -349,10 +351,12 @@ public:
     struct env_op {
         std::string key;
         std::optional<std::string> value; ///< nullopt: remove
+        bool operator==(const env_op&) const = default;
     };
     struct passed_fd {
         int parent_fd;
         int child_fd;
+        bool operator==(const passed_fd&) const = default;
     };
 
     const std::string& program() const noexcept { return program_; }
@@ -398,6 +402,11 @@ private:
     std::optional<std::vector<int>> cap_bound_;
     namespaces namespaces_ = namespaces::none;
     struct cgroup_limits limits_;
+
+public:
+    /// Two commands are equal when they would spawn the same process the same way (every
+    /// setting compared; a `stdio::fd()` compares by descriptor number).
+    friend bool operator==(const command&, const command&) = default;
 };
 
 /// RLIMIT_* for a name: "cpu", "fsize", "data", "stack", "core", "rss", "nproc", "nofile",

@@ -16,5 +16,7 @@
 #include "drover/resource_usage.hpp"
 #include "drover/run.hpp"
 #include "drover/run_all.hpp"
+#include "drover/service.hpp"
 #include "drover/stdio.hpp"
+#include "drover/supervisor.hpp"
 #include "drover/task_group.hpp"

@@ -21,7 +21,12 @@ enum class errc {
     timed_out,       ///< a wait's deadline passed; the process tree was stopped
     no_cgroup,       ///< a cgroup was required but no writable cgroup v2 hierarchy is usable
     stale, ///< /proc data was discarded: the process exited during the read and its pid names another now
-    malformed_proc, ///< a /proc file did not have the format the kernel documents
+    malformed_proc,  ///< a /proc file did not have the format the kernel documents
+    invalid_service, ///< a supervisor refused a service spec (see `service_error`)
+    unknown_service, ///< no service of that name in the supervisor
+    service_in_use,  ///< the service cannot be removed: another one depends on it
+    service_failed,  ///< the service failed (its status says why)
+    shutting_down,   ///< the supervisor is shutting down (or was destroyed)
 };
 
 /// The `drover` error category.

@@ -52,6 +52,7 @@ public:
     int native_fd() const noexcept { return fd_; }
     unsigned short rows() const noexcept { return rows_; }
     unsigned short cols() const noexcept { return cols_; }
+    bool operator==(const stdio&) const = default;
 
 private:
     explicit stdio(kind k, std::filesystem::path p = {}) : kind_(k), path_(std::move(p)) {}

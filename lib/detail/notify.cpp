@@ -1,0 +1,2 @@
+// drover (private): sd_notify receiver. Implemented in a following commit.
+#include "detail/notify.hpp"

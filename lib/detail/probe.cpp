@@ -1,0 +1,2 @@
+// drover (private): probes. Implemented in a following commit.
+#include "detail/probe.hpp"
