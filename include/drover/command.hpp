@@ -136,6 +136,8 @@ struct unapplied_limit {
 /// and why: never silently ignored.
 class command {
 public:
+    /// No program yet (spawning it fails with `invalid_command`): a placeholder to assign to.
+    command() = default;
     explicit command(std::string program) : program_(std::move(program)) {}
     command(std::string program, std::vector<std::string> args)
         : program_(std::move(program)), args_(std::move(args)) {}

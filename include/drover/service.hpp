@@ -148,6 +148,9 @@ struct output_policy {
 /// A supervised service: a name, a command (identity, limits, namespaces, environment, stop
 /// signal and grace all come from it) and how to keep it running.
 struct service {
+    service() = default;
+    service(std::string n, drover::command cmd) : name(std::move(n)), command(std::move(cmd)) {}
+
     std::string name; ///< letters, digits, '-', '_', '.'; unique within a supervisor
     drover::command command;
     restart_policy restart = restart_policy::on_failure;

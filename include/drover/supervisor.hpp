@@ -23,6 +23,10 @@
 
 namespace drover {
 
+/// The clock of the timestamps in statuses, events and log lines, for people to read. No timing
+/// uses it: every timer, backoff and timeout runs on `steady_clock`.
+using wall_clock = std::chrono::system_clock; // wall clock for display
+
 enum class service_state : unsigned char {
     stopped,  ///< not running, not asked to run
     starting, ///< waiting for its dependencies, or spawned and waiting for its readiness
@@ -42,12 +46,12 @@ std::string_view to_string(health_state h) noexcept;
 struct service_status {
     std::string name;
     service_state state = service_state::stopped;
-    std::string reason;                          ///< why it is in that state, for a person
-    std::optional<pid_t> pid;                    ///< the main process while it runs
-    std::chrono::system_clock::time_point since; ///< when it entered the state (wall clock)
-    unsigned restarts = 0;                       ///< automatic restarts since it was added
-    std::optional<exit_status> last_status;      ///< how its last run ended
-    bool ready = false;                          ///< readiness passed in this run
+    std::string reason;                     ///< why it is in that state, for a person
+    std::optional<pid_t> pid;               ///< the main process while it runs
+    wall_clock::time_point since;           ///< when it entered the state (wall clock)
+    unsigned restarts = 0;                  ///< automatic restarts since it was added
+    std::optional<exit_status> last_status; ///< how its last run ended
+    bool ready = false;                     ///< readiness passed in this run
     health_state health = health_state::unknown;
     std::string notify_status; ///< the last STATUS= it sent
 };
@@ -66,7 +70,7 @@ struct supervisor_event {
     };
     kind type = kind::state;
     std::string service;
-    std::chrono::system_clock::time_point time;
+    wall_clock::time_point time;
     service_state state = service_state::stopped;
     std::string text;
     std::optional<exit_status> status;
@@ -78,7 +82,7 @@ struct supervisor_event {
 
 /// One line a service printed, as kept for `supervisor::logs()`.
 struct service_line {
-    std::chrono::system_clock::time_point time;
+    wall_clock::time_point time;
     int stream = 1;            ///< 1 stdout, 2 stderr
     std::string text;          ///< the child's bytes: escape before logging
     std::uint64_t dropped = 0; ///< bytes beyond the service's `max_line`
@@ -91,10 +95,13 @@ public:
     service_error(std::string service, std::string field, std::string message);
     const std::string& service() const noexcept { return service_; }
     const std::string& field() const noexcept { return field_; }
+    /// The message alone, without the code's text.
+    const char* what() const noexcept override { return message_.c_str(); }
 
 private:
     std::string service_;
     std::string field_;
+    std::string message_;
 };
 
 namespace detail {
@@ -135,7 +142,8 @@ public:
             },
             token, q_);
     }
-    /// Unsubscribes; a pending `next()` completes with `operation_aborted`.
+    /// Unsubscribes: events not yet read are dropped, and a pending or later `next()` completes
+    /// with `operation_aborted`.
     void close() noexcept;
 
 private:
@@ -144,11 +152,9 @@ private:
 
 /// Keeps a set of services running.
 ///
-/// <!-- snippet: coroutine given: boost::asio::any_io_executor ex -->
 /// ```cpp
 /// drover::supervisor sup(ex);
-/// drover::service db{.name = "db", .command = drover::command("sleep", {"1000"})};
-/// sup.add(db);
+/// sup.add(drover::service("db", drover::command("sleep", {"1000"})));
 /// co_await sup.async_start("db");
 /// ```
 ///

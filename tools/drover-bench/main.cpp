@@ -5,6 +5,7 @@
 //
 //   drover-bench [--quick] [--json FILE] [--plot DIR] [BENCH...]
 //   BENCH: spawn-seq spawn-concurrent spawn-vs-rss spawn-vs-children run-overhead capture many-children
+//          supervise
 //
 // Peers (python3, node, go, tini) are used where installed; tools/dev/bench.sh installs them
 // from Debian's packages first. A missing peer is reported as such, never silently dropped.
@@ -1061,6 +1062,145 @@ bench_result many_children(const std::string& self) {
     return r;
 }
 
+// ---- supervise ----------------------------------------------------------------------------------
+
+/// The supervisor (supervisor.hpp) alone, in this process: `n` services of `sleep` started by
+/// async_run (time to all running; RSS and heap growth per service; wake-ups while idle), then the
+/// restart latency after kill -9 (from the kill to the new process running, seen through the event
+/// stream), against one spawn + wait of the same program (the "plus one spawn" of the target).
+bench_result supervise() {
+    const int n = g_quick ? 200 : 500;
+    const int kills = g_quick ? 10 : 30;
+    const std::string sleep_bin = find_program("sleep");
+    rlimit nofile{};
+    ::getrlimit(RLIMIT_NOFILE, &nofile);
+    nofile.rlim_cur = std::min<rlim_t>(nofile.rlim_max, static_cast<rlim_t>(n * 8 + 64));
+    ::setrlimit(RLIMIT_NOFILE, &nofile);
+    bench_result r{"supervise",
+                   "value",
+                   fmt::format("{} services (`sleep 100000`, output captured) in one drover::supervisor; "
+                               "restart latency over {} kill -9.",
+                               n, kills),
+                   true,
+                   {},
+                   {},
+                   {}};
+    r.ratios = false;
+    asio::io_context ctx;
+    auto pump_until = [&](const std::function<bool()>& pred, clk::duration limit) {
+        const auto end = clk::now() + limit;
+        while (!pred() && clk::now() < end) {
+            ctx.restart();
+            ctx.run_for(std::chrono::milliseconds(1));
+        }
+        return pred();
+    };
+    { // warm up: the reactor, the spawn path
+        drover::child w = drover::spawn(ctx, drover::command("true"));
+        w.async_wait([](drover::error_code, drover::exit_status) {});
+        ctx.run();
+        ctx.restart();
+    }
+    double spawn_us = 0;
+    { // one spawn + wait of a short-lived program, the floor of any restart
+        std::vector<double> v;
+        for (int i = 0; i < 20; ++i) {
+            auto t = clk::now();
+            drover::child c = drover::spawn(ctx, drover::command(sleep_bin, {"0"}));
+            bool done = false;
+            c.async_wait([&](drover::error_code, drover::exit_status) { done = true; });
+            pump_until([&] { return done; }, std::chrono::seconds(5));
+            v.push_back(std::chrono::duration<double, std::micro>(clk::now() - t).count());
+        }
+        spawn_us = summarize(v).median;
+    }
+    const auto rss0 = status_kib("VmRSS:");
+    const auto heap0 = ::mallinfo2().uordblks;
+    const int fds0 = open_fds();
+    std::optional<drover::supervisor> sup;
+    sup.emplace(ctx.get_executor());
+    for (int i = 0; i < n; ++i) {
+        drover::service s;
+        s.name = "s" + std::to_string(i);
+        s.command = drover::command(sleep_bin, {"100000"});
+        sup->add(std::move(s));
+    }
+    auto events = sup->subscribe(1 << 20);
+    int running = 0;
+    std::function<void()> read;
+    clk::time_point last_running{};
+    read = [&] {
+        events.next([&](drover::error_code ec, drover::supervisor_event ev) {
+            if (ec) return;
+            if (ev.type == drover::supervisor_event::kind::state &&
+                ev.state == drover::service_state::running) {
+                ++running;
+                last_running = clk::now();
+            }
+            read();
+        });
+    };
+    read();
+    auto t0 = clk::now();
+    sup->async_run([](drover::error_code) {});
+    bool all = pump_until([&] { return running >= n; }, std::chrono::seconds(120));
+    const double start_ms = std::chrono::duration<double, std::milli>(clk::now() - t0).count();
+    const auto rss1 = status_kib("VmRSS:");
+    const auto heap1 = ::mallinfo2().uordblks;
+    const int fds1 = open_fds();
+    const auto sw0 = switches();
+    ctx.restart();
+    ctx.run_for(std::chrono::seconds(g_quick ? 1 : 3));
+    const auto sw1 = switches();
+    // Restart latency: kill -9 one service's process, until its new process is running.
+    std::vector<double> lat;
+    for (int k = 0; k < kills && all; ++k) {
+        auto name = "s" + std::to_string(k % n);
+        auto pid = sup->status(name)->pid;
+        if (!pid) break;
+        const int before = running;
+        auto t = clk::now();
+        ::kill(*pid, SIGKILL);
+        if (!pump_until([&] { return running > before; }, std::chrono::seconds(10))) break;
+        lat.push_back(std::chrono::duration<double, std::micro>(last_running - t).count());
+    }
+    bool down = false;
+    auto t1 = clk::now();
+    sup->async_shutdown(std::chrono::seconds(30), [&](drover::error_code) { down = true; });
+    pump_until([&] { return down; }, std::chrono::seconds(60));
+    const double stop_ms = std::chrono::duration<double, std::milli>(clk::now() - t1).count();
+    events.close();
+    sup.reset();
+    ctx.restart();
+    ctx.run_for(std::chrono::milliseconds(100));
+    if (!all) {
+        r.missing.emplace_back("drover supervisor",
+                               fmt::format("only {} of {} services came up", running, n));
+        return r;
+    }
+    auto l = summarize(lat);
+    const double rss_per = static_cast<double>(rss1 - rss0) / n;
+    const double heap_per = static_cast<double>(heap1 - heap0) / 1024.0 / n;
+    r.samples.emplace_back("restart latency median (us)", std::vector<double>{l.median});
+    r.samples.emplace_back("one spawn + wait (us)", std::vector<double>{spawn_us});
+    r.samples.emplace_back("start all (ms)", std::vector<double>{start_ms});
+    r.samples.emplace_back("heap KiB per service", std::vector<double>{heap_per});
+    r.samples.emplace_back("RSS KiB per service", std::vector<double>{rss_per});
+    r.samples.emplace_back("wake-ups per s idle",
+                           std::vector<double>{static_cast<double>(sw1 - sw0) / (g_quick ? 1 : 3)});
+    r.notes.push_back(
+        fmt::format("| measure | drover | target |\n|---|---|---|\n"
+                    "| restart after kill -9 (kill to new process running) | median {:.0f} us, min {:.0f}, "
+                    "max {:.0f} | under 5 ms plus one spawn ({:.0f} us here) |\n"
+                    "| {} services started (async_run to all running) | {:.0f} ms | 500 in under 1 s |\n"
+                    "| memory per service | heap {:.1f} KiB, RSS {:.1f} KiB, {:.1f} fds | under 16 KiB |\n"
+                    "| wake-ups while idle | {} in {} s | none |\n"
+                    "| shutdown of all | {:.0f} ms | |",
+                    l.median, l.min, l.max, spawn_us, n, start_ms, heap_per, rss_per,
+                    static_cast<double>(fds1 - fds0) / n, sw1 - sw0, g_quick ? 1 : 3, stop_ms));
+    return r;
+}
+
 // ---- output -------------------------------------------------------------------------------------
 
 /// One PNG per benchmark with contenders: median as a bar, min-max as an error bar (gnuplot).
@@ -1139,7 +1279,7 @@ int main(int argc, char** argv) {
         else if (a == "--help" || a == "-h") {
             fmt::print("usage: drover-bench [--quick] [--json FILE] [--plot DIR] "
                        "[spawn-seq|spawn-concurrent|spawn-vs-rss|spawn-vs-children|run-overhead|capture|many-"
-                       "children...]\n");
+                       "children|supervise...]\n");
             return 0;
         } else if (a.rfind("-", 0) == 0) {
             fmt::print(stderr, "drover-bench: unknown option '{}'\n", drover::escape(a));
@@ -1168,6 +1308,7 @@ int main(int argc, char** argv) {
     if (want("run-overhead")) results.push_back(run_overhead(drover_bin));
     if (want("capture")) results.push_back(capture());
     if (want("many-children")) results.push_back(many_children((fs::path(dir) / "drover-bench").string()));
+    if (want("supervise")) results.push_back(supervise());
 
     auto m = machine();
     std::string md =

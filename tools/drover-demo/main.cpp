@@ -495,6 +495,85 @@ awaitable<result> stop_the_whole_tree() {
         fmt::format("{} processes in the tree ({}), stopped: {}, {} left", before, how, st, after)};
 }
 
+awaitable<result> supervise() {
+    // A chain db -> api -> web, each started once the one before is ready: db prints a log line,
+    // api sends sd_notify READY=1 (systemd-notify), web writes a newline on descriptor 3 (the s6
+    // convention). Then api is killed with SIGKILL and restarted; a service that cannot start
+    // backs off and ends failed with its reason; the shutdown stops web, api, db in that order.
+    if (::access("/usr/bin/systemd-notify", X_OK) != 0)
+        co_return skip("systemd-notify is not installed (Debian package systemd)");
+    auto ex = co_await asio::this_coro::executor;
+    drover::supervisor sup(ex);
+
+    drover::service db(
+        "db",
+        drover::command("sh", {"-c", "sleep 0.1; echo 'db: ready to accept connections'; exec sleep 1000"}));
+    db.ready = drover::readiness::log("ready to accept connections");
+
+    drover::service api(
+        "api", drover::command("sh", {"-c", "systemd-notify --ready --status=serving; exec sleep 1000"}));
+    api.ready = drover::readiness::notify();
+    api.depends_on = {drover::dependency{"db", drover::dependency_condition::ready}};
+
+    drover::service web("web", drover::command("sh", {"-c", "echo >&3; exec sleep 1000"}));
+    web.ready = drover::readiness::fd(3);
+    web.depends_on = {drover::dependency{"api"}}; // condition: ready
+
+    drover::service flaky("flaky", drover::command("sh", {"-c", "echo 'cannot bind :8080' >&2; exit 1"}));
+    flaky.backoff.initial = std::chrono::milliseconds(50);
+    flaky.backoff.max = std::chrono::milliseconds(400);
+    flaky.start_limit.burst = 4;
+    flaky.start_limit.interval = std::chrono::seconds(10);
+
+    for (const auto* s : {&db, &api, &web, &flaky}) sup.add(*s); // a dependency is added first
+    sup.async_run(asio::detached);
+
+    auto state = [&](const char* n) { return sup.status(n)->state; };
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < 500 && state("web") != drover::service_state::ready; ++i)
+        co_await sleep_for(std::chrono::milliseconds(10));
+    const auto up_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+    const bool chain = state("web") == drover::service_state::ready &&
+                       sup.status("db")->since < sup.status("api")->since &&
+                       sup.status("api")->since < sup.status("web")->since;
+
+    // kill -9 api: measured from the kill to the new process running.
+    const pid_t old_api = sup.status("api")->pid.value_or(0);
+    const auto k0 = std::chrono::steady_clock::now();
+    if (old_api > 0) ::kill(old_api, SIGKILL);
+    pid_t new_api = 0;
+    for (int i = 0; i < 5000 && (new_api == 0 || new_api == old_api); ++i) {
+        co_await sleep_for(std::chrono::milliseconds(1));
+        new_api = sup.status("api")->pid.value_or(0);
+    }
+    const auto restart_us =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - k0).count();
+
+    for (int i = 0; i < 500 && state("flaky") != drover::service_state::failed; ++i)
+        co_await sleep_for(std::chrono::milliseconds(10));
+    const auto flaky_st = *sup.status("flaky");
+
+    std::vector<pid_t> pids;
+    for (const auto& s : sup.status())
+        if (s.pid) pids.push_back(*s.pid);
+    co_await sup.async_shutdown(std::chrono::seconds(5), use_awaitable);
+    const bool reverse = sup.status("web")->since < sup.status("api")->since &&
+                         sup.status("api")->since < sup.status("db")->since;
+    int left = 0;
+    for (pid_t p : pids) left += ::kill(p, 0) == 0 ? 1 : 0;
+
+    co_return result{
+        chain && new_api > 0 && new_api != old_api && flaky_st.state == drover::service_state::failed &&
+            reverse && left == 0,
+        fmt::format(
+            "db -> api -> web ready in {} ms (log line, READY=1, fd 3); kill -9 api: new pid {} after "
+            "{} us; flaky: {} after {} restarts ('{}'); shutdown web, api, db in {} order, {} "
+            "processes left",
+            up_ms, new_api, restart_us, drover::to_string(flaky_st.state), flaky_st.restarts,
+            visible(flaky_st.reason), reverse ? "reverse" : "WRONG", left)};
+}
+
 // ---- the helper programs some scenarios run (this program, with a hidden first argument) -------
 
 /// `__daemon PIDFILE`: daemonize, fork two children (same process group), wait forever.
@@ -565,6 +644,8 @@ const std::vector<scenario>& all_scenarios() {
         {"environment", "An empty environment plus one variable: exactly that reaches the child.",
          controlled_environment},
         {"many", "500 commands, 32 at a time, every status back in the order given.", many_at_once},
+        {"supervise", "db -> api -> web up on readiness; kill -9 restarts api at once; a crash loop fails.",
+         supervise},
     };
     return list;
 }
