@@ -1,4 +1,5 @@
 // drover (private): one attempt of a readiness or health probe (TCP connect, HTTP GET, command).
+// The address parsers are in probe_address.cpp, the attempts in probe.cpp.
 #pragma once
 
 #include <functional>
@@ -22,6 +23,9 @@ struct http_url {
 bool parse_http_url(std::string_view url, http_url& out, std::string& error);
 /// "host:port" / "[v6]:port" split up; false and `error` set when malformed.
 bool parse_host_port(std::string_view address, std::string& host, std::string& port, std::string& error);
+
+/// "host:port" for messages and the Host header, with an IPv6 host back in brackets.
+std::string join_host_port(const std::string& host, const std::string& port);
 
 /// Checks what `add` must refuse: an address that does not parse, an exec probe without a
 /// command. Empty when fine, else the message.
