@@ -633,3 +633,90 @@ TEST_CASE("supervisor: destroying it kills every tree and leaves no zombie") {
     for (pid_t p : pids) CHECK(eventually([&] { return !alive(p); }, 5000ms));
     CHECK(eventually([] { return zombie_count() == 0; }, 5000ms));
 }
+
+TEST_CASE("supervisor: restarting a service that waits for its dependency keeps one waiting instance") {
+    // A restart while waiting must neither wedge it nor start a second copy.
+    harness h;
+    auto db = svc("db", {"sleep", "100000"});
+    db.ready = readiness::log("never");
+    auto api = svc("api", {"sleep", "100000"});
+    api.depends_on = {dependency{"db"}};
+    h.sup.add(db);
+    h.sup.add(api);
+    h.sup.async_run([](error_code) {});
+    REQUIRE(h.pump([&] { return h.first("api", service_state::starting, "waiting for 'db'") >= 0; }));
+    std::optional<error_code> restarted;
+    h.sup.async_restart("api", [&](error_code ec) { restarted = ec; });
+    h.pump_for(300ms);
+    CHECK(!restarted); // still waiting for db
+    CHECK(h.st("api").state == service_state::starting);
+    CHECK(!h.st("api").pid);
+    CHECK(h.of("api", supervisor_event::kind::exited).empty());
+}
+
+TEST_CASE("supervisor: a dependency that fails once and restarts does not strand its dependent") {
+    // db fails its first run before it is ready, restarts, then becomes ready: api waits
+    // through the restart instead of failing or waiting forever.
+    char dir[] = "/tmp/drover-sup-XXXXXX";
+    REQUIRE(::mkdtemp(dir));
+    const std::string flag = std::string(dir) + "/ran";
+    harness h;
+    auto db = svc("db", {});
+    db.command =
+        command("/bin/sh", {"-c", "if [ -e \"$1\" ]; then echo up; exec sleep 100000; fi; : > \"$1\"; exit 1",
+                            "sh", flag});
+    db.command.stop_grace(2s);
+    db.ready = readiness::log("^up$");
+    db.backoff.initial = 50ms;
+    auto api = svc("api", {"sleep", "100000"});
+    api.depends_on = {dependency{"db", dependency_condition::ready}};
+    h.sup.add(db);
+    h.sup.add(api);
+    h.sup.async_run([](error_code) {});
+    CHECK(h.pump([&] { return h.state_is("api", service_state::running); }));
+    CHECK(h.st("db").restarts == 1);
+    CHECK(h.first("api", service_state::failed) < 0);
+    std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("supervisor: `healthy` on a dependency without a health check means ready") {
+    harness h;
+    h.sup.add(svc("plain", {"sleep", "100000"}));
+    auto d = svc("d", {"sleep", "100000"});
+    d.depends_on = {dependency{"plain", dependency_condition::healthy}};
+    h.sup.add(d);
+    h.sup.async_run([](error_code) {});
+    CHECK(h.pump([&] { return h.state_is("d", service_state::running); }));
+}
+
+TEST_CASE("supervisor: on_failure leaves a success alone; always restarts it") {
+    harness h;
+    auto once = svc("once", {"exit", "0"});
+    auto loop = svc("loop", {"sleep", "50", "exit", "0"});
+    loop.restart = restart_policy::always;
+    loop.start_limit.burst = 0;
+    h.sup.add(once);
+    h.sup.add(loop);
+    h.start("once");
+    h.start("loop");
+    CHECK(h.pump([&] { return h.state_is("once", service_state::exited); }));
+    CHECK(h.pump([&] { return h.st("loop").restarts >= 2; }));
+    h.pump_for(200ms);
+    CHECK(h.st("once").restarts == 0);
+    CHECK(h.st("once").reason == "exited with code 0");
+}
+
+TEST_CASE("supervisor: keep_retrying restarts at backoff.max once the start limit is reached") {
+    harness h;
+    auto s = svc("stubborn", {"exit", "1"});
+    s.backoff = {20ms, 300ms, 0.0, 10s};
+    s.start_limit = {2, 10s, true};
+    h.sup.add(s);
+    h.start("stubborn");
+    REQUIRE(h.pump([&] { return h.of("stubborn", supervisor_event::kind::restart).size() >= 3; }));
+    auto r = h.of("stubborn", supervisor_event::kind::restart);
+    CHECK(r[0].delay == 0ms);
+    CHECK(r[1].delay == 300ms); // the limit (2 starts) is reached: the cap
+    CHECK(r[2].delay == 300ms);
+    CHECK(h.st("stubborn").state != service_state::failed);
+}
