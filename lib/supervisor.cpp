@@ -341,6 +341,11 @@ void event_stream::close() noexcept {
 namespace detail {
 
 struct svc;
+struct output_reader;
+
+/// How long the output pipes of an ended run are still read: a process that left the tree
+/// (possible only without a cgroup) may hold them open forever (reliability.md, E1).
+constexpr auto drain_grace = std::chrono::seconds(1);
 
 /// One run of a service's process: the child and everything that lives as long as it.
 struct run_state {
@@ -360,6 +365,7 @@ struct run_state {
     std::unique_ptr<asio::steady_timer> ready_timer, check_timer, health_timer, watchdog_timer;
     std::unique_ptr<probe_attempt> attempt;
     std::unique_ptr<asio::posix::stream_descriptor> ready_fd;
+    std::vector<std::weak_ptr<output_reader>> readers;
     unsigned health_fails = 0;
     clk::duration watchdog_interval{};
 
@@ -429,9 +435,11 @@ struct supervisor_impl : std::enable_shared_from_this<supervisor_impl> {
         for (auto& h : taken) complete(std::move(h), ec);
     }
 
+    /// The live service of that name (one being removed is not found: a new one of the same
+    /// name may have been added meanwhile).
     std::shared_ptr<svc> find(std::string_view name) const {
         for (const auto& s : order)
-            if (s->spec.name == name) return s;
+            if (!s->removing && s->spec.name == name) return s;
         return nullptr;
     }
 
@@ -501,7 +509,7 @@ struct supervisor_impl : std::enable_shared_from_this<supervisor_impl> {
         }
         switch (d.condition) {
         case dependency_condition::started:
-            if (up || D->state == service_state::exited || (D->run && !D->run->ended)) return dep_verdict::ok;
+            if (D->state == service_state::exited || (D->run && !D->run->stopping)) return dep_verdict::ok;
             break;
         case dependency_condition::ready:
             if (up || D->state == service_state::exited) return dep_verdict::ok;
@@ -646,6 +654,10 @@ struct supervisor_impl : std::enable_shared_from_this<supervisor_impl> {
         if (auto p = c.cgroup_path()) r->cgroup_id = cgroup_id_of(*p);
         r->c = std::move(c);
         s->run = r;
+        // The start limit's window: only starts within `interval` are kept (none without a limit).
+        if (!sp.start_limit.burst) s->starts.clear();
+        while (!s->starts.empty() && r->started - s->starts.front() >= sp.start_limit.interval)
+            s->starts.pop_front();
         s->starts.push_back(r->started);
         s->ready = false;
         s->health = health_state::unknown;
@@ -945,9 +957,12 @@ struct supervisor_impl : std::enable_shared_from_this<supervisor_impl> {
         stop_tree(s);
     }
 
+    void close_readers_later(const std::shared_ptr<run_state>& r);
+
     void on_tree_gone(const std::shared_ptr<svc>& s, exit_status st) {
         auto r = s->run;
         r->ended = true;
+        close_readers_later(r);
         if (!r->status) r->status = st;
         s->last_status = *r->status;
         s->run.reset();
@@ -961,6 +976,9 @@ struct supervisor_impl : std::enable_shared_from_this<supervisor_impl> {
             if (!r->failure_reason.empty()) ev.text += " (" + r->failure_reason + ")";
             emit(std::move(ev));
         }
+        // A stop asked for is done: the tree is gone, whatever comes next (a start asked for
+        // after the stop may start it again).
+        complete_all(s->stop_waiters, {});
         auto then = shutting_down ? run_state::after::stay_stopped : r->then;
         switch (then) {
         case run_state::after::stay_stopped:
@@ -979,7 +997,8 @@ struct supervisor_impl : std::enable_shared_from_this<supervisor_impl> {
         complete_all(s->stop_waiters, {});
         if (s->removing) {
             std::erase(order, s);
-            for (auto& g : groups) std::erase(g.services, s->spec.name);
+            if (!find(s->spec.name)) // not re-added meanwhile
+                for (auto& g : groups) std::erase(g.services, s->spec.name);
             s->gen++; // every pending callback is now stale
         }
         if (shutting_down) shutdown_progress();
@@ -1051,12 +1070,15 @@ struct supervisor_impl : std::enable_shared_from_this<supervisor_impl> {
             ev.text = what;
             emit(std::move(ev));
         }
-        restart_related(s, what);
+        // Its own state first: the related services' reactions must see it waiting to restart.
         if (delay <= clk::duration::zero()) {
             set_state(s, service_state::starting, "restarting: " + what);
+            restart_related(s, what);
             return try_start(s);
         }
         set_state(s, service_state::backoff, "restarting in " + human(delay) + ": " + what);
+        restart_related(s, what);
+        if (s->run || s->state != service_state::backoff) return; // a reaction already acted
         if (!s->backoff_timer) s->backoff_timer = std::make_unique<asio::steady_timer>(ex);
         s->backoff_timer->expires_after(delay);
         s->backoff_timer->async_wait([w = std::weak_ptr<svc>(s), wi = weak_from_this()](error_code ec) {
@@ -1080,11 +1102,8 @@ struct supervisor_impl : std::enable_shared_from_this<supervisor_impl> {
                         if (auto t = find(*it)) also.push_back(t);
             }
         }
-        for (const auto& t : order)
-            for (const auto& d : t->spec.depends_on)
-                if (d.restart_with && d.service == s->spec.name &&
-                    std::find(also.begin(), also.end(), t) == also.end())
-                    also.push_back(t);
+        for (const auto& t : followers(*s))
+            if (std::find(also.begin(), also.end(), t) == also.end()) also.push_back(t);
         for (const auto& t : also) {
             if (!t->run || t->run->stopping) continue;
             ++t->restarts;
@@ -1092,6 +1111,23 @@ struct supervisor_impl : std::enable_shared_from_this<supervisor_impl> {
                                   ? "restarting with group '" + s->group + "': '" + s->spec.name + "' " + what
                                   : "restarting with dependency '" + s->spec.name + "': " + what;
             request_stop(t, why, run_state::after::start_again);
+        }
+    }
+
+    /// The running services that declared `restart_with` on `s`.
+    std::vector<std::shared_ptr<svc>> followers(const svc& s) const {
+        std::vector<std::shared_ptr<svc>> out;
+        for (const auto& t : order)
+            for (const auto& d : t->spec.depends_on)
+                if (d.restart_with && d.service == s.spec.name) out.push_back(t);
+        return out;
+    }
+    void restart_followers(const svc& s, const std::string& why) {
+        for (const auto& t : followers(s)) {
+            if (!t->run || t->run->stopping) continue;
+            ++t->restarts;
+            request_stop(t, "restarting with dependency '" + s.spec.name + "': " + why,
+                         run_state::after::start_again);
         }
     }
 
@@ -1130,8 +1166,11 @@ struct supervisor_impl : std::enable_shared_from_this<supervisor_impl> {
         s->wanted = true;
         s->starts.clear();
         s->consecutive = 0;
-        if (s->run) return request_stop(s, "restarting on request", run_state::after::start_again);
         if (s->backoff_timer) s->backoff_timer->cancel();
+        if (s->run) {
+            request_stop(s, "restarting on request", run_state::after::start_again);
+            return restart_followers(*s, "restarted on request");
+        }
         try_start(s);
     }
 
@@ -1212,33 +1251,40 @@ struct supervisor_impl : std::enable_shared_from_this<supervisor_impl> {
                 request_stop(s, "removed by a new configuration", run_state::after::stay_stopped);
             }
         groups = std::move(new_groups);
+        // First every spec in place (the set may name a dependency after its dependent), then
+        // the starts and restarts, in dependency order.
+        std::set<const svc*> added, changed;
         for (auto& sp : services) {
             auto s = find(sp.name);
-            if (s && s->removing) s = nullptr;
             if (!s) {
                 auto n = make(std::move(sp));
                 order.push_back(n);
-                if (running) request_start(n);
+                added.insert(n.get());
                 continue;
             }
             if (s->spec == sp) continue;
-            bool was = s->wanted || s->run;
             bool new_socket = needs_notify_socket(sp) != needs_notify_socket(s->spec);
             s->spec = std::move(sp);
             s->pattern = compile(s->spec);
             if (new_socket) s->notify.reset();
-            if (was) {
-                s->wanted = true;
-                if (s->run)
-                    request_stop(s, "restarting: its configuration changed", run_state::after::start_again);
-                else
-                    try_start(s);
-            }
+            changed.insert(s.get());
         }
         for (const auto& s : order) s->group.clear();
         for (const auto& g : groups)
             for (const auto& m : g.services)
                 if (auto s = find(m)) s->group = g.name;
+        for (const auto& s : dependency_order()) {
+            if (added.count(s.get())) {
+                if (running) request_start(s);
+            } else if (changed.count(s.get()) && s->wanted) { // a service stopped on purpose stays so
+                if (s->run) {
+                    request_stop(s, "restarting: its configuration changed", run_state::after::start_again);
+                    restart_followers(*s, "its configuration changed");
+                } else {
+                    try_start(s);
+                }
+            }
+        }
         complete(std::move(h), {});
     }
 
@@ -1322,7 +1368,7 @@ struct output_reader : std::enable_shared_from_this<output_reader> {
         dropped = 0;
     }
     void on_readable(error_code ec) {
-        if (ec) return;
+        if (ec || !sd.is_open()) return;
         auto I = i.lock();
         auto S = s.lock();
         if (!I || !S) return;
@@ -1333,6 +1379,8 @@ struct output_reader : std::enable_shared_from_this<output_reader> {
             if (n < 0 && errno == EAGAIN) return arm();
             if (n <= 0) { // EOF (or a read error: the same for a log)
                 if (!partial.empty() || dropped) line_done(I, S);
+                error_code ignored;
+                sd.close(ignored); // the descriptor goes now, not with the last reference
                 return;
             }
             std::string_view data(buf, static_cast<std::size_t>(n));
@@ -1356,12 +1404,27 @@ struct output_reader : std::enable_shared_from_this<output_reader> {
 void supervisor_impl::start_reader(const std::shared_ptr<svc>& s, const std::shared_ptr<run_state>& r,
                                    int stream, asio::posix::stream_descriptor sd) {
     auto rd = std::make_shared<output_reader>(std::move(sd));
+    r->readers.push_back(rd);
     rd->i = weak_from_this();
     rd->s = s;
     rd->gen = r->gen;
     rd->stream = stream;
     rd->max_line = s->spec.output.max_line;
     rd->arm();
+}
+
+void supervisor_impl::close_readers_later(const std::shared_ptr<run_state>& r) {
+    std::vector<std::shared_ptr<output_reader>> open;
+    for (const auto& w : r->readers)
+        if (auto rd = w.lock(); rd && rd->sd.is_open()) open.push_back(rd);
+    if (open.empty()) return;
+    auto t = std::make_shared<asio::steady_timer>(ex, drain_grace);
+    t->async_wait([t, open](error_code) {
+        for (const auto& rd : open) {
+            error_code ignored;
+            rd->sd.close(ignored); // its pending wait ends with operation_aborted
+        }
+    });
 }
 
 void initiate_supervisor_op(std::shared_ptr<supervisor_impl> impl, int op, std::string name, op_handler h) {

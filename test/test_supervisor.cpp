@@ -88,13 +88,18 @@ struct harness {
     }
     /// Index in `seen` of the first state event of `name` entering `s` with a reason containing
     /// `text`; -1 if none.
-    long first(const std::string& name, service_state s, const std::string& text = "") {
+    long first(const std::string& name, service_state s, const std::string& text = "", int skip = 0) {
         for (std::size_t i = 0; i < seen.size(); ++i) {
             const auto& e = seen[i];
             if (e.type == supervisor_event::kind::state && e.service == name && e.state == s &&
-                e.text.find(text) != std::string::npos)
+                e.text.find(text) != std::string::npos && skip-- == 0)
                 return static_cast<long>(i);
         }
+        return -1;
+    }
+    long first_of(const std::string& name, supervisor_event::kind k) {
+        for (std::size_t i = 0; i < seen.size(); ++i)
+            if (seen[i].service == name && seen[i].type == k) return static_cast<long>(i);
         return -1;
     }
 };
@@ -282,7 +287,12 @@ TEST_CASE("supervisor: a restart leaves no grandchild behind, even one that call
     REQUIRE(h.pump([&] { return grandchild(0) != 0; }));
     pid_t g0 = grandchild(0);
     REQUIRE(h.pump([&] { return grandchild(1) != 0; }));
-    CHECK(eventually([&] { return !alive(g0); }, 5000ms));
+    // The old tree was stopped before the restart: gone by the time the new run prints.
+    CHECK(!alive(g0));
+    const long exited = h.first_of("esc", supervisor_event::kind::exited);
+    const long restarted = h.first("esc", service_state::running, "started", 1);
+    CHECK(exited >= 0);
+    CHECK(exited < restarted);
     CHECK(h.st("esc").restarts >= 1);
 }
 
@@ -329,6 +339,9 @@ TEST_CASE("supervisor: db -> api -> web start in order on readiness and stop in 
     const long api_stopped = h.first("api", service_state::stopped);
     const long db_stop = h.first("db", service_state::stopping);
     CHECK(web_stop >= 0);
+    CHECK(api_stop >= 0);
+    CHECK(api_stopped >= 0);
+    CHECK(db_stop >= 0);
     CHECK(web_stop < api_stop);
     CHECK(api_stopped < db_stop);
     for (pid_t p : pids) CHECK(!alive(p));
@@ -347,8 +360,7 @@ TEST_CASE("supervisor: a failed dependency fails its dependents with the reason"
     h.sup.add(db);
     h.sup.add(api);
     h.sup.add(job);
-    bool ran = false;
-    h.sup.async_run([&](error_code) { ran = true; });
+    h.sup.async_run([](error_code) {});
     CHECK(h.pump([&] { return h.state_is("api", service_state::failed); }));
     CHECK(h.st("db").reason == "exited with code 3 (restart = no)");
     CHECK(h.st("api").reason == "dependency 'db' failed: exited with code 3 (restart = no)");
@@ -368,6 +380,7 @@ TEST_CASE("supervisor: completed_successfully waits for a one-shot to exit 0") {
     CHECK(h.pump([&] { return h.state_is("app", service_state::running); }));
     CHECK(h.st("migrate").state == service_state::exited);
     CHECK(h.pump([&] { return h.first("app", service_state::running) >= 0; })); // events are posted
+    CHECK(h.first("migrate", service_state::exited) >= 0);
     CHECK(h.first("migrate", service_state::exited) < h.first("app", service_state::running));
 }
 
@@ -611,13 +624,13 @@ TEST_CASE("supervisor: async_stop, async_restart, async_remove and unknown names
 
 TEST_CASE("supervisor: destroying it kills every tree and leaves no zombie") {
     std::vector<pid_t> pids;
+    std::optional<error_code> ran; // outlives the supervisor: its completion runs after it
     {
         asio::io_context ctx;
         {
             supervisor sup(ctx.get_executor());
             for (int i = 0; i < 5; ++i) sup.add(svc("k" + std::to_string(i), {"sleep", "100000"}));
-            bool ran = false;
-            sup.async_run([&](error_code) { ran = true; });
+            sup.async_run([&](error_code ec) { ran = ec; });
             const auto end = clk::now() + 10s;
             while (clk::now() < end && pids.size() < 5) {
                 ctx.run_for(10ms);
@@ -629,6 +642,8 @@ TEST_CASE("supervisor: destroying it kills every tree and leaves no zombie") {
         }
         ctx.restart();
         ctx.run_for(500ms);
+        REQUIRE(ran.has_value());
+        CHECK(*ran == asio::error::operation_aborted); // pending operations end
     }
     for (pid_t p : pids) CHECK(eventually([&] { return !alive(p); }, 5000ms));
     CHECK(eventually([] { return zombie_count() == 0; }, 5000ms));
@@ -719,4 +734,137 @@ TEST_CASE("supervisor: keep_retrying restarts at backoff.max once the start limi
     CHECK(r[1].delay == 300ms); // the limit (2 starts) is reached: the cap
     CHECK(r[2].delay == 300ms);
     CHECK(h.st("stubborn").state != service_state::failed);
+}
+
+TEST_CASE("supervisor: replace with a dependency listed after its dependent starts both") {
+    harness h;
+    h.sup.add(svc("a", {"sleep", "100000"}));
+    h.sup.async_run([](error_code) {});
+    REQUIRE(h.pump([&] { return h.state_is("a", service_state::running); }));
+    auto d = svc("d", {"sleep", "100000"});
+    d.depends_on = {dependency{"e"}};
+    std::vector<service> next = {svc("a", {"sleep", "100000"}), d, svc("e", {"sleep", "100000"})};
+    REQUIRE(h.run_op([&](auto cb) { h.sup.async_replace(next, {}, cb); }) == error_code{});
+    CHECK(h.pump(
+        [&] { return h.state_is("d", service_state::running) && h.state_is("e", service_state::running); }));
+    CHECK(h.first("d", service_state::failed) < 0);
+}
+
+TEST_CASE("supervisor: a stop completes when the tree is gone, even if a start came meanwhile") {
+    harness h;
+    auto s = svc("slow", {"ignore-term", "100000"});
+    s.command.stop_grace(500ms);
+    h.sup.add(s);
+    REQUIRE(h.start("slow") == error_code{});
+    REQUIRE(h.pump([&] { return !h.sup.logs("slow").empty(); })); // "ignoring TERM"
+    pid_t first = *h.st("slow").pid;
+    std::optional<error_code> stopped, started;
+    h.sup.async_stop("slow", [&](error_code ec) { stopped = ec; });
+    h.sup.async_start("slow", [&](error_code ec) { started = ec; });
+    CHECK(h.pump([&] { return stopped.has_value() && started.has_value(); }));
+    CHECK(stopped == error_code{});
+    CHECK(started == error_code{});
+    CHECK(!alive(first));
+    CHECK(h.st("slow").state == service_state::running);
+    CHECK(*h.st("slow").pid != first);
+}
+
+TEST_CASE("supervisor: a service removed and added again under the same name is the new one") {
+    harness h;
+    auto s = svc("x", {"ignore-term", "100000"});
+    s.command.stop_grace(500ms);
+    h.sup.add(s);
+    h.sup.add_group({"g", {"x"}, restart_strategy::one_for_all});
+    REQUIRE(h.start("x") == error_code{});
+    REQUIRE(h.pump([&] { return !h.sup.logs("x").empty(); }));
+    std::optional<error_code> removed;
+    h.sup.async_remove("x", [&](error_code ec) { removed = ec; });
+    h.sup.add(svc("x", {"sleep", "100000"})); // while the old one is still stopping
+    REQUIRE(h.sup.status("x"));
+    CHECK(h.sup.status("x")->state == service_state::stopped);
+    CHECK(h.start("x") == error_code{});
+    CHECK(h.pump([&] { return removed.has_value(); }));
+    CHECK(h.sup.status().size() == 1);
+    CHECK(h.st("x").state == service_state::running);
+}
+
+TEST_CASE("supervisor: a group restart does not start a member past its own backoff") {
+    // s depends on t (started) and crashes before it is ready; one_for_all stops t, and that
+    // must not wake s out of its backoff.
+    harness h;
+    h.sup.add(svc("t", {"sleep", "100000"}));
+    auto s = svc("s", {"sleep", "100", "exit", "1"});
+    s.ready = readiness::log("never");
+    s.depends_on = {dependency{"t", dependency_condition::started}};
+    s.backoff = {2s, 2s, 0.0, 30s};
+    h.sup.add(s);
+    h.sup.add_group({"g", {"t", "s"}, restart_strategy::one_for_all});
+    h.sup.async_run([](error_code) {});
+    REQUIRE(h.pump([&] { return h.st("s").restarts >= 1; }));
+    // The first restart is immediate; the second run fails too and must wait 2 s.
+    REQUIRE(h.pump([&] { return h.state_is("s", service_state::backoff); }, 10s));
+    h.pump_for(500ms);
+    CHECK(h.st("s").state == service_state::backoff);
+    CHECK(!h.st("s").pid);
+}
+
+TEST_CASE("supervisor: restart_with restarts a dependent when its dependency restarts") {
+    harness h;
+    h.sup.add(svc("db", {"sleep", "100000"}));
+    auto api = svc("api", {"sleep", "100000"});
+    api.depends_on = {dependency{"db", dependency_condition::ready, true}};
+    auto other = svc("other", {"sleep", "100000"});
+    other.depends_on = {dependency{"db"}};
+    h.sup.add(api);
+    h.sup.add(other);
+    h.sup.async_run([](error_code) {});
+    REQUIRE(h.pump([&] {
+        return h.state_is("api", service_state::running) && h.state_is("other", service_state::running);
+    }));
+    pid_t a = *h.st("api").pid, o = *h.st("other").pid;
+    ::kill(*h.st("db").pid, SIGKILL);
+    CHECK(h.pump([&] {
+        auto s = h.st("api");
+        return s.state == service_state::running && *s.pid != a && h.state_is("db", service_state::running);
+    }));
+    CHECK(*h.st("other").pid == o); // without restart_with it keeps running
+    a = *h.st("api").pid;
+    REQUIRE(h.run_op([&](auto cb) { h.sup.async_restart("db", cb); }) == error_code{});
+    CHECK(h.pump([&] {
+        auto s = h.st("api");
+        return s.state == service_state::running && *s.pid != a;
+    }));
+}
+
+TEST_CASE("supervisor: the shutdown deadline kills what ignores its stop signal") {
+    harness h;
+    auto s = svc("stubborn", {"ignore-term", "100000"});
+    s.command.stop_grace(60s);
+    h.sup.add(s);
+    REQUIRE(h.start("stubborn") == error_code{});
+    REQUIRE(h.pump([&] { return !h.sup.logs("stubborn").empty(); }));
+    pid_t p = *h.st("stubborn").pid;
+    const auto t0 = clk::now();
+    REQUIRE(h.run_op([&](auto cb) { h.sup.async_shutdown(300ms, cb); }) == error_code{});
+    CHECK(clk::now() - t0 < 10s);
+    CHECK(!alive(p));
+    CHECK(h.st("stubborn").last_status == exit_status::signaled(SIGKILL));
+}
+
+TEST_CASE("supervisor: start and stop during backoff") {
+    harness h;
+    auto s = svc("b", {"exit", "1"});
+    s.backoff = {5s, 5s, 0.0, 30s};
+    h.sup.add(s);
+    h.start("b");
+    REQUIRE(h.pump([&] { return h.state_is("b", service_state::backoff); }));
+    // A stop ends the wait: it stays stopped.
+    REQUIRE(h.run_op([&](auto cb) { h.sup.async_stop("b", cb); }) == error_code{});
+    CHECK(h.st("b").state == service_state::stopped);
+    h.pump_for(300ms);
+    CHECK(h.st("b").state == service_state::stopped);
+    // An explicit start does not wait for the backoff.
+    const auto before = h.of("b", supervisor_event::kind::exited).size();
+    h.start("b");
+    CHECK(h.pump([&] { return h.of("b", supervisor_event::kind::exited).size() > before; }, 2s));
 }
