@@ -1188,8 +1188,15 @@ struct supervisor_impl : std::enable_shared_from_this<supervisor_impl> {
         if (shutting_down) return complete(std::move(h), errc::shutting_down);
         running = true;
         run_waiters.push_back(std::move(h));
+        // One handler per service, in dependency order: starting hundreds of services spawns
+        // hundreds of processes, and the executor keeps serving everything else in between.
         for (const auto& s : dependency_order())
-            if (!s->wanted && !s->run) request_start(s);
+            asio::post(ex, [w = std::weak_ptr<svc>(s), wi = weak_from_this()] {
+                auto I = wi.lock();
+                auto S = w.lock();
+                if (!I || !S || S->removing || I->shutting_down || !I->running) return;
+                if (!S->wanted && !S->run) I->request_start(S);
+            });
     }
 
     // Reverse dependency order: a service is stopped once nothing that depends on it runs.
