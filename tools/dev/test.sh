@@ -7,6 +7,7 @@
 # passes skipped it:
 #   "test: N passed, M failed, K skipped"
 #   "skipped: <suite>: <test case>: <reason> [<build>, <build>-asan, ...]"
+# and, last, every failure with its first error: "FAILED: <suite>: <test case>: <error> [<build>]".
 # A case that called DROVER_SKIP (test/support.hpp) counts as skipped, not passed: each test
 # binary lists its skips after doctest's summary (test/main.cpp).
 # DROVER_TEST_SANITIZERS picks the sanitizer passes ("asan-ubsan tsan" by default; "none" skips
@@ -19,7 +20,8 @@ failed_total=0
 skipped_total=0
 rc_total=0
 skip_list=$(mktemp)
-trap 'rm -f "$skip_list"' EXIT
+fail_list=$(mktemp)
+trap 'rm -f "$skip_list" "$fail_list"' EXIT
 
 # run_suite DIR: build DIR and run its tests; adds to the totals.
 run_suite() {
@@ -37,14 +39,37 @@ run_suite() {
     # The skipped cases go to $skip_list as "<suite>: <case>: <reason>\t<build>".
     local passed=0 failed=0 skipped=0
     if [ -f "$dir/meson-logs/testlog.json" ]; then
-        read -r passed failed skipped < <(python3 - "$dir/meson-logs/testlog.json" "$(basename "$dir")" "$skip_list" <<'PY'
+        read -r passed failed skipped < <(python3 - "$dir/meson-logs/testlog.json" "$(basename "$dir")" "$skip_list" "$fail_list" <<'PY'
 import json, re, sys
 p = f = s = 0
+fails = open(sys.argv[4], "a")
+
+def digest(suite, t, out):
+    # What failed, in a few lines: each failing doctest case with its first error, or the
+    # sanitizer's summary, or the end of the output of a program that died.
+    r = t.get("result")
+    if r in ("OK", "SKIP", "EXPECTEDFAIL"): return
+    cases = []
+    for block in re.split(r"^={70,}$", out, flags=re.M):
+        m = re.search(r"^TEST CASE: +(.*)$", block, re.M)
+        e = re.search(r"^(.*(ERROR|FATAL ERROR): .*)$", block, re.M)
+        if m and e:
+            v = re.search(r"^\s+values: (.*)$", block[e.end():], re.M)
+            cases.append(f"{m.group(1).strip()}: {e.group(1).strip()}" + (f" [{v.group(1).strip()}]" if v else ""))
+    san = re.findall(r"^(SUMMARY: \w+Sanitizer: .*|WARNING: ThreadSanitizer: .*)$", out, re.M)
+    lines = cases[:5] + san[:2]
+    if not lines:
+        tail = [l for l in out.splitlines() if l.strip()][-3:]
+        lines = [f"{r} ({t.get('returncode')}); output ends: " + " / ".join(tail)[-400:]]
+    for l in lines:
+        fails.write(f"{suite}: {l[:600]}\t{sys.argv[2]}\n")
+
 with open(sys.argv[3], "a") as skips:
     for line in open(sys.argv[1]):
         t = json.loads(line)
         out = t.get("stdout") or ""
         suite = t.get("name", "?").split(" / ")[-1]
+        digest(suite, t, out)
         summary = re.findall(r"^\[doctest\] test cases: *(\d+) \| *(\d+) passed \| *(\d+) failed", out, re.M)
         if not summary:
             r = t.get("result")
@@ -116,4 +141,6 @@ echo "test: $passed_total passed, $failed_total failed, $skipped_total skipped"
 awk -F'\t' '{ if (!($1 in passes)) { order[++n] = $1; passes[$1] = $2 }
                else if (index(", " passes[$1] ", ", ", " $2 ", ") == 0) passes[$1] = passes[$1] ", " $2 }
              END { for (i = 1; i <= n; i++) print "skipped: " order[i] " [" passes[order[i]] "]" }' "$skip_list"
+# Last, so that the end of a CI log names them: each failure with its first error, and its pass.
+awk -F'\t' '{ print "FAILED: " $1 " [" $2 "]" }' "$fail_list"
 exit "$rc_total"
