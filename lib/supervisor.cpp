@@ -1202,7 +1202,13 @@ struct supervisor_impl : std::enable_shared_from_this<supervisor_impl> {
     // Reverse dependency order: a service is stopped once nothing that depends on it runs.
     void shutdown_op(clk::duration deadline, op_handler h) {
         shutdown_waiters.push_back(std::move(h));
-        if (shutting_down) return;
+        if (shutting_down) {
+            // A later, earlier deadline brings the kill forward (a second Ctrl-C); a later one
+            // changes nothing.
+            if (shutdown_timer && clk::now() + deadline < shutdown_timer->expiry())
+                arm_shutdown_timer(deadline);
+            return;
+        }
         shutting_down = true;
         for (const auto& s : order) {
             s->wanted = false;
@@ -1211,7 +1217,13 @@ struct supervisor_impl : std::enable_shared_from_this<supervisor_impl> {
                 set_state(s, service_state::stopped, "shutdown");
             complete_all(s->start_waiters, errc::shutting_down);
         }
-        shutdown_timer = std::make_unique<asio::steady_timer>(ex, deadline);
+        shutdown_timer = std::make_unique<asio::steady_timer>(ex);
+        arm_shutdown_timer(deadline);
+        shutdown_progress();
+    }
+
+    void arm_shutdown_timer(clk::duration deadline) {
+        shutdown_timer->expires_after(deadline); // cancels a wait for a later deadline
         shutdown_timer->async_wait([wi = weak_from_this(), deadline](error_code ec) {
             auto I = wi.lock();
             if (ec || !I || !I->shutting_down) return;
@@ -1222,7 +1234,6 @@ struct supervisor_impl : std::enable_shared_from_this<supervisor_impl> {
                 s->run->c.async_kill([](error_code, exit_status) {});
             }
         });
-        shutdown_progress();
     }
 
     void shutdown_progress() {

@@ -44,6 +44,26 @@ TEST_SUITE("limits") {
         CHECK(set.out == "500 600\n");
     }
 
+    TEST_CASE("raise_fd_limit lifts the soft NOFILE limit to the hard one; children still get 1024") {
+        struct rlimit saved {};
+        REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved) == 0);
+        if (saved.rlim_max <= 1024)
+            DROVER_SKIP("the hard NOFILE limit (" << saved.rlim_max << ") leaves nothing to raise");
+        struct rlimit low = saved;
+        low.rlim_cur = 1024;
+        REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+        error_code ec;
+        CHECK(raise_fd_limit(ec) == saved.rlim_max);
+        CHECK_FALSE(ec);
+        struct rlimit now {};
+        REQUIRE(::getrlimit(RLIMIT_NOFILE, &now) == 0);
+        CHECK(now.rlim_cur == saved.rlim_max);
+        CHECK(raise_fd_limit() == saved.rlim_max); // already there: unchanged, no error
+        auto child_sees = output_now(helper({"print-rlimit", "NOFILE"}));
+        CHECK(child_sees.out == "1024 " + rlim_text(saved.rlim_max) + "\n");
+        REQUIRE(::setrlimit(RLIMIT_NOFILE, &saved) == 0);
+    }
+
     TEST_CASE_FIXTURE(io_fixture, "rlimit cpu=1 ends a busy loop with SIGXCPU") {
         auto st = finish([]() -> asio::awaitable<exit_status> {
             auto ex = co_await asio::this_coro::executor;

@@ -861,6 +861,30 @@ TEST_CASE("supervisor: the shutdown deadline kills what ignores its stop signal"
     CHECK(h.st("stubborn").last_status == exit_status::signaled(SIGKILL));
 }
 
+TEST_CASE("supervisor: a second shutdown with an earlier deadline brings the kill forward") {
+    harness h;
+    auto s = svc("stubborn", {"ignore-term", "100000"});
+    s.command.stop_grace(60s);
+    h.sup.add(s);
+    REQUIRE(h.start("stubborn") == error_code{});
+    REQUIRE(h.pump([&] { return !h.sup.logs("stubborn").empty(); }));
+    pid_t p = *h.st("stubborn").pid;
+    const auto t0 = clk::now();
+    std::optional<error_code> first, later;
+    h.sup.async_shutdown(60s, [&](error_code ec) { first = ec; });
+    h.sup.async_shutdown(120s, [&](error_code ec) { later = ec; }); // later: changes nothing
+    h.pump_for(300ms);
+    CHECK(alive(p));
+    std::optional<error_code> second;
+    h.sup.async_shutdown(0s, [&](error_code ec) { second = ec; }); // the third Ctrl-C
+    REQUIRE(h.pump([&] { return first && second && later; }));
+    CHECK(clk::now() - t0 < 30s); // the 60 s deadline and grace are the failure
+    CHECK(*first == error_code{});
+    CHECK(*second == error_code{});
+    CHECK(!alive(p));
+    CHECK(h.st("stubborn").last_status == exit_status::signaled(SIGKILL));
+}
+
 TEST_CASE("supervisor: start and stop during backoff") {
     harness h;
     auto s = svc("b", {"exit", "1"});

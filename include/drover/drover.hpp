@@ -8,6 +8,7 @@
 #include "drover/error.hpp"
 #include "drover/escape.hpp"
 #include "drover/exit_status.hpp"
+#include "drover/fd_limit.hpp"
 #include "drover/guard.hpp"
 #include "drover/line_reader.hpp"
 #include "drover/pipe_writer.hpp"

@@ -213,6 +213,8 @@ public:
     }
     /// Stops every service in reverse dependency order (dependents first), each with its own
     /// grace; whatever still runs at `deadline` is killed. Completes when no tree is left.
+    /// Called again during a shutdown, it completes with the first; an earlier deadline brings
+    /// the kill forward (a second Ctrl-C), a later one changes nothing.
     template <typename CompletionToken = boost::asio::deferred_t>
     auto async_shutdown(std::chrono::steady_clock::duration deadline, CompletionToken&& token = {}) {
         return boost::asio::async_initiate<CompletionToken, op_signature>(

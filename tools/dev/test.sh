@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build drover and run the whole test suite three times: the normal build, an ASan+UBSan build
 # ("<build>-asan") and a TSan build ("<build>-tsan"); then fuzz every parser of outside input
-# for 20 s each (tools/dev/fuzz.sh, build directory "<build>-fuzz"; each fuzz target counts as
+# for 10 s each (tools/dev/fuzz.sh, build directory "<build>-fuzz"; each fuzz target counts as
 # one test). Each pass ends with "test (<build>): N passed, M failed, K skipped"; the run ends
 # with one summary line over all, then the reason of every skipped case, once however many
 # passes skipped it:
@@ -12,7 +12,7 @@
 # binary lists its skips after doctest's summary (test/main.cpp).
 # DROVER_TEST_SANITIZERS picks the sanitizer passes ("asan-ubsan tsan" by default; "none" skips
 # them) and DROVER_TEST_FUZZ=0 skips the fuzzing (quicker local runs); DROVER_TEST_FUZZ_SECONDS
-# changes the 20 s. Arguments go to `meson test` (a suite name, say).
+# changes the 10 s. Arguments go to `meson test` (a suite name, say).
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
 passed_total=0
@@ -122,7 +122,7 @@ done
 if [ "${DROVER_TEST_FUZZ:-1}" != 0 ]; then
     # libFuzzer, ASan and UBSan on each parser: the seed corpus once, then a short bounded run.
     set +e
-    "$DROVER_ROOT/tools/dev/fuzz.sh" "${DROVER_TEST_FUZZ_SECONDS:-20}" 2>&1 | tee "$BUILD_DIR/fuzz-output.txt"
+    "$DROVER_ROOT/tools/dev/fuzz.sh" "${DROVER_TEST_FUZZ_SECONDS:-10}" 2>&1 | tee "$BUILD_DIR/fuzz-output.txt"
     rc=${PIPESTATUS[0]}
     set -e
     read -r targets failed < <(awk '/^fuzz: [0-9]+ targets, [0-9]+ failed$/ { print $2, $4 }' "$BUILD_DIR/fuzz-output.txt")

@@ -7,14 +7,17 @@
 #include <array>
 #include <exception>
 #include <iterator>
+#include <ostream>
 #include <string_view>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include "ctl.hpp"
 #include "drover/env_file.hpp"
 #include "drover/escape.hpp"
 #include "parse.hpp"
+#include "up.hpp"
 
 namespace drover::cli {
 namespace {
@@ -57,6 +60,147 @@ std::optional<std::chrono::nanoseconds> duration_option(std::string_view option,
     return r.value;
 }
 
+// ---- mistakes, named with the fix ---------------------------------------------------------------
+
+/// "; did you mean 'a'?", "; did you mean 'a' or 'b'?", or empty.
+std::string did_you_mean(const std::vector<std::string>& near) {
+    if (near.empty()) return {};
+    std::string s = "; did you mean ";
+    for (std::size_t i = 0; i < near.size(); ++i)
+        s += (i == 0 ? "" : i + 1 == near.size() ? " or " : ", ") + ("'" + near[i] + "'");
+    return s + "?";
+}
+
+/// The commands of `app` (all of them, not only those given).
+std::vector<CLI::App*> subcommands_of(CLI::App& app) {
+    return app.get_subcommands([](CLI::App* a) { return !a->get_name().empty(); });
+}
+
+/// The names of the options `app` accepts: its own and, where they fall through, its parent's.
+std::vector<std::string> option_names(CLI::App& app) {
+    std::vector<std::string> names;
+    for (CLI::App* a = &app; a != nullptr; a = a->get_fallthrough() ? a->get_parent() : nullptr)
+        for (const CLI::Option* o : a->get_options()) {
+            for (const auto& n : o->get_snames()) names.push_back("-" + n);
+            for (const auto& n : o->get_lnames()) names.push_back("--" + n);
+        }
+    return names;
+}
+
+/// "drover ctl status": the commands given, from the program on.
+std::string command_path(const std::vector<CLI::App*>& chain) {
+    std::string s = "drover";
+    for (std::size_t i = 1; i < chain.size(); ++i) s += " " + chain[i]->get_name();
+    return s;
+}
+
+/// The short usage of a command that needs a subcommand: its commands and what each does.
+void write_short_usage(CLI::App& app, const std::string& path, std::ostream& err) {
+    err << "usage: " << path << " [OPTIONS] COMMAND [ARGS...]\n\ncommands:\n";
+    for (CLI::App* sub : subcommands_of(app)) {
+        std::string name = sub->get_name();
+        err << "  " << name << std::string(name.size() < 12 ? 12 - name.size() : 1, ' ')
+            << sub->get_description() << "\n";
+    }
+    err << "\nSee '" << path << " COMMAND --help' for a command's options, and man drover.\n";
+}
+
+/// The message of a usage mistake, named with its fix where there is one, to `err`; returns the
+/// exit code: 2 for `drover up` and `drover ctl` (their usage status), else exit_drover_failed.
+int report_mistake(CLI::App& root, const CLI::ParseError& e, std::ostream& err) {
+    std::vector<CLI::App*> chain{&root}; // the commands given, root first
+    for (;;) {
+        auto given = chain.back()->get_subcommands();
+        if (given.empty()) break;
+        chain.push_back(given.front());
+    }
+    int code = exit_drover_failed;
+    if (chain.size() > 1 && chain[1]->get_name() == "up") code = drover::up::exit_config_error;
+    if (chain.size() > 1 && chain[1]->get_name() == "ctl") code = drover::ctl::exit_usage;
+    CLI::App& cmd = *chain.back();
+    const std::string path = command_path(chain);
+
+    // A word CLI11 did not know is the mistake to name, whatever error it then ran into (a
+    // missing subcommand, a missing PID). Through fallthrough() it may have landed on a parent of
+    // the command it was given to (ctl for `ctl reload web`).
+    for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+        if ((*it)->get_prefix_command()) continue; // drover run: the rest is the child's
+        auto left = (*it)->remaining(false);
+        if (left.empty()) continue;
+        const std::string& word = left.front();
+        if (word.size() > 1 && word[0] == '-') {
+            std::string name = word.substr(0, word.find('=')); // --opt=value
+            err << path << ": unknown option '" << drover::escape(name) << "'"
+                << did_you_mean(near_names(name, option_names(cmd)));
+        } else if (auto subs = subcommands_of(cmd); *it == &cmd && !subs.empty()) {
+            std::vector<std::string> names;
+            for (auto* s : subs) names.push_back(s->get_name());
+            auto near = near_names(word, names);
+            err << path << ": '" << drover::escape(word) << "' is not a " << path << " command"
+                << did_you_mean(near);
+            if (near.empty()) {
+                err << "; the commands are:";
+                for (std::size_t i = 0; i < names.size(); ++i) err << (i ? ", " : " ") << names[i];
+            }
+        } else {
+            err << path << ": unexpected argument '" << drover::escape(word) << "'";
+        }
+        err << "\nSee '" << path << " --help'.\n";
+        return code;
+    }
+    // A command that needs a subcommand was given none: what there is to choose from.
+    if (dynamic_cast<const CLI::RequiredError*>(&e) && cmd.get_require_subcommand_min() > 0 &&
+        !subcommands_of(cmd).empty()) {
+        write_short_usage(cmd, path, err);
+        return code;
+    }
+    err << path << ": " << e.what() << "\nSee '" << path << " --help'.\n";
+    return code;
+}
+
+// ---- the command tree, for completion -------------------------------------------------------------
+
+/// The values an option's check allows, from its type name ("TEXT:{text,json}"), or none.
+std::vector<std::string> choices_of(const CLI::Option& o) {
+    std::string t = o.get_type_name();
+    auto open = t.find('{'), close = t.rfind('}');
+    if (open == std::string::npos || close == std::string::npos || close < open) return {};
+    return split_list(t.substr(open + 1, close - open - 1));
+}
+
+command_info describe(CLI::App& app) {
+    command_info c;
+    c.name = app.get_name();
+    c.description = app.get_description();
+    c.rest_is_command = app.get_prefix_command();
+    for (CLI::App* a = &app; a != nullptr; a = a->get_fallthrough() ? a->get_parent() : nullptr)
+        for (const CLI::Option* o : a->get_options()) {
+            option_info i;
+            i.takes_value = o->get_items_expected_max() > 0; // 0 for a flag
+            i.choices = choices_of(*o);
+            if (o->get_snames().empty() && o->get_lnames().empty()) {
+                if (a != &app) continue; // a parent's positionals are not this command's
+                i.names = {o->get_name()};
+                c.positionals.push_back(std::move(i));
+                continue;
+            }
+            // A parent's option keeps only the names the command leaves free (ctl -f is --file,
+            // but ctl logs -f is its own --follow), as CLI11 looks at the command's own first.
+            auto taken = [&](const std::string& n) {
+                for (const auto& have : c.options)
+                    if (std::find(have.names.begin(), have.names.end(), n) != have.names.end()) return true;
+                return false;
+            };
+            for (const auto& n : o->get_snames())
+                if (!taken("-" + n)) i.names.push_back("-" + n);
+            for (const auto& n : o->get_lnames())
+                if (!taken("--" + n)) i.names.push_back("--" + n);
+            if (!i.names.empty()) c.options.push_back(std::move(i));
+        }
+    for (CLI::App* sub : subcommands_of(app)) c.subcommands.push_back(describe(*sub));
+    return c;
+}
+
 } // namespace
 
 std::string self_exe() {
@@ -69,8 +213,10 @@ std::string self_exe() {
 command_line parse_command_line(int argc, const char* const* argv, spdlog::logger& log, std::ostream& out,
                                 std::ostream& err) {
     command_line cl;
-    CLI::App app{"drover: an asynchronous process supervisor"};
+    CLI::App app{"drover: an asynchronous process supervisor", "drover"};
     app.require_subcommand(1);
+    app.footer("Run 'drover COMMAND --help' for a command's options, and see man drover.\n"
+               "Shell completion: source <(drover completion bash)");
     app.set_version_flag("--version", std::string("drover ") + DROVER_VERSION);
 
     run_options& ro = cl.run;
@@ -185,23 +331,110 @@ command_line parse_command_line(int argc, const char* const* argv, spdlog::logge
     ps_cmd->add_option("--interval", cl.interval,
                        "CPU is measured over this interval (default 200ms; 0 for none)");
 
+    up_options& uo = cl.up;
+    auto* up_cmd = app.add_subcommand(
+        "up", "Supervise the services of drover.toml or a Procfile: drover up [-f FILE] [SERVICE...]");
+    up_cmd->add_option("-f,--file", uo.file, "The config (default: ./drover.toml, else ./Procfile)");
+    up_cmd->add_option("SERVICE", uo.services, "Start these and what they depend on (default: all)");
+    up_cmd->add_flag("--check", uo.check, "Validate the config and print the plan; start nothing");
+    up_cmd->add_flag("--timestamps", uo.timestamps, "Prefix each output line with the time");
+    up_cmd->add_option("--log-format", uo.log_format, "text (default) or json: one object per line")
+        ->check(CLI::IsMember({"text", "json"}));
+    up_cmd->add_option("--color", uo.color, "Colour the service prefixes: auto (default), always, never")
+        ->check(CLI::IsMember({"auto", "always", "never"}));
+    up_cmd->add_flag("--daemon", uo.daemon, "Detach and run in the background (default: the foreground)");
+    up_cmd->add_option("--pidfile", uo.pidfile, "With --daemon: the locked pidfile (one daemon per file)");
+    up_cmd->add_option("--log-file", uo.log_file, "With --daemon: where output and drover's log go");
+    up_cmd->add_option("--socket", uo.socket,
+                       "The control socket (default: $XDG_RUNTIME_DIR/drover/NAME.sock, else "
+                       "/run/drover/NAME.sock as root, else .drover.sock beside the config)");
+    up_cmd->footer(R"(Examples:
+  drover up                   every service of ./drover.toml (else ./Procfile), in the foreground
+  drover up web worker        web, worker and what they depend on
+  drover up --check           check the config and print the start order; start nothing
+  drover up -f deploy/drover.toml --daemon --pidfile app.pid --log-file app.log
+
+Signals: TERM or INT stops every service, dependents first (a second INT kills what still runs
+after 1s, a third at once); HUP rereads the config and applies the difference (a broken config is
+refused, nothing changes); USR1 reopens the log files.
+Exit status: 0 stopped cleanly, 1 a service failed, 2 a config or usage error, 125 drover failed.)");
+
+    ctl_options& co = cl.ctl;
+    auto* ctl_cmd = app.add_subcommand("ctl", "Talk to a running drover up: drover ctl status|start|...");
+    ctl_cmd->add_option("--socket", co.socket, "The control socket of the drover up to talk to");
+    ctl_cmd->add_option("-f,--file", co.file, "The config whose drover up to talk to (finds its socket)");
+    ctl_cmd->require_subcommand(1);
+    ctl_cmd->footer(R"(Examples:
+  drover ctl status                 a table of the services of ./drover.toml's drover up
+  drover ctl status --watch         the same, redrawn on each change
+  drover ctl restart web            restart web (and wait until it is back)
+  drover ctl logs -f -n 20 web      web's last 20 lines, then new ones as they come
+  drover ctl -f deploy/drover.toml reload
+  drover ctl --socket /run/drover/app.sock shutdown
+
+Exit status: 0 done, 1 drover up answered with an error, 2 a usage error (or no config to find
+the socket by), 3 no drover up is listening on the socket.)");
+    auto* ctl_status = ctl_cmd->add_subcommand("status", "A table of the services");
+    ctl_status->add_flag("--json", co.json, "The API's JSON instead of a table");
+    ctl_status->add_flag("--watch", co.watch, "Keep the table live, redrawn on each change");
+    ctl_status->add_option("SERVICE", co.names, "Only these services");
+    for (const char* verb : {"start", "stop", "restart"})
+        ctl_cmd->add_subcommand(verb, std::string(1, char(verb[0] - 32)) + (verb + 1) + " services")
+            ->add_option("SERVICE", co.names, "The services")
+            ->required();
+    auto* ctl_logs = ctl_cmd->add_subcommand("logs", "The last lines of a service's output");
+    ctl_logs->add_option("SERVICE", co.names, "The service")->required()->expected(1);
+    ctl_logs->add_flag("-f,--follow", co.follow, "Keep printing new lines");
+    auto* lines_opt = ctl_logs->add_option("-n,--lines", co.lines, "How many lines (default: all kept)");
+    ctl_cmd->add_subcommand("reload", "Reread the config and apply it by difference");
+    ctl_cmd->add_subcommand("shutdown", "Stop every service, in reverse dependency order, and exit");
+    ctl_cmd->add_subcommand("check", "Validate the config (-f) and print the plan");
+    // --socket and -f work after the verb too (drover ctl status --socket PATH).
+    for (CLI::App* verb : subcommands_of(*ctl_cmd)) verb->fallthrough();
+
+    auto* completion_cmd =
+        app.add_subcommand("completion", "Print a shell completion script: source <(drover completion bash)");
+    completion_cmd->add_option("SHELL", cl.shell, "The shell: bash")
+        ->required()
+        ->check(CLI::IsMember(completion_shells()));
+
     try {
         app.parse(own_argc, argv);
     } catch (const CLI::ParseError& e) {
-        int rc = app.exit(e, out, err);
-        cl.exit_code = rc == 0 ? 0 : exit_drover_failed;
+        if (e.get_exit_code() == 0) { // --help, --version
+            cl.exit_code = app.exit(e, out, err);
+            return cl;
+        }
+        cl.exit_code = report_mistake(app, e, err);
         return cl;
     }
 
     cl.exit_code = exit_drover_failed;
-    if (inspect_cmd->parsed()) {
+    if (completion_cmd->parsed()) {
+        cl.commands = describe(app);
+        cl.what = command_line::action::completion;
+    } else if (up_cmd->parsed()) {
+        cl.what = command_line::action::up;
+    } else if (ctl_cmd->parsed()) {
+        for (auto* sub : ctl_cmd->get_subcommands())
+            if (sub->parsed()) co.verb = sub->get_name();
+        co.lines_given = lines_opt->count() > 0;
+        cl.what = command_line::action::ctl;
+    } else if (inspect_cmd->parsed()) {
         cl.what = command_line::action::inspect;
     } else if (ps_cmd->parsed()) {
         cl.what = command_line::action::ps;
     } else if (run_cmd->parsed()) {
         ro.argv = run_cmd->remaining();
         if (!ro.argv.empty() && ro.argv.front().starts_with("-")) {
-            log.error("run: unknown option '{}' (put the command after --)", drover::escape(ro.argv.front()));
+            std::string name = ro.argv.front().substr(0, ro.argv.front().find('=')); // --opt=value
+            auto near = near_names(name, option_names(*run_cmd));
+            err << "drover run: unknown option '" << drover::escape(name) << "'" << did_you_mean(near)
+                << (near.empty()
+                        ? " (the command and its own options go after drover's: drover run [OPTIONS] "
+                          "-- PROGRAM [ARGS...])"
+                        : "")
+                << "\nSee 'drover run --help'.\n";
             return cl;
         }
         if (own_argc != argc) {

@@ -14,6 +14,7 @@
 #include <variant>
 #include <vector>
 
+#include "completion.hpp"
 #include "drover/command.hpp"
 #include "drover/run.hpp"
 
@@ -23,7 +24,8 @@ class logger;
 
 namespace drover::cli {
 
-/// `drover run`'s exit code when drover itself failed (a bad option, spawn setup).
+/// `drover run`'s exit code when drover itself failed (a bad option, spawn setup); also that of
+/// a usage mistake at the top level and of `drover run`, `inspect`, `ps` and `completion`.
 constexpr int exit_drover_failed = 125;
 
 /// The signals `drover run` handles: the ones it forwards to its child (TERM, INT, HUP, QUIT,
@@ -63,19 +65,48 @@ struct run_options {
     std::vector<std::string> argv;
 };
 
+/// `drover up`'s options as given.
+struct up_options {
+    std::optional<std::string> file;   ///< -f: the config (default: drover.toml, else Procfile)
+    std::vector<std::string> services; ///< to start, with their dependencies (default: all)
+    bool check = false;                ///< --check: validate, print the plan, start nothing
+    bool timestamps = false;
+    std::string log_format = "text"; ///< text | json
+    std::string color = "auto";      ///< auto | always | never
+    bool daemon = false;
+    std::optional<std::string> pidfile, log_file, socket;
+};
+
+/// `drover ctl`'s request as given.
+struct ctl_options {
+    std::string verb; ///< status, start, stop, restart, logs, reload, shutdown, check
+    std::vector<std::string> names;
+    bool json = false, follow = false, watch = false;
+    unsigned lines = 100; ///< logs -n
+    bool lines_given = false;
+    std::optional<std::string> socket, file; ///< --socket; -f (to find the socket, or for check)
+};
+
 /// What `drover` was asked to do.
 struct command_line {
-    enum class action { exit, run, inspect, ps };
+    enum class action { exit, run, inspect, ps, up, ctl, completion };
     action what = action::exit;
     int exit_code = 0;              ///< action::exit: the process's exit code (0 after --help)
     run_options run;                ///< action::run
     pid_t pid = 0;                  ///< action::inspect, action::ps
     bool json = false;              ///< action::inspect, action::ps
     std::string interval = "200ms"; ///< action::ps (not checked yet)
+    up_options up;                  ///< action::up
+    ctl_options ctl;                ///< action::ctl
+    std::string shell;              ///< action::completion: one of completion_shells()
+    command_info commands;          ///< action::completion: the program's commands and options
 };
 
-/// Parses argv (argv[0] is the program name). Help and version go to `out`, CLI11's usage
-/// errors to `err`, drover's own complaints to `log`; nothing else is touched.
+/// Parses argv (argv[0] is the program name). Help and version go to `out`, usage mistakes to
+/// `err` (named with the fix: "drover run: unknown option '--tiemout'; did you mean
+/// '--timeout'?"), drover's own complaints to `log`; nothing else is touched. A mistake gives
+/// action::exit with 2 for `up` and `ctl` (their usage status: up.hpp, ctl.hpp), else
+/// exit_drover_failed.
 command_line parse_command_line(int argc, const char* const* argv, spdlog::logger& log, std::ostream& out,
                                 std::ostream& err);
 

@@ -48,6 +48,7 @@
 #include "drover/drover.hpp"
 #include "command_line.hpp"
 #include "inspect.hpp"
+#include "up.hpp"
 #include "parse.hpp"
 
 namespace asio = boost::asio;
@@ -703,6 +704,26 @@ int main(int argc, char** argv) {
         }
         return drover::tool::ps_main(cl.pid, cl.json, *interval.value, *log);
     }
+    case drover::cli::command_line::action::completion:
+        drover::cli::write_completion(std::cout, cl.shell, cl.commands);
+        std::cout.flush();
+        return std::cout ? 0 : exit_drover_failed;
+    case drover::cli::command_line::action::up:
+        // drover up's own messages (a service's state, a reload) are its log: info by default.
+        if (!std::getenv("DROVER_LOG")) log->set_level(spdlog::level::info);
+        try {
+            return drover::up::up_main(cl.up, *log);
+        } catch (const std::exception& e) {
+            log->error("up: {}", e.what());
+            return exit_drover_failed;
+        }
+    case drover::cli::command_line::action::ctl:
+        try {
+            return drover::up::ctl_entry(cl.ctl, *log);
+        } catch (const std::exception& e) {
+            log->error("ctl: {}", e.what());
+            return exit_drover_failed;
+        }
     case drover::cli::command_line::action::run:
         try {
             return run(cl.run, *log);

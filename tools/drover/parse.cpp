@@ -5,6 +5,7 @@
 
 #include <cctype>
 #include <charconv>
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <tuple>
@@ -258,6 +259,46 @@ std::vector<std::string> split_list(const std::string& s) {
         start = comma + 1;
     }
     return out;
+}
+
+// The number of single-character insertions, deletions, substitutions and swaps of two
+// neighbours that turn `a` into `b` (optimal string alignment): a swap is one typo, as in
+// --tiemout.
+std::size_t typo_distance(std::string_view a, std::string_view b) {
+    std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
+    for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+    for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i)
+        for (std::size_t j = 1; j <= b.size(); ++j) {
+            d[i][j] = std::min(
+                {d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+                d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+        }
+    return d[a.size()][b.size()];
+}
+
+// The names `wrong` is most likely a typo of, compared without leading dashes: the nearest,
+// when at most (length + 1) / 3 typos away (none for one character, 1 for 2 to 4, 2 for 5 to 7,
+// 3 for longer words), several when equally near; else the one name it is the start of (--time
+// for --timeout).
+std::vector<std::string> near_names(std::string_view wrong, const std::vector<std::string>& names) {
+    auto bare = [](std::string_view s) { return s.substr(std::min(s.find_first_not_of('-'), s.size())); };
+    const std::string_view w = bare(wrong);
+    const std::size_t allowed = std::min<std::size_t>((w.size() + 1) / 3, 3);
+    std::vector<std::string> best;
+    std::size_t best_d = allowed + 1;
+    for (const auto& n : names) {
+        std::size_t d = typo_distance(w, bare(n));
+        if (d > allowed) continue;
+        if (d < best_d) best.clear(), best_d = d;
+        if (d == best_d && std::find(best.begin(), best.end(), n) == best.end()) best.push_back(n);
+    }
+    if (!best.empty() || w.size() < 2) return best;
+    for (const auto& n : names)
+        if (bare(n).starts_with(w)) best.push_back(n);
+    if (best.size() > 1) best.clear();
+    return best;
 }
 
 } // namespace drover::cli

@@ -78,4 +78,14 @@ std::optional<unsigned long long> parse_positive(std::string_view s);
 /// "--groups a,b,c" / "--cap-bound x,y": a comma-separated list ("" and "none" are empty).
 std::vector<std::string> split_list(const std::string& s);
 
+/// The number of single-character insertions, deletions, substitutions and swaps of two
+/// neighbours that turn `a` into `b` (optimal string alignment): a swap is one typo ("--tiemout").
+std::size_t typo_distance(std::string_view a, std::string_view b);
+
+/// The names `wrong` is most likely a typo of, compared without leading dashes: the nearest,
+/// when at most (length + 1) / 3 typos away (none for one character, 1 for 2 to 4, 2 for 5 to 7,
+/// 3 for longer words), several when equally near; else the one name it is the start of (--time
+/// for --timeout). Empty when none is near. The `drover` program's "did you mean" everywhere.
+std::vector<std::string> near_names(std::string_view wrong, const std::vector<std::string>& names);
+
 } // namespace drover::cli

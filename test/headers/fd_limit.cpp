@@ -1,0 +1,3 @@
+// Compiles drover/fd_limit.hpp alone, first: every public header is self-contained.
+#include "drover/fd_limit.hpp"
+#include "drover/fd_limit.hpp" // and guarded
