@@ -305,6 +305,27 @@ TEST_SUITE("up") {
         CHECK(g.wait() == exit_status::exited(0));
     }
 
+    TEST_CASE("drover up: the last lines and notes of a shutdown are written; ctl logs -f ends with 0") {
+        up_fixture f;
+        f.config("[service.a]\nshell = \"trap 'echo bye-a; exit 0' TERM; echo hi-a; while :; do sleep 0.05; "
+                 "done\"\n");
+        f.start();
+        REQUIRE(eventually([&] { return f.out().find("hi-a") != std::string::npos; }, 30000ms));
+        // A follower of a's output, running until drover up ends.
+        command follow(DROVER_BIN, {"ctl", "--socket", f.socket().string(), "logs", "-f", "a"});
+        follow.std_out(stdio::file(f.dir.path / "follow.out")).std_err(stdio::null());
+        child follower = spawn(f.ctx, follow);
+        REQUIRE(eventually(
+            [&] { return read_file((f.dir.path / "follow.out").string()).find("hi-a") != std::string::npos; },
+            30000ms));
+        f.up->signal(SIGTERM);
+        CHECK(f.wait() == exit_status::exited(0));
+        auto o = f.out();
+        CHECK(o.find("a | bye-a") != std::string::npos);
+        CHECK(o.find("a | drover: stopped") != std::string::npos);
+        CHECK(run(f.ctx, follower.async_wait(asio::use_awaitable), 30s) == exit_status::exited(0));
+    }
+
     TEST_CASE("drover up: a log file rotates under 10,000 numbered lines a second; none lost or repeated") {
         up_fixture f;
         const auto log = f.dir.path / "logs" / "w.log";

@@ -282,7 +282,6 @@ int run_status(const ctl_request& req, std::ostream& out, spdlog::logger& log) {
 /// status --watch: the statuses again on each change the event stream shows.
 int run_watch(const ctl_request& req, std::ostream& out, spdlog::logger& log) {
     connection events(req.socket);
-    connection queries(req.socket);
 
     // Subscribed (the answer's header read) before the first table: no change falls between.
     events.send("GET", "/v1/events");
@@ -320,6 +319,9 @@ int run_watch(const ctl_request& req, std::ostream& out, spdlog::logger& log) {
         last_draw = clk::now();
         statuses s;
         try {
+            // A connection per table: drover up closes one that stays idle for 30 s, and a
+            // quiet set of services can go longer than that between two changes.
+            connection queries(req.socket);
             s = fetch_statuses(queries, req.names);
         } catch (const std::system_error& e) {
             log.error("lost the connection to drover up: {}", e.what());

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -99,6 +100,19 @@ selection select_services(const config& cfg, const std::vector<std::string>& wan
         if (!g.services.empty()) out.groups.push_back(std::move(g));
     }
     return out;
+}
+
+/// Whether something accepts connections on the unix socket `path` (a live drover up).
+bool socket_answers(const std::string& path) {
+    sockaddr_un sa{};
+    if (path.size() >= sizeof(sa.sun_path)) return false;
+    sa.sun_family = AF_UNIX;
+    std::memcpy(sa.sun_path, path.data(), path.size());
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return false;
+    bool ok = ::connect(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof sa) == 0;
+    ::close(fd);
+    return ok;
 }
 
 // ---- the service manager above drover (sd_notify) ---------------------------------------------
@@ -196,7 +210,11 @@ private:
     signalfd_siginfo info_{};
     manager_notify manager_;
     asio::steady_timer watchdog_timer_{ctx_};
+    asio::steady_timer backstop_{ctx_};
     event_stream events_;
+    /// False once run() is over: the writer thread's error callback (which may outlive the
+    /// session if a write hangs and the writer is abandoned) then does nothing.
+    std::shared_ptr<std::atomic<bool>> alive_ = std::make_shared<std::atomic<bool>>(true);
 
     int stop_requests_ = 0;
     bool shutting_down_ = false;
@@ -267,9 +285,9 @@ int up_session::run() {
     oo.timestamps = o_.timestamps;
     std::vector<std::string> names(selected_.begin(), selected_.end());
     auto ex = ctx_.get_executor();
-    out_ = std::make_unique<output_writer>(1, oo, names, [ex, this](std::string msg) {
+    out_ = std::make_unique<output_writer>(1, oo, names, [ex, this, alive = alive_](std::string msg) {
         // Called on the writer thread: the logger belongs to the io_context's thread.
-        asio::post(ex, [this, msg = std::move(msg)] { log_.warn("{}", msg); });
+        if (alive->load()) asio::post(ex, [this, msg = std::move(msg)] { log_.warn("{}", msg); });
     });
     apply_log_files(first_.services);
 
@@ -292,7 +310,17 @@ int up_session::run() {
         [this]() -> asio::awaitable<void> {
             for (;;) {
                 auto [ec, ev] = co_await events_.next(asio::as_tuple(asio::use_awaitable));
-                if (ec) co_return;
+                if (ec) {
+                    if (done_) {
+                        // Every event is written. The supervisor goes (its last timers and
+                        // sockets with it; the control server was closed first and no longer
+                        // uses it); what remains are the control API's closing streams, which
+                        // end on their own.
+                        sup_.reset();
+                        backstop_.cancel();
+                    }
+                    co_return;
+                }
                 handle(ev);
             }
         },
@@ -304,6 +332,8 @@ int up_session::run() {
     ctx_.run();
 
     out_->flush(std::chrono::seconds(2));
+    alive_->store(false);
+    out_.reset();
     if (!failure_.empty()) log_.error("{}", failure_);
     return exit_code_;
 }
@@ -422,10 +452,17 @@ void up_session::check_settled() {
         }
     }
     std::size_t n = selected_.size();
-    if (!announced_ready_ && up + done == n) {
+    // Settled: each service is up, done, or failed for good. A failed one is said in STATUS=
+    // rather than holding READY=1 back forever (the manager's start timeout would then kill
+    // every service that did come up).
+    if (!announced_ready_ && up + done + failed == n) {
         announced_ready_ = true;
-        log_.info("all {} services are up", n);
-        manager_.send("READY=1\nSTATUS=" + std::to_string(up) + " services running");
+        if (failed == 0)
+            log_.info("all {} services are up", n);
+        else
+            log_.warn("{} of {} services are up; {} failed", up + done, n, failed);
+        manager_.send("READY=1\nSTATUS=" + std::to_string(up) + " services running" +
+                      (failed ? ", " + std::to_string(failed) + " failed" : std::string()));
     }
     if (done + failed == n && n > 0) {
         if (failed > 0) {
@@ -440,6 +477,7 @@ void up_session::check_settled() {
 }
 
 void up_session::begin_shutdown(clk::duration deadline, const std::string& why) {
+    if (done_) return;
     log_.info("{}", why);
     if (!shutting_down_) {
         shutting_down_ = true;
@@ -449,16 +487,22 @@ void up_session::begin_shutdown(clk::duration deadline, const std::string& why) 
     sup_->async_shutdown(deadline, [this](error_code) { finish(); });
 }
 
+/// Every service has stopped. The io_context runs on until the events already queued (the last
+/// exits, notes and output lines) are written and the control API's open streams have sent
+/// their last chunk; then nothing is left and run() returns. A backstop stops it regardless.
 void up_session::finish() {
     if (done_) return;
     done_ = true;
     error_code ignored;
     watchdog_timer_.cancel();
     sigfd_.close(ignored);
-    events_.close();
     if (control_) control_->close();
+    events_.close(); // queued events are still delivered, then operation_aborted
     drover::reap_orphans();
-    ctx_.stop();
+    backstop_.expires_after(std::chrono::seconds(6)); // past the control API's 5 s close grace
+    backstop_.async_wait([this](error_code ec) {
+        if (!ec) ctx_.stop();
+    });
 }
 
 void up_session::reload(std::function<void(std::optional<std::string>)> done) {
@@ -485,8 +529,11 @@ void up_session::reload(std::function<void(std::optional<std::string>)> done) {
                                     return done("the new services could not be applied: " + ec.message());
                                 }
                                 cfg_ = std::move(next);
-                                selected_.clear();
-                                for (const auto& s : services) selected_.insert(s.name);
+                                std::set<std::string> now;
+                                for (const auto& s : services) now.insert(s.name);
+                                for (const auto& old : selected_)
+                                    if (!now.count(old)) out_->set_log_file(old, std::nullopt);
+                                selected_ = std::move(now);
                                 apply_log_files(services);
                                 log_.info("reloaded {}: {} services", cfg_.path, services.size());
                                 manager_.send("READY=1\nSTATUS=reloaded");
@@ -533,6 +580,15 @@ int up_main(const cli::up_options& o, spdlog::logger& log) {
         return 0;
     }
     std::string socket = o.socket ? fs::absolute(*o.socket, fec).string() : default_socket_path(path);
+    // Before --daemon detaches (so the starter can still say it) and before anything starts; the
+    // control server checks again when it binds.
+    if (socket_answers(socket)) {
+        log.error("control socket: another drover up is listening on {}", drover::escape(socket));
+        return cli::exit_drover_failed;
+    }
+    // main() blocked the signals drover up reads from its signalfd; one inherited as ignored
+    // (nohup ignores HUP, a shell's `cmd &` INT and QUIT) would be discarded even while blocked.
+    for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1}) ::signal(sig, SIG_DFL);
 
     // Hundreds of children with pipes need more than the default 1024 descriptors; children
     // still get 1024 (reliability.md B6).

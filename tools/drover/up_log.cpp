@@ -343,7 +343,9 @@ struct output_writer::state {
         auto parent = std::filesystem::path(path).parent_path();
         if (!parent.empty()) std::filesystem::create_directories(parent, ec);
         int fd;
-        do fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
+        // O_NOFOLLOW: a service that can write to its log directory must not make drover (maybe
+        // root) append to another file through a symlink planted at the log's path.
+        do fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, 0644);
         while (fd < 0 && errno == EINTR);
         if (fd < 0) {
             fail(f, errno, "cannot open");
@@ -405,9 +407,9 @@ struct output_writer::state {
         // A line cut short by a full disk is ended, so the next one starts a line of its own.
         if (f.cut && f.fd >= 0) data = "\n";
         if (f.failed_lines > 0)
-            data = file_line(it.time, "drover",
-                             std::to_string(f.failed_lines) + (f.failed_lines == 1 ? " line" : " lines") +
-                                 " dropped (write failed: " + errno_text(f.last_errno) + ")");
+            data += file_line(it.time, "drover",
+                              std::to_string(f.failed_lines) + (f.failed_lines == 1 ? " line" : " lines") +
+                                  " dropped (write failed: " + errno_text(f.last_errno) + ")");
         if (it.k == kind::marker)
             data += file_line(it.time, "drover", dropped_text(it.count));
         else
