@@ -665,6 +665,37 @@ TEST_SUITE("control") {
         }));
     }
 
+    TEST_CASE("ctl refuses a socket served by another user's process") {
+        DROVER_SKIP_IF(needs_root_and_nobody());
+        temp_dir dir;
+        REQUIRE(::chmod(dir.path.c_str(), 0777) == 0);
+        const std::string path = (dir.path / "other.sock").string();
+        const pid_t pid = ::fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            // Only system calls from here: a listener of uid 65534 that never answers.
+            ::alarm(20);
+            if (::syscall(SYS_setresuid, 65534, 65534, 65534) != 0) ::_exit(10);
+            const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            sockaddr_un addr{};
+            addr.sun_family = AF_UNIX;
+            path.copy(addr.sun_path, path.size());
+            if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, 8) != 0)
+                ::_exit(11);
+            ::pause();
+            ::_exit(0);
+        }
+        REQUIRE(eventually([&] { return std::filesystem::exists(path); }));
+        captured_log log;
+        std::ostringstream out;
+        CHECK(ctl::ctl_main({.socket = path, .verb = "status"}, out, *log.log) == ctl::exit_unreachable);
+        CHECK(log.text.str().find("another user's process (uid 65534)") != std::string::npos);
+        CHECK(out.str().empty());
+        ::kill(pid, SIGKILL);
+        int status = 0;
+        ::waitpid(pid, &status, 0);
+    }
+
     TEST_CASE("ctl says when no drover up listens, and refuses bad usage with 2") {
         temp_dir dir;
         captured_log log;

@@ -2,6 +2,8 @@
 #include "ctl.hpp"
 
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <string.h>
 
 #include <algorithm>
@@ -66,6 +68,15 @@ public:
         error_code ec;
         sock_.connect(local::endpoint(path), ec);
         if (ec) throw unreachable(ec.value(), std::generic_category(), path);
+        // The other side must be our own user's drover up (or root's): a socket in a shared
+        // directory could be anyone's, and what it answers is printed to a terminal.
+        struct ucred cred {};
+        socklen_t len = sizeof cred;
+        if (::getsockopt(sock_.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+            (cred.uid != ::geteuid() && cred.uid != 0))
+            throw unreachable(EACCES, std::generic_category(),
+                              path + " belongs to another user's process (uid " + std::to_string(cred.uid) +
+                                  ")");
     }
 
     void send(std::string_view method, std::string_view target) {
@@ -494,6 +505,8 @@ int ctl_main(const ctl_request& req, std::ostream& out, spdlog::logger& log) {
         if (err == ENOENT || err == ECONNREFUSED)
             log.error("no drover up is listening on {} (start one with `drover up`, or give --socket)",
                       escape(req.socket));
+        else if (err == EACCES && std::string_view(e.what()).find("another user") != std::string_view::npos)
+            log.error("refusing {}: {}", escape(req.socket), escape(e.what()));
         else
             log.error("cannot connect to {}: {}", escape(req.socket), ::strerror(err));
         return exit_unreachable;
