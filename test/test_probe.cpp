@@ -497,7 +497,8 @@ TEST_SUITE("probe") {
             int calls = 0;
             auto handle = start_probe(ctx.get_executor(), with_timeout(probe::exec(sleeper(needle)), 60s),
                                       [&](bool, std::string) { ++calls; });
-            CHECK(running_with(needle) == 1);
+            // Spawned, but until it has exec'd, its command line is still this test's.
+            CHECK(eventually([&] { return running_with(needle) == 1; }));
             ctx.run_for(100ms);
             handle.reset();
             CHECK(run_until(ctx, [&] { return running_with(needle) == 0; }));

@@ -211,6 +211,7 @@ private:
     manager_notify manager_;
     asio::steady_timer watchdog_timer_{ctx_};
     asio::steady_timer backstop_{ctx_};
+    asio::steady_timer drain_timer_{ctx_};
     event_stream events_;
     /// False once run() is over: the writer thread's error callback (which may outlive the
     /// session if a write hangs and the writer is abandoned) then does nothing.
@@ -311,14 +312,9 @@ int up_session::run() {
             for (;;) {
                 auto [ec, ev] = co_await events_.next(asio::as_tuple(asio::use_awaitable));
                 if (ec) {
-                    if (done_) {
-                        // Every event is written. The supervisor goes (its last timers and
-                        // sockets with it; the control server was closed first and no longer
-                        // uses it); what remains are the control API's closing streams, which
-                        // end on their own.
-                        sup_.reset();
-                        backstop_.cancel();
-                    }
+                    // Every event is written; what remains are the control API's closing
+                    // streams, which end on their own.
+                    if (done_) backstop_.cancel();
                     co_return;
                 }
                 handle(ev);
@@ -497,7 +493,13 @@ void up_session::finish() {
     watchdog_timer_.cancel();
     sigfd_.close(ignored);
     if (control_) control_->close();
-    events_.close(); // queued events are still delivered, then operation_aborted
+    // Then the supervisor goes (its last timers and sockets with it; the control server, closed
+    // first, no longer uses it). Every tree is gone, so each service's pipes are at EOF: a
+    // moment lets the supervisor read what is still in them. Destroying it closes the event
+    // stream but keeps what is queued (event_stream::close would drop that): the coroutine
+    // writes the last events, then gets operation_aborted.
+    drain_timer_.expires_after(std::chrono::milliseconds(250));
+    drain_timer_.async_wait([this](error_code) { sup_.reset(); });
     drover::reap_orphans();
     backstop_.expires_after(std::chrono::seconds(6)); // past the control API's 5 s close grace
     backstop_.async_wait([this](error_code ec) {
