@@ -24,7 +24,6 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
@@ -320,7 +319,11 @@ int up_session::run() {
                 handle(ev);
             }
         },
-        asio::detached);
+        // An exception in the event handling leaves ctx.run() (main() reports it, exit 125)
+        // rather than ending the coroutine silently with drover up still running blind.
+        [](std::exception_ptr e) {
+            if (e) std::rethrow_exception(e);
+        });
 
     if (manager_.watchdog()) arm_watchdog();
     if (manager_.active()) manager_.send("STATUS=starting " + std::to_string(selected_.size()) + " services");
