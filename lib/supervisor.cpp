@@ -137,87 +137,106 @@ bool needs_notify_socket(const service& s) {
 // ---------------------------------------------------------------------------------------------
 // Validation: everything `add`, `add_group` and `async_replace` refuse, before anything changes.
 
+namespace {
+
+// One service's own fields (everything but its relations to other services).
+void check_fields(const service& s) {
+    auto bad = [&](std::string field, std::string msg) {
+        throw service_error(s.name, std::move(field), std::move(msg));
+    };
+    if (s.name.empty()) bad("name", "empty");
+    if (s.name.size() > 128) bad("name", "longer than 128 characters");
+    for (char c : s.name) {
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+                  c == '_' || c == '.';
+        if (!ok)
+            bad("name",
+                "only letters, digits, '-', '_' and '.' are allowed, not " + escape(std::string(1, c)));
+    }
+    if (s.command.program().empty()) bad("command", "no program");
+    if (s.backoff.initial <= clk::duration::zero()) bad("backoff.initial", "must be positive");
+    if (s.backoff.max < s.backoff.initial) bad("backoff.max", "is shorter than backoff.initial");
+    if (!(s.backoff.jitter >= 0.0 && s.backoff.jitter <= 1.0))
+        bad("backoff.jitter", "must be within 0 and 1");
+    if (s.backoff.reset_after < clk::duration::zero()) bad("backoff.reset_after", "must not be negative");
+    if (s.start_limit.burst && s.start_limit.interval <= clk::duration::zero())
+        bad("start_limit.interval", "must be positive");
+    for (int c : s.success_codes)
+        if (c < 0 || c > 255) bad("success_codes", "exit code " + std::to_string(c) + " is outside 0..255");
+    const auto& r = s.ready;
+    if (r.timeout <= clk::duration::zero()) bad("ready.timeout", "must be positive");
+    switch (r.type) {
+    case readiness::kind::none:
+    case readiness::kind::notify:
+        break;
+    case readiness::kind::fd:
+        if (r.fd_number < 3 || r.fd_number > 1023) bad("ready.fd", "descriptor must be within 3..1023");
+        for (const auto& p : s.command.passed_fds())
+            if (p.child_fd == r.fd_number)
+                bad("ready.fd",
+                    "descriptor " + std::to_string(r.fd_number) + " is already passed by the command");
+        break;
+    case readiness::kind::log:
+        if (!s.output.capture) bad("ready.log", "needs the output captured (output.capture)");
+        try {
+            std::regex re(r.pattern, std::regex::ECMAScript);
+        } catch (const std::regex_error& e) {
+            bad("ready.log", "bad regular expression '" + escape(r.pattern) + "': " + e.what());
+        }
+        break;
+    case readiness::kind::check:
+        if (r.interval <= clk::duration::zero()) bad("ready.interval", "must be positive");
+        if (auto e = detail::probe_error(r.check); !e.empty()) bad("ready", e);
+        break;
+    }
+    if (s.health) {
+        if (s.health->interval <= clk::duration::zero()) bad("health.interval", "must be positive");
+        if (s.health->initial_delay < clk::duration::zero())
+            bad("health.initial_delay", "must not be negative");
+        if (s.health->failures == 0) bad("health.failures", "must be at least 1");
+        if (auto e = detail::probe_error(s.health->check); !e.empty()) bad("health", e);
+    }
+    if (s.watchdog && *s.watchdog <= clk::duration::zero()) bad("watchdog", "must be positive");
+    if (s.output.capture && s.output.max_line == 0) bad("output.max_line", "must be positive");
+}
+
+// One service's dependencies: not itself, not twice, and known (`known` answers for a name; `names`
+// offers the suggestion for a misspelt one).
+template <class Known, class Names>
+void check_dependencies(const service& s, Known&& known, Names&& names) {
+    std::set<std::string, std::less<>> seen;
+    for (const auto& d : s.depends_on) {
+        if (d.service == s.name) throw service_error(s.name, "depends_on", "depends on itself");
+        if (!seen.insert(d.service).second)
+            throw service_error(s.name, "depends_on", "'" + escape(d.service) + "' listed twice");
+        if (!known(d.service)) {
+            std::string msg = "unknown service '" + escape(d.service) + "'";
+            std::string best;
+            std::size_t best_d = 3;
+            names([&](std::string_view n) {
+                if (auto dist = edit_distance(n, d.service); dist < best_d) best_d = dist, best = n;
+            });
+            if (!best.empty()) msg += " (did you mean '" + best + "'?)";
+            throw service_error(s.name, "depends_on", msg);
+        }
+    }
+}
+
+} // namespace
+
 void supervisor::validate(const std::vector<service>& services, const std::vector<service_group>& groups) {
     std::map<std::string, const service*, std::less<>> by_name;
     for (const auto& s : services) {
-        auto bad = [&](std::string field, std::string msg) {
-            throw service_error(s.name, std::move(field), std::move(msg));
-        };
-        if (s.name.empty()) bad("name", "empty");
-        if (s.name.size() > 128) bad("name", "longer than 128 characters");
-        for (char c : s.name) {
-            bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                      c == '-' || c == '_' || c == '.';
-            if (!ok)
-                bad("name",
-                    "only letters, digits, '-', '_' and '.' are allowed, not " + escape(std::string(1, c)));
-        }
-        if (!by_name.emplace(s.name, &s).second) bad("name", "defined twice");
-        if (s.command.program().empty()) bad("command", "no program");
-        if (s.backoff.initial <= clk::duration::zero()) bad("backoff.initial", "must be positive");
-        if (s.backoff.max < s.backoff.initial) bad("backoff.max", "is shorter than backoff.initial");
-        if (!(s.backoff.jitter >= 0.0 && s.backoff.jitter <= 1.0))
-            bad("backoff.jitter", "must be within 0 and 1");
-        if (s.backoff.reset_after < clk::duration::zero()) bad("backoff.reset_after", "must not be negative");
-        if (s.start_limit.burst && s.start_limit.interval <= clk::duration::zero())
-            bad("start_limit.interval", "must be positive");
-        for (int c : s.success_codes)
-            if (c < 0 || c > 255)
-                bad("success_codes", "exit code " + std::to_string(c) + " is outside 0..255");
-        const auto& r = s.ready;
-        if (r.timeout <= clk::duration::zero()) bad("ready.timeout", "must be positive");
-        switch (r.type) {
-        case readiness::kind::none:
-        case readiness::kind::notify:
-            break;
-        case readiness::kind::fd:
-            if (r.fd_number < 3 || r.fd_number > 1023) bad("ready.fd", "descriptor must be within 3..1023");
-            for (const auto& p : s.command.passed_fds())
-                if (p.child_fd == r.fd_number)
-                    bad("ready.fd",
-                        "descriptor " + std::to_string(r.fd_number) + " is already passed by the command");
-            break;
-        case readiness::kind::log:
-            if (!s.output.capture) bad("ready.log", "needs the output captured (output.capture)");
-            try {
-                std::regex re(r.pattern, std::regex::ECMAScript);
-            } catch (const std::regex_error& e) {
-                bad("ready.log", "bad regular expression '" + escape(r.pattern) + "': " + e.what());
-            }
-            break;
-        case readiness::kind::check:
-            if (r.interval <= clk::duration::zero()) bad("ready.interval", "must be positive");
-            if (auto e = detail::probe_error(r.check); !e.empty()) bad("ready", e);
-            break;
-        }
-        if (s.health) {
-            if (s.health->interval <= clk::duration::zero()) bad("health.interval", "must be positive");
-            if (s.health->initial_delay < clk::duration::zero())
-                bad("health.initial_delay", "must not be negative");
-            if (s.health->failures == 0) bad("health.failures", "must be at least 1");
-            if (auto e = detail::probe_error(s.health->check); !e.empty()) bad("health", e);
-        }
-        if (s.watchdog && *s.watchdog <= clk::duration::zero()) bad("watchdog", "must be positive");
-        if (s.output.capture && s.output.max_line == 0) bad("output.max_line", "must be positive");
+        check_fields(s);
+        if (!by_name.emplace(s.name, &s).second) throw service_error(s.name, "name", "defined twice");
     }
     // Dependencies: known, not itself, no cycle.
-    for (const auto& s : services) {
-        std::set<std::string, std::less<>> seen;
-        for (const auto& d : s.depends_on) {
-            if (d.service == s.name) throw service_error(s.name, "depends_on", "depends on itself");
-            if (!seen.insert(d.service).second)
-                throw service_error(s.name, "depends_on", "'" + escape(d.service) + "' listed twice");
-            if (!by_name.count(d.service)) {
-                std::string msg = "unknown service '" + escape(d.service) + "'";
-                std::string best;
-                std::size_t best_d = 3;
-                for (const auto& [n, _] : by_name)
-                    if (auto dist = edit_distance(n, d.service); dist < best_d) best_d = dist, best = n;
-                if (!best.empty()) msg += " (did you mean '" + best + "'?)";
-                throw service_error(s.name, "depends_on", msg);
-            }
-        }
-    }
+    for (const auto& s : services)
+        check_dependencies(
+            s, [&](std::string_view n) { return by_name.count(n) != 0; },
+            [&](auto&& each) {
+                for (const auto& [n, _] : by_name) each(n);
+            });
     std::map<std::string_view, int> color; // 0 white, 1 on the path, 2 done
     std::vector<std::string_view> path;
     std::function<void(const service&)> visit = [&](const service& s) {
@@ -1486,9 +1505,18 @@ supervisor::executor_type supervisor::get_executor() const {
 }
 
 void supervisor::add(service s) {
-    auto all = impl_->specs();
-    all.push_back(s);
-    validate(all, impl_->groups);
+    // The same checks as validate() over the whole set, for the new service alone: the services
+    // already added were checked when they were, none of them can name the new one (a dependency
+    // must exist when it is added), so the new one cannot close a cycle. Checking only it keeps
+    // adding n services O(n) each in names compared, not a copy and re-check of the whole set.
+    check_fields(s);
+    if (impl_->find(s.name)) throw service_error(s.name, "name", "defined twice");
+    check_dependencies(
+        s, [&](std::string_view n) { return impl_->find(n) != nullptr; },
+        [&](auto&& each) {
+            for (const auto& o : impl_->order)
+                if (!o->removing) each(o->spec.name);
+        });
     impl_->order.push_back(impl_->make(std::move(s)));
 }
 

@@ -440,8 +440,8 @@ TEST_SUITE("up") {
     TEST_CASE("drover up under ulimit -n 1024 supervises 1,000 services with piped output") {
         up_fixture f;
         // 1,000 in the plain build. Under a sanitizer 400 (still twice what 1024 descriptors
-        // hold at 5 a child): supervisor::add checks the whole set on each call, so adding n
-        // services one by one costs O(n^2), seconds for 1,000 here and minutes instrumented.
+        // hold at 5 a child): an instrumented spawn costs several times a plain one, and 1,000 of
+        // them would make this one case most of the suite's time.
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
         const int n = 400;
 #else
