@@ -410,6 +410,30 @@ TEST_SUITE("control") {
         CHECK(out.str() == "line 4\nline 5\n");
     }
 
+    TEST_CASE("JSON answers escape DEL, C1 and bidirectional controls as well as C0; bad UTF-8 is replaced") {
+        // ESC, DEL, CSI (U+009B), RIGHT-TO-LEFT OVERRIDE (U+202E), then two bytes that are not UTF-8.
+        service hostile("hostile",
+                        command("/bin/sh", {"-c", "printf 'a\\033[31m\\177\\302\\233b\\342\\200\\256c"
+                                                  "\\377\\376d\\n'; echo done; exec sleep 1000"}));
+        hostile.ready = readiness::log("done");
+        control_fixture f({hostile});
+        auto rep = ctl::ctl_call(f.path, "GET", "/v1/services/hostile/logs?n=2&format=json");
+        REQUIRE(rep.status == 200);
+        for (unsigned char c : rep.body)
+            CHECK_MESSAGE((c >= 0x20 || c == '\n'), "raw control byte " << int(c));
+        CHECK(rep.body.find("\xc2\x9b") == std::string::npos);
+        CHECK(rep.body.find("\xe2\x80\xae") == std::string::npos);
+        CHECK(rep.body.find("\\u001b[31m\\u007F\\u009Bb\\u202Ec") != std::string::npos);
+        const auto line = parse_object(rep.body.substr(0, rep.body.find('\n')));
+        CHECK(line.at("text").as_string() == "a\x1b[31m\x7f\xc2\x9b"
+                                             "b\xe2\x80\xae"
+                                             "c\xef\xbf\xbd\xef\xbf\xbd"
+                                             "d");
+        // The status and the event stream go through the same hardening (same serializer).
+        rep = ctl::ctl_call(f.path, "GET", "/v1/services");
+        CHECK(rep.status == 200);
+    }
+
     TEST_CASE("a followed log gets the kept lines then the new ones, none missed or repeated, until close") {
         control_fixture f({ticker()});
         flush_counter buf;

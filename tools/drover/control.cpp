@@ -1,5 +1,6 @@
 // drover (the program): the control API server of `drover up` (see control.hpp for the API).
 #include "control.hpp"
+#include "up_log.hpp"
 
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -331,7 +332,7 @@ response make_response(const request& req, http::status status, std::string body
 }
 
 response json_response(const request& req, http::status status, const json::value& v) {
-    return make_response(req, status, json::serialize(v) + "\n", "application/json");
+    return make_response(req, status, harden_json(json::serialize(v)) + "\n", "application/json");
 }
 
 response error_response(const request& req, http::status status, std::string_view code,
@@ -469,7 +470,7 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
     static void reject_busy(local::socket& sock) {
         // A few hundred bytes fit in any socket buffer: written without waiting.
         const std::string body =
-            json::serialize(error_json("busy", "too many connections to drover up")) + "\n";
+            harden_json(json::serialize(error_json("busy", "too many connections to drover up"))) + "\n";
         const std::string msg =
             fmt::format("HTTP/1.1 503 Service Unavailable\r\nServer: drover\r\nContent-Type: "
                         "application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
@@ -740,8 +741,9 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
         c->stream = std::make_shared<event_stream>(self->sup->subscribe());
         const bool chunked = req.version() >= 11;
         if (!co_await stream_header(*c, req, "application/x-ndjson")) co_return;
-        co_await pump(self, c, chunked,
-                      [](const supervisor_event& ev) { return json::serialize(event_json(ev)) + "\n"; });
+        co_await pump(self, c, chunked, [](const supervisor_event& ev) {
+            return harden_json(json::serialize(event_json(ev))) + "\n";
+        });
     }
 
     static asio::awaitable<bool> logs(std::shared_ptr<impl> self, std::shared_ptr<connection> c, request& req,
@@ -776,7 +778,7 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
         }
         auto format_line = [as_json](wall_clock::time_point time, int stream, const std::string& text,
                                      std::uint64_t dropped) {
-            if (as_json) return json::serialize(line_json(time, stream, text, dropped)) + "\n";
+            if (as_json) return harden_json(json::serialize(line_json(time, stream, text, dropped))) + "\n";
             return escape(text) + "\n";
         };
         // Subscribed before the kept lines are read, in the same handler: no line is missed or
@@ -799,7 +801,7 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
                     json::object o;
                     o["type"] = "lost";
                     o["count"] = ev.count;
-                    return json::serialize(o) + "\n";
+                    return harden_json(json::serialize(o)) + "\n";
                 }
                 return "[drover: lines lost: this reader fell behind]\n";
             }

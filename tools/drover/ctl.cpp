@@ -1,5 +1,6 @@
 // drover (the program): `drover ctl`, the control API's client (see ctl.hpp and control.hpp).
 #include "ctl.hpp"
+#include "up_log.hpp"
 
 #include <signal.h>
 #include <sys/socket.h>
@@ -282,7 +283,7 @@ int run_status(const ctl_request& req, std::ostream& out, spdlog::logger& log) {
         for (auto& o : s.services) list.push_back(std::move(o));
         json::object o;
         o["services"] = std::move(list);
-        out << json::serialize(o) << '\n';
+        out << up::harden_json(json::serialize(o)) << '\n';
     } else if (!s.services.empty() || s.errors.empty()) {
         out << status_table(s.services);
     }

@@ -23,6 +23,12 @@
 
 namespace drover::up {
 
+/// Serialized JSON (Boost.JSON's output) with DEL, the C1 controls and the bidirectional controls
+/// written as \uXXXX too: Boost.JSON escapes only the C0 controls and leaves those as they are
+/// (valid JSON), and a terminal showing the text may act on them. Every JSON text drover up and
+/// drover ctl write that can hold a service's bytes goes through this.
+std::string harden_json(std::string serialized);
+
 /// A per-service log file and its rotation.
 ///
 /// Before a write that would take the file past `max_size` bytes, the file is closed and renamed
