@@ -432,6 +432,9 @@ struct supervisor_impl : std::enable_shared_from_this<supervisor_impl> {
     std::vector<std::shared_ptr<svc>> order; // in the order added
     std::vector<service_group> groups;
     std::vector<std::weak_ptr<event_queue>> subscribers;
+    /// close_readers_later's timers still pending: destroy() cancels them, so that a supervisor
+    /// that is gone leaves nothing behind in the io_context (its run() can return at once).
+    std::vector<std::weak_ptr<asio::steady_timer>> drain_timers;
     std::vector<op_handler> run_waiters, shutdown_waiters;
     bool running = false; // async_run in progress
     bool shutting_down = false;
@@ -1373,6 +1376,9 @@ struct supervisor_impl : std::enable_shared_from_this<supervisor_impl> {
         complete_all(run_waiters, asio::error::operation_aborted);
         complete_all(shutdown_waiters, asio::error::operation_aborted);
         if (shutdown_timer) shutdown_timer->cancel();
+        for (const auto& w : drain_timers)
+            if (auto t = w.lock()) t->cancel(); // its handler closes the readers now
+        drain_timers.clear();
         // Dropping the runs destroys the children: each kills its tree (child's destructor).
         order.clear();
         for (auto& w : subscribers)
@@ -1456,6 +1462,8 @@ void supervisor_impl::close_readers_later(const std::shared_ptr<run_state>& r) {
         if (auto rd = w.lock(); rd && rd->sd.is_open()) open.push_back(rd);
     if (open.empty()) return;
     auto t = std::make_shared<asio::steady_timer>(ex, drain_grace);
+    std::erase_if(drain_timers, [](const auto& w) { return w.expired(); });
+    drain_timers.push_back(t);
     t->async_wait([t, open](error_code) {
         for (const auto& rd : open) {
             error_code ignored;

@@ -208,6 +208,44 @@ TEST_CASE("supervisor: adding thousands of services checks only the new one (lin
     CHECK(h.sup.status().size() == n);
 }
 
+TEST_CASE("supervisor: once destroyed it leaves nothing pending in the io_context (its run() returns)") {
+    // The service exits while an escaped grandchild still holds its stdout: the readers stay open
+    // for the drain grace (1 s) after the exit. Destroying the supervisor must not leave those
+    // timers behind: a program's io_context.run() returns at once, not a second later.
+    asio::io_context ctx;
+    std::optional<supervisor> sup;
+    sup.emplace(ctx.get_executor());
+    auto s = svc("leaves", {"spawn-grandchild-setsid", "3000", "exit", "0"});
+    s.command.cgroup(cgroup_mode::off);
+    s.restart = restart_policy::no;
+    sup->add(s);
+    auto events = sup->subscribe(1000);
+    bool exited = false;
+    std::function<void()> read = [&] {
+        events.next([&](error_code ec, supervisor_event ev) {
+            if (ec) return;
+            if (ev.type == supervisor_event::kind::exited) exited = true;
+            read();
+        });
+    };
+    read();
+    sup->async_start("leaves", [](error_code) {});
+    const auto end = clk::now() + 20s;
+    while (!exited && clk::now() < end) {
+        ctx.restart();
+        ctx.run_for(5ms);
+    }
+    REQUIRE(exited);
+    sup.reset();
+    const auto t0 = clk::now();
+    ctx.restart();
+    ctx.run_for(5s); // returns as soon as nothing is pending
+    const auto took = clk::now() - t0;
+    MESSAGE("run() returned after " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+                                    << " ms");
+    CHECK(took < 700ms);
+}
+
 TEST_CASE("supervisor: a crash loop backs off and ends failed at the start limit (H1)") {
     harness h;
     auto s = svc("crash", {"exit", "1"});
