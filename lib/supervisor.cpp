@@ -275,13 +275,19 @@ void supervisor::validate(const std::vector<service>& services, const std::vecto
 }
 
 // ---------------------------------------------------------------------------------------------
-// Event queues: one per subscriber, bounded, dropping the oldest.
+// Event queues: one per subscriber, bounded. Full, a queue drops its oldest output line (a
+// lifecycle event only when it holds nothing but those), or, for a subscriber that asked for
+// overflow::pause_output, it tells the supervisor to stop reading output until it is half empty.
 
 struct detail::event_queue {
     asio::any_io_executor ex;
     std::size_t capacity;
+    bool pace = false;             ///< overflow::pause_output: never drops; full() pauses the readers
+    bool paused = false;           ///< full() said so, and the readers wait for room
+    std::function<void()> on_room; ///< called (posted) once a paused queue is half empty
     std::deque<supervisor_event> events;
-    std::uint64_t lost = 0;
+    std::uint64_t lost = 0;                                       ///< lifecycle events dropped
+    std::map<std::string, std::uint64_t, std::less<>> lost_lines; ///< output lines dropped, by service
     bool closed = false;
     std::optional<asio::any_completion_handler<void(error_code, supervisor_event)>> waiting;
 
@@ -295,17 +301,44 @@ struct detail::event_queue {
             });
         });
     }
+    bool anything_lost() const { return lost || !lost_lines.empty(); }
+    /// A paced queue at capacity: output reading waits until it is half empty.
+    bool full() {
+        if (!pace || closed || events.size() < capacity) return false;
+        paused = true;
+        return true;
+    }
     void push(const supervisor_event& ev) {
         if (closed) return;
-        if (waiting && events.empty() && !lost) return deliver({}, ev);
-        if (events.size() >= capacity) {
-            events.pop_front();
-            ++lost;
+        if (waiting && events.empty() && !anything_lost()) return deliver({}, ev);
+        if (!pace && events.size() >= capacity) {
+            // An output line goes first: what state a service is in outweighs one line of it.
+            auto it = std::find_if(events.begin(), events.end(), [](const supervisor_event& e) {
+                return e.type == supervisor_event::kind::output;
+            });
+            if (it != events.end()) {
+                ++lost_lines[it->service];
+                events.erase(it);
+            } else {
+                events.pop_front();
+                ++lost;
+            }
         }
         events.push_back(ev);
     }
     void next(asio::any_completion_handler<void(error_code, supervisor_event)> h) {
         waiting.emplace(std::move(h));
+        if (!lost_lines.empty()) {
+            auto node = lost_lines.extract(lost_lines.begin());
+            supervisor_event ev;
+            ev.type = supervisor_event::kind::lost;
+            ev.service = std::move(node.key());
+            ev.time = wall_clock::now();
+            ev.count = node.mapped();
+            ev.text = std::to_string(ev.count) + (ev.count == 1 ? " line" : " lines") +
+                      " of output dropped: the subscriber fell behind";
+            return deliver({}, std::move(ev));
+        }
         if (lost) {
             supervisor_event ev;
             ev.type = supervisor_event::kind::lost;
@@ -317,13 +350,21 @@ struct detail::event_queue {
         if (!events.empty()) {
             auto ev = std::move(events.front());
             events.pop_front();
+            if (paused && events.size() <= capacity / 2) {
+                paused = false;
+                if (on_room) asio::post(ex, on_room);
+            }
             return deliver({}, std::move(ev));
         }
         if (closed) return deliver(asio::error::operation_aborted, {});
     }
     void close() {
         closed = true;
-        if (waiting && events.empty() && !lost) deliver(asio::error::operation_aborted, {});
+        if (paused) {
+            paused = false;
+            if (on_room) asio::post(ex, on_room);
+        }
+        if (waiting && events.empty() && !anything_lost()) deliver(asio::error::operation_aborted, {});
     }
 };
 
@@ -351,6 +392,7 @@ void event_stream::close() noexcept {
     if (!q_) return;
     q_->events.clear();
     q_->lost = 0;
+    q_->lost_lines.clear();
     q_->close(); // a later next() completes with operation_aborted
 }
 
@@ -435,6 +477,9 @@ struct supervisor_impl : std::enable_shared_from_this<supervisor_impl> {
     /// close_readers_later's timers still pending: destroy() cancels them, so that a supervisor
     /// that is gone leaves nothing behind in the io_context (its run() can return at once).
     std::vector<std::weak_ptr<asio::steady_timer>> drain_timers;
+    /// Output readers waiting for room in a subscriber's queue (overflow::pause_output).
+    /// Held here (no read is pending on them), until resume_output() arms them again.
+    std::vector<std::shared_ptr<output_reader>> parked;
     std::vector<op_handler> run_waiters, shutdown_waiters;
     bool running = false; // async_run in progress
     bool shutting_down = false;
@@ -464,6 +509,16 @@ struct supervisor_impl : std::enable_shared_from_this<supervisor_impl> {
             if (!s->removing && s->spec.name == name) return s;
         return nullptr;
     }
+
+    /// True when a pausing subscriber's queue is full: the output readers wait (park) until
+    /// it has room again.
+    bool output_paused() {
+        bool full = false;
+        for (const auto& w : subscribers)
+            if (auto q = w.lock(); q && q->full()) full = true;
+        return full;
+    }
+    void resume_output();
 
     void emit(supervisor_event ev) {
         ev.time = wall_clock::now();
@@ -1379,6 +1434,7 @@ struct supervisor_impl : std::enable_shared_from_this<supervisor_impl> {
         for (const auto& w : drain_timers)
             if (auto t = w.lock()) t->cancel(); // its handler closes the readers now
         drain_timers.clear();
+        parked.clear(); // their pipes close with them
         // Dropping the runs destroys the children: each kills its tree (child's destructor).
         order.clear();
         for (auto& w : subscribers)
@@ -1398,6 +1454,8 @@ struct output_reader : std::enable_shared_from_this<output_reader> {
     std::size_t max_line;
     std::string partial;
     std::uint64_t dropped = 0;
+    bool parked = false; ///< waiting in supervisor_impl::parked for a subscriber to catch up
+    bool last = false;   ///< the drain grace is over: read what the pipe holds, then close
 
     output_reader(asio::posix::stream_descriptor d) : sd(std::move(d)) {}
 
@@ -1417,10 +1475,15 @@ struct output_reader : std::enable_shared_from_this<output_reader> {
         if (!I || !S) return;
         static thread_local char buf[64 * 1024];
         for (int round = 0; round < 16; ++round) {
+            if (I->output_paused()) { // a subscriber must catch up: the pipe holds the rest
+                parked = true;
+                I->parked.push_back(shared_from_this());
+                return;
+            }
             ssize_t n = ::read(sd.native_handle(), buf, sizeof buf);
             if (n < 0 && errno == EINTR) continue;
-            if (n < 0 && errno == EAGAIN) return arm();
-            if (n <= 0) { // EOF (or a read error: the same for a log)
+            if (n < 0 && errno == EAGAIN && !last) return arm();
+            if (n <= 0) { // EOF (or a read error: the same for a log), or all there was, at the end
                 if (!partial.empty() || dropped) line_done(I, S);
                 error_code ignored;
                 sd.close(ignored); // the descriptor goes now, not with the last reference
@@ -1444,6 +1507,18 @@ struct output_reader : std::enable_shared_from_this<output_reader> {
     }
 };
 
+void supervisor_impl::resume_output() {
+    auto waiting = std::exchange(parked, {});
+    for (const auto& rd : waiting) {
+        rd->parked = false;
+        if (!rd->sd.is_open()) continue;
+        if (rd->last) // past the drain grace: what the pipe holds now, then close
+            asio::post(ex, [rd] { rd->on_readable({}); });
+        else
+            rd->arm();
+    }
+}
+
 void supervisor_impl::start_reader(const std::shared_ptr<svc>& s, const std::shared_ptr<run_state>& r,
                                    int stream, asio::posix::stream_descriptor sd) {
     auto rd = std::make_shared<output_reader>(std::move(sd));
@@ -1466,6 +1541,10 @@ void supervisor_impl::close_readers_later(const std::shared_ptr<run_state>& r) {
     drain_timers.push_back(t);
     t->async_wait([t, open](error_code) {
         for (const auto& rd : open) {
+            if (rd->parked) {    // held back for a subscriber, not by an escaped writer: the rest of
+                rd->last = true; // what the pipe holds is read when it resumes, then it closes
+                continue;
+            }
             error_code ignored;
             rd->sd.close(ignored); // its pending wait ends with operation_aborted
         }
@@ -1564,10 +1643,16 @@ std::vector<service_line> supervisor::logs(std::string_view name, std::size_t ma
     return {s->ring.end() - static_cast<std::ptrdiff_t>(n), s->ring.end()};
 }
 
-event_stream supervisor::subscribe(std::size_t capacity) {
+event_stream supervisor::subscribe(std::size_t capacity, overflow when_full) {
     auto q = std::make_shared<detail::event_queue>();
     q->ex = impl_->ex;
     q->capacity = std::max<std::size_t>(capacity, 1);
+    if (when_full == overflow::pause_output) {
+        q->pace = true;
+        q->on_room = [w = std::weak_ptr<detail::supervisor_impl>(impl_)] {
+            if (auto i = w.lock()) i->resume_output();
+        };
+    }
     impl_->subscribers.push_back(q);
     return event_stream(std::move(q));
 }

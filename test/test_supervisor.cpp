@@ -246,6 +246,83 @@ TEST_CASE("supervisor: once destroyed it leaves nothing pending in the io_contex
     CHECK(took < 700ms);
 }
 
+namespace {
+/// Reads `stream` until nothing more comes for `quiet`: every event it held, in order.
+std::vector<supervisor_event> drain(harness& h, event_stream& stream, clk::duration quiet = 300ms) {
+    std::vector<supervisor_event> out;
+    for (;;) {
+        auto got = std::make_shared<std::optional<supervisor_event>>();
+        stream.next([got](error_code ec, supervisor_event ev) {
+            if (!ec) *got = std::move(ev);
+        });
+        if (!h.pump([&] { return got->has_value(); }, quiet)) return out; // closed by the caller
+        out.push_back(std::move(**got));
+    }
+}
+std::size_t count_lines(const std::vector<supervisor_event>& evs, const std::string& name) {
+    return static_cast<std::size_t>(std::count_if(evs.begin(), evs.end(), [&](const supervisor_event& e) {
+        return e.type == supervisor_event::kind::output && e.service == name;
+    }));
+}
+} // namespace
+
+TEST_CASE("supervisor: a subscriber that falls behind loses lines of output, counted per service, "
+          "never the lifecycle events") {
+    harness h;
+    auto slow = h.sup.subscribe(20); // overflow::drop_oldest, read only at the end
+    auto s = svc("chatty", {"write-stdout", "37000", "exit", "0"}); // 1,000 lines
+    s.restart = restart_policy::no;
+    h.sup.add(s);
+    CHECK(h.start("chatty") == error_code{});
+    REQUIRE(h.pump([&] { return h.state_is("chatty", service_state::exited); }));
+    h.pump_for(200ms);
+    auto evs = drain(h, slow);
+    slow.close();
+    std::uint64_t lost = 0;
+    for (const auto& e : evs)
+        if (e.type == supervisor_event::kind::lost) {
+            CHECK(e.service == "chatty");
+            CHECK(e.text.find("lines of output dropped") != std::string::npos);
+            lost += e.count;
+        }
+    CHECK(lost > 0);
+    CHECK(lost + count_lines(evs, "chatty") == 1000);
+    auto has = [&](supervisor_event::kind k, service_state st) {
+        return std::any_of(evs.begin(), evs.end(), [&](const supervisor_event& e) {
+            return e.type == k && (k != supervisor_event::kind::state || e.state == st);
+        });
+    };
+    CHECK(has(supervisor_event::kind::state, service_state::running));
+    CHECK(has(supervisor_event::kind::exited, service_state::stopped));
+    CHECK(has(supervisor_event::kind::state, service_state::exited));
+}
+
+TEST_CASE("supervisor: overflow::pause_output loses nothing: the service waits on its pipe until "
+          "the subscriber catches up, even past its exit") {
+    harness h;
+    auto paced = h.sup.subscribe(16, overflow::pause_output);
+    // 40,000 lines (1.48 MB): more than the pipe holds, so the writer must block while paused.
+    auto big = svc("big", {"write-stdout", "1480000", "exit", "0"});
+    big.restart = restart_policy::no;
+    // 1,000 lines (37 KB, fits in the pipe): it exits while its reader waits, past the drain
+    // grace (1 s) after its exit; what its pipe holds is still read.
+    auto small = svc("small", {"write-stdout", "37000", "exit", "0"});
+    small.restart = restart_policy::no;
+    h.sup.add(big);
+    h.sup.add(small);
+    CHECK(h.start("big") == error_code{});
+    CHECK(h.start("small") == error_code{});
+    REQUIRE(h.pump([&] { return h.state_is("small", service_state::exited); }));
+    h.pump_for(1500ms);
+    CHECK(h.state_is("big", service_state::running)); // blocked on its full pipe
+    auto evs = drain(h, paced, 2s);
+    paced.close();
+    CHECK(count_lines(evs, "big") == 40000);
+    CHECK(count_lines(evs, "small") == 1000);
+    for (const auto& e : evs) CHECK(e.type != supervisor_event::kind::lost);
+    CHECK(h.state_is("big", service_state::exited));
+}
+
 TEST_CASE("supervisor: a crash loop backs off and ends failed at the start limit (H1)") {
     harness h;
     auto s = svc("crash", {"exit", "1"});

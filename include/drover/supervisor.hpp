@@ -66,7 +66,8 @@ struct supervisor_event {
         notify,  ///< an sd_notify message accepted (`text`: the message) or refused
                  ///<   (`ok` false, `text`: who sent it and why it was dropped)
         output,  ///< one line of output: `stream` 1 or 2, `text` (the child's bytes, unescaped)
-        lost,    ///< this subscriber fell behind: `count` events were dropped before this one
+        lost,    ///< this subscriber fell behind (overflow::drop_oldest): `count` lines of `service`'s
+                 ///<   output were dropped before this one (`service` empty: `count` events)
     };
     kind type = kind::state;
     std::string service;
@@ -120,9 +121,23 @@ void initiate_supervisor_shutdown(std::shared_ptr<supervisor_impl> impl,
 enum supervisor_op : int { op_start, op_stop, op_restart, op_remove, op_run };
 } // namespace detail
 
-/// A subscriber's view of a supervisor's events (`supervisor::subscribe`). It holds at most
-/// `capacity` events: when the subscriber falls behind, the oldest are dropped and the next
-/// `next()` first returns a `lost` event with their count. The supervisor never waits for it.
+/// What a subscriber's queue does when it is full (`supervisor::subscribe`).
+enum class overflow : unsigned char {
+    /// Drop the oldest line of output (a lifecycle event only when the queue holds nothing
+    /// else); the next `next()` first returns a `lost` event per service with the count of its
+    /// lines dropped (`service`, `count`). The supervisor never waits for this subscriber.
+    drop_oldest,
+    /// Drop nothing: the supervisor stops reading every service's output until the queue is
+    /// half empty. A service that prints faster than the subscriber reads is slowed down, as by
+    /// a slow terminal (its writes block on the full pipe). Lifecycle events are never held
+    /// back, so a service's last lines (what its pipe held) may come after its `exited`; the
+    /// queue may pass `capacity` by what one read of each pipe holds. For the subscriber that
+    /// writes the logs; a slow one slows every service's output.
+    pause_output,
+};
+
+/// A subscriber's view of a supervisor's events (`supervisor::subscribe`). It holds about
+/// `capacity` events; what happens when the subscriber falls behind is its `overflow` policy.
 class event_stream {
 public:
     using next_signature = void(error_code, supervisor_event);
@@ -249,8 +264,9 @@ public:
     std::optional<service> spec(std::string_view name) const;
     /// The last `max` lines the service printed (oldest first).
     std::vector<service_line> logs(std::string_view name, std::size_t max = SIZE_MAX) const;
-    /// A new subscriber to every event from now on.
-    event_stream subscribe(std::size_t capacity = 4096);
+    /// A new subscriber to every event from now on; `when_full` says what happens when it
+    /// falls `capacity` events behind.
+    event_stream subscribe(std::size_t capacity = 4096, overflow when_full = overflow::drop_oldest);
 
     /// Throws `service_error` if `services` and `groups` would not be accepted by
     /// `async_replace` (or by `add` and `add_group` on an empty supervisor).

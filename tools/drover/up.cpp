@@ -313,7 +313,9 @@ int up_session::run() {
     read_signals();
     drover::reap_orphans(); // any that ended before the signalfd existed
 
-    events_ = sup_->subscribe(1 << 16);
+    // Every line reaches the output writer: when this loop falls behind, the supervisor pauses
+    // reading the services' output instead of dropping lines (a flooding service is slowed).
+    events_ = sup_->subscribe(8192, drover::overflow::pause_output);
     asio::co_spawn(
         ctx_,
         [this]() -> asio::awaitable<void> {
