@@ -249,15 +249,27 @@ TEST_CASE("supervisor: once destroyed it leaves nothing pending in the io_contex
 namespace {
 /// Reads `stream` until nothing more comes for `quiet`: every event it held, in order.
 std::vector<supervisor_event> drain(harness& h, event_stream& stream, clk::duration quiet = 300ms) {
-    std::vector<supervisor_event> out;
-    for (;;) {
-        auto got = std::make_shared<std::optional<supervisor_event>>();
-        stream.next([got](error_code ec, supervisor_event ev) {
-            if (!ec) *got = std::move(ev);
+    struct state {
+        std::vector<supervisor_event> out;
+        bool done = false;
+    };
+    auto st = std::make_shared<state>();
+    std::function<void()> read = [&stream, st, &read] {
+        stream.next([st, &read](error_code ec, supervisor_event ev) {
+            if (ec || st->done) return;
+            st->out.push_back(std::move(ev));
+            read();
         });
-        if (!h.pump([&] { return got->has_value(); }, quiet)) return out; // closed by the caller
-        out.push_back(std::move(**got));
+    };
+    read();
+    std::size_t seen = 0;
+    for (;;) {
+        h.pump_for(quiet);
+        if (st->out.size() == seen) break;
+        seen = st->out.size();
     }
+    st->done = true; // the caller closes the stream; the pending next() then ends
+    return std::move(st->out);
 }
 std::size_t count_lines(const std::vector<supervisor_event>& evs, const std::string& name) {
     return static_cast<std::size_t>(std::count_if(evs.begin(), evs.end(), [&](const supervisor_event& e) {
