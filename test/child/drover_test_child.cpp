@@ -56,6 +56,12 @@
 //   head-lines N                copy fd 0 to fd 1 up to and including the N-th newline (or EOF),
 //                               reading nothing further.
 //   yes                         "y\n" to stdout forever (exit 3 on a write error).
+//   count N MS                  "count PID I\n" for I = 0..N-1 (N = 0: forever), one write(2) per
+//                               line, MS milliseconds between lines (0: as fast as possible).
+//   flood MIBPS                 write-stdout's pattern to stdout forever, paced at about MIBPS MiB/s
+//                               (0: as fast as possible), 64 KiB per write.
+//   write-hostile               one line of hostile bytes to stdout: ESC/CSI and OSC sequences, C1
+//                               controls, bidi overrides, a NUL, invalid UTF-8, CR and BS, then "\n".
 //   close-stdin / close-stdout / close-stderr
 //                               close fd 0 / 1 / 2 (closing a closed fd is not an error).
 //   print-pid / print-ppid      "pid P\n" / "ppid P\n".
@@ -291,7 +297,8 @@ constexpr std::array param_rules{
     param_rule{"UID", param_kind::number, UINT32_MAX},
     param_rule{"FD", param_kind::number, INT_MAX},
     param_rule{"PID", param_kind::number, INT_MAX},
-    param_rule{"MB", param_kind::number, 1ULL << 30}, // 1 PiB: MB << 20 stays far from overflow
+    param_rule{"MB", param_kind::number, 1ULL << 30},    // 1 PiB: MB << 20 stays far from overflow
+    param_rule{"MIBPS", param_kind::number, 1ULL << 20}, // 1 TiB/s: << 20 and * 10^6 stay far from overflow
     param_rule{"SIG", param_kind::signal},
     param_rule{"NAME", param_kind::rlimit},
     param_rule{"TEXT", param_kind::text},
@@ -667,6 +674,53 @@ void op_yes(args_t) {
     for (;;) out(buf); // ends by SIGPIPE, or by exit 3 from out() when SIGPIPE is ignored
 }
 
+void op_count(args_t args) {
+    const unsigned long long n = number_arg(args, 0);
+    const unsigned long long ms = number_arg(args, 1);
+    const std::string prefix = "count " + std::to_string(::getpid()) + " ";
+    for (unsigned long long i = 0; n == 0 || i < n; ++i) {
+        if (i != 0 && ms != 0) sleep_ms(ms);
+        out(prefix + std::to_string(i) + "\n"); // one write: a line is in the pipe whole or not at all
+    }
+}
+
+void op_flood(args_t args) {
+    const unsigned long long mibps = number_arg(args, 0);
+    constexpr std::string_view pattern = "abcdefghijklmnopqrstuvwxyz0123456789\n";
+    std::string buf;
+    while (buf.size() < io_chunk) buf += pattern;
+    buf.resize(io_chunk - io_chunk % pattern.size()); // whole lines in every write
+    // Pacing by the clock rather than by sleeping a fixed time per chunk: a slow reader (a full
+    // pipe) does not make the writer burst later to catch up by more than one second's worth.
+    const auto start = std::chrono::steady_clock::now();
+    unsigned long long written = 0;
+    for (;;) {
+        out(buf);
+        written += buf.size();
+        if (mibps == 0) continue;
+        const auto due = start + std::chrono::microseconds(written * 1'000'000ULL / (mibps << 20));
+        const auto now = std::chrono::steady_clock::now();
+        if (due > now)
+            sleep_ms(static_cast<unsigned long long>(
+                std::chrono::duration_cast<std::chrono::milliseconds>(due - now).count()));
+        else if (now - due > std::chrono::seconds(1))
+            written = static_cast<unsigned long long>(
+                          std::chrono::duration_cast<std::chrono::microseconds>(now - start).count()) *
+                      (mibps << 20) / 1'000'000ULL;
+    }
+}
+
+void op_write_hostile(args_t) {
+    // Terminal escapes (clear screen, a title, a hyperlink), C1 controls as raw bytes and as
+    // UTF-8, bidi overrides (U+202E, U+2066), a NUL, invalid UTF-8 (a lone continuation byte, a
+    // truncated sequence, an overlong '/', a surrogate), carriage return and backspace.
+    static constexpr char line[] = "hostile \x1b[2J\x1b[31mred\x1b]0;title\x07\x1b]8;;http://x/\x1b\\link"
+                                   "\x1b]8;;\x1b\\ c1:\x9b\x85\xc2\x9b bidi:\xe2\x80\xae"
+                                   "evil\xe2\x81\xa6x"
+                                   " nul:\0 bad:\x80\xe2\x82 \xc0\xaf \xed\xa0\x80 \xff cr:\rbs:\b end\n";
+    out(std::string_view(line, sizeof line - 1));
+}
+
 // Closing an already closed descriptor is not an error: the script wants it closed, and it is.
 void close_standard_fd(int fd, std::string_view what) {
     if (::close(fd) != 0 && errno != EBADF && errno != EINTR) fail_syscall(what);
@@ -1024,6 +1078,9 @@ constexpr std::array op_table{
     op_spec{"upper", "", op_upper},
     op_spec{"head-lines", "N", op_head_lines},
     op_spec{"yes", "", op_yes},
+    op_spec{"count", "N MS", op_count},
+    op_spec{"flood", "MIBPS", op_flood},
+    op_spec{"write-hostile", "", op_write_hostile},
     op_spec{"close-stdin", "", op_close_stdin},
     op_spec{"close-stdout", "", op_close_stdout},
     op_spec{"close-stderr", "", op_close_stderr},

@@ -19,18 +19,21 @@ passed_total=0
 failed_total=0
 skipped_total=0
 rc_total=0
+timings=()
 skip_list=$(mktemp)
 fail_list=$(mktemp)
 trap 'rm -f "$skip_list" "$fail_list"' EXIT
 
 # run_suite DIR: build DIR and run its tests; adds to the totals.
 run_suite() {
-    local dir=$1
+    local dir=$1 t0=$SECONDS t1
     ninja -C "$dir"
+    t1=$SECONDS
     set +e
     meson test -C "$dir" --print-errorlogs --verbose "${@:2}" 2>&1 | tee "$dir/test-output.txt"
     local rc=${PIPESTATUS[0]}
     set -e
+    timings+=("$(basename "$dir"): build $((t1 - t0)) s, tests $((SECONDS - t1)) s")
     # Per test binary, from meson's log: doctest's summary ("[doctest] test cases: 12 | 12 passed
     # | 0 failed | 0 skipped", where "skipped" means filtered out) and test/main.cpp's skips
     # ("[drover] skipped: K", then "[drover] skip: <case>: <reason>"): passed = doctest's passed
@@ -99,6 +102,30 @@ PY
 
 run_suite "$BUILD_DIR" "$@"
 
+# The chaos soak of drover up (tools/dev/soak.sh, docs/reliability.md): 60 s here, alone on the
+# machine (its invariants are about drover, not about sharing two cores with the suites), plain
+# build only. One test: passed, failed, or skipped (exit 77) with its reason. Not when arguments
+# pick suites.
+if [ "${DROVER_TEST_SOAK:-1}" != 0 ] && [ $# -eq 0 ]; then
+    t0=$SECONDS
+    set +e
+    "$DROVER_ROOT/tools/dev/soak.sh" "${DROVER_TEST_SOAK_SECONDS:-60}" 2>&1 | tee "$BUILD_DIR/soak-output.txt"
+    rc=${PIPESTATUS[0]}
+    set -e
+    timings+=("soak: $((SECONDS - t0)) s")
+    case $rc in
+    0) echo "test (soak): 1 passed, 0 failed, 0 skipped"; passed_total=$((passed_total + 1)) ;;
+    77)
+        echo "test (soak): 0 passed, 0 failed, 1 skipped"
+        skipped_total=$((skipped_total + 1))
+        printf 'soak: %s\t%s\n' "$(grep -m1 '^soak: SKIP' "$BUILD_DIR/soak-output.txt" | cut -c13-)" soak >> "$skip_list" ;;
+    *)
+        echo "test (soak): 0 passed, 1 failed, 0 skipped"
+        failed_total=$((failed_total + 1)); rc_total=$rc
+        printf 'soak: %s\t%s\n' "$({ grep -m1 -A1 '^VIOLATION' "$BUILD_DIR/soak-output.txt" || tail -n 3 "$BUILD_DIR/soak-output.txt"; } | tr '\n' ' ' | cut -c1-400)" soak >> "$fail_list" ;;
+    esac
+fi
+
 # Every suite again under each sanitizer: zero reports (a report fails its test). The launcher's
 # raw-syscall child is not instrumented (see architecture.md).
 #   asan-ubsan: AddressSanitizer + UndefinedBehaviorSanitizer, in "<build>-asan";
@@ -120,6 +147,7 @@ for san in ${DROVER_TEST_SANITIZERS:-asan-ubsan tsan}; do
 done
 
 if [ "${DROVER_TEST_FUZZ:-1}" != 0 ]; then
+    t0=$SECONDS
     # libFuzzer, ASan and UBSan on each parser: the seed corpus once, then a short bounded run.
     set +e
     "$DROVER_ROOT/tools/dev/fuzz.sh" "${DROVER_TEST_FUZZ_SECONDS:-10}" 2>&1 | tee "$BUILD_DIR/fuzz-output.txt"
@@ -133,8 +161,10 @@ if [ "${DROVER_TEST_FUZZ:-1}" != 0 ]; then
     passed_total=$((passed_total + (targets - failed < 0 ? 0 : targets - failed)))
     failed_total=$((failed_total + failed))
     if [ "$rc" -ne 0 ]; then rc_total=$rc; fi
+    timings+=("fuzz: $((SECONDS - t0)) s")
 fi
 
+echo "time: ${timings[*]/%/;} total $SECONDS s"
 echo "test: $passed_total passed, $failed_total failed, $skipped_total skipped"
 # Each skipped case once, with the passes that skipped it (the fallback-launcher and
 # signal-storm runs of a suite are named apart by meson: "spawn-on-clone", "io-in-signal-storm").
