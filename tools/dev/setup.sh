@@ -9,7 +9,7 @@ BUILD_DIR=${DROVER_BUILD_DIR:-"$DROVER_ROOT/build"}
 # libboost1.81-dev, not libboost-dev (1.74, no Process v2 and no any_completion_handler).
 # strace: the tests of traced children (reliability.md, C5) attach it to drover's children.
 # clang-format: the format check (test/format/check_format.py; .clang-format is for version 14).
-PACKAGES=(g++ meson ninja-build pkg-config libboost1.81-dev libboost-json1.81-dev libspdlog-dev libfmt-dev doctest-dev libcli11-dev libtomlplusplus-dev scdoc strace clang-format systemd)
+PACKAGES=(g++ meson ninja-build pkg-config libboost1.81-dev libboost-json1.81-dev libspdlog-dev libfmt-dev doctest-dev libcli11-dev libtomlplusplus-dev scdoc strace clang-format systemd python3)
 
 # install_missing PACKAGE...: installs those of the Debian packages that are not installed yet.
 install_missing() {

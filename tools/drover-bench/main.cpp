@@ -5,7 +5,9 @@
 //
 //   drover-bench [--quick] [--json FILE] [--plot DIR] [BENCH...]
 //   BENCH: spawn-seq spawn-concurrent spawn-vs-rss spawn-vs-children run-overhead capture many-children
-//          supervise
+//          supervise supervise-peers
+//   --drover PATH: the drover program supervise-peers and run-overhead use (default: the build's)
+//   --services N,N...: supervise-peers' numbers of services (default 10,100,500; quick: 10,100)
 //
 // Peers (python3, node, go, tini) are used where installed; tools/dev/bench.sh installs them
 // from Debian's packages first. A missing peer is reported as such, never silently dropped.
@@ -45,7 +47,9 @@
 #include <boost/json/value.hpp>
 #include <fmt/core.h>
 
+#include "bench.hpp"
 #include "bp2.hpp"
+#include "peers.hpp"
 #include "drover/drover.hpp"
 
 extern char** environ;
@@ -102,36 +106,10 @@ std::optional<std::string> run_capture(const std::vector<std::string>& argv) {
     return out;
 }
 
-struct stats {
-    double median = 0, min = 0, max = 0;
-};
-
-stats summarize(std::vector<double> v) {
-    stats s;
-    if (v.empty()) return s;
-    std::sort(v.begin(), v.end());
-    s.min = v.front();
-    s.max = v.back();
-    s.median = v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
-    return s;
-}
-
-/// One contender: a name, a note, and a function that takes one sample (a number in `unit`),
-/// or nullopt when it cannot run here (then `missing` says why).
-struct contender {
-    std::string name;
-    std::function<std::optional<double>()> sample;
-    std::string missing; // non-empty: not available, and why
-};
-
-struct bench_result {
-    std::string name, unit, what;
-    bool lower_is_better = true;
-    std::vector<std::pair<std::string, std::vector<double>>> samples; // per contender
-    std::vector<std::pair<std::string, std::string>> missing;
-    std::vector<std::string> notes;
-    bool ratios = true; ///< false: the rows are different measures, not contenders
-};
+using bench::bench_result;
+using bench::contender;
+using bench::stats;
+using bench::summarize;
 
 /// Alternates the contenders for `rounds` rounds (the order rotated every round).
 bench_result alternate(std::string name, std::string unit, std::string what, std::vector<contender> cs,
@@ -158,15 +136,7 @@ bench_result alternate(std::string name, std::string unit, std::string what, std
     return r;
 }
 
-/// A table cell: '|' would end it.
-std::string cell(const std::string& s) {
-    std::string o;
-    for (char c : s) {
-        if (c == '|') o += '\\';
-        o += c;
-    }
-    return o;
-}
+using bench::cell;
 
 std::string markdown(const bench_result& r) {
     if (!r.ratios) {
@@ -1271,7 +1241,8 @@ int main(int argc, char** argv) {
     if (argc == 4 && std::string_view(argv[1]) == "__many")
         return many_main(std::atoi(argv[2]), std::atoi(argv[3]));
     std::vector<std::string> wanted;
-    std::string json_path, plot_dir;
+    std::string json_path, plot_dir, drover_opt;
+    std::vector<int> sizes;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         if (a == "--quick")
@@ -1280,10 +1251,24 @@ int main(int argc, char** argv) {
             json_path = argv[++i];
         else if (a == "--plot" && i + 1 < argc)
             plot_dir = argv[++i];
-        else if (a == "--help" || a == "-h") {
-            fmt::print("usage: drover-bench [--quick] [--json FILE] [--plot DIR] "
+        else if (a == "--drover" && i + 1 < argc)
+            drover_opt = argv[++i];
+        else if (a == "--services" && i + 1 < argc) {
+            std::stringstream list(argv[++i]);
+            for (std::string item; std::getline(list, item, ',');) {
+                int v = std::atoi(item.c_str());
+                if (v <= 0) {
+                    fmt::print(stderr, "drover-bench: --services takes numbers above 0: '{}'\n",
+                               drover::escape(item));
+                    return 2;
+                }
+                sizes.push_back(v);
+            }
+        } else if (a == "--help" || a == "-h") {
+            fmt::print("usage: drover-bench [--quick] [--json FILE] [--plot DIR] [--drover PATH] [--services "
+                       "N,N...] "
                        "[spawn-seq|spawn-concurrent|spawn-vs-rss|spawn-vs-children|run-overhead|capture|many-"
-                       "children|supervise...]\n");
+                       "children|supervise|supervise-peers...]\n");
             return 0;
         } else if (a.rfind("-", 0) == 0) {
             fmt::print(stderr, "drover-bench: unknown option '{}'\n", drover::escape(a));
@@ -1295,7 +1280,8 @@ int main(int argc, char** argv) {
         return wanted.empty() || std::find(wanted.begin(), wanted.end(), b) != wanted.end();
     };
     const std::string dir = self_dir();
-    const std::string drover_bin = fs::path(dir).parent_path() / "drover" / "drover";
+    const std::string drover_bin =
+        drover_opt.empty() ? (fs::path(dir).parent_path() / "drover" / "drover").string() : drover_opt;
     const std::string tiny = dir + "/drover-bench-tiny";
 
     std::vector<bench_result> results;
@@ -1313,6 +1299,14 @@ int main(int argc, char** argv) {
     if (want("capture")) results.push_back(capture());
     if (want("many-children")) results.push_back(many_children((fs::path(dir) / "drover-bench").string()));
     if (want("supervise")) results.push_back(supervise());
+    if (want("supervise-peers")) {
+        bench::peers_options po;
+        po.quick = g_quick;
+        po.drover = drover_bin;
+        po.svc = dir + "/drover-bench-svc";
+        po.sizes = sizes;
+        for (auto& r : bench::supervise_peers(po)) results.push_back(std::move(r));
+    }
 
     auto m = machine();
     std::string md =
