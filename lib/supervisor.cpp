@@ -4,6 +4,7 @@
 #include "drover/supervisor.hpp"
 
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -277,12 +278,12 @@ void supervisor::validate(const std::vector<service>& services, const std::vecto
 // ---------------------------------------------------------------------------------------------
 // Event queues: one per subscriber, bounded. Full, a queue drops its oldest output line (a
 // lifecycle event only when it holds nothing but those), or, for a subscriber that asked for
-// overflow::pause_output, it tells the supervisor to stop reading output until it is half empty.
+// event_overflow::pause_output, it tells the supervisor to stop reading output until it is half empty.
 
 struct detail::event_queue {
     asio::any_io_executor ex;
     std::size_t capacity;
-    bool pace = false;             ///< overflow::pause_output: never drops; full() pauses the readers
+    bool pace = false;             ///< event_overflow::pause_output: never drops; full() pauses the readers
     bool paused = false;           ///< full() said so, and the readers wait for room
     std::function<void()> on_room; ///< called (posted) once a paused queue is half empty
     std::deque<supervisor_event> events;
@@ -477,7 +478,7 @@ struct supervisor_impl : std::enable_shared_from_this<supervisor_impl> {
     /// close_readers_later's timers still pending: destroy() cancels them, so that a supervisor
     /// that is gone leaves nothing behind in the io_context (its run() can return at once).
     std::vector<std::weak_ptr<asio::steady_timer>> drain_timers;
-    /// Output readers waiting for room in a subscriber's queue (overflow::pause_output).
+    /// Output readers waiting for room in a subscriber's queue (event_overflow::pause_output).
     /// Held here (no read is pending on them), until resume_output() arms them again.
     std::vector<std::shared_ptr<output_reader>> parked;
     std::vector<op_handler> run_waiters, shutdown_waiters;
@@ -519,6 +520,7 @@ struct supervisor_impl : std::enable_shared_from_this<supervisor_impl> {
         return full;
     }
     void resume_output();
+    void close_all_readers();
 
     void emit(supervisor_event ev) {
         ev.time = wall_clock::now();
@@ -1431,10 +1433,7 @@ struct supervisor_impl : std::enable_shared_from_this<supervisor_impl> {
         complete_all(run_waiters, asio::error::operation_aborted);
         complete_all(shutdown_waiters, asio::error::operation_aborted);
         if (shutdown_timer) shutdown_timer->cancel();
-        for (const auto& w : drain_timers)
-            if (auto t = w.lock()) t->cancel(); // its handler closes the readers now
-        drain_timers.clear();
-        parked.clear(); // their pipes close with them
+        close_all_readers();
         // Dropping the runs destroys the children: each kills its tree (child's destructor).
         order.clear();
         for (auto& w : subscribers)
@@ -1455,7 +1454,8 @@ struct output_reader : std::enable_shared_from_this<output_reader> {
     std::string partial;
     std::uint64_t dropped = 0;
     bool parked = false; ///< waiting in supervisor_impl::parked for a subscriber to catch up
-    bool last = false;   ///< the drain grace is over: read what the pipe holds, then close
+    bool last = false;   ///< past the drain grace: read `budget` more bytes at most, then close
+    std::size_t budget = 0;
 
     output_reader(asio::posix::stream_descriptor d) : sd(std::move(d)) {}
 
@@ -1468,27 +1468,46 @@ struct output_reader : std::enable_shared_from_this<output_reader> {
         partial.clear();
         dropped = 0;
     }
-    void on_readable(error_code ec) {
+    /// The end of the reading: what the pipe holds now, and no more (a writer that left the tree
+    /// may keep writing forever, reliability.md E1), then the close.
+    void read_last() {
+        last = true;
+        int avail = 0;
+        budget = ::ioctl(sd.native_handle(), FIONREAD, &avail) == 0 && avail > 0
+                     ? static_cast<std::size_t>(avail)
+                     : 0;
+    }
+    void finish(const std::shared_ptr<supervisor_impl>& I, const std::shared_ptr<svc>& S) {
+        if (!partial.empty() || dropped) line_done(I, S);
+        error_code ignored;
+        sd.close(ignored); // the descriptor goes now, not with the last reference
+    }
+    /// `force`: read on even if a subscriber is full (the supervisor is going away).
+    void on_readable(error_code ec, bool force = false) {
         if (ec || !sd.is_open()) return;
         auto I = i.lock();
         auto S = s.lock();
         if (!I || !S) return;
         static thread_local char buf[64 * 1024];
-        for (int round = 0; round < 16; ++round) {
-            if (I->output_paused()) { // a subscriber must catch up: the pipe holds the rest
+        for (int round = 0; round < 16 || force; ++round) {
+            // A subscriber must catch up: the pipe holds the rest meanwhile. Not while the
+            // service's readiness waits for a line of its log: it would wait for the subscriber.
+            const bool log_ready_pending = S->pattern && !S->ready;
+            if (!force && !log_ready_pending && I->output_paused()) {
                 parked = true;
                 I->parked.push_back(shared_from_this());
                 return;
             }
-            ssize_t n = ::read(sd.native_handle(), buf, sizeof buf);
+            std::size_t want = sizeof buf;
+            if (last) {
+                if (budget == 0) return finish(I, S);
+                want = std::min(want, budget);
+            }
+            ssize_t n = ::read(sd.native_handle(), buf, want);
             if (n < 0 && errno == EINTR) continue;
             if (n < 0 && errno == EAGAIN && !last) return arm();
-            if (n <= 0) { // EOF (or a read error: the same for a log), or all there was, at the end
-                if (!partial.empty() || dropped) line_done(I, S);
-                error_code ignored;
-                sd.close(ignored); // the descriptor goes now, not with the last reference
-                return;
-            }
+            if (n <= 0) return finish(I, S); // EOF (or a read error: the same for a log)
+            if (last) budget -= static_cast<std::size_t>(n);
             std::string_view data(buf, static_cast<std::size_t>(n));
             while (!data.empty()) {
                 auto nl = data.find('\n');
@@ -1519,6 +1538,30 @@ void supervisor_impl::resume_output() {
     }
 }
 
+void supervisor_impl::close_all_readers() {
+    // A parked reader's pipe is read now, what it holds and no more (a pause_output subscriber
+    // was promised every line, and its queue keeps them past close()), then closed.
+    for (const auto& rd : std::exchange(parked, {})) {
+        rd->parked = false;
+        if (!rd->sd.is_open()) continue;
+        rd->read_last();
+        rd->on_readable({}, true);
+    }
+    // The ended runs' readers in their drain grace: the handlers close them now.
+    for (const auto& w : drain_timers)
+        if (auto t = w.lock()) t->cancel();
+    drain_timers.clear();
+    // And the readers of runs still going: a writer outside the tree could hold their pipes
+    // open forever, and a pending wait on one would keep the io_context's run() from returning.
+    for (const auto& s : order)
+        if (s->run)
+            for (const auto& w : s->run->readers)
+                if (auto rd = w.lock()) {
+                    error_code ignored;
+                    rd->sd.close(ignored);
+                }
+}
+
 void supervisor_impl::start_reader(const std::shared_ptr<svc>& s, const std::shared_ptr<run_state>& r,
                                    int stream, asio::posix::stream_descriptor sd) {
     auto rd = std::make_shared<output_reader>(std::move(sd));
@@ -1541,8 +1584,8 @@ void supervisor_impl::close_readers_later(const std::shared_ptr<run_state>& r) {
     drain_timers.push_back(t);
     t->async_wait([t, open](error_code) {
         for (const auto& rd : open) {
-            if (rd->parked) {    // held back for a subscriber, not by an escaped writer: the rest of
-                rd->last = true; // what the pipe holds is read when it resumes, then it closes
+            if (rd->parked) {    // held back for a subscriber, not by an escaped writer: what its
+                rd->read_last(); // pipe holds now is read when it resumes, then it closes
                 continue;
             }
             error_code ignored;
@@ -1643,11 +1686,11 @@ std::vector<service_line> supervisor::logs(std::string_view name, std::size_t ma
     return {s->ring.end() - static_cast<std::ptrdiff_t>(n), s->ring.end()};
 }
 
-event_stream supervisor::subscribe(std::size_t capacity, overflow when_full) {
+event_stream supervisor::subscribe(std::size_t capacity, event_overflow when_full) {
     auto q = std::make_shared<detail::event_queue>();
     q->ex = impl_->ex;
     q->capacity = std::max<std::size_t>(capacity, 1);
-    if (when_full == overflow::pause_output) {
+    if (when_full == event_overflow::pause_output) {
         q->pace = true;
         q->on_room = [w = std::weak_ptr<detail::supervisor_impl>(impl_)] {
             if (auto i = w.lock()) i->resume_output();

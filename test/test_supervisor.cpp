@@ -281,7 +281,7 @@ std::size_t count_lines(const std::vector<supervisor_event>& evs, const std::str
 TEST_CASE("supervisor: a subscriber that falls behind loses lines of output, counted per service, "
           "never the lifecycle events") {
     harness h;
-    auto slow = h.sup.subscribe(20); // overflow::drop_oldest, read only at the end
+    auto slow = h.sup.subscribe(20); // event_overflow::drop_oldest, read only at the end
     auto s = svc("chatty", {"write-stdout", "37000", "exit", "0"}); // 1,000 lines
     s.restart = restart_policy::no;
     h.sup.add(s);
@@ -309,10 +309,10 @@ TEST_CASE("supervisor: a subscriber that falls behind loses lines of output, cou
     CHECK(has(supervisor_event::kind::state, service_state::exited));
 }
 
-TEST_CASE("supervisor: overflow::pause_output loses nothing: the service waits on its pipe until "
+TEST_CASE("supervisor: event_overflow::pause_output loses nothing: the service waits on its pipe until "
           "the subscriber catches up, even past its exit") {
     harness h;
-    auto paced = h.sup.subscribe(16, overflow::pause_output);
+    auto paced = h.sup.subscribe(16, event_overflow::pause_output);
     // 40,000 lines (1.48 MB): more than the pipe holds, so the writer must block while paused.
     auto big = svc("big", {"write-stdout", "1480000", "exit", "0"});
     big.restart = restart_policy::no;

@@ -66,7 +66,7 @@ struct supervisor_event {
         notify,  ///< an sd_notify message accepted (`text`: the message) or refused
                  ///<   (`ok` false, `text`: who sent it and why it was dropped)
         output,  ///< one line of output: `stream` 1 or 2, `text` (the child's bytes, unescaped)
-        lost,    ///< this subscriber fell behind (overflow::drop_oldest): `count` lines of `service`'s
+        lost,    ///< this subscriber fell behind (event_overflow::drop_oldest): `count` lines of `service`'s
                  ///<   output were dropped before this one (`service` empty: `count` events)
     };
     kind type = kind::state;
@@ -122,7 +122,7 @@ enum supervisor_op : int { op_start, op_stop, op_restart, op_remove, op_run };
 } // namespace detail
 
 /// What a subscriber's queue does when it is full (`supervisor::subscribe`).
-enum class overflow : unsigned char {
+enum class event_overflow : unsigned char {
     /// Drop the oldest line of output (a lifecycle event only when the queue holds nothing
     /// else); the next `next()` first returns a `lost` event per service with the count of its
     /// lines dropped (`service`, `count`). The supervisor never waits for this subscriber.
@@ -266,7 +266,8 @@ public:
     std::vector<service_line> logs(std::string_view name, std::size_t max = SIZE_MAX) const;
     /// A new subscriber to every event from now on; `when_full` says what happens when it
     /// falls `capacity` events behind.
-    event_stream subscribe(std::size_t capacity = 4096, overflow when_full = overflow::drop_oldest);
+    event_stream subscribe(std::size_t capacity = 4096,
+                           event_overflow when_full = event_overflow::drop_oldest);
 
     /// Throws `service_error` if `services` and `groups` would not be accepted by
     /// `async_replace` (or by `add` and `add_group` on an empty supervisor).

@@ -152,7 +152,6 @@ struct notify_socket::impl : std::enable_shared_from_this<impl> {
     std::recursive_mutex mutex;
     bool closed = false;
 
-    std::array<char, max_datagram> data{};
     alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(sizeof(int)) +
                                           CMSG_SPACE(sizeof(int) * max_rights)> control{};
 
@@ -176,6 +175,9 @@ struct notify_socket::impl : std::enable_shared_from_this<impl> {
 
     /// Reads and dispatches one datagram. False when none is left (or reading failed).
     bool receive_one() {
+        // One buffer per thread, not per socket (4 KiB resident for each service with readiness
+        // by notification): the datagram is parsed into its own strings before any callback.
+        static thread_local std::array<char, max_datagram> data;
         iovec iov{data.data(), data.size()};
         msghdr msg{};
         msg.msg_iov = &iov;

@@ -13,7 +13,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 if [ -z "${SOAK_NO_BUILD:-}" ]; then
     ninja -C "$BUILD_DIR" tools/drover/drover test/drover-test-child >/dev/null
 fi
-command -v python3 >/dev/null || { echo "soak.sh: SKIP: no python3" >&2; exit 77; }
+command -v python3 >/dev/null || { echo "soak: SKIP: no python3"; exit 77; }
 exec python3 "$DROVER_ROOT/tools/dev/soak.py" \
     --drover "${SOAK_DROVER:-$BUILD_DIR/tools/drover/drover}" \
     --child "${SOAK_CHILD:-$BUILD_DIR/test/drover-test-child}" "$@"

@@ -10,6 +10,9 @@
 # and, last, every failure with its first error: "FAILED: <suite>: <test case>: <error> [<build>]".
 # A case that called DROVER_SKIP (test/support.hpp) counts as skipped, not passed: each test
 # binary lists its skips after doctest's summary (test/main.cpp).
+# After the plain pass, 60 s of the chaos soak of drover up (tools/dev/soak.sh) count as one test
+# (DROVER_TEST_SOAK=0 skips it, DROVER_TEST_SOAK_SECONDS changes the 60 s). Before the summary,
+# "time: ..." says how long each build, pass and phase took.
 # DROVER_TEST_SANITIZERS picks the sanitizer passes ("asan-ubsan tsan" by default; "none" skips
 # them) and DROVER_TEST_FUZZ=0 skips the fuzzing (quicker local runs); DROVER_TEST_FUZZ_SECONDS
 # changes the 10 s. Arguments go to `meson test` (a suite name, say).
@@ -90,7 +93,9 @@ with open(sys.argv[3], "a") as skips:
             skips.write(f"{suite}: {case_reason}\t{sys.argv[2]}\n")
 print(p, f, s)
 PY
-)
+) || true
+        # Nothing printed: the log could not be read, which counts as a failure.
+        passed=${passed:-0} failed=${failed:-1} skipped=${skipped:-0}
     fi
     if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi # a suite crashed or timed out
     skipped_total=$((skipped_total + skipped))
@@ -153,7 +158,7 @@ if [ "${DROVER_TEST_FUZZ:-1}" != 0 ]; then
     "$DROVER_ROOT/tools/dev/fuzz.sh" "${DROVER_TEST_FUZZ_SECONDS:-10}" 2>&1 | tee "$BUILD_DIR/fuzz-output.txt"
     rc=${PIPESTATUS[0]}
     set -e
-    read -r targets failed < <(awk '/^fuzz: [0-9]+ targets, [0-9]+ failed$/ { print $2, $4 }' "$BUILD_DIR/fuzz-output.txt")
+    read -r targets failed < <(awk '/^fuzz: [0-9]+ targets, [0-9]+ failed$/ { print $2, $4 }' "$BUILD_DIR/fuzz-output.txt") || true
     targets=${targets:-0}
     failed=${failed:-0}
     if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi # the build or the setup failed

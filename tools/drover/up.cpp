@@ -315,7 +315,7 @@ int up_session::run() {
 
     // Every line reaches the output writer: when this loop falls behind, the supervisor pauses
     // reading the services' output instead of dropping lines (a flooding service is slowed).
-    events_ = sup_->subscribe(8192, drover::overflow::pause_output);
+    events_ = sup_->subscribe(8192, drover::event_overflow::pause_output);
     asio::co_spawn(
         ctx_,
         [this]() -> asio::awaitable<void> {
