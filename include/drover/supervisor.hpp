@@ -130,7 +130,8 @@ enum class event_overflow : unsigned char {
     /// Drop nothing: the supervisor stops reading every service's output until the queue is
     /// half empty. A service that prints faster than the subscriber reads is slowed down, as by
     /// a slow terminal (its writes block on the full pipe). Lifecycle events are never held
-    /// back, so a service's last lines (what its pipe held) may come after its `exited`; the
+    /// back, and a service whose readiness waits for a log line is read on until it is ready.
+    /// A service's last lines (what its pipe held) may come after its `exited`; the
     /// queue may pass `capacity` by what one read of each pipe holds. For the subscriber that
     /// writes the logs; a slow one slows every service's output.
     pause_output,
