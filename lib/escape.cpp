@@ -1,6 +1,7 @@
 #include "drover/escape.hpp"
 
 #include <cstdint>
+#include <cstdio>
 
 namespace drover {
 
@@ -122,6 +123,40 @@ std::string to_valid_utf8(std::string_view s, bool* replaced) {
         }
     }
     if (replaced) *replaced = any;
+    return out;
+}
+
+// Only string contents can hold these sequences, and serialized JSON is valid UTF-8, so matching
+// the encoded sequences byte-wise is exact.
+std::string harden_json(std::string s) {
+    auto needs = [](const std::string& x, std::size_t i, std::size_t& len, unsigned& cp) {
+        auto b = [&](std::size_t k) { return i + k < x.size() ? static_cast<unsigned char>(x[i + k]) : 0u; };
+        if (b(0) == 0x7F) return len = 1, cp = 0x7F, true;
+        if (b(0) == 0xC2 && b(1) >= 0x80 && b(1) <= 0x9F) return len = 2, cp = b(1), true;
+        if (b(0) == 0xD8 && b(1) == 0x9C) return len = 2, cp = 0x061C, true;
+        if (b(0) == 0xE2 && b(1) == 0x80 && (b(2) == 0x8E || b(2) == 0x8F || (b(2) >= 0xAA && b(2) <= 0xAE)))
+            return len = 3, cp = 0x2000u + (b(2) - 0x80), true;
+        if (b(0) == 0xE2 && b(1) == 0x81 && b(2) >= 0xA6 && b(2) <= 0xA9)
+            return len = 3, cp = 0x2040u + (b(2) - 0x80), true;
+        return false;
+    };
+    std::string out;
+    std::size_t done = 0;
+    for (std::size_t i = 0; i < s.size();) {
+        std::size_t len = 0;
+        unsigned cp = 0;
+        if (!needs(s, i, len, cp)) {
+            ++i;
+            continue;
+        }
+        char esc[8];
+        std::snprintf(esc, sizeof esc, "\\u%04X", cp);
+        out.append(s, done, i - done).append(esc);
+        i += len;
+        done = i;
+    }
+    if (done == 0) return s;
+    out.append(s, done, std::string::npos);
     return out;
 }
 

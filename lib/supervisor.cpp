@@ -450,6 +450,7 @@ struct svc {
     std::string reason = "added";
     wall_clock::time_point since = wall_clock::now();
     unsigned restarts = 0;
+    std::uint64_t probes_ok = 0, probes_failed = 0;
     std::optional<exit_status> last_status;
     bool ready = false;
     health_state health = health_state::unknown;
@@ -854,6 +855,7 @@ struct supervisor_impl : std::enable_shared_from_this<supervisor_impl> {
             std::shared_ptr<supervisor_impl> I;
             std::shared_ptr<svc> S;
             if (!lock(rf, I, S) || S->ready || S->run->stopping) return;
+            ++(ok ? S->probes_ok : S->probes_failed);
             I->emit_simple(*S, supervisor_event::kind::probe, "readiness: " + detail, ok);
             if (ok) return I->mark_ready(S, detail);
             auto& rr = *S->run;
@@ -892,6 +894,7 @@ struct supervisor_impl : std::enable_shared_from_this<supervisor_impl> {
     void on_health(const std::shared_ptr<svc>& s, bool ok, std::string detail) {
         auto& r = *s->run;
         const auto& h = *s->spec.health;
+        ++(ok ? s->probes_ok : s->probes_failed);
         emit_simple(*s, supervisor_event::kind::probe, "health: " + detail, ok);
         if (ok) {
             r.health_fails = 0;
@@ -1247,6 +1250,7 @@ struct supervisor_impl : std::enable_shared_from_this<supervisor_impl> {
         s->consecutive = 0;
         if (s->backoff_timer) s->backoff_timer->cancel();
         if (s->run) {
+            ++s->restarts; // counted as the followers' restarts are
             request_stop(s, "restarting on request", run_state::after::start_again);
             return restart_followers(*s, "restarted on request");
         }
@@ -1412,6 +1416,8 @@ struct supervisor_impl : std::enable_shared_from_this<supervisor_impl> {
         if (s.run && !s.run->main_exited) st.pid = s.run->pid;
         st.since = s.since;
         st.restarts = s.restarts;
+        st.probes_ok = s.probes_ok;
+        st.probes_failed = s.probes_failed;
         st.last_status = s.last_status;
         st.ready = s.ready && s.run;
         st.health = s.health;

@@ -2,6 +2,7 @@
 // (tools/drover/ctl.cpp): a real supervisor on its own thread, the server on a socket in a
 // temporary directory, and the client talking to it as `drover ctl` does.
 #include "control.hpp"
+#include "drover/http_api.hpp"
 #include "ctl.hpp"
 
 #include <signal.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
@@ -334,7 +336,8 @@ TEST_SUITE("control") {
               0);
         INFO(table.str());
         CHECK(std::regex_search(table.str(),
-                                std::regex(R"(\nsleeper +stopped +- +- +0 +SIGTERM +no +- +- +-\n)")));
+                                // RESTARTS 1: the restart asked for above counts.
+                                std::regex(R"(\nsleeper +stopped +- +- +1 +SIGTERM +no +- +- +-\n)")));
 
         req.verb = "start";
         CHECK(ctl::ctl_main(req, out, *log.log) == ctl::exit_ok);
@@ -780,6 +783,41 @@ TEST_SUITE("control") {
         CHECK(ctl::human_bytes(900) == "900B");
         CHECK(ctl::human_bytes(12 * 1024 * 1024 + 300 * 1024) == "12.3MiB");
         CHECK(ctl::human_bytes(3ULL << 30) == "3.0GiB");
+    }
+
+    TEST_CASE("constant_time_equal: equal, different, prefix, and no early exit") {
+        CHECK(drover::constant_time_equal("", ""));
+        CHECK(drover::constant_time_equal("secret-token-0123", "secret-token-0123"));
+        CHECK_FALSE(drover::constant_time_equal("secret-token-0123", "secret-token-0124"));
+        CHECK_FALSE(drover::constant_time_equal("secret", "secret-token")); // a prefix
+        CHECK_FALSE(drover::constant_time_equal("secret-token", "secret"));
+        CHECK_FALSE(drover::constant_time_equal("", "x"));
+        CHECK_FALSE(drover::constant_time_equal(std::string("a\0b", 3), std::string("a\0c", 3)));
+
+        // The time must not depend on where the strings differ: a guess wrong in its first byte
+        // and one wrong in its last take as long. An early exit would make the first ~1000x
+        // faster; the bound is generous for a loaded machine and the sanitizers.
+        const std::string secret(64 * 1024, 'k');
+        std::string first = secret, last = secret;
+        first.front() = 'x';
+        last.back() = 'x';
+        auto median_ns = [&](const std::string& guess) {
+            std::vector<double> samples;
+            for (int s = 0; s < 21; ++s) {
+                const auto t0 = std::chrono::steady_clock::now();
+                bool any = false;
+                for (int i = 0; i < 20; ++i) any |= drover::constant_time_equal(secret, guess);
+                samples.push_back(
+                    std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count());
+                CHECK_FALSE(any);
+            }
+            std::sort(samples.begin(), samples.end());
+            return samples[samples.size() / 2];
+        };
+        const double early = median_ns(first), late = median_ns(last);
+        INFO("median ns, differing first: " << early << ", last: " << late);
+        CHECK(early > late / 3);
+        CHECK(early < late * 3);
     }
 
 } // TEST_SUITE

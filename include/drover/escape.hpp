@@ -24,4 +24,10 @@ std::string escape(std::string_view bytes);
 /// format's own escaping handles those). `*replaced`, if given, says whether any byte was.
 std::string to_valid_utf8(std::string_view bytes, bool* replaced = nullptr);
 
+/// Serialized JSON (as Boost.JSON or any JSON writer leaves it) with DEL, the C1 controls and the
+/// bidirectional controls written as \uXXXX too: JSON requires escaping the C0 controls only, and
+/// a terminal showing the text may act on the others. Every JSON text drover writes that can
+/// hold a child's bytes goes through this.
+std::string harden_json(std::string serialized);
+
 } // namespace drover

@@ -49,7 +49,9 @@ struct service_status {
     std::string reason;                     ///< why it is in that state, for a person
     std::optional<pid_t> pid;               ///< the main process while it runs
     wall_clock::time_point since;           ///< when it entered the state (wall clock)
-    unsigned restarts = 0;                  ///< automatic restarts since it was added
+    unsigned restarts = 0;                  ///< restarts of a run since it was added (automatic or asked for)
+    std::uint64_t probes_ok = 0;            ///< readiness and health attempts that passed, since it was added
+    std::uint64_t probes_failed = 0;        ///< ... and that failed
     std::optional<exit_status> last_status; ///< how its last run ended
     bool ready = false;                     ///< readiness passed in this run
     health_state health = health_state::unknown;

@@ -38,7 +38,7 @@ from pathlib import Path
 CPP_LANGS = {"cpp"}
 # Languages that are shown, not compiled. Anything else is an error: a typo such as "c++" or
 # "cxx" must not turn an example into an unchecked one.
-OTHER_LANGS = {"sh", "console", "text", "json", "toml", "ini", "yaml", "python", "meson", "diff"}
+OTHER_LANGS = {"sh", "console", "text", "json", "toml", "ini", "yaml", "python", "meson", "diff", "dockerfile", "hcl"}
 WRAPPERS = {"coroutine", "function", "top-level", "file"}
 
 FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`\s]*)[^`]*$")

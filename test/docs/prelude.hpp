@@ -11,6 +11,7 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 
 #include "drover/drover.hpp"
+#include "drover/http_api.hpp" // libdrover-http: not in drover.hpp, which is libdrover alone
 
 namespace asio = boost::asio;
 using boost::asio::awaitable;

@@ -348,11 +348,17 @@ command_line parse_command_line(int argc, const char* const* argv, spdlog::logge
     up_cmd->add_option("--socket", uo.socket,
                        "The control socket (default: $XDG_RUNTIME_DIR/drover/NAME.sock, else "
                        "/run/drover/NAME.sock as root, else .drover.sock beside the config)");
+    up_cmd->add_option("--http", uo.http,
+                       "Serve the control API, /metrics, /livez, /readyz and the dashboard on TCP "
+                       "too, at ADDR:PORT (like 127.0.0.1:9090); off loopback it needs --http-token-file");
+    up_cmd->add_option("--http-token-file", uo.http_token_file,
+                       "The bearer token HTTP clients must send (the file's first line; keep it 0600)");
     up_cmd->footer(R"(Examples:
   drover up                   every service of ./drover.toml (else ./Procfile), in the foreground
   drover up web worker        web, worker and what they depend on
   drover up --check           check the config and print the start order; start nothing
   drover up -f deploy/drover.toml --daemon --pidfile app.pid --log-file app.log
+  drover up --http 127.0.0.1:9090   and open http://127.0.0.1:9090/ for the dashboard
 
 Signals: TERM or INT stops every service, dependents first (a second INT kills what still runs
 after 1s, a third at once); HUP rereads the config and applies the difference (a broken config is

@@ -75,6 +75,8 @@ struct up_options {
     std::string color = "auto";      ///< auto | always | never
     bool daemon = false;
     std::optional<std::string> pidfile, log_file, socket;
+    std::optional<std::string> http;            ///< --http ADDR:PORT: the API on TCP too
+    std::optional<std::string> http_token_file; ///< --http-token-file: its bearer token
 };
 
 /// `drover ctl`'s request as given.

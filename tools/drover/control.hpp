@@ -1,38 +1,10 @@
-// drover (the program): the control API of `drover up`: HTTP/1.1 + JSON on a unix socket, served
-// in the supervisor's io_context. `drover ctl` is its client (ctl.hpp). Beast and Boost.JSON stay
-// in control.cpp: this header exposes plain types.
+// drover (the program): the control API of `drover up`: drover::http_api (include/drover/
+// http_api.hpp, docs/api.md "HTTP API") served on a unix socket for `drover ctl`, and with
+// `--http` on TCP too. `drover ctl` is its client (ctl.hpp).
 //
-// The API (version 1; every path starts with /v1, so a later version can live beside it):
-//
-//   GET  /v1/services                 200 {"services": [status...]}, in the supervisor's order
-//   GET  /v1/services/NAME            200 status; 404 {"error": {"code": "unknown_service", ...}}
-//   POST /v1/services/NAME/start      answers when the operation completed: 200 {"ok": true},
-//   POST /v1/services/NAME/stop         or an error object (404 unknown_service, 409 service_failed
-//   POST /v1/services/NAME/restart      or service_in_use, 503 shutting_down, 500 otherwise)
-//   GET  /v1/services/NAME/logs?n=N   200 text/plain: the last N kept lines (all when n is absent),
-//                                     each escaped with drover::escape, one per line.
-//        &format=json                   application/x-ndjson instead: one object per line,
-//                                     {"time", "stream": "stdout"|"stderr", "text", "dropped"?}
-//        &follow=1                      after the kept lines, new lines as the service prints them
-//                                     (chunked), until the client disconnects or close()
-//   GET  /v1/events                   application/x-ndjson, chunked: one object per supervisor event
-//                                     (type, service, time, and state, text, exit, delay_ms,
-//                                     stream, ok, count as the type has them) until close()
-//   POST /v1/reload                   the reload hook: 200 {"ok": true}, 422 with its message,
-//                                     501 when drover up gave no hook
-//   POST /v1/shutdown                 202 {"ok": true}, then the shutdown hook runs
-//
-// A status object: {"name", "state", "reason", "pid" (or null), "since" (RFC 3339, UTC),
-// "uptime_ms" (the main process's age while it runs, else null), "restarts", "last_exit" (text, or
-// null), "last_exit_code", "last_exit_signal" (or null), "ready", "health", "notify_status",
-// "cpu_ms", "rss_bytes" (of the main process, from /proc; null when unknown)}.
-//
-// Every error is {"error": {"code": "...", "message": "..."}}: 400 bad_request (malformed
-// request, bad query value), 403 forbidden (peer uid), 404 not_found / unknown_service, 405
-// method_not_allowed (with Allow), 413 too_large (body over 64 KiB), 503 busy (more than 64
-// connections). A request must arrive whole within 30 s of the previous one (or of the
-// connection), and a streamed write must finish within 30 s, or the connection is closed.
-// Text that comes from children (reasons, output, STATUS=) is made valid UTF-8 for JSON.
+// On the unix socket every peer must be the user running drover up or root (SO_PEERCRED); at
+// most 64 connections are open at once (more get 503). On TCP a token, when given, is needed
+// by everything but the probes and the dashboard's files.
 #pragma once
 
 #include <sys/types.h>
@@ -58,18 +30,17 @@ struct control_hooks {
     std::function<void()> shutdown;
 };
 
-/// Serves the control API on a unix socket, in the supervisor's executor (one thread: every
-/// member function must be called from the thread running it).
-///
-/// Each accepted connection is checked with SO_PEERCRED: a peer whose uid is neither
-/// `geteuid()` nor 0 gets 403 and the connection is closed. At most 64 connections are open at
-/// once; more get 503 and are closed.
+/// Serves the control API on a unix socket (and on TCP), in the supervisor's executor (one
+/// thread: every member function must be called from the thread running it).
 ///
 /// Destruction is `close()`. The supervisor must outlive the server; connections still open
 /// after `close()` finish on their own without touching it again.
 class control_server {
 public:
-    control_server(boost::asio::any_io_executor ex, drover::supervisor& sup, control_hooks hooks);
+    /// `token`: the bearer token TCP clients must send (`listen_http`); empty: none, and then
+    /// only loopback addresses may be listened on.
+    control_server(boost::asio::any_io_executor ex, drover::supervisor& sup, control_hooks hooks,
+                   std::string token = {});
     control_server(const control_server&) = delete;
     control_server& operator=(const control_server&) = delete;
     ~control_server();
@@ -84,6 +55,12 @@ public:
     /// The mode comes from the process umask, set to 0177 around bind(): another thread
     /// creating files at that moment would get that umask too.
     void listen(const std::string& path);
+
+    /// Serves the same API on TCP at `address` (http_api::listen: "127.0.0.1:9090", port 0 for
+    /// any free one). Throws `std::runtime_error` or `std::system_error` naming the address.
+    void listen_http(const std::string& address);
+    /// Where `listen_http()` listens, the port resolved ("127.0.0.1:40123"); empty before.
+    std::string http_address() const;
 
     /// The path given to `listen()` (empty before).
     const std::string& path() const noexcept;

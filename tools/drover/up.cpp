@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <set>
@@ -26,10 +27,12 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "config.hpp"
@@ -100,6 +103,38 @@ selection select_services(const config& cfg, const std::vector<std::string>& wan
         if (!g.services.empty()) out.groups.push_back(std::move(g));
     }
     return out;
+}
+
+/// The bearer token of --http-token-file: the file's first line, without its line end and
+/// surrounding blanks. `problem` says what is wrong (missing, unreadable, empty, too short).
+std::string read_token_file(const std::string& path, std::string& problem) {
+    std::ifstream in(path);
+    if (!in) {
+        problem = fmt::format("cannot read '{}': {}", drover::escape(path), std::strerror(errno));
+        return {};
+    }
+    std::string line;
+    std::getline(in, line);
+    const auto first = line.find_first_not_of(" \t\r");
+    const auto last = line.find_last_not_of(" \t\r");
+    line = first == std::string::npos ? std::string() : line.substr(first, last - first + 1);
+    if (line.empty())
+        problem = fmt::format("'{}' holds no token (its first line is empty)", drover::escape(path));
+    else if (line.size() < 16)
+        problem =
+            fmt::format("the token in '{}' is {} characters; use at least 16 (like: openssl rand -hex 32)",
+                        drover::escape(path), line.size());
+    return line;
+}
+
+/// Whether --http's ADDR:PORT names a loopback address (which needs no token).
+bool loopback_address(std::string_view address) {
+    auto host = address.substr(0, address.rfind(':'));
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    if (host == "localhost") return true;
+    boost::system::error_code ec;
+    const auto ip = boost::asio::ip::make_address(std::string(host), ec);
+    return !ec && ip.is_loopback();
 }
 
 /// Whether something accepts connections on the unix socket `path` (a live drover up).
@@ -176,9 +211,9 @@ private:
 class up_session {
 public:
     up_session(const cli::up_options& o, config cfg, selection sel, fs::path dir, std::string socket,
-               spdlog::logger& log)
-        : o_(o), cfg_(std::move(cfg)), dir_(std::move(dir)), socket_(std::move(socket)), log_(log),
-          first_(std::move(sel)) {}
+               std::string http_token, spdlog::logger& log)
+        : o_(o), cfg_(std::move(cfg)), dir_(std::move(dir)), socket_(std::move(socket)),
+          http_token_(std::move(http_token)), log_(log), first_(std::move(sel)) {}
 
     int run();
 
@@ -205,6 +240,7 @@ private:
     config cfg_;
     fs::path dir_;
     std::string socket_;
+    std::string http_token_;
     spdlog::logger& log_;
     selection first_;
     std::set<std::string> selected_;
@@ -278,7 +314,8 @@ int up_session::run() {
         ctx_.get_executor(), *sup_,
         control_hooks{
             [this](std::function<void(std::optional<std::string>)> done) { reload(std::move(done)); },
-            [this] { begin_shutdown(cfg_.shutdown_grace, "shutdown requested through the control API"); }});
+            [this] { begin_shutdown(cfg_.shutdown_grace, "shutdown requested through the control API"); }},
+        http_token_);
     try {
         control_->listen(socket_);
     } catch (const std::exception& e) {
@@ -286,6 +323,16 @@ int up_session::run() {
         return cli::exit_drover_failed;
     }
     log_.info("control socket {}", socket_);
+    if (o_.http) {
+        try {
+            control_->listen_http(*o_.http);
+        } catch (const std::exception& e) {
+            log_.error("http: {}", e.what());
+            return cli::exit_drover_failed;
+        }
+        log_.info("http: the API and the dashboard on http://{}/{}", control_->http_address(),
+                  http_token_.empty() ? "" : " (bearer token required)");
+    }
 
     output_options oo;
     oo.fmt = o_.log_format == "json" ? output_options::format::json : output_options::format::text;
@@ -600,6 +647,24 @@ int up_main(const cli::up_options& o, spdlog::logger& log) {
         std::cout << describe_plan(cfg) << std::flush;
         return 0;
     }
+    std::string http_token;
+    if (o.http_token_file && !o.http) {
+        log.error("up: --http-token-file needs --http ADDR:PORT");
+        return exit_config_error;
+    }
+    if (o.http_token_file) {
+        std::string problem;
+        http_token = read_token_file(*o.http_token_file, problem);
+        if (!problem.empty()) {
+            log.error("up: --http-token-file: {}", problem);
+            return exit_config_error;
+        }
+    } else if (o.http && !loopback_address(*o.http)) {
+        log.error("up: --http {}: not a loopback address; serving the API there needs --http-token-file "
+                  "(or listen on 127.0.0.1)",
+                  drover::escape(*o.http));
+        return exit_config_error;
+    }
     std::string socket = o.socket ? fs::absolute(*o.socket, fec).string() : default_socket_path(path);
     // Before --daemon detaches (so the starter can still say it) and before anything starts; the
     // control server checks again when it binds.
@@ -635,7 +700,7 @@ int up_main(const cli::up_options& o, spdlog::logger& log) {
     drover::become_reaper(ec);
     if (ec) log.warn("could not become a subreaper: {}; orphans of services go to init", ec.message());
 
-    up_session session(o, std::move(cfg), std::move(sel), dir, socket, log);
+    up_session session(o, std::move(cfg), std::move(sel), dir, socket, std::move(http_token), log);
     return session.run();
 }
 

@@ -19,15 +19,12 @@
 #include <string_view>
 #include <vector>
 
+#include "drover/escape.hpp"
 #include "drover/supervisor.hpp" // drover::wall_clock
 
 namespace drover::up {
 
-/// Serialized JSON (Boost.JSON's output) with DEL, the C1 controls and the bidirectional controls
-/// written as \uXXXX too: Boost.JSON escapes only the C0 controls and leaves those as they are
-/// (valid JSON), and a terminal showing the text may act on them. Every JSON text drover up and
-/// drover ctl write that can hold a service's bytes goes through this.
-std::string harden_json(std::string serialized);
+using drover::harden_json; // drover/escape.hpp
 
 /// A per-service log file and its rotation.
 ///
