@@ -136,13 +136,17 @@ fi
 #   asan-ubsan: AddressSanitizer + UndefinedBehaviorSanitizer, in "<build>-asan";
 #   tsan: ThreadSanitizer, in "<build>-tsan", without the fallback-launcher runs (libtsan's
 #         clone() interceptor assumes a fork-like clone; see test/meson.build).
-# Tests in suite plain-only (the format check, drover as a subproject) do not depend on the
-# build's instrumentation: they run in the plain pass alone.
+# Tests in suite plain-only (the format check, drover as a subproject, the browser and deployment
+# checks) do not depend on the build's instrumentation: they run in the plain pass alone. Those
+# in suite plain-pass-only (the signal storm, and the suites above the launcher on each fallback
+# launcher) do, but what they add under a sanitizer is small and CI's time is not: the sanitizer
+# passes run the launcher's own suite on each fallback, and the storm on the spawn and launcher
+# suites only.
 for san in ${DROVER_TEST_SANITIZERS:-asan-ubsan tsan}; do
     case $san in
     none) continue ;;
-    asan-ubsan) dir="${BUILD_DIR}-asan"; extra=(--no-suite plain-only) ;;
-    tsan) dir="${BUILD_DIR}-tsan"; extra=(--no-suite plain-only --no-suite fallback-launchers) ;;
+    asan-ubsan) dir="${BUILD_DIR}-asan"; extra=(--no-suite plain-only --no-suite plain-pass-only) ;;
+    tsan) dir="${BUILD_DIR}-tsan"; extra=(--no-suite plain-only --no-suite plain-pass-only --no-suite fallback-launchers) ;;
     *) echo "DROVER_TEST_SANITIZERS: unknown sanitizer '$san' (asan-ubsan, tsan, none)" >&2; exit 2 ;;
     esac
     if [ ! -f "$dir/build.ninja" ]; then
