@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <boost/asio.hpp>
@@ -27,7 +28,8 @@ asio::awaitable<void> session(tcp::socket sock, drover::http_api& api) {
         http::request<http::string_body> req;
         auto [ec, n] = co_await http::async_read(sock, buf, req, asio::as_tuple(asio::use_awaitable));
         if (ec) co_return;
-        if (req.target().starts_with("/drover")) {
+        const std::string_view target = req.target();
+        if (target == "/drover" || target.starts_with("/drover/") || target.starts_with("/drover?")) {
             std::string rest(static_cast<const char*>(buf.data().data()), buf.size());
             api.serve(std::move(sock), drover::http_request::from(req), std::move(rest));
             co_return; // drover serves this connection from now on

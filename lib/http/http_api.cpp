@@ -422,23 +422,34 @@ struct connection : std::enable_shared_from_this<connection> {
     asio::steady_timer wake; ///< the stream writer waits on it for `out`
     asio::steady_timer tick; ///< the stream's snapshot period
     transport kind;
-    std::uint64_t serial; ///< accept order: the oldest idle connection is evicted first
+    std::uint64_t serial; ///< accept order
     bool idle = false;    ///< waiting for a request (nothing of it handled yet)
-    bool peer_ok = true;  ///< unix: SO_PEERCRED allowed it
+    /// When it last made progress (a request read, an answer written): when the server is full,
+    /// the connection (not a stream) that made none for longest is closed for a new one.
+    std::chrono::steady_clock::time_point active = std::chrono::steady_clock::now();
+    /// Set by stop(): every later write must finish by then.
+    std::optional<std::chrono::steady_clock::time_point> deadline;
+    bool peer_ok = true; ///< unix: SO_PEERCRED allowed it
 
     std::shared_ptr<event_stream> stream; ///< set while it streams events or output
     std::deque<std::string> out;          ///< stream pieces not written yet
     std::size_t out_bytes = 0;
     std::uint64_t dropped = 0; ///< stream pieces dropped since the last "lost"
     bool ending = false;       ///< the stream ends: write what is queued, then the last chunk
+    enum class lost_style { sse, json, text } lost = lost_style::json; ///< how a "lost" notice reads
     std::array<char, 512> sink{};
 
     /// Closes the socket unless disarmed or re-armed within `d`.
     void arm(std::chrono::steady_clock::duration d) {
-        timer.expires_after(d);
+        auto when = std::chrono::steady_clock::now() + d;
+        if (deadline && *deadline < when) when = *deadline;
+        timer.expires_at(when);
         timer.async_wait([w = weak_from_this()](error_code ec) {
             if (ec) return;
-            if (auto c = w.lock()) c->sock.close(ec);
+            auto c = w.lock();
+            // A handler already queued when the timer was re-armed: not this arming's expiry.
+            if (!c || c->timer.expiry() > std::chrono::steady_clock::now()) return;
+            c->sock.close(ec);
         });
     }
     void disarm() { timer.cancel(); }
@@ -465,6 +476,7 @@ struct connection : std::enable_shared_from_this<connection> {
     void stop() {
         error_code ec;
         if (stream) {
+            deadline = std::chrono::steady_clock::now() + close_grace;
             end_stream();
             arm(close_grace);
         } else {
@@ -565,17 +577,51 @@ struct http_api::impl : std::enable_shared_from_this<impl> {
         error_code ec;
         sock.non_blocking(true, ec);
         sock.write_some(asio::buffer(msg), ec);
-        sock.close(ec);
+        linger_close(std::make_shared<gsocket>(std::move(sock)));
     }
 
-    /// Room for one more connection of `kind`: evicts the oldest idle TCP connection when full.
+    /// Closes a socket without losing the last answer: closing with the client's request unread
+    /// makes the kernel send a reset, which can discard the answer before the client reads it.
+    /// Our side is shut down, and what the client still sends is read and dropped until it
+    /// closes, for at most 1 s and 64 KiB.
+    static void linger_close(std::shared_ptr<gsocket> sock) {
+        error_code ec;
+        sock->shutdown(asio::socket_base::shutdown_send, ec);
+        if (ec) return sock->close(ec);
+        auto timer = std::make_shared<asio::steady_timer>(sock->get_executor(), 1s);
+        timer->async_wait([sock](error_code e) {
+            if (!e) sock->close(e);
+        });
+        struct drain {
+            std::shared_ptr<gsocket> sock;
+            std::shared_ptr<asio::steady_timer> timer;
+            std::shared_ptr<std::array<char, 4096>> buf = std::make_shared<std::array<char, 4096>>();
+            std::size_t total = 0;
+            void operator()(error_code e, std::size_t n) {
+                total += n;
+                if (e || total > 64 * 1024) {
+                    timer->cancel();
+                    sock->close(e);
+                    return;
+                }
+                sock->async_read_some(asio::buffer(*buf), std::move(*this));
+            }
+        };
+        drain d{sock, timer};
+        auto buf = d.buf;
+        sock->async_read_some(asio::buffer(*buf), std::move(d));
+    }
+
+    /// Room for one more connection of `kind`: when TCP is full, closes the TCP connection that
+    /// made no progress for longest (waiting for a request, or for a client that does not read
+    /// its answer); streams have their own bound.
     bool admit(transport kind) {
         if (kind == transport::unix_socket) return unix_count < max_unix_connections;
         if (tcp_count < opts.max_connections) return true;
         std::shared_ptr<connection> oldest;
         for (auto& [p, w] : conns)
             if (auto c = w.lock())
-                if (c->kind == transport::tcp && c->idle && (!oldest || c->serial < oldest->serial))
+                if (c->kind == transport::tcp && !c->stream && (!oldest || c->active < oldest->active))
                     oldest = std::move(c);
         if (!oldest) return false;
         error_code ec;
@@ -628,16 +674,23 @@ struct http_api::impl : std::enable_shared_from_this<impl> {
 
     static asio::awaitable<void> session(std::shared_ptr<impl> self, std::shared_ptr<connection> c,
                                          std::optional<request> first, std::string buffered) {
+        // Counted out however the frame ends: also when it is destroyed without resuming (an
+        // embedder's reload hook that drops its callback).
+        struct count_out {
+            impl* i;
+            connection* c;
+            ~count_out() {
+                (c->kind == transport::tcp ? i->tcp_count : i->unix_count)--;
+                i->conns.erase(c);
+            }
+        } guard{self.get(), c.get()};
         try {
             co_await serve(self, c, std::move(first), std::move(buffered));
         } catch (...) {
             // Out of memory or a bug in one request: that connection ends, the server goes on.
         }
-        error_code ec;
         c->timer.cancel();
-        c->sock.close(ec);
-        (c->kind == transport::tcp ? self->tcp_count : self->unix_count)--;
-        self->conns.erase(c.get());
+        linger_close(std::make_shared<gsocket>(std::move(c->sock)));
     }
 
     static asio::awaitable<bool> send(connection& c, response res, std::chrono::seconds timeout) {
@@ -645,6 +698,7 @@ struct http_api::impl : std::enable_shared_from_this<impl> {
         c.arm(timeout);
         co_await http::async_write(c.sock, res, asio::redirect_error(asio::use_awaitable, ec));
         c.disarm();
+        c.active = std::chrono::steady_clock::now();
         co_return !ec && res.keep_alive();
     }
     asio::awaitable<bool> send(connection& c, response res) {
@@ -680,6 +734,7 @@ struct http_api::impl : std::enable_shared_from_this<impl> {
                                           asio::redirect_error(asio::use_awaitable, ec));
                 c->disarm();
                 c->idle = false;
+                c->active = std::chrono::steady_clock::now();
                 if (self->closed) co_return;
                 if (ec) {
                     if (ec.category() != http::make_error_code(http::error::bad_target).category() ||
@@ -754,8 +809,9 @@ struct http_api::impl : std::enable_shared_from_this<impl> {
             if (!self->opts.token.empty()) {
                 if (!probe && !file) {
                     const std::string_view auth = req[http::field::authorization];
+                    // The scheme is case-insensitive (RFC 9110); the token is not.
                     const bool bearer =
-                        auth.size() > 7 && (auth.substr(0, 7) == "Bearer " || auth.substr(0, 7) == "bearer ");
+                        auth.size() > 7 && boost::beast::iequals(auth.substr(0, 7), "Bearer ");
                     if (!bearer || !constant_time_equal(auth.substr(7), self->opts.token)) {
                         response res =
                             error_response(req, http::status::unauthorized, "unauthorized",
@@ -775,18 +831,26 @@ struct http_api::impl : std::enable_shared_from_this<impl> {
                                     "localhost only",
                                     escape(host)));
             }
+            // A page of another site may not use the API through the user's browser, not even to
+            // read or hold streams open: its requests carry its Origin (every POST, EventSource
+            // and fetch) or Sec-Fetch-Site: cross-site.
             const std::string_view origin = req[http::field::origin];
-            if (req.method() != http::verb::get && req.method() != http::verb::head && !origin.empty() &&
-                !same_origin(origin, req[http::field::host]))
-                co_return co_await error(http::status::forbidden, "forbidden",
-                                         fmt::format("a {} from another origin ('{}') is refused",
-                                                     std::string_view(req.method_string()), escape(origin)));
+            if ((!origin.empty() && !same_origin(origin, req[http::field::host])) ||
+                req["Sec-Fetch-Site"] == "cross-site")
+                co_return co_await error(
+                    http::status::forbidden, "forbidden",
+                    fmt::format("a request from another site ('{}') is refused",
+                                escape(origin.empty() ? std::string_view("cross-site") : origin)));
         }
 
         if (file) {
             if (req.method() != http::verb::get && req.method() != http::verb::head)
                 co_return co_await not_allowed(self, c, req, "GET");
             response res = make_response(req, http::status::ok, std::string(file->data), file->type);
+            if (req.method() == http::verb::head) {
+                res.body().clear(); // the length of what a GET would send, and no body
+                res.content_length(file->data.size());
+            }
             res.set(http::field::cache_control, "no-cache");
             res.set("Content-Security-Policy",
                     "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
@@ -809,6 +873,7 @@ struct http_api::impl : std::enable_shared_from_this<impl> {
         if (t->path == "/favicon.ico" && self->opts.dashboard) {
             // Browsers ask for it; the dashboard has none. 204 keeps their consoles clean.
             response res = make_response(req, http::status::no_content, {}, "image/x-icon");
+            res.erase(http::field::content_length); // a 204 has none
             co_return co_await self->send(*c, std::move(res));
         }
         if (t->flavour == target::api::none) co_return co_await not_found();
@@ -1088,18 +1153,30 @@ struct http_api::impl : std::enable_shared_from_this<impl> {
     // -- streams ----------------------------------------------------------------------------
 
     /// Queues a piece of a stream; past the backlog bound it is dropped and counted.
-    void push(connection& c, std::string piece, bool sse_format, bool droppable = true) {
+    /// Past 1 MiB queued, output is dropped (and counted); past 4 MiB, when not even the lifecycle
+    /// events are read, the stream is ended.
+    void push(connection& c, std::string piece, bool droppable = true) {
         if (c.ending || piece.empty()) return;
         if (droppable && c.out_bytes > max_stream_backlog) {
             ++c.dropped;
             ++events_lost;
             return;
         }
+        if (c.out_bytes > 4 * max_stream_backlog) {
+            ++events_lost;
+            c.end_stream();
+            return;
+        }
         if (c.dropped != 0) {
             json::object o;
             o["type"] = "lost";
             o["count"] = c.dropped;
-            std::string lost = sse_format ? sse("lost", o) : to_text(o) + "\n";
+            using style = connection::lost_style;
+            std::string lost =
+                c.lost == style::sse ? sse("lost", o)
+                : c.lost == style::json
+                    ? to_text(o) + "\n"
+                    : fmt::format("[drover: {} lines lost: this reader fell behind]\n", c.dropped);
             c.out_bytes += lost.size();
             c.out.push_back(std::move(lost));
             c.dropped = 0;
@@ -1169,12 +1246,12 @@ struct http_api::impl : std::enable_shared_from_this<impl> {
     /// Reads the subscription into the connection's queue through `format` (empty: skipped).
     template <typename Format>
     static asio::awaitable<void> pump(std::shared_ptr<impl> self, std::shared_ptr<connection> c,
-                                      bool sse_format, Format format) {
+                                      Format format) {
         for (;;) {
             error_code ec;
             supervisor_event ev = co_await c->stream->next(asio::redirect_error(asio::use_awaitable, ec));
             if (ec || self->closed || c->ending) break;
-            self->push(*c, format(ev), sse_format, ev.type == supervisor_event::kind::output);
+            self->push(*c, format(ev), ev.type == supervisor_event::kind::output);
         }
         c->end_stream();
     }
@@ -1184,17 +1261,21 @@ struct http_api::impl : std::enable_shared_from_this<impl> {
     static asio::awaitable<void> run_stream(std::shared_ptr<impl> self, std::shared_ptr<connection> c,
                                             const request& req, std::string_view type, std::string first,
                                             Format format, std::chrono::milliseconds period) {
-        const bool sse_format = type == "text/event-stream";
+        using style = connection::lost_style;
+        c->lost = type == "text/event-stream"      ? style::sse
+                  : type == "application/x-ndjson" ? style::json
+                                                   : style::text;
         ++self->streams;
         struct unstream {
             impl* i;
             ~unstream() { --i->streams; }
         } guard{self.get()};
         if (!co_await self->stream_header(*c, req, type)) co_return;
-        self->push(*c, std::move(first), sse_format, false);
+        self->push(*c, std::move(first), false);
         c->watch_peer();
-        asio::co_spawn(self->ex, pump(self, c, sse_format, std::move(format)), asio::detached);
-        if (period.count() > 0) asio::co_spawn(self->ex, ticker(self, c, period), asio::detached);
+        asio::co_spawn(self->ex, pump(self, c, std::move(format)), asio::detached);
+        if (period.count() > 0 && !c->ending && !self->closed)
+            asio::co_spawn(self->ex, ticker(self, c, period), asio::detached);
         co_await self->writer(c, req.version() >= 11);
     }
 
@@ -1202,12 +1283,13 @@ struct http_api::impl : std::enable_shared_from_this<impl> {
                                         std::chrono::milliseconds period) {
         for (;;) {
             error_code ec;
+            if (c->ending || self->closed) co_return; // end_stream() may have come before us
             c->tick.expires_after(period);
             co_await c->tick.async_wait(asio::redirect_error(asio::use_awaitable, ec));
             if (ec || c->ending || self->closed) co_return;
             // A snapshot is worth sending only to a client that keeps up.
             if (c->out_bytes < max_stream_backlog / 4)
-                self->push(*c, sse("snapshot", services_json(*self->sup)), true, false);
+                self->push(*c, sse("snapshot", services_json(*self->sup)), false);
         }
     }
 
@@ -1236,11 +1318,13 @@ struct http_api::impl : std::enable_shared_from_this<impl> {
                 with_output = *v;
             } else if (key == "stats_ms" && sse_format) {
                 const auto v = parse_count(value);
-                if (!v || (*v != 0 && *v < 100)) {
+                // Each snapshot reads /proc for every service, on the supervisor's thread: at most
+                // two a second per stream.
+                if (!v || (*v != 0 && *v < 500) || *v > 3'600'000) {
                     co_await self->send(*c,
                                         error_response(req, http::status::bad_request, "bad_request",
                                                        fmt::format("stats_ms '{}' is not 0 or a number of "
-                                                                   "milliseconds from 100",
+                                                                   "milliseconds from 500 to 3600000",
                                                                    escape(value))));
                     co_return;
                 }
