@@ -375,11 +375,17 @@ inline std::string copy_for_others(const std::string& built) {
             char tmpl[] = "/tmp/drover-test-bin-XXXXXX";
             if (::mkdtemp(tmpl) == nullptr || ::chmod(tmpl, 0755) != 0) return;
             path = tmpl;
-            // The build's shared libraries (libdrover.so and its version links, as files).
+            // The build's shared libraries (libdrover.so, lib/http/libdrover-http.so and their
+            // version links, as files).
             const fs::path lib = fs::path(DROVER_LIB).parent_path();
-            std::error_code ec;
-            for (auto& e : fs::directory_iterator(lib, ec))
-                if (e.path().filename().string().rfind("libdrover.so", 0) == 0) copy(e.path());
+            for (const fs::path& dir : {lib, lib / "http"}) {
+                std::error_code ec;
+                for (auto& e : fs::directory_iterator(dir, ec)) {
+                    const std::string name = e.path().filename().string();
+                    if (name.rfind("libdrover.so", 0) == 0 || name.rfind("libdrover-http.so", 0) == 0)
+                        copy(e.path());
+                }
+            }
         }
         ~shared_dir() {
             std::error_code ec;
