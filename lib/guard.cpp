@@ -1,7 +1,16 @@
+// The tree guard (drover/guard.hpp). For a cgroup tree the guard is a copy of this process made
+// by clone3 without CLONE_VM and without exec, running only raw system calls: it costs a page
+// table copy, not the start-up of a program (docs/performance.md, run-overhead). Otherwise, or
+// when guard_options names a program, the guard is that program run with `__drover_guard`.
 #include "drover/guard.hpp"
 
+#include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -13,6 +22,14 @@
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/write.hpp>
 
+#include "detail/child_impl.hpp"
+#include "detail/cleanups.hpp"
+#include "detail/pipe_writer_access.hpp"
+#include "detail/posix.hpp"
+#include "detail/raw_child.hpp"
+#include "detail/registry.hpp"
+#include "detail/sys.hpp"
+#include "detail/unique_fd.hpp"
 #include "drover/reaper.hpp"
 
 namespace drover {
@@ -24,9 +41,195 @@ struct guard_access {
         g.guard_ = std::move(c);
         return g;
     }
+    static child make_child(std::shared_ptr<child_impl> impl) noexcept { return child(std::move(impl)); }
 };
 
 namespace {
+
+// ---- the forked guard --------------------------------------------------------------------------
+//
+// THE RULE FOR THESE FUNCTIONS is raw_child.cpp's: the copy of this process they run in may have
+// been made while another thread held a lock (malloc's, the logger's), so they make raw system
+// calls through syscall() only, never allocate, lock, throw or log, and are not instrumented by
+// sanitizers. Everything they read was prepared by the parent before the clone.
+
+/// What the forked guard needs; its copy of the parent's memory holds it.
+struct forked_guard_plan {
+    int pipe_r = -1;  ///< the read end of the dismissal pipe
+    int null_fd = -1; ///< /dev/null, for stdout and stderr
+    const char* kill_path = nullptr;
+    const char* events_path = nullptr;
+    const char* leaf = nullptr;
+    const char* drover_dir = nullptr;
+};
+
+#define DROVER_GUARD_FN                                                                                      \
+    __attribute__((noinline, no_sanitize("address", "thread", "undefined"), no_stack_protector))
+
+DROVER_GUARD_FN void guard_sleep_10ms() noexcept {
+    const struct timespec ts = {0, 10L * 1000 * 1000};
+    ::syscall(SYS_nanosleep, &ts, nullptr);
+}
+
+/// `populated` of the leaf: 1, 0, or -1 once cgroup.events cannot be read (the leaf is gone).
+DROVER_GUARD_FN int guard_populated(const char* events_path) noexcept {
+    long fd = ::syscall(SYS_openat, AT_FDCWD, events_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    char buf[256];
+    long n = ::syscall(SYS_read, fd, buf, sizeof buf - 1);
+    ::syscall(SYS_close, fd);
+    if (n <= 0) return -1;
+    const char key[] = {'p', 'o', 'p', 'u', 'l', 'a', 't', 'e', 'd', ' '};
+    for (long i = 0; i < n; ++i) {
+        if (i != 0 && buf[i - 1] != '\n') continue;
+        long k = 0;
+        while (k < 10 && i + k < n && buf[i + k] == key[k]) ++k;
+        if (k == 10 && i + k < n) return buf[i + k] == '0' ? 0 : 1;
+    }
+    return 1; // never claims empty wrongly
+}
+
+/// The guard's whole life: its own session, stdin the pipe, stdout and stderr /dev/null, no
+/// other descriptor, every signal at its default and TERM, INT, HUP and QUIT blocked (as
+/// run_guard_if_requested). "d" on the pipe: dismissed. End-of-file without it: the parent is
+/// gone; kill the leaf, wait for it to empty, remove it and drover's directory above it.
+DROVER_GUARD_FN int forked_guard_main(void* arg) noexcept {
+    const auto* p = static_cast<const forked_guard_plan*>(arg);
+    const unsigned long dfl_action[4] = {0, 0, 0, 0};
+    for (int sig = 1; sig <= 64; ++sig)
+        if (sig != SIGKILL && sig != SIGSTOP) ::syscall(SYS_rt_sigaction, sig, dfl_action, nullptr, 8);
+    ::syscall(SYS_setsid);
+    ::syscall(SYS_prctl, PR_SET_NAME, "drover-guard", 0, 0, 0);
+    ::syscall(SYS_dup3, p->pipe_r, 0, 0);
+    ::syscall(SYS_dup3, p->null_fd, 1, 0);
+    ::syscall(SYS_dup3, p->null_fd, 2, 0);
+    ::syscall(SYS_close_range, 3U, ~0U, 0U);
+    ::syscall(SYS_chdir, "/");
+    const unsigned long blocked =
+        1UL << (SIGTERM - 1) | 1UL << (SIGINT - 1) | 1UL << (SIGHUP - 1) | 1UL << (SIGQUIT - 1);
+    ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &blocked, nullptr, 8);
+    char c = 0;
+    long n;
+    do n = ::syscall(SYS_read, 0, &c, 1);
+    while (n < 0 && errno == EINTR);
+    if (n == 1 && c == 'd') return 0;
+    long fd = ::syscall(SYS_openat, AT_FDCWD, p->kill_path, O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ::syscall(SYS_write, fd, "1", 1);
+        ::syscall(SYS_close, fd);
+    }
+    for (int i = 0; i < 500 && guard_populated(p->events_path) == 1; ++i) guard_sleep_10ms();
+    // EBUSY while the killed processes are zombies waiting for their new parent to reap them.
+    for (int i = 0; i < 300 && ::syscall(SYS_rmdir, p->leaf) != 0 && errno == EBUSY; ++i) guard_sleep_10ms();
+    ::syscall(SYS_rmdir, p->drover_dir); // fails harmlessly while another leaf remains
+    return 0;
+}
+
+/// A descriptor at 3 or above (the guard moves its own to 0, 1 and 2), close-on-exec.
+int above_stdio(int fd) noexcept {
+    if (fd < 0 || fd >= 3) return fd;
+    int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    ::close(fd);
+    return moved;
+}
+
+/// Starts the forked guard of a cgroup tree (the leaf at `leaf`). False when this system will not
+/// make one (no clone3, a seccomp profile refusing it): the caller execs a guard program instead.
+/// On any other failure fills `f`.
+bool fork_guard(const child& c, const std::string& leaf, child& out, spawn_failure& f) {
+    if constexpr (!have_clone3_trampoline) {
+        return false;
+    } else {
+        const auto& ex = c.get_executor();
+        prepare_cleanups(ex);
+        auto impl = std::make_shared<child_impl>(ex); // before the clone: nothing can fail after it
+        int p[2];
+        if (::pipe2(p, O_CLOEXEC) != 0) {
+            f.code = sys_error(errno);
+            f.stage = spawn_stage::stdio;
+            return true;
+        }
+        unique_fd pipe_r(above_stdio(p[0])), pipe_w(above_stdio(p[1]));
+        unique_fd null_fd(above_stdio(::open("/dev/null", O_RDWR | O_CLOEXEC)));
+        if (!pipe_r || !pipe_w || !null_fd) {
+            f.code = sys_error(errno);
+            f.stage = spawn_stage::stdio;
+            return true;
+        }
+        const std::string kill_path = leaf + "/cgroup.kill", events_path = leaf + "/cgroup.events",
+                          drover_dir = leaf.substr(0, leaf.rfind('/'));
+        forked_guard_plan plan;
+        plan.pipe_r = pipe_r.get();
+        plan.null_fd = null_fd.get();
+        plan.kill_path = kill_path.c_str();
+        plan.events_path = events_path.c_str();
+        plan.leaf = leaf.c_str();
+        plan.drover_dir = drover_dir.c_str();
+        void* stack_top = child_stack_top();
+        if (stack_top == nullptr) {
+            f.code = sys_error(ENOMEM);
+            f.stage = spawn_stage::clone;
+            f.detail = "child stack";
+            return true;
+        }
+        int pidfd = -1;
+        clone_args args{};
+        args.flags = CLONE_PIDFD;
+        args.pidfd = reinterpret_cast<std::uint64_t>(&pidfd);
+        args.exit_signal = SIGCHLD;
+        args.stack = reinterpret_cast<std::uint64_t>(stack_top) - child_stack_size;
+        args.stack_size = child_stack_size;
+        long ret;
+        {
+            // Every signal blocked across the clone: no handler of this process runs in the copy
+            // before it has reset them. Under the registry's lock: in runner mode,
+            // reap_orphans() never takes a child that is ours but not registered yet.
+            const unsigned long all = ~0UL;
+            unsigned long old = 0;
+            ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, 8);
+            {
+                std::lock_guard lock(spawn_registry_mutex());
+                ret = drover_clone3_trampoline(&args, sizeof(clone_args), forked_guard_main, &plan);
+                if (ret > 0) {
+                    try {
+                        registry_add_locked(static_cast<pid_t>(ret));
+                    } catch (...) {
+                    }
+                }
+            }
+            ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, nullptr, 8);
+        }
+        if (ret < 0) {
+            if (-ret == ENOSYS || -ret == EPERM || -ret == EINVAL) return false;
+            f.code = sys_error(static_cast<int>(-ret));
+            f.stage = spawn_stage::clone;
+            return true;
+        }
+        const auto pid = static_cast<pid_t>(ret);
+        pipe_r.reset(); // the guard has its copy
+        impl->program = "drover-guard";
+        impl->session = pid;
+        impl->stop_signal = SIGTERM;
+        impl->on_cancel = cancel_policy::leave_running;
+        error_code ec;
+        impl->pidfd.assign(pidfd, ec);
+        if (!ec) {
+            impl->pid = pid;
+            pipe_writer_access::descriptor(impl->in.emplace(ex)).assign(pipe_w.get(), ec);
+            if (!ec) pipe_w.release();
+        }
+        if (ec) { // the guard cannot be watched: end it now
+            kill_and_reap(pidfd, pid);
+            if (!impl->pidfd.is_open()) ::close(pidfd);
+            registry_remove(pid);
+            f.code = ec;
+            f.stage = spawn_stage::register_io;
+            return true;
+        }
+        out = guard_access::make_child(std::move(impl));
+        return true;
+    }
+}
 
 /// This program's path for the guard's argv[0] (so `ps` shows what runs), or /proc/self/exe
 /// when the link cannot be read or no longer names the file (replaced on disk).
@@ -98,6 +301,15 @@ tree_guard guard_tree(const child& c, const guard_options& options, spawn_failur
             failure.stage = spawn_stage::prepare;
             failure.detail = "the child to guard is not running";
             return {};
+        }
+        if (options.program.empty() && c.tree() == tree_kind::cgroup) {
+            child guard;
+            failure.program = "drover-guard";
+            if (detail::fork_guard(c, *c.cgroup_path(), guard, failure)) {
+                if (failure) return {};
+                return detail::guard_access::make(std::move(guard));
+            }
+            failure.program = detail::this_program();
         }
         command g(failure.program, {guard_argument, c.cgroup_path().value_or("-"), std::to_string(*pid)});
         // Outside the tree (no cgroup of its own), in its own session (the default), and with

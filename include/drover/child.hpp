@@ -27,6 +27,7 @@ namespace drover {
 
 namespace detail {
 struct child_impl;
+struct guard_access;
 
 // Initiate child's asynchronous operations with a type-erased handler (defined in libdrover).
 void initiate_child_wait(std::shared_ptr<child_impl> impl,
@@ -248,6 +249,7 @@ private:
     friend child spawn(const boost::asio::any_io_executor& ex, const command& cmd,
                        spawn_failure& failure) noexcept;
     friend void attribute_orphans_to(const child& c) noexcept;
+    friend struct detail::guard_access;
 
     explicit child(std::shared_ptr<detail::child_impl> impl) noexcept;
     /// Identifies the state for `attribute_orphans_to`.
