@@ -49,7 +49,7 @@ std::size_t g_live_leaves = 0; // leaves not yet removed (under g_dir_mutex)
 std::atomic<unsigned long> g_next_leaf{1};
 
 std::string drover_dir(const cgroup_probe& p) {
-    return p.own + "/drover-" + std::to_string(::getpid());
+    return p.own + "/drover-" + std::to_string(own_pid());
 }
 
 /// Removes the cgroups under `dir` that have emptied (depth first: a runner nested in one of
@@ -191,7 +191,8 @@ std::unique_ptr<cgroup_leaf> cgroup_leaf::create(error_code& ec, std::string& wh
     std::unique_ptr<cgroup_leaf> leaf(new cgroup_leaf);
     std::lock_guard lock(g_dir_mutex);
     std::string dir = drover_dir(p);
-    if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    // While a leaf lives, drover's directory exists (it is removed with the last leaf).
+    if (g_live_leaves == 0 && ::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
         ec = error_code(errno, boost::system::system_category());
         why = "cannot create " + dir;
         return nullptr;
@@ -276,7 +277,12 @@ bool read_events(int fd, char (&buf)[256]) noexcept {
         ssize_t n = f_pread(fd, buf + len, sizeof buf - 1 - len, static_cast<off_t>(len));
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) return false;
-        if (n == 0 || (len += static_cast<std::size_t>(n)) == sizeof buf - 1) break;
+        if (n == 0) break;
+        const std::size_t asked = sizeof buf - 1 - len;
+        len += static_cast<std::size_t>(n);
+        // The kernel produces the file in one read when it fits: a short read is the whole of
+        // it (saves the read of end-of-file on every check).
+        if (static_cast<std::size_t>(n) < asked || len == sizeof buf - 1) break;
     }
     buf[len] = '\0';
     return len > 0;

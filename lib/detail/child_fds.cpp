@@ -31,8 +31,9 @@ namespace {
 /// (docs/reliability.md row B4).
 /// Returns an invalid fd when the descriptor can be shared as is (or cannot be reopened:
 /// then the child clears O_NONBLOCK on the shared description, as libuv and systemd do).
-unique_fd fresh_blocking_open(int fd) noexcept {
-    int fl = ::fcntl(fd, F_GETFL);
+/// `fl` is the descriptor's F_GETFL, when the caller has it already (-2: read it here).
+unique_fd fresh_blocking_open(int fd, int fl = -2) noexcept {
+    if (fl == -2) fl = ::fcntl(fd, F_GETFL);
     if (fl < 0 || !(fl & O_NONBLOCK)) return {};
     struct stat st {};
     if (::fstat(fd, &st) != 0 || !(S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode))) return {};
@@ -115,8 +116,9 @@ bool prepare_fds(const command& cmd, prepared_fds& pf, spawn_failure& f) {
         const std::size_t moves_before = pf.moves.size();
         switch (s.type()) {
         case stdio::kind::inherit: {
-            if (::fcntl(t, F_GETFD) < 0) break; // closed in the parent: closed in the child
-            unique_fd fresh = fresh_blocking_open(t);
+            const int fl = ::fcntl(t, F_GETFL); // one call: is it open, and is it non-blocking
+            if (fl < 0) break;                  // closed in the parent: closed in the child
+            unique_fd fresh = fresh_blocking_open(t, fl);
             if (fresh) {
                 int fd = fresh.get();
                 pf.owned.push_back(std::move(fresh));

@@ -120,7 +120,7 @@ void plan_basics(const command& cmd, int cgroup_fd, launch_state& s) {
     plan.cloexec_range = true;
     plan.cgroup_fd = cgroup_fd;
     plan.pdeathsig = cmd.parent_death_signal();
-    plan.parent_pid = ::getpid();
+    plan.parent_pid = own_pid();
     plan.test_delay_ms = g_test_pdeathsig_delay_ms.load(std::memory_order_relaxed);
 }
 

@@ -2,7 +2,11 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#include <atomic>
 
 #include <algorithm>
 #include <cerrno>
@@ -12,6 +16,33 @@
 #include "detail/unique_fd.hpp"
 
 namespace drover::detail {
+
+namespace {
+std::atomic<pid_t> g_own_pid{0};
+void forget_own_pid() noexcept {
+    g_own_pid.store(0, std::memory_order_relaxed);
+}
+} // namespace
+
+pid_t own_pid() noexcept {
+    pid_t p = g_own_pid.load(std::memory_order_relaxed);
+    if (p != 0) return p;
+    static const bool registered = ::pthread_atfork(nullptr, nullptr, forget_own_pid) == 0;
+    p = ::getpid();
+    if (registered) g_own_pid.store(p, std::memory_order_relaxed);
+    return p;
+}
+
+bool on_main_thread() noexcept {
+    thread_local pid_t t_for = 0; // the pid the answer was computed in
+    thread_local bool t_main = false;
+    const pid_t pid = own_pid();
+    if (t_for != pid) {
+        t_main = ::syscall(SYS_gettid) == pid;
+        t_for = pid;
+    }
+    return t_main;
+}
 
 int read_all(int fd, std::string& out, std::size_t cap, bool* truncated) {
     out.clear();

@@ -17,6 +17,13 @@ inline error_code sys_error(int err) noexcept {
     return {err, boost::system::system_category()};
 }
 
+/// getpid(), cached (each system call counts on the spawn path: docs/performance.md); the
+/// cache is dropped in the child of a fork (pthread_atfork). A copy made by a raw clone without
+/// exec must not call into drover (the forked guard does not).
+pid_t own_pid() noexcept;
+/// True on the process's main thread (its tid is the pid), cached per thread as own_pid().
+bool on_main_thread() noexcept;
+
 /// The most a whole-file read keeps unless told otherwise: /proc and cgroup files are far
 /// smaller, and a file that is not must not grow a string without bound.
 inline constexpr std::size_t default_read_cap = 1U << 20;

@@ -1,4 +1,5 @@
 #include "detail/spawn_thread.hpp"
+#include "detail/posix.hpp"
 
 #include <pthread.h>
 #include <signal.h>
@@ -18,7 +19,7 @@ namespace asio = boost::asio;
 namespace drover::detail {
 
 bool on_long_lived_thread(const asio::any_io_executor& ex) noexcept {
-    if (::syscall(SYS_gettid) == ::getpid()) return true;
+    if (on_main_thread()) return true;
     if (auto* io = ex.target<asio::io_context::executor_type>()) return io->running_in_this_thread();
     if (auto* s = ex.target<asio::strand<asio::io_context::executor_type>>())
         return s->get_inner_executor().running_in_this_thread();
