@@ -28,6 +28,7 @@
 
 #include "detail/cgroup.hpp"
 #include "detail/cleanups.hpp"
+#include "detail/posix.hpp"
 #include "detail/child_impl.hpp"
 #include "detail/fault.hpp"
 #include "detail/log.hpp"
@@ -68,6 +69,18 @@ std::optional<exit_status> try_reap(child_impl& c, error_code& ec) noexcept {
     if (c.status) return c.status;
     siginfo_t si{};
     struct rusage ru {};
+    if (!c.leaf && c.session > 0 && c.session == c.pid) {
+        // A session tree: if the main process has exited (a zombie still holding its pid, so
+        // the pid cannot come round again) and it is the last pid the kernel allocated in this
+        // pid namespace, nothing was created after it: it never forked, and its session holds
+        // nothing but itself. A short-lived child's stop then needs no walk of /proc. Any other
+        // allocation (a thread, another program's process) only means the walk is done.
+        siginfo_t peek{};
+        if (::syscall(SYS_waitid, P_PIDFD, c.pidfd.native_handle(), &peek,
+                      WEXITED | WNOHANG | WNOWAIT | __WALL, nullptr) == 0 &&
+            peek.si_pid != 0)
+            c.session_alone = last_allocated_pid() == c.pid;
+    }
     for (;;) {
         // The raw syscall takes a fifth argument glibc's waitid() does not expose: the rusage.
         if (::syscall(SYS_waitid, P_PIDFD, c.pidfd.native_handle(), &si, WEXITED | WNOHANG | __WALL, &ru) ==

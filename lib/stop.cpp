@@ -124,7 +124,8 @@ bool tree_empty(child_impl& c) {
         for (auto& [pid, fd] : c.known)
             if (!fd_exited(fd.get())) return false;
     }
-    if (c.session <= 0) return true; // no session of its own: its descendants cannot be told apart
+    if (c.session <= 0) return true;  // no session of its own: its descendants cannot be told apart
+    if (c.session_alone) return true; // it never forked (see try_reap)
     bool complete = true;
     bool empty = session_tree(c.session, walk_roots(c), &complete).empty();
     if (!complete) {

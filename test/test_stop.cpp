@@ -222,6 +222,26 @@ TEST_SUITE("stop") {
         CHECK(zombie_count() == 0);
     }
 
+    TEST_CASE_FIXTURE(
+        io_fixture, "without a cgroup, a main process that exited at once but forked first is still walked: "
+                    "its stop ends what it left in its session") {
+        // The stop skips the walk of /proc only for a main process that provably never forked (the
+        // last pid allocated when it exited was its own): this one forked a sleeper, so the walk runs.
+        const std::string t = run_tag() + "7";
+        child c = spawn(ctx, command("/bin/sh")
+                                 .args({"-c", "sleep 1007." + t + " >/dev/null 2>&1 & exit 0"})
+                                 .std_in(stdio::null())
+                                 .cgroup(cgroup_mode::off));
+        CHECK(run(ctx, c.async_wait(asio::use_awaitable)) == exit_status::exited(0));
+        REQUIRE(eventually([&] { return sleepers_with("1007." + t).size() == 1; }));
+        CHECK(run(ctx, c.async_stop(5s, asio::use_awaitable)) == exit_status::exited(0));
+        CHECK(sleepers_with("1007." + t).empty());
+        // And one that never forked: stopped at once, the same answer.
+        child lone = spawn(ctx, helper({"exit", "3"}).cgroup(cgroup_mode::off));
+        CHECK(run(ctx, lone.async_wait(asio::use_awaitable)) == exit_status::exited(3));
+        CHECK(run(ctx, lone.async_stop(5s, asio::use_awaitable)) == exit_status::exited(3));
+    }
+
     TEST_CASE_FIXTURE(io_fixture, "C3: a child spawned from a thread that then exits stays alive") {
         child c;
         std::thread([&] { c = spawn(ctx, helper({"sleep", "30000"})); }).join();

@@ -40,8 +40,12 @@ struct child_impl {
     boost::asio::strand<boost::asio::any_io_executor> strand;
     boost::asio::posix::stream_descriptor pidfd; ///< owns the pidfd; readable once it exits
     std::mutex m;
-    pid_t pid = -1;                    ///< -1 once reaped
-    pid_t session = -1;                ///< = the pid if it leads its own session
+    pid_t pid = -1;     ///< -1 once reaped
+    pid_t session = -1; ///< = the pid if it leads its own session
+    /// Without a cgroup: proven, while the exited main process still held its pid, that no pid
+    /// was allocated after it (ns_last_pid), so it never forked and its session is empty:
+    /// the stop's /proc walk is skipped (see try_reap).
+    bool session_alone = false;
     std::optional<exit_status> status; ///< set once, when reaped
     std::string program;
     std::optional<resource_usage> usage; ///< set with status, when the kernel gave one

@@ -33,6 +33,20 @@ pid_t own_pid() noexcept {
     return p;
 }
 
+pid_t last_allocated_pid() noexcept {
+    int fd = ::open("/proc/sys/kernel/ns_last_pid", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    char buf[24];
+    ssize_t n;
+    do n = ::pread(fd, buf, sizeof buf - 1, 0);
+    while (n < 0 && errno == EINTR);
+    ::close(fd);
+    if (n <= 0) return -1;
+    long v = 0;
+    for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; ++i) v = v * 10 + (buf[i] - '0');
+    return v > 0 && v <= 0x3fffffff ? static_cast<pid_t>(v) : -1;
+}
+
 bool on_main_thread() noexcept {
     thread_local pid_t t_for = 0; // the pid the answer was computed in
     thread_local bool t_main = false;

@@ -24,6 +24,10 @@ pid_t own_pid() noexcept;
 /// True on the process's main thread (its tid is the pid), cached per thread as own_pid().
 bool on_main_thread() noexcept;
 
+/// The last pid the kernel allocated in this process's pid namespace
+/// (/proc/sys/kernel/ns_last_pid), or -1 when it cannot be read.
+pid_t last_allocated_pid() noexcept;
+
 /// The most a whole-file read keeps unless told otherwise: /proc and cgroup files are far
 /// smaller, and a file that is not must not grow a string without bound.
 inline constexpr std::size_t default_read_cap = 1U << 20;
