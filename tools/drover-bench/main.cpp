@@ -1237,6 +1237,91 @@ boost::json::object machine() {
 
 } // namespace
 
+// ---- goals ----------------------------------------------------------------------------------------
+
+/// The median of the contender of `bench` whose name starts with `prefix`, if it ran.
+std::optional<double> median_of(const std::vector<bench_result>& results, const std::string& bench,
+                                const std::string& prefix) {
+    for (const auto& r : results) {
+        if (r.name != bench) continue;
+        for (const auto& [n, v] : r.samples)
+            if (n.rfind(prefix, 0) == 0 && !v.empty()) return summarize(v).median;
+    }
+    return std::nullopt;
+}
+
+/// The spawn path's goals (docs/performance.md), each judged from this run's medians: met or not
+/// met, with the ratio that decides it. A goal whose contenders did not run is "not measured".
+bench_result goals(const std::vector<bench_result>& results) {
+    bench_result g{"goals", "", "Each goal judged from this run's medians.", true, {}, {}, {}};
+    g.ratios = false;
+    std::string table = "| goal | measured | |\n|---|---|---|\n";
+    int met = 0, judged = 0;
+    auto row = [&](const std::string& goal, std::optional<bool> ok, const std::string& measured) {
+        table += fmt::format("| {} | {} | {} |\n", cell(goal), cell(measured),
+                             !ok ? "not measured" : *ok ? "met" : "**not met**");
+        if (ok) {
+            ++judged;
+            met += *ok ? 1 : 0;
+        }
+    };
+    auto ratio_goal = [&](const std::string& goal, const std::string& bench, const std::string& a,
+                          const std::string& b, double limit) {
+        auto x = median_of(results, bench, a), y = median_of(results, bench, b);
+        if (!x || !y || *y <= 0) return row(goal, std::nullopt, "");
+        const double q = *x / *y;
+        row(goal, q <= limit, fmt::format("{:.3g} vs {:.3g}: {:.2f}x (limit {:.2f}x)", *x, *y, q, limit));
+        g.samples.emplace_back(goal, std::vector<double>{q});
+    };
+    const std::string tiny = "spawn-seq: a tiny static program", tr = "spawn-seq: /bin/true",
+                      conc = "spawn-concurrent", run = "run-overhead";
+    ratio_goal("spawn-seq, tiny program: within 1.15x of the floor", tiny, "drover (", "floor", 1.15);
+    {
+        auto d = median_of(results, tiny, "drover (");
+        std::string worst;
+        bool ahead = d.has_value(), any = false;
+        for (const char* peer : {"glibc posix_spawn", "Boost.Process", "Python", "Node", "Go"}) {
+            auto p = median_of(results, tiny, peer);
+            if (!p || !d) continue;
+            any = true;
+            if (*d >= *p) {
+                ahead = false;
+                worst += fmt::format("{}{} {:.3g}", worst.empty() ? "" : ", ", peer, *p);
+            }
+        }
+        row("spawn-seq, tiny program: ahead of every peer", any ? std::optional<bool>(ahead) : std::nullopt,
+            !d ? std::string() : ahead ? fmt::format("drover {:.3g}", *d)
+                                       : fmt::format("drover {:.3g}; not ahead of {}", *d, worst));
+    }
+    ratio_goal("spawn-seq, /bin/true: within 1.1x of the floor", tr, "drover (", "floor", 1.1);
+    ratio_goal("spawn-concurrent (64 in flight): within 1.5x of the floor", conc, "drover", "floor", 1.5);
+    ratio_goal("spawn-concurrent: ahead of Go", conc, "drover", "Go", 1.0);
+    {
+        auto c = median_of(results, conc, "drover"), s = median_of(results, tiny, "drover (");
+        if (c && s)
+            row("spawn-concurrent: cheaper per spawn than spawn-seq (same program)", *c < *s,
+                fmt::format("{:.3g} vs {:.3g} µs: {:.2f}x", *c, *s, *c / *s));
+        else
+            row("spawn-concurrent: cheaper per spawn than spawn-seq (same program)", std::nullopt, "");
+    }
+    ratio_goal("cgroup(off) never slower than a leaf cgroup: tiny program", tiny, "drover, cgroup(off)",
+               "drover (", 1.0);
+    ratio_goal("cgroup(off) never slower than a leaf cgroup: /bin/true", tr, "drover, cgroup(off)", "drover (",
+               1.0);
+    ratio_goal("`drover run -- /bin/true`: within 1.3x of GNU timeout", run, "drover run", "timeout", 1.3);
+    {
+        auto fds = median_of(results, "many-children", "drover fds_per_child");
+        if (fds)
+            row("descriptors per held child: fewer than 5", *fds < 5, fmt::format("{:.1f}", *fds));
+        else
+            row("descriptors per held child: fewer than 5", std::nullopt, "");
+    }
+    g.what = fmt::format("{} of {} goals met in this run (ratios of medians taken in the same run).", met,
+                         judged);
+    g.notes.push_back(table);
+    return g;
+}
+
 int main(int argc, char** argv) {
     if (argc == 4 && std::string_view(argv[1]) == "__many")
         return many_main(std::atoi(argv[2]), std::atoi(argv[3]));
@@ -1308,6 +1393,7 @@ int main(int argc, char** argv) {
         for (auto& r : bench::supervise_peers(po)) results.push_back(std::move(r));
     }
 
+    results.push_back(goals(results));
     auto m = machine();
     std::string md =
         fmt::format("## drover-bench{} ({} cores, Linux {}, load {})\n\n", g_quick ? " --quick" : "",
