@@ -162,6 +162,9 @@ void finish(const std::shared_ptr<child_impl>& c) {
 }
 
 void remove_leaf(const std::shared_ptr<child_impl>& c) {
+    // A tree that ended by itself (no signal, no kill from us) leaves a leaf worth keeping for
+    // the next spawn (cgroup_leaf::recycle says when).
+    if (c->leaf && c->rmdir_tries == 0 && !c->signalled && !c->killed && c->leaf->recycle()) return finish(c);
     if (c->leaf && !c->leaf->remove()) {
         // EBUSY: the kernel has not finished with the last exiting task. Try again shortly.
         if (++c->rmdir_tries < rmdir_max_tries) {

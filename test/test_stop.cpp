@@ -242,6 +242,45 @@ TEST_SUITE("stop") {
         CHECK(run(ctx, lone.async_stop(5s, asio::use_awaitable)) == exit_status::exited(3));
     }
 
+    TEST_CASE_FIXTURE(io_fixture,
+                      "a leaf whose tree ended by itself is reused by the next spawn; a killed or "
+                      "limited leaf never is") {
+        DROVER_SKIP_IF(needs_cgroup_v2());
+        auto leaf_of_finished = [&](command cmd) {
+            child c = spawn(ctx, cmd.cgroup(cgroup_mode::required));
+            REQUIRE(c.cgroup_path());
+            std::string path = *c.cgroup_path();
+            CHECK(run(ctx, c.async_wait(asio::use_awaitable)) == exit_status::exited(0));
+            ctx.restart(); // a running context: the handle's cleanup is queued, not done at once
+            c = child();   // the cleanup keeps the leaf or removes it
+            ctx.run();
+            ctx.restart();
+            return path;
+        };
+        const std::string first = leaf_of_finished(helper({"exit", "0"}));
+        CHECK(fs::exists(first)); // kept, empty, for the next spawn
+        child next = spawn(ctx, helper({"sleep", "30000"}).cgroup(cgroup_mode::required));
+        REQUIRE(next.cgroup_path());
+        CHECK(*next.cgroup_path() == first);
+        CHECK(next.tree_pids() == std::vector<pid_t>{*next.id()}); // alone in it
+        // Killed through cgroup.kill: never used again (a killed cgroup kills what enters it).
+        CHECK(run(ctx, next.async_kill(asio::use_awaitable)) == exit_status::signaled(SIGKILL));
+        CHECK_FALSE(fs::exists(first));
+        child after_kill = spawn(ctx, helper({"sleep", "30000"}).cgroup(cgroup_mode::required));
+        REQUIRE(after_kill.cgroup_path());
+        CHECK(*after_kill.cgroup_path() != first);
+        std::this_thread::sleep_for(100ms);
+        error_code ec;
+        after_kill.signal(0, ec);
+        CHECK_FALSE(ec); // alive: not killed at birth
+        CHECK(run(ctx, after_kill.async_kill(asio::use_awaitable)) == exit_status::signaled(SIGKILL));
+        // A stop signal to a tree: not reused either (its leaf may have seen cgroup.kill).
+        child stopped = spawn(ctx, helper({"sleep", "30000"}).cgroup(cgroup_mode::required));
+        const std::string stopped_leaf = *stopped.cgroup_path();
+        CHECK(run(ctx, stopped.async_stop(5s, asio::use_awaitable)) == exit_status::signaled(SIGTERM));
+        CHECK_FALSE(fs::exists(stopped_leaf));
+    }
+
     TEST_CASE_FIXTURE(io_fixture, "C3: a child spawned from a thread that then exits stays alive") {
         child c;
         std::thread([&] { c = spawn(ctx, helper({"sleep", "30000"})); }).join();

@@ -180,6 +180,100 @@ const cgroup_probe& probe_cgroup() {
     return p;
 }
 
+namespace {
+
+bool read_events(int fd, char (&buf)[256]) noexcept;
+char events_value(const char* text, const char* key) noexcept;
+
+/// Leaves kept for reuse (cgroup_leaf::recycle), with the pid of the process they belong to.
+/// Each holds two descriptors (cgroup.events, cgroup.kill); a few are enough for one spawn at a
+/// time and for a burst of short ones.
+constexpr std::size_t max_spares = 4;
+std::mutex g_spares_m;
+std::vector<std::unique_ptr<cgroup_leaf>> g_spares; // destroyed (removed) at exit
+pid_t g_spares_owner = 0;
+
+} // namespace
+
+std::unique_ptr<cgroup_leaf> cgroup_leaf::take_spare(error_code& ec, std::string& why) noexcept {
+    for (;;) {
+        std::unique_ptr<cgroup_leaf> leaf;
+        {
+            std::lock_guard lock(g_spares_m);
+            if (g_spares.empty()) return nullptr;
+            if (g_spares_owner != own_pid()) { // a copy of the process after fork: not ours
+                for (auto& l : g_spares) l->removed_.store(true, std::memory_order_release); // no rmdir
+                g_spares.clear();
+                return nullptr;
+            }
+            leaf = std::move(g_spares.back());
+            g_spares.pop_back();
+        }
+        // A spare holds no descriptor while it waits (so it never shows in a count of them):
+        // the three a leaf keeps are opened again, as create() opens them.
+        leaf->dir_.reset(f_open(leaf->path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (leaf->dir_)
+            leaf->events_.reset(f_openat(leaf->dir_.get(), "cgroup.events", O_RDONLY | O_CLOEXEC));
+        if (leaf->events_) leaf->kill_.reset(f_openat(leaf->dir_.get(), "cgroup.kill", O_WRONLY | O_CLOEXEC));
+        if (!leaf->kill_) {
+            const int err = errno;
+            const char* what = !leaf->dir_ ? "" : !leaf->events_ ? "/cgroup.events" : "/cgroup.kill";
+            leaf->dir_.reset();
+            leaf->events_.reset();
+            if (err == EMFILE || err == ENFILE ||
+                err == ENOMEM) { // keep it; the spawn fails as create() would
+                ec = error_code(err, boost::system::system_category());
+                try {
+                    why = "cannot open " + leaf->path_ + what;
+                } catch (...) {
+                }
+                std::lock_guard lock(g_spares_m);
+                try {
+                    g_spares.push_back(std::move(leaf));
+                } catch (...) {
+                }
+                return nullptr;
+            }
+            continue; // gone: its destructor forgets it
+        }
+        char buf[256];
+        // Still ours to use: nothing was put into it meanwhile.
+        if (read_events(leaf->events_.get(), buf) && events_value(buf, "populated") == '0') return leaf;
+        // Else drop it (its destructor removes it when it can) and try the next.
+    }
+}
+
+bool cgroup_leaf::recycle() noexcept try {
+    if (killed_.load(std::memory_order_acquire) || limited_ || removed()) return false;
+    const pid_t self = own_pid();
+    {
+        std::lock_guard lock(g_spares_m);
+        if (g_spares.size() >= max_spares || (!g_spares.empty() && g_spares_owner != self)) return false;
+    }
+    // Empty, and nothing below it (a drover that ran inside it and was killed can leave cgroups).
+    std::string stat;
+    if (read_file((path_ + "/cgroup.stat").c_str(), stat, 4096) != 0 ||
+        stat.find("nr_descendants 0\n") == std::string::npos || populated())
+        return false;
+    std::unique_ptr<cgroup_leaf> spare(new cgroup_leaf);
+    spare->path_ = path_;
+    spare->proc_view_ = proc_view_;
+    spare->removed_.store(false, std::memory_order_release);
+    {
+        std::lock_guard fds(fds_m_);
+        removed_.store(true, std::memory_order_release); // still counted live: the spare is
+        dir_.reset();
+        events_.reset();
+        kill_.reset();
+    }
+    std::lock_guard lock(g_spares_m);
+    g_spares_owner = self;
+    g_spares.push_back(std::move(spare));
+    return true;
+} catch (...) {
+    return false;
+}
+
 std::unique_ptr<cgroup_leaf> cgroup_leaf::create(error_code& ec, std::string& why) {
     ec.clear();
     const cgroup_probe& p = probe_cgroup();
@@ -188,6 +282,8 @@ std::unique_ptr<cgroup_leaf> cgroup_leaf::create(error_code& ec, std::string& wh
         why = p.why_not;
         return nullptr;
     }
+    if (auto spare = take_spare(ec, why)) return spare;
+    if (ec) return nullptr;
     std::unique_ptr<cgroup_leaf> leaf(new cgroup_leaf);
     std::lock_guard lock(g_dir_mutex);
     std::string dir = drover_dir(p);
@@ -253,6 +349,7 @@ error_code cgroup_leaf::kill() noexcept {
     do n = f_write(kill_.get(), "1", 1);
     while (n < 0 && errno == EINTR);
     if (n != 1) return {n < 0 ? errno : EIO, boost::system::system_category()};
+    killed_.store(true, std::memory_order_release);
     return {};
 }
 
@@ -367,6 +464,7 @@ void cgroup_leaf::apply_limits(const cgroup_limits& limits,
                                bool& memory_applied) {
     memory_applied = false;
     if (limits.empty()) return;
+    limited_ = true;
     const cgroup_probe& p = probe_cgroup();
     const std::string dir = path_.substr(0, path_.rfind('/'));
     auto apply = [&](const char* setting, const std::string& controller, const std::string& file,

@@ -97,7 +97,20 @@ public:
     int dup_events_fd() const noexcept;
     bool removed() const noexcept { return removed_.load(std::memory_order_acquire); }
 
+    /// Offers the leaf for a later spawn of this process instead of removing it, when that is
+    /// sound: its tree ended by itself (the caller knows that no signal went to it), no
+    /// `cgroup.kill` was ever written to it, no limit was set on it, it is empty and has no
+    /// cgroup below it. A fresh cgroup costs the kernel far more at its first clone than one
+    /// that held a process before (docs/performance.md). On success this object is left as if
+    /// removed (its descriptors moved to the spare) and true is returned; else nothing changed.
+    bool recycle() noexcept;
+
 private:
+    /// A spare leaf, if one is kept for this process (its descriptors opened again), else null;
+    /// null with `ec` set when they cannot be opened for lack of descriptors or memory.
+    static std::unique_ptr<cgroup_leaf> take_spare(error_code& ec, std::string& why) noexcept;
+    std::atomic<bool> killed_{false}; ///< cgroup.kill was written (a killed cgroup is never used again)
+    bool limited_ = false;            ///< apply_limits() wrote to it
     cgroup_leaf() = default;
     std::string path_;
     std::string proc_view_;
