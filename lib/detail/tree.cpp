@@ -143,8 +143,20 @@ std::vector<tree_member> session_members(pid_t sid, const std::vector<pid_t>& ex
         return false;
     };
     if (sid > 0 && !for_each_proc([&](pid_t pid) {
+            if (pid == self) return;
+            // Two system calls rule out a process of another session and group, without
+            // reading its stat (an open, a read and a close, and the kernel formatting 52
+            // fields): the walk costs a fraction per process. Any doubt reads the stat.
+            errno = 0;
+            const pid_t s = ::getsid(pid);
+            if (s < 0 && errno == ESRCH) return; // gone
+            if (s >= 0 && s != sid) {
+                const pid_t g = ::getpgid(pid);
+                if (g < 0 && errno == ESRCH) return;
+                if (g >= 0 && g != sid) return;
+            }
             proc_ids ids;
-            if (pid == self || !ids_of(pid, ids) || ids.state == 'Z' || ids.state == 'X') return;
+            if (!ids_of(pid, ids) || ids.state == 'Z' || ids.state == 'X') return;
             if (ids.session == sid || ids.pgrp == sid)
                 if (seen.insert(pid).second) todo.push_back({pid, ids});
         }))
