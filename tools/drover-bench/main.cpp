@@ -1259,18 +1259,21 @@ bench_result goals(const std::vector<bench_result>& results) {
     int met = 0, judged = 0;
     auto row = [&](const std::string& goal, std::optional<bool> ok, const std::string& measured) {
         table += fmt::format("| {} | {} | {} |\n", cell(goal), cell(measured),
-                             !ok ? "not measured" : *ok ? "met" : "**not met**");
+                             !ok   ? "not measured"
+                             : *ok ? "met"
+                                   : "**not met**");
         if (ok) {
             ++judged;
             met += *ok ? 1 : 0;
         }
     };
+    auto num = [](double v) { return v >= 100 ? fmt::format("{:.0f}", v) : fmt::format("{:.3g}", v); };
     auto ratio_goal = [&](const std::string& goal, const std::string& bench, const std::string& a,
                           const std::string& b, double limit) {
         auto x = median_of(results, bench, a), y = median_of(results, bench, b);
         if (!x || !y || *y <= 0) return row(goal, std::nullopt, "");
         const double q = *x / *y;
-        row(goal, q <= limit, fmt::format("{:.3g} vs {:.3g}: {:.2f}x (limit {:.2f}x)", *x, *y, q, limit));
+        row(goal, q <= limit, fmt::format("{} vs {}: {:.2f}x (limit {:.2f}x)", num(*x), num(*y), q, limit));
         g.samples.emplace_back(goal, std::vector<double>{q});
     };
     const std::string tiny = "spawn-seq: a tiny static program", tr = "spawn-seq: /bin/true",
@@ -1286,12 +1289,13 @@ bench_result goals(const std::vector<bench_result>& results) {
             any = true;
             if (*d >= *p) {
                 ahead = false;
-                worst += fmt::format("{}{} {:.3g}", worst.empty() ? "" : ", ", peer, *p);
+                worst += fmt::format("{}{} {}", worst.empty() ? "" : ", ", peer, num(*p));
             }
         }
         row("spawn-seq, tiny program: ahead of every peer", any ? std::optional<bool>(ahead) : std::nullopt,
-            !d ? std::string() : ahead ? fmt::format("drover {:.3g}", *d)
-                                       : fmt::format("drover {:.3g}; not ahead of {}", *d, worst));
+            !d      ? std::string()
+            : ahead ? "drover " + num(*d)
+                    : fmt::format("drover {}; not ahead of {}", num(*d), worst));
     }
     ratio_goal("spawn-seq, /bin/true: within 1.1x of the floor", tr, "drover (", "floor", 1.1);
     ratio_goal("spawn-concurrent (64 in flight): within 1.5x of the floor", conc, "drover", "floor", 1.5);
@@ -1300,14 +1304,14 @@ bench_result goals(const std::vector<bench_result>& results) {
         auto c = median_of(results, conc, "drover"), s = median_of(results, tiny, "drover (");
         if (c && s)
             row("spawn-concurrent: cheaper per spawn than spawn-seq (same program)", *c < *s,
-                fmt::format("{:.3g} vs {:.3g} µs: {:.2f}x", *c, *s, *c / *s));
+                fmt::format("{} vs {} µs: {:.2f}x", num(*c), num(*s), *c / *s));
         else
             row("spawn-concurrent: cheaper per spawn than spawn-seq (same program)", std::nullopt, "");
     }
     ratio_goal("cgroup(off) never slower than a leaf cgroup: tiny program", tiny, "drover, cgroup(off)",
                "drover (", 1.0);
-    ratio_goal("cgroup(off) never slower than a leaf cgroup: /bin/true", tr, "drover, cgroup(off)", "drover (",
-               1.0);
+    ratio_goal("cgroup(off) never slower than a leaf cgroup: /bin/true", tr, "drover, cgroup(off)",
+               "drover (", 1.0);
     ratio_goal("`drover run -- /bin/true`: within 1.3x of GNU timeout", run, "drover run", "timeout", 1.3);
     {
         auto fds = median_of(results, "many-children", "drover fds_per_child");
@@ -1316,8 +1320,8 @@ bench_result goals(const std::vector<bench_result>& results) {
         else
             row("descriptors per held child: fewer than 5", std::nullopt, "");
     }
-    g.what = fmt::format("{} of {} goals met in this run (ratios of medians taken in the same run).", met,
-                         judged);
+    g.what =
+        fmt::format("{} of {} goals met in this run (ratios of medians taken in the same run).", met, judged);
     g.notes.push_back(table);
     return g;
 }
