@@ -79,7 +79,7 @@ std::optional<exit_status> try_reap(child_impl& c, error_code& ec) noexcept {
         if (::syscall(SYS_waitid, P_PIDFD, c.pidfd.native_handle(), &peek,
                       WEXITED | WNOHANG | WNOWAIT | __WALL, nullptr) == 0 &&
             peek.si_pid != 0)
-            c.session_alone = last_allocated_pid() == c.pid;
+            c.session_alone.store(last_allocated_pid() == c.pid, std::memory_order_release);
     }
     for (;;) {
         // The raw syscall takes a fifth argument glibc's waitid() does not expose: the rusage.

@@ -56,6 +56,7 @@ namespace {
 /// What the forked guard needs; its copy of the parent's memory holds it.
 struct forked_guard_plan {
     int pipe_r = -1;  ///< the read end of the dismissal pipe
+    int pipe_w = -1;  ///< its write end (this process's): closed first, whatever close_range does
     int null_fd = -1; ///< /dev/null, for stdout and stderr
     const char* kill_path = nullptr;
     const char* events_path = nullptr;
@@ -100,6 +101,7 @@ DROVER_GUARD_FN int forked_guard_main(void* arg) noexcept {
         if (sig != SIGKILL && sig != SIGSTOP) ::syscall(SYS_rt_sigaction, sig, dfl_action, nullptr, 8);
     ::syscall(SYS_setsid);
     ::syscall(SYS_prctl, PR_SET_NAME, "drover-guard", 0, 0, 0);
+    ::syscall(SYS_close, p->pipe_w);
     ::syscall(SYS_dup3, p->pipe_r, 0, 0);
     ::syscall(SYS_dup3, p->null_fd, 1, 0);
     ::syscall(SYS_dup3, p->null_fd, 2, 0);
@@ -142,7 +144,11 @@ bool fork_guard(const child& c, const std::string& leaf, child& out, spawn_failu
     } else {
         const auto& ex = c.get_executor();
         prepare_cleanups(ex);
-        auto impl = std::make_shared<child_impl>(ex); // before the clone: nothing can fail after it
+        // Everything that can throw, before the clone: after it, a failure would leave a guard
+        // running that reads end-of-file as this process's death.
+        auto impl = std::make_shared<child_impl>(ex);
+        impl->in.emplace(ex);
+        impl->program = "drover-guard";
         int p[2];
         if (::pipe2(p, O_CLOEXEC) != 0) {
             f.code = sys_error(errno);
@@ -160,6 +166,7 @@ bool fork_guard(const child& c, const std::string& leaf, child& out, spawn_failu
                           drover_dir = leaf.substr(0, leaf.rfind('/'));
         forked_guard_plan plan;
         plan.pipe_r = pipe_r.get();
+        plan.pipe_w = pipe_w.get();
         plan.null_fd = null_fd.get();
         plan.kill_path = kill_path.c_str();
         plan.events_path = events_path.c_str();
@@ -200,14 +207,16 @@ bool fork_guard(const child& c, const std::string& leaf, child& out, spawn_failu
             ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, nullptr, 8);
         }
         if (ret < 0) {
-            if (-ret == ENOSYS || -ret == EPERM || -ret == EINVAL) return false;
+            // No clone3 (a seccomp profile), or no memory for a copy (overcommit refused, a
+            // pids limit): the exec'd guard may still start.
+            if (-ret == ENOSYS || -ret == EPERM || -ret == EINVAL || -ret == ENOMEM || -ret == EAGAIN)
+                return false;
             f.code = sys_error(static_cast<int>(-ret));
             f.stage = spawn_stage::clone;
             return true;
         }
         const auto pid = static_cast<pid_t>(ret);
         pipe_r.reset(); // the guard has its copy
-        impl->program = "drover-guard";
         impl->session = pid;
         impl->stop_signal = SIGTERM;
         impl->on_cancel = cancel_policy::leave_running;
@@ -215,7 +224,7 @@ bool fork_guard(const child& c, const std::string& leaf, child& out, spawn_failu
         impl->pidfd.assign(pidfd, ec);
         if (!ec) {
             impl->pid = pid;
-            pipe_writer_access::descriptor(impl->in.emplace(ex)).assign(pipe_w.get(), ec);
+            pipe_writer_access::descriptor(*impl->in).assign(pipe_w.get(), ec);
             if (!ec) pipe_w.release();
         }
         if (ec) { // the guard cannot be watched: end it now

@@ -57,7 +57,7 @@ child spawn(const asio::any_io_executor& ex, const command& cmd, spawn_failure& 
         if (cmd.cgroup() != cgroup_mode::off) {
             error_code lec;
             std::string why;
-            leaf = detail::cgroup_leaf::create(lec, why);
+            leaf = detail::cgroup_leaf::create(lec, why, cmd.cgroup_settings().empty());
             if (!leaf) no_leaf_why = "no cgroup for the child: " + why;
             if (!leaf && cmd.cgroup() == cgroup_mode::required) {
                 f.code = lec == detail::sys_error(ENOTSUP) ? error_code(errc::no_cgroup) : lec;

@@ -124,8 +124,8 @@ bool tree_empty(child_impl& c) {
         for (auto& [pid, fd] : c.known)
             if (!fd_exited(fd.get())) return false;
     }
-    if (c.session <= 0) return true;  // no session of its own: its descendants cannot be told apart
-    if (c.session_alone) return true; // it never forked (see try_reap)
+    if (c.session <= 0) return true; // no session of its own: its descendants cannot be told apart
+    if (c.session_alone.load(std::memory_order_acquire)) return true; // it never forked (see try_reap)
     bool complete = true;
     bool empty = session_tree(c.session, walk_roots(c), &complete).empty();
     if (!complete) {
@@ -162,9 +162,16 @@ void finish(const std::shared_ptr<child_impl>& c) {
 }
 
 void remove_leaf(const std::shared_ptr<child_impl>& c) {
-    // A tree that ended by itself (no signal, no kill from us) leaves a leaf worth keeping for
-    // the next spawn (cgroup_leaf::recycle says when).
-    if (c->leaf && c->rmdir_tries == 0 && !c->signalled && !c->killed && c->leaf->recycle()) return finish(c);
+    // A tree that ended by itself (no signal, no kill from us, the main process exited rather
+    // than killed: a tree that wrote its own cgroup.kill is SIGKILLed) leaves a leaf worth
+    // keeping for the next spawn (cgroup_leaf::recycle says when).
+    bool exited = false;
+    {
+        std::lock_guard lock(c->m);
+        exited = c->status && c->status->is_exited();
+    }
+    if (c->leaf && exited && c->rmdir_tries == 0 && !c->signalled && !c->killed && c->leaf->recycle())
+        return finish(c);
     if (c->leaf && !c->leaf->remove()) {
         // EBUSY: the kernel has not finished with the last exiting task. Try again shortly.
         if (++c->rmdir_tries < rmdir_max_tries) {

@@ -46,6 +46,7 @@ std::string unescape_octal(const std::string& s) {
 
 std::mutex g_dir_mutex;        // guards creation/removal of drover's directory
 std::size_t g_live_leaves = 0; // leaves not yet removed (under g_dir_mutex)
+pid_t g_dir_owner = 0;         // the process g_live_leaves counts for (under g_dir_mutex)
 std::atomic<unsigned long> g_next_leaf{1};
 
 std::string drover_dir(const cgroup_probe& p) {
@@ -190,7 +191,14 @@ char events_value(const char* text, const char* key) noexcept;
 /// time and for a burst of short ones.
 constexpr std::size_t max_spares = 4;
 std::mutex g_spares_m;
-std::vector<std::unique_ptr<cgroup_leaf>> g_spares; // destroyed (removed) at exit
+/// The spares. At exit they are forgotten, not removed: the exit sweep (owner-checked) removes
+/// them, and a copy of the process made by fork must not remove its parent's.
+struct spare_list : std::vector<std::unique_ptr<cgroup_leaf>> {
+    ~spare_list() {
+        for (auto& l : *this) l->forget();
+    }
+};
+spare_list g_spares;
 pid_t g_spares_owner = 0;
 
 } // namespace
@@ -201,8 +209,8 @@ std::unique_ptr<cgroup_leaf> cgroup_leaf::take_spare(error_code& ec, std::string
         {
             std::lock_guard lock(g_spares_m);
             if (g_spares.empty()) return nullptr;
-            if (g_spares_owner != own_pid()) { // a copy of the process after fork: not ours
-                for (auto& l : g_spares) l->removed_.store(true, std::memory_order_release); // no rmdir
+            if (g_spares_owner != own_pid()) {        // a copy of the process after fork: not ours
+                for (auto& l : g_spares) l->forget(); // no rmdir
                 g_spares.clear();
                 return nullptr;
             }
@@ -243,6 +251,10 @@ std::unique_ptr<cgroup_leaf> cgroup_leaf::take_spare(error_code& ec, std::string
     }
 }
 
+void cgroup_leaf::forget() noexcept {
+    removed_.store(true, std::memory_order_release);
+}
+
 bool cgroup_leaf::recycle() noexcept try {
     if (killed_.load(std::memory_order_acquire) || limited_ || removed()) return false;
     const pid_t self = own_pid();
@@ -274,7 +286,7 @@ bool cgroup_leaf::recycle() noexcept try {
     return false;
 }
 
-std::unique_ptr<cgroup_leaf> cgroup_leaf::create(error_code& ec, std::string& why) {
+std::unique_ptr<cgroup_leaf> cgroup_leaf::create(error_code& ec, std::string& why, bool allow_spare) {
     ec.clear();
     const cgroup_probe& p = probe_cgroup();
     if (!p.usable) {
@@ -282,16 +294,23 @@ std::unique_ptr<cgroup_leaf> cgroup_leaf::create(error_code& ec, std::string& wh
         why = p.why_not;
         return nullptr;
     }
-    if (auto spare = take_spare(ec, why)) return spare;
-    if (ec) return nullptr;
+    if (allow_spare) {
+        if (auto spare = take_spare(ec, why)) return spare;
+        if (ec) return nullptr;
+    }
     std::unique_ptr<cgroup_leaf> leaf(new cgroup_leaf);
     std::lock_guard lock(g_dir_mutex);
     std::string dir = drover_dir(p);
-    // While a leaf lives, drover's directory exists (it is removed with the last leaf).
-    if (g_live_leaves == 0 && ::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
-        ec = error_code(errno, boost::system::system_category());
-        why = "cannot create " + dir;
-        return nullptr;
+    // While a leaf of this process lives, drover's directory exists (it is removed with the
+    // last leaf). The count is a fork's copy in a forked child: the owner says whose it is.
+    if (g_live_leaves == 0 || g_dir_owner != own_pid()) {
+        g_live_leaves = 0;
+        if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+            ec = error_code(errno, boost::system::system_category());
+            why = "cannot create " + dir;
+            return nullptr;
+        }
+        g_dir_owner = own_pid();
     }
     for (int attempt = 0; attempt < 100; ++attempt) {
         std::string path = dir + "/run-" + std::to_string(g_next_leaf.fetch_add(1));
@@ -355,6 +374,7 @@ error_code cgroup_leaf::kill() noexcept {
 
 std::vector<pid_t> cgroup_leaf::procs() const {
     std::vector<pid_t> out;
+    if (removed()) return out; // removed, or kept for another child (recycle)
     std::string text;
     read_file((path_ + "/cgroup.procs").c_str(), text, std::string::npos); // what could be read
     std::istringstream in(text);
@@ -377,9 +397,9 @@ bool read_events(int fd, char (&buf)[256]) noexcept {
         if (n == 0) break;
         const std::size_t asked = sizeof buf - 1 - len;
         len += static_cast<std::size_t>(n);
-        // The kernel produces the file in one read when it fits: a short read is the whole of
-        // it (saves the read of end-of-file on every check).
-        if (static_cast<std::size_t>(n) < asked || len == sizeof buf - 1) break;
+        // The kernel produces the file in one read when it fits: a short read ending a line is
+        // the whole of it (saves the read of end-of-file on every check).
+        if ((static_cast<std::size_t>(n) < asked && buf[len - 1] == '\n') || len == sizeof buf - 1) break;
     }
     buf[len] = '\0';
     return len > 0;

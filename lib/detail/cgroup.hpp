@@ -45,7 +45,9 @@ void parse_cgroup2_mount(const std::string& mountinfo, std::string& mount, std::
 class cgroup_leaf {
 public:
     /// Creates a new leaf under drover's directory. Returns null and sets `ec`/`why` on failure.
-    static std::unique_ptr<cgroup_leaf> create(error_code& ec, std::string& why);
+    /// `allow_spare`: a leaf kept by recycle() may be handed out instead (never for a spawn
+    /// that sets limits: a fresh leaf's counters, memory.events among them, start at zero).
+    static std::unique_ptr<cgroup_leaf> create(error_code& ec, std::string& why, bool allow_spare = true);
 
     ~cgroup_leaf();
     cgroup_leaf(const cgroup_leaf&) = delete;
@@ -63,7 +65,7 @@ public:
     /// Writes "1" to cgroup.kill: SIGKILL to every process in the leaf, atomically with
     /// respect to forks.
     error_code kill() noexcept;
-    /// The pids in the leaf now (cgroup.procs).
+    /// The pids in the leaf now (cgroup.procs); none once removed or recycled.
     std::vector<pid_t> procs() const;
     /// `populated` from cgroup.events; true on a read error (never claims empty wrongly); false
     /// once the leaf is removed.
@@ -104,6 +106,8 @@ public:
     /// that held a process before (docs/performance.md). On success this object is left as if
     /// removed (its descriptors moved to the spare) and true is returned; else nothing changed.
     bool recycle() noexcept;
+    /// Marks the leaf removed without removing it (a spare dropped at exit or after fork).
+    void forget() noexcept;
 
 private:
     /// A spare leaf, if one is kept for this process (its descriptors opened again), else null;

@@ -45,7 +45,7 @@ struct child_impl {
     /// Without a cgroup: proven, while the exited main process still held its pid, that no pid
     /// was allocated after it (ns_last_pid), so it never forked and its session is empty:
     /// the stop's /proc walk is skipped (see try_reap).
-    bool session_alone = false;
+    std::atomic<bool> session_alone{false};
     std::optional<exit_status> status; ///< set once, when reaped
     std::string program;
     std::optional<resource_usage> usage; ///< set with status, when the kernel gave one

@@ -34,7 +34,7 @@ pid_t own_pid() noexcept {
 }
 
 pid_t last_allocated_pid() noexcept {
-    int fd = ::open("/proc/sys/kernel/ns_last_pid", O_RDONLY | O_CLOEXEC);
+    int fd = f_open("/proc/sys/kernel/ns_last_pid", O_RDONLY | O_CLOEXEC);
     if (fd < 0) return -1;
     char buf[24];
     ssize_t n;

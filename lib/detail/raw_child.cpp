@@ -84,9 +84,9 @@ DROVER_CHILD_FN int child_write_file(const char* path, const char* text) noexcep
     return err;
 }
 
-/// The child's ignored signals, as a mask (bit n-1 for signal n), from the SigIgn line of
-/// /proc/self/status; every bit set when it cannot be read (then every signal is reset).
-DROVER_CHILD_FN std::uint64_t child_ignored_signals() noexcept {
+/// A signal mask line of /proc/self/status ("SigIgn", "SigCgt": bit n-1 for signal n) of the
+/// child; every bit set when it cannot be read (then every signal is reset).
+DROVER_CHILD_FN std::uint64_t child_signal_mask(const char* name) noexcept {
     char buf[4096];
     long fd = ::syscall(SYS_openat, AT_FDCWD, "/proc/self/status", O_RDONLY | O_CLOEXEC);
     if (fd < 0) return ~std::uint64_t{0};
@@ -99,19 +99,20 @@ DROVER_CHILD_FN std::uint64_t child_ignored_signals() noexcept {
         if (len == static_cast<long>(sizeof buf) - 1) break;
     }
     ::syscall(SYS_close, fd);
-    const char key[] = {'\n', 'S', 'i', 'g', 'I', 'g', 'n', ':', '\t'};
-    constexpr long klen = sizeof key;
-    for (long i = 0; i + klen + 16 <= len; ++i) {
+    // "\nNAME:\t" then 16 hex digits and a newline (more digits: signals beyond 64, not ours).
+    for (long i = 0; i + 26 <= len; ++i) { // through the newline after the digits
+        if (buf[i] != '\n') continue;
         long k = 0;
-        while (k < klen && buf[i + k] == key[k]) ++k;
-        if (k != klen) continue;
+        while (k < 6 && buf[i + 1 + k] == name[k]) ++k;
+        if (k != 6 || buf[i + 7] != ':' || buf[i + 8] != '\t') continue;
         std::uint64_t mask = 0;
-        for (long j = i + klen; j < i + klen + 16; ++j) {
+        for (long j = i + 9; j < i + 9 + 16; ++j) {
             const char c = buf[j];
             int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
             if (v < 0) return ~std::uint64_t{0};
             mask = mask << 4 | static_cast<std::uint64_t>(v);
         }
+        if (buf[i + 9 + 16] != '\n') return ~std::uint64_t{0};
         return mask;
     }
     return ~std::uint64_t{0};
@@ -126,13 +127,14 @@ DROVER_CHILD_FN int raw_child_main(void* arg) noexcept {
     //    row B3). Signals are all blocked (inherited from the parent's mask), so nothing runs on
     //    this shared memory. The kernel's sigaction for SIG_DFL with no flags and an empty mask
     //    is all zeros.
-    //    exec itself resets every caught signal, and until then all are blocked, so only the
-    //    ignored ones need a call: /proc/self/status names them (SigIgn), one read instead of 62
-    //    rt_sigaction calls on every spawn (docs/performance.md). Without /proc, all of them.
+    //    Only a signal that is ignored or caught needs a call (with CLONE_CLEAR_SIGHAND none is
+    //    caught; the fallback launchers have no such flag): /proc/self/status names them (SigIgn,
+    //    SigCgt), one read instead of 62 rt_sigaction calls on every spawn (docs/performance.md).
+    //    Without /proc, or a line it cannot read, all of them.
     const unsigned long dfl_action[4] = {0, 0, 0, 0};
-    std::uint64_t ignored = child_ignored_signals();
+    const std::uint64_t to_reset = child_signal_mask("SigIgn") | child_signal_mask("SigCgt");
     for (int sig = 1; sig <= 64; ++sig) {
-        if (sig == SIGKILL || sig == SIGSTOP || ((ignored >> (sig - 1)) & 1U) == 0) continue;
+        if (sig == SIGKILL || sig == SIGSTOP || ((to_reset >> (sig - 1)) & 1U) == 0) continue;
         if (::syscall(SYS_rt_sigaction, sig, dfl_action, nullptr, 8) != 0 && errno != EINVAL)
             child_fail(p, spawn_stage::signals, errno);
     }
