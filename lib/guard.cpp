@@ -183,7 +183,7 @@ bool fork_guard(const child& c, const std::string& leaf, child& out, spawn_failu
         clone_args args{};
         args.flags = CLONE_PIDFD;
         args.pidfd = reinterpret_cast<std::uint64_t>(&pidfd);
-        args.exit_signal = SIGCHLD;
+        args.exit_signal = SIGCHLD; // what every spawned child sends (no disposition is touched)
         args.stack = reinterpret_cast<std::uint64_t>(stack_top) - child_stack_size;
         args.stack_size = child_stack_size;
         long ret;

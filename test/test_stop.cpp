@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -266,13 +267,17 @@ TEST_SUITE("stop") {
         // Killed through cgroup.kill: never used again (a killed cgroup kills what enters it).
         CHECK(run(ctx, next.async_kill(asio::use_awaitable)) == exit_status::signaled(SIGKILL));
         CHECK_FALSE(fs::exists(first));
-        child after_kill = spawn(ctx, helper({"sleep", "30000"}).cgroup(cgroup_mode::required));
+        child after_kill = spawn(ctx, helper({"write-line", "up", "sleep", "30000"})
+                                          .std_out(stdio::pipe())
+                                          .cgroup(cgroup_mode::required));
         REQUIRE(after_kill.cgroup_path());
         CHECK(*after_kill.cgroup_path() != first);
-        std::this_thread::sleep_for(100ms);
+        // It runs and says so: a child killed at birth (a reused killed leaf) reads as end-of-file.
+        std::array<char, 3> up{};
         error_code ec;
-        after_kill.signal(0, ec);
-        CHECK_FALSE(ec); // alive: not killed at birth
+        asio::read(after_kill.std_out(), asio::buffer(up), ec);
+        CHECK_FALSE(ec);
+        CHECK(std::string(up.data(), up.size()) == "up\n");
         CHECK(run(ctx, after_kill.async_kill(asio::use_awaitable)) == exit_status::signaled(SIGKILL));
         // A stop signal to a tree: not reused either (its leaf may have seen cgroup.kill).
         child stopped = spawn(ctx, helper({"sleep", "30000"}).cgroup(cgroup_mode::required));

@@ -199,7 +199,9 @@ public:
 
     /// How the tree is tracked: `tree_kind::cgroup` when the child got a leaf cgroup.
     tree_kind tree() const noexcept;
-    /// The leaf cgroup's directory, when there is one.
+    /// The leaf cgroup's directory, when there is one. Once the tree has ended by itself, the
+    /// leaf may be kept and given to a later child of this process: the path then names that
+    /// child's leaf (and `tree_pids()` of this one is empty).
     std::optional<std::string> cgroup_path() const;
     /// The pids of the tree right now (the main process included while it lives).
     std::vector<pid_t> tree_pids() const;
