@@ -1,11 +1,14 @@
 // `drover run`: the exit-status contract (docs/cli.md, "Exit status"), driven through the real binary.
 #include <signal.h>
 
+#include <boost/asio/write.hpp>
 #include <doctest/doctest.h>
 
 #include <array>
+#include <fstream>
 
 #include "detail/cgroup.hpp"
+#include "detail/tree.hpp"
 #include "support.hpp"
 
 using namespace drover;
@@ -263,6 +266,66 @@ TEST_SUITE("cli") {
                     },
                     5000ms));
         }
+    }
+
+    TEST_CASE("C3: drover run's guard of a cgroup tree is the drover-guard program where it is built") {
+        const auto& cg = detail::probe_cgroup();
+        DROVER_SKIP_IF(cg.usable ? std::string() : "no usable cgroup v2: " + cg.why_not);
+        const std::string t = run_tag() + "5";
+        asio::io_context ctx;
+        child d =
+            spawn(ctx, command(DROVER_BIN, {"run", "--", "/bin/sh", "-c", "sleep 1014." + t + " & wait"})
+                           .std_err(stdio::null()));
+        pid_t guard = 0;
+        REQUIRE(eventually([&] {
+            for (pid_t p : detail::children_of(*d.id())) {
+                std::ifstream comm("/proc/" + std::to_string(p) + "/comm");
+                std::string name;
+                if (std::getline(comm, name) && name == "drover-guard") guard = p;
+            }
+            return guard != 0 && sleepers_with("." + t).size() == 1;
+        }));
+        // A program of its own (no libc: nothing but the kernel's part of a spawn), or, where it is
+        // not built (a sanitizer, another CPU), a copy of drover made without exec.
+        const std::string expected = std::string(DROVER_GUARD_BIN).empty()
+                                         ? std::filesystem::canonical(DROVER_BIN).string()
+                                         : std::filesystem::canonical(DROVER_GUARD_BIN).string();
+        std::error_code fec;
+        CHECK(std::filesystem::read_symlink("/proc/" + std::to_string(guard) + "/exe", fec).string() ==
+              expected);
+        // It does its job: drover killed, the tree goes, and so does drover's cgroup directory.
+        const pid_t drover_pid = *d.id();
+        d.signal(SIGKILL);
+        CHECK(run(ctx, d.async_wait(asio::use_awaitable)) == exit_status::signaled(SIGKILL));
+        CHECK(eventually([&] { return sleepers_with("." + t).empty(); }, 20s));
+        CHECK(eventually(
+            [&] { return !std::filesystem::exists(cg.own + "/drover-" + std::to_string(drover_pid)); },
+            5000ms));
+        // Dismissed (a normal end), it exits at once, and drover run exits with the command.
+        auto r = drover_run({"run", "--", "/bin/true"});
+        CHECK(r.status == exit_status::exited(0));
+    }
+
+    TEST_CASE("drover-guard refuses a command line that is not the guard's, and exits 0 when dismissed") {
+        if (std::string(DROVER_GUARD_BIN).empty())
+            DROVER_SKIP(
+                "drover-guard is not built here (a sanitizer build, or a CPU other than x86-64 and aarch64)");
+        for (std::vector<std::string> args :
+             std::vector<std::vector<std::string>>{{},
+                                                   {"__drover_guard"},
+                                                   {"__drover_guard", "relative/leaf", "1"},
+                                                   {"other", "/leaf", "1"},
+                                                   {"__drover_guard", "/leaf", "1", "extra"}}) {
+            auto r = output_now(command(DROVER_GUARD_BIN, args).std_in(stdio::null()));
+            CHECK(r.status == exit_status::exited(2));
+        }
+        asio::io_context ctx;
+        child g = spawn(
+            ctx,
+            command(DROVER_GUARD_BIN, {"__drover_guard", "/nonexistent/leaf", "1"}).std_in(stdio::pipe()));
+        asio::write(g.std_in(), asio::buffer("d", 1));
+        g.std_in().close();
+        CHECK(run(ctx, g.async_wait(asio::use_awaitable)) == exit_status::exited(0));
     }
 
     TEST_CASE("C4: drover run as PID 1 of a pid namespace reaps 100 double-forked grandchildren") {

@@ -446,8 +446,32 @@ std::optional<int> run_job::start() {
     return std::nullopt;
 }
 
+/// The drover-guard program (tools/drover/drover-guard.cpp) for a cgroup tree: next to this
+/// program (a build tree), else in drover's libexec directory (an install). Empty when neither is
+/// there (a sanitizer build, another CPU): the library's guard, a copy of this process, is used.
+std::string guard_program() {
+    std::string dir;
+    char buf[PATH_MAX];
+    ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (n > 0) {
+        dir.assign(buf, static_cast<std::size_t>(n));
+        dir.erase(dir.rfind('/') == std::string::npos ? 0 : dir.rfind('/'));
+    }
+    for (const std::string& p : {dir.empty() ? std::string() : dir + "/drover-guard",
+                                 std::string(DROVER_LIBEXECDIR "/drover-guard")})
+        if (!p.empty() && p.front() == '/' && ::access(p.c_str(), X_OK) == 0) return p;
+    return {};
+}
+
 void run_job::start_guard(bool guarded_session) {
     drover::spawn_failure gf;
+    if (child_.tree() == drover::tree_kind::cgroup) {
+        if (std::string program = guard_program(); !program.empty()) {
+            guard_ = drover::guard_tree(child_, {program}, gf);
+            if (!gf) return;
+            log_.debug("cannot start {} ({}); using drover's own guard", program, gf.message());
+        }
+    }
     guard_ = drover::guard_tree(child_, {}, gf);
     if (gf) {
         log_.warn("no guard process ({}): if drover is killed, the child's tree may outlive it",
