@@ -323,9 +323,12 @@ tree_guard guard_tree(const child& c, const guard_options& options, spawn_failur
         command g(failure.program, {guard_argument, c.cgroup_path().value_or("-"), std::to_string(*pid)});
         // Outside the tree (no cgroup of its own), in its own session (the default), and with
         // no parent-death signal: it has to outlive this process to do its job.
+        // TERM, INT, HUP and QUIT blocked from the start (a signal meant for everything must not
+        // take the guard before it has blocked them itself).
         g.std_in(stdio::pipe())
             .std_out(stdio::null())
             .std_err(stdio::null())
+            .blocked_signals({SIGTERM, SIGINT, SIGHUP, SIGQUIT})
             .cgroup(cgroup_mode::off)
             .parent_death_signal(0)
             .on_cancel(cancel_policy::leave_running);

@@ -34,7 +34,11 @@ bool gone(pid_t pid) {
 /// Starts drover-guard-host MODE with a shell script; returns it and its guard's pid.
 std::pair<child, pid_t> start_host(asio::io_context& ctx, const std::string& mode,
                                    const std::string& script) {
-    child h = spawn(ctx, command(DROVER_GUARD_HOST, {mode, "/bin/sh", "-c", script}).std_out(stdio::pipe()));
+    // Not in a leaf of this test (cgroup off): the host's own drover-<pid> directory is then next to
+    // this test's, where the tests look for its removal.
+    child h = spawn(ctx, command(DROVER_GUARD_HOST, {mode, "/bin/sh", "-c", script})
+                             .std_out(stdio::pipe())
+                             .cgroup(cgroup_mode::off));
     auto line = run(
         ctx,
         [](child& h) -> asio::awaitable<std::string> {

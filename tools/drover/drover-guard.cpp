@@ -100,6 +100,13 @@ int guard(long argc, char** argv) noexcept {
     const unsigned long blocked = 1UL << (15 - 1) | 1UL << (2 - 1) | 1UL << (1 - 1) | 1UL << (3 - 1);
     sys(nr_rt_sigprocmask, 0 /* SIG_BLOCK */, reinterpret_cast<long>(&blocked), 0, 8);
     if (argc != 4 || !equal(argv[1], "__drover_guard") || argv[2][0] != '/') return 2;
+    // The pid of the guarded child (not used for a cgroup tree; checked as the library checks it).
+    long pid = 0;
+    for (const char* d = argv[3]; *d != 0; ++d) {
+        if (*d < '0' || *d > '9' || pid > 100000000) return 2;
+        pid = pid * 10 + (*d - '0');
+    }
+    if (pid <= 0) return 2;
     char kill_path[path_max], events_path[path_max], leaf[path_max];
     if (!join(kill_path, argv[2], "cgroup.kill") || !join(events_path, argv[2], "cgroup.events") ||
         !join(leaf, argv[2], nullptr))
@@ -132,26 +139,33 @@ int guard(long argc, char** argv) noexcept {
 
 } // namespace
 
-/// The stack at entry: argc, then argv's pointers.
-extern "C" [[noreturn]] void drover_guard_main(long* sp) noexcept {
+/// The stack at entry: argc, then argv's pointers. `used`: only _start's assembly calls it (a
+/// link-time optimizer would drop it otherwise).
+extern "C" [[noreturn]] __attribute__((used)) void drover_guard_main(long* sp) noexcept {
     const long rc = guard(sp[0], reinterpret_cast<char**>(sp + 1));
     for (;;) sys(nr_exit_group, rc);
 }
 
+// _start in assembly at file level, not a naked function: GCC ignores `naked` on aarch64 and
+// could put a prologue before the stack pointer is read.
 #if defined(__x86_64__)
-extern "C" __attribute__((naked, noreturn)) void _start() {
-    __asm__ volatile("xor %ebp, %ebp\n"
-                     "mov %rsp, %rdi\n"
-                     "and $-16, %rsp\n"
-                     "call drover_guard_main\n"
-                     "hlt\n");
-}
+__asm__(".text\n"
+        ".global _start\n"
+        ".type _start, @function\n"
+        "_start:\n"
+        "    xor %ebp, %ebp\n"
+        "    mov %rsp, %rdi\n"
+        "    and $-16, %rsp\n"
+        "    call drover_guard_main\n"
+        "    hlt\n");
 #elif defined(__aarch64__)
-extern "C" __attribute__((naked, noreturn)) void _start() {
-    __asm__ volatile("mov x29, #0\n"
-                     "mov x30, #0\n"
-                     "mov x0, sp\n"
-                     "bl drover_guard_main\n"
-                     "brk #0\n");
-}
+__asm__(".text\n"
+        ".global _start\n"
+        ".type _start, %function\n"
+        "_start:\n"
+        "    mov x29, #0\n"
+        "    mov x30, #0\n"
+        "    mov x0, sp\n"
+        "    bl drover_guard_main\n"
+        "    brk #0\n");
 #endif

@@ -446,9 +446,24 @@ std::optional<int> run_job::start() {
     return std::nullopt;
 }
 
+/// True when `path` is a file only root or this user can have put there: a regular executable
+/// owned by either, writable by neither group nor others, in a directory of the same kind. A
+/// drover run from a directory others can write to (/tmp) must not exec what they left there.
+bool trusted_program(const std::string& path) {
+    auto safe = [](const struct stat& st) {
+        return (st.st_uid == 0 || st.st_uid == ::geteuid()) && (st.st_mode & (S_IWGRP | S_IWOTH)) == 0;
+    };
+    struct stat file {
+    }, dir{};
+    const std::string parent = path.substr(0, path.rfind('/') == 0 ? 1 : path.rfind('/'));
+    return ::stat(path.c_str(), &file) == 0 && S_ISREG(file.st_mode) && safe(file) &&
+           ::stat(parent.c_str(), &dir) == 0 && safe(dir) && ::access(path.c_str(), X_OK) == 0;
+}
+
 /// The drover-guard program (tools/drover/drover-guard.cpp) for a cgroup tree: next to this
-/// program (a build tree), else in drover's libexec directory (an install). Empty when neither is
-/// there (a sanitizer build, another CPU): the library's guard, a copy of this process, is used.
+/// program (a build tree), else in drover's libexec directory (an install); only a trusted file
+/// (trusted_program). Empty when there is none (a sanitizer build, another CPU): the library's
+/// guard, a copy of this process, is used.
 std::string guard_program() {
     std::string dir;
     char buf[PATH_MAX];
@@ -459,7 +474,7 @@ std::string guard_program() {
     }
     for (const std::string& p : {dir.empty() ? std::string() : dir + "/drover-guard",
                                  std::string(DROVER_LIBEXECDIR "/drover-guard")})
-        if (!p.empty() && p.front() == '/' && ::access(p.c_str(), X_OK) == 0) return p;
+        if (!p.empty() && p.front() == '/' && trusted_program(p)) return p;
     return {};
 }
 
