@@ -144,17 +144,15 @@ std::vector<tree_member> session_members(pid_t sid, const std::vector<pid_t>& ex
     };
     if (sid > 0 && !for_each_proc([&](pid_t pid) {
             if (pid == self) return;
-            // Two system calls rule out a process of another session and group, without
-            // reading its stat (an open, a read and a close, and the kernel formatting 52
-            // fields): the walk costs a fraction per process. Any doubt reads the stat.
+            // One system call rules out a process of another session without reading its stat
+            // (an open, a read and a close, and the kernel formatting 52 fields). Its process
+            // group is not `sid` either: a group belongs to one session (setpgid joins only a
+            // group of the caller's own session), and the pid `sid` is not reused while its
+            // session or group has a member. Any doubt (an error other than ESRCH) reads the stat.
             errno = 0;
             const pid_t s = ::getsid(pid);
             if (s < 0 && errno == ESRCH) return; // gone
-            if (s >= 0 && s != sid) {
-                const pid_t g = ::getpgid(pid);
-                if (g < 0 && errno == ESRCH) return;
-                if (g >= 0 && g != sid) return;
-            }
+            if (s >= 0 && s != sid) return;
             proc_ids ids;
             if (!ids_of(pid, ids) || ids.state == 'Z' || ids.state == 'X') return;
             if (ids.session == sid || ids.pgrp == sid)
