@@ -78,7 +78,8 @@ void sleep_10ms() noexcept {
     sys(nr_nanosleep, reinterpret_cast<long>(ts), 0);
 }
 
-/// `populated` of cgroup.events: 1, 0, or -1 once it cannot be read (the leaf is gone).
+/// `populated` of cgroup.events: 1, 0, or -1 once it cannot be read (the leaf is gone). The same
+/// parse as guard_populated in lib/guard.cpp, written again: this program links nothing.
 int populated(const char* events) noexcept {
     long fd = sys(nr_openat, at_fdcwd, reinterpret_cast<long>(events), o_rdonly | o_cloexec);
     if (fd < 0) return -1;
