@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <exception>
 #include <filesystem>
 #include <fstream>
@@ -290,10 +291,34 @@ inline std::string read_file(const std::string& path) {
     return ss.str();
 }
 
+/// The parent pid in a /proc/PID/stat text; 0 when it cannot be read.
+inline pid_t ppid_of_stat(const std::string& stat) {
+    auto rp = stat.rfind(')');
+    if (rp == std::string::npos || rp + 4 >= stat.size()) return 0;
+    return static_cast<pid_t>(std::atol(stat.c_str() + rp + 4)); // ") S PPID"
+}
+
+/// Whether `pid` descends from this test process, or from no process but init and subreapers
+/// that are not another test's: an orphan counts (a leak is ours to find), another test
+/// binary's live children do not (meson runs suites side by side).
+inline bool ours_or_orphan(pid_t pid) {
+    const pid_t self = ::getpid();
+    for (int depth = 0; depth < 64 && pid > 1; ++depth) {
+        const pid_t parent = ppid_of_stat(read_file("/proc/" + std::to_string(pid) + "/stat"));
+        if (parent == self) return true;
+        if (parent <= 1) return true; // re-parented to init: an orphan
+        const std::string exe = read_file("/proc/" + std::to_string(parent) + "/cmdline");
+        if (exe.find("/test/test-") != std::string::npos) return false; // another test binary's
+        pid = parent;
+    }
+    return true;
+}
+
 /// How many live (not zombie) processes have a command line (arguments joined by spaces) for
-/// which `match` is true.
+/// which `match` is true. With `only_ours`, those of another test binary running at the same
+/// time are left out (ours_or_orphan).
 template <typename Match>
-int live_processes_where(Match match) {
+int live_processes_where(Match match, bool only_ours = false) {
     int n = 0;
     DIR* d = ::opendir("/proc");
     if (!d) return 0;
@@ -307,7 +332,9 @@ int live_processes_where(Match match) {
         std::string stat = read_file("/proc/" + name + "/stat");
         auto rp = stat.rfind(')');
         if (rp != std::string::npos && rp + 2 < stat.size() && stat[rp + 2] == 'Z') continue;
-        if (match(cl)) ++n;
+        if (!match(cl)) continue;
+        if (only_ours && !ours_or_orphan(static_cast<pid_t>(std::atol(name.c_str())))) continue;
+        ++n;
     }
     ::closedir(d);
     return n;

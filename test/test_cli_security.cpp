@@ -2,6 +2,7 @@
 // --user/--group (G2, and the unprivileged error), --unshare (unprivileged with a user namespace),
 // --rlimit nproc (F3), the environment (B5) and --env-file, --memory-max/--pids-max/--cpu-max
 // on a host without the controllers, and the validation of every new option.
+#include <elf.h>
 #include <fcntl.h>
 #include <pwd.h>
 #include <spawn.h>
@@ -137,6 +138,43 @@ TEST_SUITE("cli") {
         CHECK(r.err.text().find(
                   "clone: Resource temporarily unavailable (a process limit was reached: RLIMIT_NPROC of "
                   "uid 54329 (1), the cgroup's pids.max, or kernel.threads-max)") != std::string::npos);
+    }
+
+    TEST_CASE("F4: a name no name service knows is a clear error; a static drover loads no NSS module") {
+        DROVER_SKIP_IF(needs_root()); // --user
+        // The program as built: a static PIE (program_link=static) has no interpreter.
+        {
+            std::ifstream f(DROVER_BIN, std::ios::binary);
+            Elf64_Ehdr eh{};
+            REQUIRE(f.read(reinterpret_cast<char*>(&eh), sizeof eh));
+            bool interp = false;
+            for (int i = 0; i < eh.e_phnum; ++i) {
+                Elf64_Phdr ph{};
+                f.seekg(static_cast<std::streamoff>(eh.e_phoff + static_cast<Elf64_Off>(i) * eh.e_phentsize));
+                REQUIRE(f.read(reinterpret_cast<char*>(&ph), sizeof ph));
+                interp = interp || ph.p_type == PT_INTERP;
+            }
+            CHECK(eh.e_type == ET_DYN); // a PIE either way
+            CHECK(interp == !DROVER_PROGRAM_STATIC);
+        }
+        // A name: the library's message; a static drover adds where it looked and what to do.
+        auto r = cli({"run", "--user", "no-such-user-drover-f4"}, {"exit", "0"});
+        CHECK(r.status == exit_status::exited(125));
+        CHECK(r.err.text().find("no user 'no-such-user-drover-f4' in the user database") !=
+              std::string::npos);
+        const bool note =
+            r.err.text().find("this drover is a static program and reads users and groups from "
+                              "/etc/passwd and /etc/group only: give a numeric id") != std::string::npos;
+        CHECK(note == bool(DROVER_PROGRAM_STATIC));
+        // An id with no entry is asked of every service too (nss-systemd, loaded into a static
+        // drover, crashed it on exactly this): it runs as that id.
+        auto n = cli({"run", "--user", "54331", "--group", "54331"}, {"print-creds"});
+        CHECK(n.status == exit_status::exited(0));
+        CHECK(n.out.text().rfind("uid 54331 54331 54331 gid 54331 54331 54331", 0) == 0);
+        auto g = cli({"run", "--user", "nobody", "--groups", "no-such-group-drover-f4"}, {"exit", "0"});
+        CHECK(g.status == exit_status::exited(125));
+        CHECK(g.err.text().find("no group 'no-such-group-drover-f4' in the group database") !=
+              std::string::npos);
     }
 
     TEST_CASE(

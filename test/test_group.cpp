@@ -27,7 +27,7 @@ namespace {
 /// Live processes whose argv is drover-test-child with exactly this script.
 int helpers_running(const std::string& script) {
     const std::string want = std::string(helper_path()) + " " + script;
-    return live_processes_where([&](const std::string& cl) { return cl == want; });
+    return live_processes_where([&](const std::string& cl) { return cl == want; }, true);
 }
 
 /// A task that runs a helper child sleeping `ms` and returns `value` once it has exited.

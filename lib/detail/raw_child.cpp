@@ -84,21 +84,26 @@ DROVER_CHILD_FN int child_write_file(const char* path, const char* text) noexcep
     return err;
 }
 
-/// A signal mask line of /proc/self/status ("SigIgn", "SigCgt": bit n-1 for signal n) of the
-/// child; every bit set when it cannot be read (then every signal is reset).
-DROVER_CHILD_FN std::uint64_t child_signal_mask(const char* name) noexcept {
-    char buf[4096];
+/// Reads /proc/self/status of the child into `buf` (not NUL-terminated); its length, or -1
+/// when it cannot be opened.
+DROVER_CHILD_FN long child_read_status(char* buf, long size) noexcept {
     long fd = ::syscall(SYS_openat, AT_FDCWD, "/proc/self/status", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return ~std::uint64_t{0};
+    if (fd < 0) return -1;
     long len = 0;
     for (;;) {
-        long n = ::syscall(SYS_read, fd, buf + len, sizeof buf - 1 - len);
+        long n = ::syscall(SYS_read, fd, buf + len, size - len);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;
         len += n;
-        if (len == static_cast<long>(sizeof buf) - 1) break;
+        if (len == size) break;
     }
     ::syscall(SYS_close, fd);
+    return len;
+}
+
+/// A signal mask line of the status text in `buf` ("SigIgn", "SigCgt": bit n-1 for signal n);
+/// every bit set when it is not there or cannot be read (then every signal is reset).
+DROVER_CHILD_FN std::uint64_t child_signal_mask(const char* buf, long len, const char* name) noexcept {
     // "\nNAME:\t" then 16 hex digits and a newline (more digits: signals beyond 64, not ours).
     for (long i = 0; i + 26 <= len; ++i) { // through the newline after the digits
         if (buf[i] != '\n') continue;
@@ -132,7 +137,11 @@ DROVER_CHILD_FN int raw_child_main(void* arg) noexcept {
     //    SigCgt), one read instead of 62 rt_sigaction calls on every spawn (docs/performance.md).
     //    Without /proc, or a line it cannot read, all of them.
     const unsigned long dfl_action[4] = {0, 0, 0, 0};
-    const std::uint64_t to_reset = child_signal_mask("SigIgn") | child_signal_mask("SigCgt");
+    //    One read serves both lines (the file is generated on each open).
+    char status[4096];
+    const long status_len = child_read_status(status, sizeof status);
+    const std::uint64_t to_reset =
+        child_signal_mask(status, status_len, "SigIgn") | child_signal_mask(status, status_len, "SigCgt");
     for (int sig = 1; sig <= 64; ++sig) {
         if (sig == SIGKILL || sig == SIGSTOP || ((to_reset >> (sig - 1)) & 1U) == 0) continue;
         if (::syscall(SYS_rt_sigaction, sig, dfl_action, nullptr, 8) != 0 && errno != EINVAL)

@@ -320,40 +320,54 @@ command_line parse_command_line(int argc, const char* const* argv, spdlog::logge
         if (i > 1 && !a.starts_with("-")) break; // PROGRAM: the rest is the child's
     }
 
-    auto* inspect_cmd = app.add_subcommand(
-        "inspect", "Show everything about one process, read from /proc: drover inspect PID");
-    inspect_cmd->add_option("PID", cl.pid, "The process")->required();
-    inspect_cmd->add_flag("--json", cl.json, "One JSON record instead of text");
-    auto* ps_cmd =
-        app.add_subcommand("ps", "Show the process tree under PID: state, CPU, RSS, uptime: drover ps PID");
-    ps_cmd->add_option("PID", cl.pid, "The root of the tree")->required();
-    ps_cmd->add_flag("--json", cl.json, "A JSON array instead of a table");
-    ps_cmd->add_option("--interval", cl.interval,
-                       "CPU is measured over this interval (default 200ms; 0 for none)");
-
+    // `drover run` defines only its own subcommand: the others' options are code and data its
+    // start-up would touch for nothing (drover run's cost is mostly start-up: docs/performance.md).
+    // With run first, nothing else can be parsed anyway (the rest of the line is run's).
+    const bool only_run = argc > 1 && std::string_view(argv[1]) == "run";
+    CLI::App* inspect_cmd = nullptr;
+    CLI::App* ps_cmd = nullptr;
+    CLI::App* up_cmd = nullptr;
+    CLI::App* ctl_cmd = nullptr;
+    CLI::App* completion_cmd = nullptr;
+    CLI::Option* lines_opt = nullptr;
     up_options& uo = cl.up;
-    auto* up_cmd = app.add_subcommand(
-        "up", "Supervise the services of drover.toml or a Procfile: drover up [-f FILE] [SERVICE...]");
-    up_cmd->add_option("-f,--file", uo.file, "The config (default: ./drover.toml, else ./Procfile)");
-    up_cmd->add_option("SERVICE", uo.services, "Start these and what they depend on (default: all)");
-    up_cmd->add_flag("--check", uo.check, "Validate the config and print the plan; start nothing");
-    up_cmd->add_flag("--timestamps", uo.timestamps, "Prefix each output line with the time");
-    up_cmd->add_option("--log-format", uo.log_format, "text (default) or json: one object per line")
-        ->check(CLI::IsMember({"text", "json"}));
-    up_cmd->add_option("--color", uo.color, "Colour the service prefixes: auto (default), always, never")
-        ->check(CLI::IsMember({"auto", "always", "never"}));
-    up_cmd->add_flag("--daemon", uo.daemon, "Detach and run in the background (default: the foreground)");
-    up_cmd->add_option("--pidfile", uo.pidfile, "With --daemon: the locked pidfile (one daemon per file)");
-    up_cmd->add_option("--log-file", uo.log_file, "With --daemon: where output and drover's log go");
-    up_cmd->add_option("--socket", uo.socket,
-                       "The control socket (default: $XDG_RUNTIME_DIR/drover/NAME.sock, else "
-                       "/run/drover/NAME.sock as root, else .drover.sock beside the config)");
-    up_cmd->add_option("--http", uo.http,
-                       "Serve the control API, /metrics, /livez, /readyz and the dashboard on TCP "
-                       "too, at ADDR:PORT (like 127.0.0.1:9090); off loopback it needs --http-token-file");
-    up_cmd->add_option("--http-token-file", uo.http_token_file,
-                       "The bearer token HTTP clients must send (the file's first line; keep it 0600)");
-    up_cmd->footer(R"(Examples:
+    ctl_options& co = cl.ctl;
+    if (!only_run) {
+        inspect_cmd = app.add_subcommand(
+            "inspect", "Show everything about one process, read from /proc: drover inspect PID");
+        inspect_cmd->add_option("PID", cl.pid, "The process")->required();
+        inspect_cmd->add_flag("--json", cl.json, "One JSON record instead of text");
+        ps_cmd = app.add_subcommand(
+            "ps", "Show the process tree under PID: state, CPU, RSS, uptime: drover ps PID");
+        ps_cmd->add_option("PID", cl.pid, "The root of the tree")->required();
+        ps_cmd->add_flag("--json", cl.json, "A JSON array instead of a table");
+        ps_cmd->add_option("--interval", cl.interval,
+                           "CPU is measured over this interval (default 200ms; 0 for none)");
+
+        up_cmd = app.add_subcommand(
+            "up", "Supervise the services of drover.toml or a Procfile: drover up [-f FILE] [SERVICE...]");
+        up_cmd->add_option("-f,--file", uo.file, "The config (default: ./drover.toml, else ./Procfile)");
+        up_cmd->add_option("SERVICE", uo.services, "Start these and what they depend on (default: all)");
+        up_cmd->add_flag("--check", uo.check, "Validate the config and print the plan; start nothing");
+        up_cmd->add_flag("--timestamps", uo.timestamps, "Prefix each output line with the time");
+        up_cmd->add_option("--log-format", uo.log_format, "text (default) or json: one object per line")
+            ->check(CLI::IsMember({"text", "json"}));
+        up_cmd->add_option("--color", uo.color, "Colour the service prefixes: auto (default), always, never")
+            ->check(CLI::IsMember({"auto", "always", "never"}));
+        up_cmd->add_flag("--daemon", uo.daemon, "Detach and run in the background (default: the foreground)");
+        up_cmd->add_option("--pidfile", uo.pidfile,
+                           "With --daemon: the locked pidfile (one daemon per file)");
+        up_cmd->add_option("--log-file", uo.log_file, "With --daemon: where output and drover's log go");
+        up_cmd->add_option("--socket", uo.socket,
+                           "The control socket (default: $XDG_RUNTIME_DIR/drover/NAME.sock, else "
+                           "/run/drover/NAME.sock as root, else .drover.sock beside the config)");
+        up_cmd->add_option(
+            "--http", uo.http,
+            "Serve the control API, /metrics, /livez, /readyz and the dashboard on TCP "
+            "too, at ADDR:PORT (like 127.0.0.1:9090); off loopback it needs --http-token-file");
+        up_cmd->add_option("--http-token-file", uo.http_token_file,
+                           "The bearer token HTTP clients must send (the file's first line; keep it 0600)");
+        up_cmd->footer(R"(Examples:
   drover up                   every service of ./drover.toml (else ./Procfile), in the foreground
   drover up web worker        web, worker and what they depend on
   drover up --check           check the config and print the start order; start nothing
@@ -365,12 +379,11 @@ after 1s, a third at once); HUP rereads the config and applies the difference (a
 refused, nothing changes); USR1 reopens the log files.
 Exit status: 0 stopped cleanly, 1 a service failed, 2 a config or usage error, 125 drover failed.)");
 
-    ctl_options& co = cl.ctl;
-    auto* ctl_cmd = app.add_subcommand("ctl", "Talk to a running drover up: drover ctl status|start|...");
-    ctl_cmd->add_option("--socket", co.socket, "The control socket of the drover up to talk to");
-    ctl_cmd->add_option("-f,--file", co.file, "The config whose drover up to talk to (finds its socket)");
-    ctl_cmd->require_subcommand(1);
-    ctl_cmd->footer(R"(Examples:
+        ctl_cmd = app.add_subcommand("ctl", "Talk to a running drover up: drover ctl status|start|...");
+        ctl_cmd->add_option("--socket", co.socket, "The control socket of the drover up to talk to");
+        ctl_cmd->add_option("-f,--file", co.file, "The config whose drover up to talk to (finds its socket)");
+        ctl_cmd->require_subcommand(1);
+        ctl_cmd->footer(R"(Examples:
   drover ctl status                 a table of the services of ./drover.toml's drover up
   drover ctl status --watch         the same, redrawn on each change
   drover ctl restart web            restart web (and wait until it is back)
@@ -380,29 +393,30 @@ Exit status: 0 stopped cleanly, 1 a service failed, 2 a config or usage error, 1
 
 Exit status: 0 done, 1 drover up answered with an error, 2 a usage error (or no config to find
 the socket by), 3 no drover up is listening on the socket.)");
-    auto* ctl_status = ctl_cmd->add_subcommand("status", "A table of the services");
-    ctl_status->add_flag("--json", co.json, "The API's JSON instead of a table");
-    ctl_status->add_flag("--watch", co.watch, "Keep the table live, redrawn on each change");
-    ctl_status->add_option("SERVICE", co.names, "Only these services");
-    for (const char* verb : {"start", "stop", "restart"})
-        ctl_cmd->add_subcommand(verb, std::string(1, char(verb[0] - 32)) + (verb + 1) + " services")
-            ->add_option("SERVICE", co.names, "The services")
-            ->required();
-    auto* ctl_logs = ctl_cmd->add_subcommand("logs", "The last lines of a service's output");
-    ctl_logs->add_option("SERVICE", co.names, "The service")->required()->expected(1);
-    ctl_logs->add_flag("-f,--follow", co.follow, "Keep printing new lines");
-    auto* lines_opt = ctl_logs->add_option("-n,--lines", co.lines, "How many lines (default: all kept)");
-    ctl_cmd->add_subcommand("reload", "Reread the config and apply it by difference");
-    ctl_cmd->add_subcommand("shutdown", "Stop every service, in reverse dependency order, and exit");
-    ctl_cmd->add_subcommand("check", "Validate the config (-f) and print the plan");
-    // --socket and -f work after the verb too (drover ctl status --socket PATH).
-    for (CLI::App* verb : subcommands_of(*ctl_cmd)) verb->fallthrough();
+        auto* ctl_status = ctl_cmd->add_subcommand("status", "A table of the services");
+        ctl_status->add_flag("--json", co.json, "The API's JSON instead of a table");
+        ctl_status->add_flag("--watch", co.watch, "Keep the table live, redrawn on each change");
+        ctl_status->add_option("SERVICE", co.names, "Only these services");
+        for (const char* verb : {"start", "stop", "restart"})
+            ctl_cmd->add_subcommand(verb, std::string(1, char(verb[0] - 32)) + (verb + 1) + " services")
+                ->add_option("SERVICE", co.names, "The services")
+                ->required();
+        auto* ctl_logs = ctl_cmd->add_subcommand("logs", "The last lines of a service's output");
+        ctl_logs->add_option("SERVICE", co.names, "The service")->required()->expected(1);
+        ctl_logs->add_flag("-f,--follow", co.follow, "Keep printing new lines");
+        lines_opt = ctl_logs->add_option("-n,--lines", co.lines, "How many lines (default: all kept)");
+        ctl_cmd->add_subcommand("reload", "Reread the config and apply it by difference");
+        ctl_cmd->add_subcommand("shutdown", "Stop every service, in reverse dependency order, and exit");
+        ctl_cmd->add_subcommand("check", "Validate the config (-f) and print the plan");
+        // --socket and -f work after the verb too (drover ctl status --socket PATH).
+        for (CLI::App* verb : subcommands_of(*ctl_cmd)) verb->fallthrough();
 
-    auto* completion_cmd =
-        app.add_subcommand("completion", "Print a shell completion script: source <(drover completion bash)");
-    completion_cmd->add_option("SHELL", cl.shell, "The shell: bash")
-        ->required()
-        ->check(CLI::IsMember(completion_shells()));
+        completion_cmd = app.add_subcommand(
+            "completion", "Print a shell completion script: source <(drover completion bash)");
+        completion_cmd->add_option("SHELL", cl.shell, "The shell: bash")
+            ->required()
+            ->check(CLI::IsMember(completion_shells()));
+    }
 
     try {
         app.parse(own_argc, argv);
@@ -416,19 +430,19 @@ the socket by), 3 no drover up is listening on the socket.)");
     }
 
     cl.exit_code = exit_drover_failed;
-    if (completion_cmd->parsed()) {
+    if (completion_cmd && completion_cmd->parsed()) {
         cl.commands = describe(app);
         cl.what = command_line::action::completion;
-    } else if (up_cmd->parsed()) {
+    } else if (up_cmd && up_cmd->parsed()) {
         cl.what = command_line::action::up;
-    } else if (ctl_cmd->parsed()) {
+    } else if (ctl_cmd && ctl_cmd->parsed()) {
         for (auto* sub : ctl_cmd->get_subcommands())
             if (sub->parsed()) co.verb = sub->get_name();
         co.lines_given = lines_opt->count() > 0;
         cl.what = command_line::action::ctl;
-    } else if (inspect_cmd->parsed()) {
+    } else if (inspect_cmd && inspect_cmd->parsed()) {
         cl.what = command_line::action::inspect;
-    } else if (ps_cmd->parsed()) {
+    } else if (ps_cmd && ps_cmd->parsed()) {
         cl.what = command_line::action::ps;
     } else if (run_cmd->parsed()) {
         ro.argv = run_cmd->remaining();

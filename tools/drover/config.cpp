@@ -24,6 +24,7 @@
 #include "drover/env_file.hpp"
 #include "drover/escape.hpp"
 #include "drover/supervisor.hpp"
+#include "name_services.hpp"
 #include "parse.hpp"
 
 namespace fs = std::filesystem;
@@ -124,6 +125,11 @@ bool group_exists(const std::string& name) {
     std::vector<char> buf(65536);
     group gr{}, *out = nullptr;
     return getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &out) == 0 && out != nullptr;
+}
+// After "no user 'x' on this system": where a static drover looks names up (name_services.hpp).
+std::string note_of_names() {
+    const char* note = drover::cli::name_service_note();
+    return *note ? std::string(" (") + note + ")" : std::string();
 }
 
 // An env file's error as a config key's message: a read failure says so, a syntax error keeps
@@ -534,13 +540,13 @@ service toml_reader::read_service(const std::string& name, const toml::table& t,
     if (auto n = t.get("user")) {
         std::string u = want_string(*n, key + ".user");
         if (!is_number(u) && !user_exists(u))
-            fail(*n, key + ".user", "no user '" + escape(u) + "' on this system");
+            fail(*n, key + ".user", "no user '" + escape(u) + "' on this system" + note_of_names());
         s.command.user(u);
     }
     if (auto n = t.get("group")) {
         std::string g = want_string(*n, key + ".group");
         if (!is_number(g) && !group_exists(g))
-            fail(*n, key + ".group", "no group '" + escape(g) + "' on this system");
+            fail(*n, key + ".group", "no group '" + escape(g) + "' on this system" + note_of_names());
         s.command.group(g);
     }
     if (auto n = t.get("umask")) {

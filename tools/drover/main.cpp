@@ -48,6 +48,7 @@
 #include "drover/drover.hpp"
 #include "command_line.hpp"
 #include "inspect.hpp"
+#include "name_services.hpp"
 #include "up.hpp"
 #include "parse.hpp"
 
@@ -425,7 +426,13 @@ std::optional<int> run_job::start() {
     spawned_at_ = std::chrono::steady_clock::now();
     child_ = drover::spawn(ctx_, plan_.cmd, failure);
     if (failure) {
-        log_.error("{}", failure.message());
+        // A name the static program could not look up: say where it looked (name_services.hpp).
+        const bool names = o_.user || o_.group || o_.groups;
+        const char* note = drover::cli::name_service_note();
+        if (names && failure.stage == drover::spawn_stage::prepare && *note)
+            log_.error("{}; {}", failure.message(), note);
+        else
+            log_.error("{}", failure.message());
         return exit_code_for(failure);
     }
     drover::attribute_orphans_to(child_);
@@ -717,6 +724,8 @@ int run(const drover::cli::run_options& o, spdlog::logger& log) {
 } // namespace
 
 int main(int argc, char** argv) {
+    // Before any thread exists (name_services.hpp; nothing in a dynamically linked drover).
+    drover::cli::restrict_name_services();
     // Before any thread exists: the forwarded signals are only ever read from a signalfd.
     sigset_t set = handled_set();
     sigprocmask(SIG_BLOCK, &set, nullptr);
