@@ -427,9 +427,10 @@ std::optional<int> run_job::start() {
     child_ = drover::spawn(ctx_, plan_.cmd, failure);
     if (failure) {
         // A name the static program could not look up: say where it looked (name_services.hpp).
-        const bool names = o_.user || o_.group || o_.groups;
         const char* note = drover::cli::name_service_note();
-        if (names && failure.stage == drover::spawn_stage::prepare && *note)
+        const bool lookup = failure.detail.find(" in the user database") != std::string::npos ||
+                            failure.detail.find(" in the group database") != std::string::npos;
+        if (lookup && failure.stage == drover::spawn_stage::prepare && *note)
             log_.error("{}; {}", failure.message(), note);
         else
             log_.error("{}", failure.message());
@@ -724,8 +725,6 @@ int run(const drover::cli::run_options& o, spdlog::logger& log) {
 } // namespace
 
 int main(int argc, char** argv) {
-    // Before any thread exists (name_services.hpp; nothing in a dynamically linked drover).
-    drover::cli::restrict_name_services();
     // Before any thread exists: the forwarded signals are only ever read from a signalfd.
     sigset_t set = handled_set();
     sigprocmask(SIG_BLOCK, &set, nullptr);
@@ -737,6 +736,10 @@ int main(int argc, char** argv) {
 
     auto log = make_logger();
     auto cl = drover::cli::parse_command_line(argc, argv, *log, std::cout, std::cerr);
+    // Before any thread exists (name_services.hpp; nothing in a dynamically linked drover). A
+    // drover run that names no user or group looks nothing up: it skips the nsswitch.conf read.
+    const bool names = cl.run.user || cl.run.group || cl.run.groups;
+    if (cl.what != drover::cli::command_line::action::run || names) drover::cli::restrict_name_services();
     switch (cl.what) {
     case drover::cli::command_line::action::exit:
         return cl.exit_code;

@@ -21,7 +21,8 @@ void restrict_name_services() noexcept {
 const char* name_service_note() noexcept {
 #ifdef DROVER_STATIC_PROGRAM
     return "this drover is a static program and reads users and groups from /etc/passwd and "
-           "/etc/group only: give a numeric id, or use a drover built with -Dprogram_link=lean";
+           "/etc/group only: give them by number (a uid with no entry needs a group too), or use "
+           "a drover built with -Dprogram_link=lean";
 #else
     return "";
 #endif

@@ -7,7 +7,8 @@ namespace drover::cli {
 /// services built into it, files for users and groups, files and dns for hosts, instead of the
 /// modules /etc/nsswitch.conf may name. A module glibc loads into a static program runs against
 /// a second copy of libc and can crash it (nss-systemd does, asked for a user it does not know:
-/// docs/reliability.md, row F4). Call first in main(), before any thread. Otherwise: nothing.
+/// docs/reliability.md, row F4). Call before any thread exists and before any lookup.
+/// In a dynamically linked drover: nothing.
 void restrict_name_services() noexcept;
 
 /// "" in a dynamically linked drover; in a static one, a sentence that says where names are
