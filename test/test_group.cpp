@@ -30,6 +30,17 @@ int helpers_running(const std::string& script) {
     return live_processes_where([&](const std::string& cl) { return cl == want; }, true);
 }
 
+/// helpers_running(), looked at again for up to 3 s until it is `n` (a loaded machine can be
+/// slow to show an exec or a reap in /proc); the last count. A leak of a 30 s sleeper still shows.
+int helpers_settle(const std::string& script, int n) {
+    int seen = helpers_running(script);
+    for (int i = 0; i < 60 && seen != n; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        seen = helpers_running(script);
+    }
+    return seen;
+}
+
 /// A task that runs a helper child sleeping `ms` and returns `value` once it has exited.
 asio::awaitable<int> sleeper(int ms, int value) {
     auto ex = co_await asio::this_coro::executor;
@@ -110,7 +121,7 @@ TEST_SUITE("group") {
                 throw std::runtime_error("task 5 failed");
             }());
             co_await wait_for(100ms);
-            CHECK(helpers_running("sleep 30017") == 4);
+            CHECK(helpers_settle("sleep 30017", 4) == 4);
             auto t0 = clk::now();
             auto all = co_await g.async_join_all();
             CHECK(clk::now() - t0 < 8s); // the stop takes the children's SIGTERM, not 30 s
@@ -125,7 +136,7 @@ TEST_SUITE("group") {
                     CHECK(e.code() == asio::error::operation_aborted); // the wait, cancelled
                 }
             }
-            CHECK(helpers_running("sleep 30017") == 0);
+            CHECK(helpers_settle("sleep 30017", 0) == 0);
         }());
         CHECK(zombie_count() == 0);
     }
@@ -139,12 +150,12 @@ TEST_SUITE("group") {
                     co_await with_task_group<int>(ex, {}, [&](task_group<int>& g) -> asio::awaitable<int> {
                         for (int i = 0; i < 10; ++i) g.spawn(sleeper(30018, i));
                         co_await wait_for(200ms);
-                        CHECK(helpers_running("sleep 30018") == 10);
+                        CHECK(helpers_settle("sleep 30018", 10) == 10);
                         co_return 42;
                     });
                 CHECK(r == 42);
                 // with_task_group returned: every child is stopped and reaped.
-                CHECK(helpers_running("sleep 30018") == 0);
+                CHECK(helpers_settle("sleep 30018", 0) == 0);
                 CHECK(zombie_count() == 0);
             }());
         }
@@ -162,7 +173,7 @@ TEST_SUITE("group") {
                     co_await with_task_group<int>(ex, {}, [&](task_group<int>& g) -> asio::awaitable<void> {
                         for (int i = 0; i < 10; ++i) g.spawn(holder(i));
                         co_await wait_for(200ms);
-                        CHECK(helpers_running("sleep 30019") == 10);
+                        CHECK(helpers_settle("sleep 30019", 10) == 10);
                         throw std::runtime_error("body failed");
                     });
                     FAIL("no exception");
@@ -170,7 +181,7 @@ TEST_SUITE("group") {
                     CHECK(std::string(e.what()) == "body failed");
                 }
                 // The destructors' kills were reaped before with_task_group rethrew.
-                CHECK(helpers_running("sleep 30019") == 0);
+                CHECK(helpers_settle("sleep 30019", 0) == 0);
                 CHECK(zombie_count() == 0);
             }());
         }
@@ -183,11 +194,11 @@ TEST_SUITE("group") {
                     for (int i = 0; i < 10; ++i) g.spawn(sleeper(30020, i));
                     for (int i = 0; i < 400 && helpers_running("sleep 30020") < 10; ++i)
                         co_await wait_for(50ms);
-                    CHECK(helpers_running("sleep 30020") == 10);
+                    CHECK(helpers_settle("sleep 30020", 10) == 10);
                 } // never joined
                 // The tasks end in the background; give them the time a stop takes.
                 for (int i = 0; i < 400 && helpers_running("sleep 30020") > 0; ++i) co_await wait_for(50ms);
-                CHECK(helpers_running("sleep 30020") == 0);
+                CHECK(helpers_settle("sleep 30020", 0) == 0);
             }());
             // The last reaps and rmdirs.
             for (auto end = clk::now() + 20s; zombie_count() != 0 && clk::now() < end;) ctx.run_for(100ms);
@@ -207,7 +218,7 @@ TEST_SUITE("group") {
                 co_await (g.async_join_next(asio::use_awaitable) || t.async_wait(asio::use_awaitable));
             CHECK(winner.index() == 1);
             CHECK(g.size() == 3);
-            CHECK(helpers_running("sleep 30021") == 3);
+            CHECK(helpers_settle("sleep 30021", 3) == 3);
             CHECK(co_await asio::this_coro::throw_if_cancelled()); // untouched by the race
             // The group still works after the cancelled join: a new task joins normally.
             g.spawn(sleeper(10, 99));
@@ -217,7 +228,7 @@ TEST_SUITE("group") {
             // Leaving the group stops them.
             co_await g.async_shutdown();
             CHECK(g.size() == 0);
-            CHECK(helpers_running("sleep 30021") == 0);
+            CHECK(helpers_settle("sleep 30021", 0) == 0);
         }());
         CHECK(zombie_count() == 0);
     }
@@ -240,17 +251,17 @@ TEST_SUITE("group") {
                 done = true;
                 CHECK(e); // the cancellation reaches the caller
                 // Checked in the completion itself: by now everything is stopped and reaped.
-                CHECK(helpers_running("sleep 30022") == 0);
+                CHECK(helpers_settle("sleep 30022", 0) == 0);
                 CHECK(zombie_count() == 0);
             }));
         asio::steady_timer t(ctx, 200ms);
         t.async_wait([&](error_code) {
-            CHECK(helpers_running("sleep 30022") == 5);
+            CHECK(helpers_settle("sleep 30022", 5) == 5);
             cancel.emit(asio::cancellation_type::terminal);
         });
         ctx.run_for(20s);
         CHECK(done);
-        CHECK(helpers_running("sleep 30022") == 0);
+        CHECK(helpers_settle("sleep 30022", 0) == 0);
         CHECK(zombie_count() == 0);
     }
 
@@ -316,7 +327,7 @@ TEST_SUITE("group") {
         CHECK(results[0].get().status.success());
         CHECK(results[1].get().timed_out);
         CHECK_THROWS_AS(results[2].get(), spawn_error);
-        CHECK(helpers_running("sleep 30023") == 0);
+        CHECK(helpers_settle("sleep 30023", 0) == 0);
     }
 
 } // TEST_SUITE
@@ -380,7 +391,7 @@ TEST_SUITE("group") {
                               finished = true;
                               got = ec;
                               n_results = rs.size();
-                              CHECK(helpers_running("sleep 30024") == 0);
+                              CHECK(helpers_settle("sleep 30024", 0) == 0);
                           }));
         asio::steady_timer sample(ctx);
         int samples = 0;
@@ -432,7 +443,7 @@ TEST_SUITE("group") {
             for (int i = 0; i < 4; ++i) threads.emplace_back([&] { ctx.run_for(60s); });
             for (auto& t : threads) t.join();
             CHECK(done);
-            CHECK(helpers_running("sleep 30025") == 0);
+            CHECK(helpers_settle("sleep 30025", 0) == 0);
             CHECK(zombie_count() == 0);
         }
     }
@@ -465,7 +476,7 @@ TEST_SUITE("group") {
         // sanitizer run gets longer).
         for (auto end = clk::now() + 20s; helpers_running("sleep 30026") != 0 && clk::now() < end;)
             ctx.run_for(100ms);
-        CHECK(helpers_running("sleep 30026") == 0);
+        CHECK(helpers_settle("sleep 30026", 0) == 0);
     }
 
 } // TEST_SUITE
