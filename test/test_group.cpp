@@ -30,8 +30,11 @@ int helpers_running(const std::string& script) {
     return live_processes_where([&](const std::string& cl) { return cl == want; }, true);
 }
 
-/// helpers_running(), looked at again for up to 3 s until it is `n` (a loaded machine can be
-/// slow to show an exec or a reap in /proc); the last count. A leak of a 30 s sleeper still shows.
+/// helpers_running(), looked at again for up to 3 s until it is `n`; the last count. Polled
+/// because there is no event to wait for: spawn returns when the kernel releases the vfork parent
+/// in the middle of execve, before it has set the new program's argument area, and until then
+/// /proc/PID/cmdline reads empty (seen as 9 of 10 on a loaded machine). A leak of a 30 s sleeper
+/// still shows.
 int helpers_settle(const std::string& script, int n) {
     int seen = helpers_running(script);
     for (int i = 0; i < 60 && seen != n; ++i) {
