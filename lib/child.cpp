@@ -35,6 +35,7 @@
 #include "detail/registry.hpp"
 #include "detail/stop.hpp"
 #include "detail/sys.hpp"
+#include "drover/backend.hpp"
 
 namespace asio = boost::asio;
 
@@ -69,7 +70,7 @@ std::optional<exit_status> try_reap(child_impl& c, error_code& ec) noexcept {
     if (c.status) return c.status;
     siginfo_t si{};
     struct rusage ru {};
-    if (!c.leaf && c.session > 0 && c.session == c.pid) {
+    if (!c.leaf && c.session > 0 && c.session == c.pid && backend() == backend_kind::linux_native) {
         // A session tree: if the main process has exited (a zombie still holding its pid, so
         // the pid cannot come round again) and it is the last pid the kernel allocated in this
         // pid namespace, nothing was created after it: it never forked, and its session holds
@@ -532,7 +533,8 @@ void child::signal_tree(int sig) {
 }
 
 tree_kind child::tree() const noexcept {
-    return impl_ && impl_->leaf ? tree_kind::cgroup : tree_kind::session;
+    if (impl_ && impl_->leaf) return tree_kind::cgroup;
+    return backend() == backend_kind::portable ? tree_kind::process_group : tree_kind::session;
 }
 
 std::optional<std::string> child::cgroup_path() const {

@@ -34,6 +34,8 @@ public:
             return "the service failed";
         case errc::shutting_down:
             return "the supervisor is shutting down";
+        case errc::not_supported:
+            return "not supported by this backend";
         }
         return "unknown drover error " + std::to_string(ev);
     }

@@ -30,6 +30,7 @@
 #include "detail/registry.hpp"
 #include "detail/sys.hpp"
 #include "detail/unique_fd.hpp"
+#include "drover/backend.hpp"
 #include "drover/reaper.hpp"
 
 namespace drover {
@@ -304,6 +305,12 @@ tree_guard guard_tree(const child& c, const guard_options& options, spawn_failur
     failure = {};
     try {
         failure.program = options.program.empty() ? detail::this_program() : options.program;
+        if (backend() == backend_kind::portable) {
+            failure.code = errc::not_supported;
+            failure.stage = spawn_stage::prepare;
+            failure.detail = "the tree guard is not supported by the portable backend";
+            return {};
+        }
         const std::optional<pid_t> pid = c.id();
         if (!pid) {
             failure.code = errc::not_running;

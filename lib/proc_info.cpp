@@ -31,6 +31,7 @@
 #include "detail/sys.hpp"
 #include "detail/tree.hpp"
 #include "detail/unique_fd.hpp"
+#include "drover/backend.hpp"
 #include "drover/child.hpp"
 #include "drover/command.hpp"
 
@@ -250,6 +251,10 @@ std::optional<proc_info> read_with(pid_t pid, int pidfd, error_code& ec) {
 } // namespace
 
 std::optional<proc_info> read_proc_info(pid_t pid, error_code& ec) noexcept try {
+    if (backend() == backend_kind::portable) {
+        ec = errc::not_supported;
+        return std::nullopt;
+    }
     if (pid <= 0) {
         ec = sys_error(ESRCH);
         return std::nullopt;
@@ -267,6 +272,10 @@ std::optional<proc_info> read_proc_info(pid_t pid, error_code& ec) noexcept try 
 }
 
 std::optional<proc_info> read_proc_info(const child& c, error_code& ec) noexcept try {
+    if (backend() == backend_kind::portable) { // pidfd-verified /proc reads are Linux's
+        ec = errc::not_supported;
+        return std::nullopt;
+    }
     auto pid = c.id();
     if (!pid) {
         ec = sys_error(ESRCH);

@@ -1,5 +1,6 @@
 #include "drover/reaper.hpp"
 
+#include "drover/backend.hpp"
 #include "drover/child.hpp"
 
 #include <fcntl.h>
@@ -23,6 +24,10 @@ namespace drover {
 
 void become_reaper(error_code& ec) noexcept {
     ec.clear();
+    if (backend() == backend_kind::portable) { // PR_SET_CHILD_SUBREAPER is Linux's
+        ec = errc::not_supported;
+        return;
+    }
     if (::getpid() != 1 && ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) {
         ec.assign(errno, boost::system::system_category());
         return;

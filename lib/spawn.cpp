@@ -24,6 +24,7 @@
 #include "detail/registry.hpp"
 #include "detail/spawn_thread.hpp"
 #include "detail/sys.hpp"
+#include "drover/backend.hpp"
 
 namespace asio = boost::asio;
 
@@ -39,6 +40,23 @@ void abandon(int pidfd, pid_t pid, detail::cgroup_leaf* leaf) noexcept {
     if (leaf != nullptr) leaf->kill();
 }
 
+/// The portable backend has no cgroups: a command that needs one, or its limits, is refused
+/// (errc::not_supported, naming the feature) rather than run without them. cgroup_mode::automatic
+/// (the default) without limits just runs with the process-group tree.
+bool portable_supports(const command& cmd, spawn_failure& f) {
+    std::string feature;
+    if (cmd.cgroup() == cgroup_mode::required) feature = "a cgroup (cgroup_mode::required)";
+    const auto& lim = cmd.cgroup_settings();
+    if (feature.empty() && lim.memory_max) feature = "the cgroup limit memory_max";
+    if (feature.empty() && lim.pids_max) feature = "the cgroup limit pids_max";
+    if (feature.empty() && lim.cpu_quota) feature = "the cgroup limit cpu_max";
+    if (feature.empty()) return true;
+    f.code = errc::not_supported;
+    f.stage = spawn_stage::prepare;
+    f.detail = feature + " is not supported by the portable backend";
+    return false;
+}
+
 } // namespace
 
 child spawn(const asio::any_io_executor& ex, const command& cmd, spawn_failure& f) noexcept {
@@ -51,10 +69,12 @@ child spawn(const asio::any_io_executor& ex, const command& cmd, spawn_failure& 
             f.detail = "stop signal " + std::to_string(cmd.stop_signal()) + " is not a signal";
             return {};
         }
+        const bool portable = backend() == backend_kind::portable;
+        if (portable && !portable_supports(cmd, f)) return {};
         detail::prepare_cleanups(ex);
         std::unique_ptr<detail::cgroup_leaf> leaf;
         std::string no_leaf_why = "the command runs without a cgroup (cgroup_mode::off)";
-        if (cmd.cgroup() != cgroup_mode::off) {
+        if (cmd.cgroup() != cgroup_mode::off && !portable) {
             error_code lec;
             std::string why;
             leaf = detail::cgroup_leaf::create(lec, why, cmd.cgroup_settings().empty());

@@ -21,6 +21,7 @@
 #include "detail/stop.hpp"
 #include "detail/sys.hpp"
 #include "detail/tree.hpp"
+#include "drover/backend.hpp"
 
 namespace asio = boost::asio;
 
@@ -93,8 +94,43 @@ void remember_tree(child_impl& c) {
     }
 }
 
+/// The portable backend's tree: the main process's process group (it called setsid, so the
+/// group id is its pid). While the main process is unreaped its pid, so the group id, cannot
+/// be reused; after that, only while a member is left in the group (the id stays taken while
+/// any member lives). The window that remains: the last member exits and the id is given to a
+/// new group between the emptiness check and the signal (docs/reliability.md, D1).
+bool portable_tree(const child_impl& c) noexcept {
+    return backend() == backend_kind::portable && !c.leaf;
+}
+
+std::size_t signal_group(child_impl& c, int sig) {
+    std::lock_guard lock(c.m);
+    if (c.session > 0) return ::kill(-c.session, sig) == 0 ? 1 : 0;
+    if (c.status) return 0;
+    return sys_pidfd_send_signal(c.pidfd.native_handle(), sig) == 0 ? 1 : 0;
+}
+
+/// Empty: the main process has exited and been reaped (an unreaped zombie still counts as a
+/// member of its group), and nothing is left in its group.
+bool group_empty(child_impl& c) {
+    if (!main_exited(c)) return false;
+    error_code ec;
+    if (!try_reap(c, ec) && !ec) return false; // exited, but a tracer holds the exit (C5)
+    if (c.session <= 0) return true;
+    if (::kill(-c.session, 0) != 0 && errno == ESRCH) return true;
+#if defined(__linux__)
+    // Members left may all be zombies: orphans wait there until their new parent (init, or a
+    // subreaper) reaps them, and a zombie still counts for kill(). They run nothing: /proc
+    // tells them apart. (Elsewhere the stop waits until they are reaped.)
+    return group_members(c.session, {}).empty();
+#else
+    return false;
+#endif
+}
+
 std::size_t send_to_tree(child_impl& c, int sig) {
     std::size_t n = 0;
+    if (portable_tree(c)) return signal_group(c, sig);
     if (c.leaf) {
         pid_t main_pid;
         {
@@ -117,6 +153,7 @@ std::size_t send_to_tree(child_impl& c, int sig) {
 }
 
 bool tree_empty(child_impl& c) {
+    if (portable_tree(c)) return group_empty(c);
     if (c.leaf) return !c.leaf->populated();
     if (!main_exited(c)) return false;
     {
@@ -308,6 +345,10 @@ void stop_on_strand(const std::shared_ptr<child_impl>& c, int sig, std::chrono::
 
 void kill_tree_now(child_impl& c) noexcept try {
     if (!main_exited(c)) sys_pidfd_send_signal(c.pidfd.native_handle(), SIGKILL);
+    if (portable_tree(c)) {
+        signal_group(c, SIGKILL);
+        return;
+    }
     if (c.leaf) {
         error_code ec = c.leaf->kill();
         if (!ec) return;
@@ -346,6 +387,7 @@ std::size_t signal_tree_now(child_impl& c, int sig) {
 }
 
 std::vector<pid_t> tree_pids(child_impl& c) {
+    if (portable_tree(c)) return group_members(c.session, walk_roots(c));
     if (c.leaf) return c.leaf->procs();
     return session_tree(c.session, walk_roots(c));
 }

@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "detail/fault.hpp"
+#include "drover/backend.hpp"
 
 namespace drover::test {
 void note_skip(const std::string& reason);
@@ -159,6 +160,16 @@ int main(int argc, char** argv) {
             at = comma + 1;
         }
         std::fprintf(stderr, "faults armed for this run: %s\n", env);
+    }
+    // The suites' second run on the portable backend loads lib/portable's libdrover.so through
+    // LD_LIBRARY_PATH (test/meson.build): make sure it did, rather than pass on the other one.
+    if (const char* want = std::getenv("DROVER_TEST_BACKEND"); want != nullptr && *want != '\0') {
+        if (to_string(drover::backend()) != want) {
+            std::fprintf(stderr, "DROVER_TEST_BACKEND=%s, but the library loaded is the %s backend\n", want,
+                         std::string(to_string(drover::backend())).c_str());
+            return 2;
+        }
+        std::fprintf(stderr, "backend: %s\n", want);
     }
     doctest::Context ctx(argc, argv);
     int rc = ctx.run();

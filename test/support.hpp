@@ -119,8 +119,21 @@ inline std::string needs_root_and_nobody() {
     return ::geteuid() == 0 && has_nobody() ? "" : "needs root and a 'nobody' user with uid 65534";
 }
 
-/// A usable cgroup v2 hierarchy for drover's leaves.
+/// The Linux backend (backend_kind::linux_native) for `feature`: on the portable backend (the
+/// suite's second run, lib/portable) the reason names the feature that backend lacks.
+inline std::string needs_linux_backend(const std::string& feature) {
+    return drover::backend() == drover::backend_kind::linux_native
+               ? ""
+               : feature + ": not on the portable backend (Linux backend only)";
+}
+
+inline bool portable_backend() {
+    return drover::backend() == drover::backend_kind::portable;
+}
+
+/// A usable cgroup v2 hierarchy for drover's leaves (and the Linux backend, which uses them).
 inline std::string needs_cgroup_v2() {
+    if (auto why = needs_linux_backend("cgroups"); !why.empty()) return why;
     const auto& p = detail::probe_cgroup();
     return p.usable ? "" : "no usable cgroup v2: " + p.why_not;
 }

@@ -63,6 +63,7 @@ TEST_SUITE("guard") {
 
     TEST_CASE(
         "C3: a program guarding its child's tree, killed with SIGKILL, leaves nothing of the tree behind") {
+        DROVER_SKIP_IF(needs_linux_backend("the tree guard"));
         for (const char* mode : {"cgroup", "session"}) {
             CAPTURE(mode);
             const std::string t = run_tag() + (mode[0] == 'c' ? "1" : "2");
@@ -87,6 +88,7 @@ TEST_SUITE("guard") {
     }
 
     TEST_CASE("a program that exits normally dismisses its guard, which exits and leaves the tree alone") {
+        DROVER_SKIP_IF(needs_linux_backend("the tree guard"));
         const std::string t = run_tag() + "3";
         asio::io_context ctx;
         auto started = start_host(ctx, "detach", "sleep 1032." + t + " & sleep 1033." + t + " & wait");
@@ -102,6 +104,7 @@ TEST_SUITE("guard") {
     }
 
     TEST_CASE("guard_tree in this process: active until dismissed; the guard exits; the tree runs on") {
+        DROVER_SKIP_IF(needs_linux_backend("the tree guard"));
         asio::io_context ctx;
         child c = spawn(ctx, helper({"sleep", "30000"}));
         tree_guard g = guard_tree(c, host_as_guard());
@@ -143,6 +146,13 @@ TEST_SUITE("guard") {
         asio::io_context ctx;
         error_code ec;
         child empty;
+        if (portable_backend()) {
+            spawn_failure f;
+            CHECK_FALSE(guard_tree(empty, host_as_guard(), f).active());
+            CHECK(f.code == errc::not_supported);
+            CHECK(f.detail.find("tree guard") != std::string::npos);
+            DROVER_SKIP(needs_linux_backend("the tree guard") << " (refused: " << f.message() << ")");
+        }
         tree_guard g = guard_tree(empty, host_as_guard(), ec);
         CHECK(ec == errc::not_running);
         CHECK_FALSE(g.active());
@@ -172,6 +182,7 @@ TEST_SUITE("guard") {
     }
 
     TEST_CASE("dismissing an empty guard, or one that died, is an error") {
+        DROVER_SKIP_IF(needs_linux_backend("the tree guard"));
         tree_guard empty;
         error_code ec;
         empty.dismiss(ec);

@@ -251,6 +251,12 @@ TEST_SUITE("io") {
     TEST_CASE("E1: a grandchild holding stdout does not hang the run past the drain grace") {
         for (std::string script : {"sleep 31 & echo hi", "setsid sleep 31 & echo hi"}) {
             CAPTURE(script);
+            if (script.rfind("setsid", 0) == 0 && portable_backend()) {
+                // A process-group tree does not follow a setsid escapee (reliability.md D1).
+                MESSAGE(
+                    "portable backend: not running the setsid grandchild (out of a process group's reach)");
+                continue;
+            }
             asio::io_context ctx;
             run_options o;
             o.drain_grace = 500ms;

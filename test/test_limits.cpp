@@ -123,6 +123,14 @@ TEST_SUITE("limits") {
     }
 
     TEST_CASE("G4: no_new_privs reaches the child; off by default") {
+        if (portable_backend()) {
+            asio::io_context ctx;
+            spawn_failure f;
+            spawn(ctx, helper({"print-nnp"}).no_new_privs(true), f);
+            CHECK(f.code == errc::not_supported);
+            CHECK(f.detail.find("no_new_privs") != std::string::npos);
+            DROVER_SKIP(needs_linux_backend("no_new_privs") << " (refused: " << f.message() << ")");
+        }
         CHECK(output_now(helper({"print-nnp"}).no_new_privs(true)).out == "nnp 1\n");
         CHECK(output_now(helper({"print-nnp"})).out == "nnp 0\n");
     }

@@ -54,6 +54,12 @@ std::optional<output> in_namespaces(command cmd, const char* what) {
     cmd.std_out(stdio::pipe());
     spawn_failure f;
     child c = spawn(ctx, cmd, f);
+    if (f && portable_backend()) {
+        CHECK(f.code == errc::not_supported);
+        CHECK(f.detail.find("namespaces") != std::string::npos);
+        note_skip(needs_linux_backend("namespaces") + " (refused: " + f.message() + ")");
+        return std::nullopt;
+    }
     if (f) {
         note_skip(std::string("the kernel refused the namespaces (") + what +
                   ") or the /proc mount: " + f.message());
@@ -130,6 +136,12 @@ TEST_SUITE("security") {
         CHECK(capability_name(10) == "cap_net_bind_service");
         CHECK(capability_name(99).empty());
         auto bad = spawn_result(helper({"exit", "0"}).capability_bounding_set({63}));
+        if (portable_backend()) {
+            CHECK(bad.code == errc::not_supported);
+            CHECK(bad.detail.find("capability bounding set") != std::string::npos);
+            DROVER_SKIP(needs_linux_backend("the capability bounding set")
+                        << " (refused: " << bad.message() << ")");
+        }
         CHECK(bad.code == errc::invalid_command);
         DROVER_SKIP_IF(needs_root()); // dropping from the bounding set needs CAP_SETPCAP
         auto r =
@@ -211,6 +223,10 @@ TEST_SUITE("security") {
         CHECK(bad == "time");
         CHECK(to_string(namespaces::user | namespaces::ipc) == "user,ipc");
         auto f = spawn_result(helper({"exit", "0"}).unshare(namespaces::user).supplementary_groups({"0"}));
+        if (portable_backend()) {
+            CHECK(f.code == errc::not_supported);
+            DROVER_SKIP(needs_linux_backend("namespaces") << " (refused: " << f.message() << ")");
+        }
         CHECK(f.code == errc::invalid_command);
         CHECK(f.detail.find("user namespace") != std::string::npos);
     }
@@ -218,6 +234,16 @@ TEST_SUITE("security") {
     TEST_CASE_FIXTURE(
         io_fixture,
         "I1: cgroup limits are applied where the controllers exist, else reported as not applied") {
+        if (portable_backend()) {
+            for (auto cmd : {helper({"exit", "0"}).memory_max(64 << 20), helper({"exit", "0"}).pids_max(50),
+                             helper({"exit", "0"}).cpu_max(std::chrono::milliseconds(50))}) {
+                spawn_failure f;
+                spawn(ctx, cmd, f);
+                CHECK(f.code == errc::not_supported);
+                CHECK(f.detail.find("the cgroup limit ") == 0);
+            }
+            DROVER_SKIP(needs_linux_backend("cgroup limits") << " (each refused with not_supported)");
+        }
         child c = spawn(
             ctx,
             helper({"exit", "0"}).memory_max(64 << 20).pids_max(50).cpu_max(std::chrono::milliseconds(50)));

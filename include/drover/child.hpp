@@ -43,6 +43,10 @@ void initiate_child_stop(std::shared_ptr<child_impl> impl, int sig,
 enum class tree_kind {
     cgroup,  ///< a fresh leaf cgroup: complete and atomic (cgroup.kill, cgroup.events)
     session, ///< the child's session and process group plus descendants found through /proc
+    /// The portable backend (`backend_kind::portable`): the child's process group (the child
+    /// leads its own session). A process that leaves the group (setsid, setpgid) escapes the
+    /// stop; descendants are not followed.
+    process_group,
 };
 
 /// A child process started by `spawn()`, owned through its pidfd.

@@ -1,6 +1,7 @@
 // drover: everything, for programs that prefer one include.
 #pragma once
 
+#include "drover/backend.hpp"
 #include "drover/child.hpp"
 #include "drover/command.hpp"
 #include "drover/daemon.hpp"

@@ -27,6 +27,8 @@ enum class errc {
     service_in_use,  ///< the service cannot be removed: another one depends on it
     service_failed,  ///< the service failed (its status says why)
     shutting_down,   ///< the supervisor is shutting down (or was destroyed)
+    not_supported,   ///< the feature does not exist on this backend (see `backend()`); the
+                     ///<   failure's detail names the feature
 };
 
 /// The `drover` error category.

@@ -1,6 +1,7 @@
 // The Linux launcher's parent side: launch() turns a command into a `child_plan` for the raw
 // child, creates the child, and turns a failure into a spawn_failure. docs/architecture.md
 // ("Spawning") lists the steps of both sides, in order. The parts live in their own files:
+//   lib/detail/launch_common.cpp  what both backends check and build (argv, envp, rlimits, mask)
 //   lib/detail/prepare.cpp    environment and PATH lookup, identity names
 //   lib/detail/child_fds.cpp  the descriptors (stdio, pipes, a pty, passed fds)
 //   lib/detail/launcher.cpp   clone3 and its fallbacks, with every signal blocked
@@ -32,11 +33,13 @@
 
 #include "detail/child_fds.hpp"
 #include "detail/fault.hpp"
+#include "detail/launch_common.hpp"
 #include "detail/launcher.hpp"
 #include "detail/posix.hpp"
 #include "detail/prepare.hpp"
 #include "detail/raw_child.hpp"
 #include "detail/sys.hpp"
+#include "drover/backend.hpp"
 
 extern char** environ;
 
@@ -46,22 +49,10 @@ namespace {
 
 std::atomic<unsigned> g_test_pdeathsig_delay_ms{0};
 
-bool invalid_command(spawn_failure& f, std::string detail) {
-    f.code = errc::invalid_command;
-    f.stage = spawn_stage::prepare;
-    f.detail = std::move(detail);
-    return false;
-}
-
 /// What one launch() builds for the raw child. The plan points into the rest, so it all lives
 /// until the clone has returned.
 struct launch_state {
-    std::vector<std::string> env;
-    std::string path;
-    std::string cwd;
-    std::string arg0;
-    std::vector<char*> argv;
-    std::vector<char*> envp;
+    program_image prog;
     prepared_fds fds;
     std::vector<rlimit64_arg> limits;
     namespaces ns = namespaces::none;
@@ -73,43 +64,13 @@ struct launch_state {
     child_plan plan;
 };
 
-/// No NUL byte in an argument or argv[0].
-bool check_arguments(const command& cmd, spawn_failure& f) {
-    for (std::size_t i = 0; i < cmd.args().size(); ++i)
-        if (cmd.args()[i].find('\0') != std::string::npos)
-            return invalid_command(f, "argument " + std::to_string(i + 1) + " contains a NUL byte");
-    if (cmd.arg0() && cmd.arg0()->find('\0') != std::string::npos)
-        return invalid_command(f, "argv[0] contains a NUL byte");
-    return true;
-}
-
-/// The environment, the program's path, the working directory, and the argv/envp arrays.
-bool prepare_program(const command& cmd, launch_state& s, spawn_failure& f) {
-    if (!build_environment(cmd, environ, s.env, f)) return false;
-    if (!resolve_program(cmd.program(), search_path_for(s.env), s.path, f)) return false;
-    if (cmd.cwd()) {
-        s.cwd = cmd.cwd()->string();
-        if (s.cwd.empty() || s.cwd.find('\0') != std::string::npos)
-            return invalid_command(f, "working directory is empty or contains a NUL byte");
-    }
-    s.argv.reserve(cmd.args().size() + 2);
-    s.arg0 = cmd.arg0() ? *cmd.arg0() : cmd.program();
-    s.argv.push_back(s.arg0.data());
-    for (const auto& a : cmd.args()) s.argv.push_back(const_cast<char*>(a.c_str()));
-    s.argv.push_back(nullptr);
-    s.envp.reserve(s.env.size() + 1);
-    for (auto& e : s.env) s.envp.push_back(e.data());
-    s.envp.push_back(nullptr);
-    return true;
-}
-
 /// The plan's program, descriptors, session and parent-death fields.
 void plan_basics(const command& cmd, int cgroup_fd, launch_state& s) {
     child_plan& plan = s.plan;
-    plan.path = s.path.c_str();
-    plan.argv = s.argv.data();
-    plan.envp = s.envp.data();
-    plan.cwd = cmd.cwd() ? s.cwd.c_str() : nullptr;
+    plan.path = s.prog.path.c_str();
+    plan.argv = s.prog.argv.data();
+    plan.envp = s.prog.envp.data();
+    plan.cwd = cmd.cwd() ? s.prog.cwd.c_str() : nullptr;
     plan.moves = s.fds.moves.data();
     plan.n_moves = static_cast<int>(s.fds.moves.size());
     plan.keep = s.fds.keep.data();
@@ -126,23 +87,7 @@ void plan_basics(const command& cmd, int cgroup_fd, launch_state& s) {
 
 /// Resource limits (checked here, set by the child), the umask and no_new_privs.
 bool plan_limits(const command& cmd, launch_state& s, spawn_failure& f) {
-    bool nofile_set = false;
-    for (const auto& l : cmd.rlimits()) {
-        if (l.resource < 0 || l.resource >= RLIMIT_NLIMITS)
-            return invalid_command(f, "resource limit " + std::to_string(l.resource) + " does not exist");
-        if (l.soft != RLIM_INFINITY && (l.hard == RLIM_INFINITY ? false : l.soft > l.hard))
-            return invalid_command(f, "resource limit " + std::to_string(l.resource) +
-                                          ": soft limit above hard limit");
-        s.limits.push_back({l.resource, l.soft, l.hard});
-        nofile_set = nofile_set || l.resource == RLIMIT_NOFILE;
-    }
-    if (!nofile_set) {
-        // A supervisor raises its own soft NOFILE limit; its children get the conventional 1024
-        // (select() breaks above it), the hard limit kept (docs/reliability.md row B6).
-        struct rlimit own {};
-        if (::getrlimit(RLIMIT_NOFILE, &own) == 0 && own.rlim_cur > 1024) // RLIM_INFINITY too
-            s.limits.push_back({RLIMIT_NOFILE, 1024, own.rlim_max});
-    }
+    if (!plan_rlimits(cmd, s.limits, f)) return false;
     s.plan.limits = s.limits.data();
     s.plan.n_limits = static_cast<int>(s.limits.size());
     s.plan.umask = cmd.umask() ? static_cast<int>(*cmd.umask()) : -1;
@@ -188,15 +133,7 @@ bool plan_identity(const command& cmd, launch_state& s, spawn_failure& f) {
             return invalid_command(
                 f, "supplementary groups cannot be set in a new user namespace (setgroups is denied there)");
         s.groups = *s.id.groups;
-        std::vector<gid_t> current(static_cast<std::size_t>(std::max(0, ::getgroups(0, nullptr))));
-        int n = ::getgroups(static_cast<int>(current.size()), current.data());
-        current.resize(static_cast<std::size_t>(std::max(0, n)));
-        std::vector<gid_t> want = s.groups;
-        std::sort(want.begin(), want.end());
-        want.erase(std::unique(want.begin(), want.end()), want.end());
-        std::sort(current.begin(), current.end());
-        current.erase(std::unique(current.begin(), current.end()), current.end());
-        plan.set_groups = !s.userns && (n < 0 || want != current);
+        plan.set_groups = !s.userns && groups_differ(s.groups);
         s.groups_check.resize(s.groups.size() + 1);
         plan.groups = s.groups.data();
         plan.groups_check = s.groups_check.data();
@@ -293,12 +230,12 @@ bool describe_child_failure(const launch_state& s, spawn_failure& f) {
     int err = plan.err;
     std::string detail;
     if (stage == spawn_stage::exec) {
-        detail = s.path;
+        detail = s.prog.path;
         struct stat st {};
         // execve says EACCES for a directory; say what it is.
-        if (err == EACCES && ::stat(s.path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) err = EISDIR;
+        if (err == EACCES && ::stat(s.prog.path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) err = EISDIR;
     } else if (stage == spawn_stage::cwd) {
-        detail = s.cwd;
+        detail = s.prog.cwd;
     } else if (stage == spawn_stage::setgroups || stage == spawn_stage::setgid ||
                stage == spawn_stage::setuid) {
         detail = "changing to " + s.id.description;
@@ -351,28 +288,31 @@ bool open_pidfd(pid_t pid, unique_fd& pidfd, spawn_failure& f) {
 
 } // namespace
 
+} // namespace drover::detail
+
+namespace drover {
+
+backend_kind backend() noexcept {
+    return backend_kind::linux_native;
+}
+
+} // namespace drover
+
+namespace drover::detail {
+
 void set_test_delay_before_pdeathsig(unsigned ms) noexcept {
     g_test_pdeathsig_delay_ms.store(ms, std::memory_order_relaxed);
 }
 
 bool launch(const command& cmd, int cgroup_fd, launched& out, spawn_failure& f) noexcept try {
     launch_state s;
-    if (!check_arguments(cmd, f) || !prepare_program(cmd, s, f) || !prepare_fds(cmd, s.fds, f)) return false;
+    if (!check_arguments(cmd, f) || !prepare_program(cmd, s.prog, f) || !prepare_fds(cmd, s.fds, f))
+        return false;
     plan_basics(cmd, cgroup_fd, s);
     if (!plan_limits(cmd, s, f)) return false;
     plan_namespaces(cmd, s);
     if (!plan_identity(cmd, s, f) || !plan_capabilities(cmd, s, f)) return false;
-    if (s.plan.pdeathsig < 0 || s.plan.pdeathsig > 64)
-        return invalid_command(f, "parent death signal " + std::to_string(s.plan.pdeathsig) +
-                                      " is not a signal");
-    for (int sig : cmd.blocked_signals()) {
-        if (sig <= 0 || sig >= NSIG)
-            return invalid_command(f, "blocked signal " + std::to_string(sig) + " is not a signal");
-        if (sig == SIGKILL || sig == SIGSTOP)
-            return invalid_command(f, "signal " + std::to_string(sig) + " (" + sigabbrev_np(sig) +
-                                          ") cannot be blocked");
-        s.plan.sigmask |= 1UL << (sig - 1);
-    }
+    if (!plan_signals(cmd, s.plan.sigmask, f)) return false;
 
     void* stack_top = child_stack_top();
     if (stack_top == nullptr) return spawn_fail(f, ENOMEM, spawn_stage::clone, "child stack");

@@ -180,6 +180,25 @@ std::vector<tree_member> session_members(pid_t sid, const std::vector<pid_t>& ex
     return out;
 }
 
+std::vector<pid_t> group_members(pid_t pgid, const std::vector<pid_t>& extra_roots) {
+    const pid_t self = ::getpid();
+    std::unordered_set<pid_t> seen;
+    std::vector<pid_t> out;
+    auto add = [&](pid_t pid) {
+        proc_ids ids;
+        if (pid == self || !read_proc_ids(pid, ids) || ids.state == 'Z' || ids.state == 'X') return;
+        if (seen.insert(pid).second) out.push_back(pid);
+    };
+    for (pid_t r : extra_roots) add(r);
+    if (pgid > 0)
+        for_each_proc([&](pid_t pid) {
+            errno = 0;
+            const pid_t g = ::getpgid(pid);
+            if (g == pgid) add(pid);
+        });
+    return out;
+}
+
 std::vector<pid_t> session_tree(pid_t sid, const std::vector<pid_t>& extra_roots, bool* complete) {
     std::vector<pid_t> out;
     for (const auto& m : session_members(sid, extra_roots, complete)) out.push_back(m.pid);

@@ -10,7 +10,8 @@
 # and, last, every failure with its first error: "FAILED: <suite>: <test case>: <error> [<build>]".
 # A case that called DROVER_SKIP (test/support.hpp) counts as skipped, not passed: each test
 # binary lists its skips after doctest's summary (test/main.cpp).
-# After the plain pass, 60 s of the chaos soak of drover up (tools/dev/soak.sh) count as one test
+# After the plain pass, the suites run again on the portable backend (pass "portable":
+# DROVER_TEST_PORTABLE=0 skips it); then 60 s of the chaos soak of drover up (tools/dev/soak.sh) count as one test
 # (DROVER_TEST_SOAK=0 skips it, DROVER_TEST_SOAK_SECONDS changes the 60 s). Before the summary,
 # "time: ..." says how long each build, pass and phase took.
 # DROVER_TEST_SANITIZERS picks the sanitizer passes ("asan-ubsan tsan" by default; "none" skips
@@ -27,16 +28,17 @@ skip_list=$(mktemp)
 fail_list=$(mktemp)
 trap 'rm -f "$skip_list" "$fail_list"' EXIT
 
-# run_suite DIR: build DIR and run its tests; adds to the totals.
+# run_suite DIR [ARGS...]: build DIR and run its tests; adds to the totals. The pass is named
+# after DIR, or $PASS_NAME when set.
 run_suite() {
-    local dir=$1 t0=$SECONDS t1
+    local dir=$1 t0=$SECONDS t1 pass=${PASS_NAME:-$(basename "$1")}
     ninja -C "$dir"
     t1=$SECONDS
     set +e
     meson test -C "$dir" --print-errorlogs --verbose "${@:2}" 2>&1 | tee "$dir/test-output.txt"
     local rc=${PIPESTATUS[0]}
     set -e
-    timings+=("$(basename "$dir"): build $((t1 - t0)) s, tests $((SECONDS - t1)) s")
+    timings+=("$pass: build $((t1 - t0)) s, tests $((SECONDS - t1)) s")
     # Per test binary, from meson's log: doctest's summary ("[doctest] test cases: 12 | 12 passed
     # | 0 failed | 0 skipped", where "skipped" means filtered out) and test/main.cpp's skips
     # ("[drover] skipped: K", then "[drover] skip: <case>: <reason>"): passed = doctest's passed
@@ -45,7 +47,7 @@ run_suite() {
     # The skipped cases go to $skip_list as "<suite>: <case>: <reason>\t<build>".
     local passed=0 failed=0 skipped=0
     if [ -f "$dir/meson-logs/testlog.json" ]; then
-        read -r passed failed skipped < <(python3 - "$dir/meson-logs/testlog.json" "$(basename "$dir")" "$skip_list" "$fail_list" <<'PY'
+        read -r passed failed skipped < <(python3 - "$dir/meson-logs/testlog.json" "$pass" "$skip_list" "$fail_list" <<'PY'
 import json, re, sys
 p = f = s = 0
 fails = open(sys.argv[4], "a")
@@ -99,13 +101,21 @@ PY
     fi
     if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi # a suite crashed or timed out
     skipped_total=$((skipped_total + skipped))
-    echo "test ($(basename "$dir")): $passed passed, $failed failed, $skipped skipped"
+    echo "test ($pass): $passed passed, $failed failed, $skipped skipped"
     passed_total=$((passed_total + passed))
     failed_total=$((failed_total + failed))
     if [ "$rc" -ne 0 ]; then rc_total=$rc; fi
 }
 
-run_suite "$BUILD_DIR" "$@"
+run_suite "$BUILD_DIR" --no-suite portable "$@"
+
+# The suites again on the portable backend (docs/architecture.md, "Backends"): the same test
+# programs against lib/portable's libdrover.so, plain build only, reported as the pass
+# "portable". A case that needs a Linux-only feature skips, naming it. DROVER_TEST_PORTABLE=0
+# leaves it out. Not when arguments pick suites.
+if [ "${DROVER_TEST_PORTABLE:-1}" != 0 ] && [ $# -eq 0 ]; then
+    PASS_NAME=portable run_suite "$BUILD_DIR" --suite portable
+fi
 
 # The chaos soak of drover up (tools/dev/soak.sh, docs/reliability.md): 60 s here, alone on the
 # machine (its invariants are about drover, not about sharing two cores with the suites), plain
@@ -145,8 +155,8 @@ fi
 for san in ${DROVER_TEST_SANITIZERS:-asan-ubsan tsan}; do
     case $san in
     none) continue ;;
-    asan-ubsan) dir="${BUILD_DIR}-asan"; extra=(--no-suite plain-only --no-suite plain-pass-only) ;;
-    tsan) dir="${BUILD_DIR}-tsan"; extra=(--no-suite plain-only --no-suite plain-pass-only --no-suite fallback-launchers) ;;
+    asan-ubsan) dir="${BUILD_DIR}-asan"; extra=(--no-suite plain-only --no-suite plain-pass-only --no-suite portable) ;;
+    tsan) dir="${BUILD_DIR}-tsan"; extra=(--no-suite plain-only --no-suite plain-pass-only --no-suite fallback-launchers --no-suite portable) ;;
     *) echo "DROVER_TEST_SANITIZERS: unknown sanitizer '$san' (asan-ubsan, tsan, none)" >&2; exit 2 ;;
     esac
     if [ ! -f "$dir/build.ninja" ]; then

@@ -1,0 +1,3 @@
+// Compiles drover/backend.hpp alone, first: every public header is self-contained.
+#include "drover/backend.hpp"
+#include "drover/backend.hpp" // and guarded
