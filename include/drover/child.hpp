@@ -64,7 +64,8 @@ enum class tree_kind {
 /// **The tree**: the child and everything it starts. With a leaf cgroup (`tree_kind::cgroup`)
 /// that is exact; otherwise it is every process in the child's session or process group plus
 /// their descendants (`tree_kind::session`), and, in runner mode (`become_reaper()`), the
-/// orphans adopted from it.
+/// orphans adopted from it. On the portable backend (`backend()`) it is the child's process
+/// group (`tree_kind::process_group`), which a process that calls setsid leaves.
 ///
 /// **Destruction**: unless the tree was stopped or `detach()` was called, the destructor kills
 /// what remains of the tree: at once `cgroup.kill` (or, without a cgroup, SIGKILL to the main
@@ -201,7 +202,10 @@ public:
             token, impl_);
     }
 
-    /// How the tree is tracked: `tree_kind::cgroup` when the child got a leaf cgroup.
+    /// How the tree is tracked: `tree_kind::cgroup` when the child got a leaf cgroup. On the
+    /// portable backend `tree_kind::process_group`: without cgroups the kernel cannot keep a
+    /// process in the tree, so one that calls setsid (or setpgid) leaves it, and a stop does
+    /// not reach it.
     tree_kind tree() const noexcept;
     /// The leaf cgroup's directory, when there is one. Once the tree has ended by itself, the
     /// leaf may be kept and given to a later child of this process: the path then names that
