@@ -97,35 +97,53 @@ void remember_tree(child_impl& c) {
 /// The portable backend's tree: the main process's process group (it called setsid, so the
 /// group id is its pid). While the main process is unreaped its pid, so the group id, cannot
 /// be reused; after that, only while a member is left in the group (the id stays taken while
-/// any member lives). The window that remains: the last member exits and the id is given to a
-/// new group between the emptiness check and the signal (docs/reliability.md, D1).
+/// any member lives). Once the group is empty the id is free: a process that now holds that pid
+/// is someone else's, and then nothing is sent. The window that remains: the last member exits
+/// and a new process takes the id and leads a group between that check and the signal
+/// (docs/reliability.md, D1).
 bool portable_tree(const child_impl& c) noexcept {
     return backend() == backend_kind::portable && !c.leaf;
 }
 
 std::size_t signal_group(child_impl& c, int sig) {
     std::lock_guard lock(c.m);
-    if (c.session > 0) return ::kill(-c.session, sig) == 0 ? 1 : 0;
+    if (c.session > 0) {
+        // Reaped (by us, under this lock): the pid is free, so a live process with it is not ours.
+        if (c.status && (::kill(c.session, 0) == 0 || errno == EPERM)) return 0;
+        return ::kill(-c.session, sig) == 0 ? 1 : 0;
+    }
     if (c.status) return 0;
     return sys_pidfd_send_signal(c.pidfd.native_handle(), sig) == 0 ? 1 : 0;
 }
 
-/// Empty: the main process has exited and been reaped (an unreaped zombie still counts as a
-/// member of its group), and nothing is left in its group.
+/// Empty: the main process has exited and nothing live is left in its group; then the main
+/// process is reaped (not before: until then its pid keeps the group id ours, and a cleanup
+/// that finds it reaped would not kill the group).
 bool group_empty(child_impl& c) {
     if (!main_exited(c)) return false;
-    error_code ec;
-    if (!try_reap(c, ec) && !ec) return false; // exited, but a tracer holds the exit (C5)
-    if (c.session <= 0) return true;
-    if (::kill(-c.session, 0) != 0 && errno == ESRCH) return true;
+    if (c.session > 0 && !(::kill(-c.session, 0) != 0 && errno == ESRCH)) {
 #if defined(__linux__)
-    // Members left may all be zombies: orphans wait there until their new parent (init, or a
-    // subreaper) reaps them, and a zombie still counts for kill(). They run nothing: /proc
-    // tells them apart. (Elsewhere the stop waits until they are reaped.)
-    return group_members(c.session, {}).empty();
+        // Members left may all be zombies, the unreaped leader among them: orphans wait there
+        // until their new parent (init, or a subreaper) reaps them, and a zombie still counts
+        // for kill(). They run nothing: /proc tells them apart.
+        bool complete = true;
+        const bool live = !group_members(c.session, {}, &complete).empty();
+        if (!complete) { // out of descriptors: cannot tell (bounded by blind_check_limit)
+            if (c.killed) ++c.blind_checks;
+            return false;
+        }
+        c.blind_checks = 0;
+        if (live) return false;
 #else
-    return false;
+        // Elsewhere the zombie leader itself keeps the group non-empty until reaped: reap it
+        // first (the stop then waits for orphaned zombies to be reaped by their new parent).
+        error_code ec;
+        if (!try_reap(c, ec) && !ec) return false;
+        if (!(::kill(-c.session, 0) != 0 && errno == ESRCH)) return false;
 #endif
+    }
+    error_code ec;
+    return try_reap(c, ec) || ec; // false only while a tracer holds the exit (C5)
 }
 
 std::size_t send_to_tree(child_impl& c, int sig) {

@@ -112,10 +112,10 @@ bool cloexec_range(unsigned lo, unsigned hi) noexcept {
 #if defined(__linux__) && defined(SYS_close_range)
     if (::syscall(SYS_close_range, lo, hi, close_range_cloexec) == 0) return true;
 #endif
-    // Elsewhere (or before Linux 5.11): one fcntl per possible descriptor, up to the limit.
-    long max = ::sysconf(_SC_OPEN_MAX);
-    if (max < 0 || max > 65536) max = 65536;
-    for (long fd = lo; fd <= static_cast<long>(hi) && fd < max; ++fd) {
+    // Elsewhere (or before Linux 5.11): one fcntl per possible descriptor, up to the limit
+    // (this runs before the command's own limits are set, so the limit is still the parent's).
+    const long max = ::sysconf(_SC_OPEN_MAX);
+    for (long fd = lo; fd <= static_cast<long>(hi) && (max < 0 || fd < max); ++fd) {
         int fl = ::fcntl(static_cast<int>(fd), F_GETFD);
         if (fl >= 0 && !(fl & FD_CLOEXEC)) ::fcntl(static_cast<int>(fd), F_SETFD, fl | FD_CLOEXEC);
     }
@@ -145,6 +145,15 @@ bool cloexec_range(unsigned lo, unsigned hi) noexcept {
     for (int fd = 0; fd < 3; ++fd) { // blocking stdio (B4)
         int fl = ::fcntl(fd, F_GETFL);
         if (fl >= 0 && (fl & O_NONBLOCK)) ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    }
+    // 3c. Every descriptor >= 3 not passed on purpose: close-on-exec (B1), before step 4 may
+    //     lower the descriptor limit that bounds the fallback's loop. The report pipe is
+    //     close-on-exec already.
+    unsigned lo = 3;
+    for (int i = 0; i <= p.n_keep; ++i) {
+        unsigned hi = i < p.n_keep ? static_cast<unsigned>(p.keep[i]) - 1 : ~0U;
+        if (lo <= hi && !cloexec_range(lo, hi)) child_fail(p, spawn_stage::close_fds, errno);
+        if (i < p.n_keep) lo = static_cast<unsigned>(p.keep[i]) + 1;
     }
     // 4. Resource limits, while still privileged.
     for (int i = 0; i < p.n_limits; ++i) {
@@ -182,14 +191,6 @@ bool cloexec_range(unsigned lo, unsigned hi) noexcept {
         if (::getppid() != p.parent_pid) ::kill(::getpid(), p.pdeathsig); // delivered at unmask
     }
 #endif
-    // 8. Every descriptor >= 3 not passed on purpose: close-on-exec (B1). The report pipe is
-    //    close-on-exec already.
-    unsigned lo = 3;
-    for (int i = 0; i <= p.n_keep; ++i) {
-        unsigned hi = i < p.n_keep ? static_cast<unsigned>(p.keep[i]) - 1 : ~0U;
-        if (lo <= hi && !cloexec_range(lo, hi)) child_fail(p, spawn_stage::close_fds, errno);
-        if (i < p.n_keep) lo = static_cast<unsigned>(p.keep[i]) + 1;
-    }
     // 9. The signal mask the program starts with (B2), then exec.
     sigset_t mask;
     sigemptyset(&mask);
@@ -226,6 +227,14 @@ bool reject_unsupported(const command& cmd, spawn_failure& f) {
     return true;
 }
 
+/// SIGKILLs and reaps the child by pid, only while it is ours and unreaped (a host's
+/// waitpid(-1) may have taken it, and then its pid may name someone else: C1, C2).
+void kill_if_ours(pid_t pid) noexcept {
+    siginfo_t si{};
+    if (::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED | WNOHANG | WNOWAIT) == 0)
+        kill_and_reap(-1, pid);
+}
+
 /// Reads the child's failure report: false and `f` filled if it failed before exec (it has
 /// exited; reaped here), true on EOF (it exec'd).
 bool read_report(int fd, pid_t pid, const program_image& prog, const identity& id, spawn_failure& f) {
@@ -234,9 +243,16 @@ bool read_report(int fd, pid_t pid, const program_image& prog, const identity& i
     do n = ::read(fd, &r, sizeof r);
     while (n < 0 && errno == EINTR);
     if (n == 0) return true;
-    kill_and_reap(-1, pid); // it exited (or is about to): only reaps it
-    if (n != static_cast<ssize_t>(sizeof r))
-        return spawn_fail(f, n < 0 ? errno : EIO, spawn_stage::clone, "the child's report");
+    if (n != static_cast<ssize_t>(sizeof r)) { // not a report: the child's state is unknown
+        const int err = n < 0 ? errno : EIO;
+        kill_if_ours(pid);
+        return spawn_fail(f, err, spawn_stage::clone, "the child's report");
+    }
+    // It reported and calls _exit: reap it, without a signal (by pid: a host's waitpid(-1) may
+    // have taken it already, and then ECHILD ends the wait).
+    siginfo_t si{};
+    while (::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED) != 0 && errno == EINTR) {
+    }
     auto stage = static_cast<spawn_stage>(r.stage);
     int err = r.err;
     std::string detail;
@@ -370,11 +386,13 @@ bool launch(const command& cmd, int /*cgroup_fd: none on this backend*/, launche
         // unsupervised. By pid only while it is ours and unreaped (a host's waitpid(-1) may
         // have taken it: then its pid may name someone else already, C2).
         siginfo_t si{};
-        if (::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED | WNOHANG | WNOWAIT) == 0)
-            kill_and_reap(-1, pid);
-        else if (errno == ECHILD)
+        if (::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED | WNOHANG | WNOWAIT) != 0 && errno == ECHILD)
             err = ESRCH;
-        return spawn_fail(f, err != 0 ? err : EMFILE, spawn_stage::pidfd);
+        else
+            kill_if_ours(pid);
+        // Asio reports the handle's failed pidfd_open as the EBADF of registering -1.
+        if (err == EBADF || err == 0) err = EMFILE;
+        return spawn_fail(f, err, spawn_stage::pidfd);
     }
     if (pid <= 0) {
         if (err == 0) err = EAGAIN;
@@ -389,13 +407,20 @@ bool launch(const command& cmd, int /*cgroup_fd: none on this backend*/, launche
 #if defined(__linux__)
     // The child is ours and unreaped: its pid cannot name another process yet (unless a host's
     // waitpid(-1) took it: then ESRCH, docs/reliability.md row C2).
-    int pidfd = sys_pidfd_open(pid, 0);
-    if (pidfd < 0) {
+    unique_fd pidfd{sys_pidfd_open(pid, 0)};
+    if (!pidfd) {
         int err = errno;
-        if (err != ESRCH) kill_and_reap(-1, pid);
+        if (err != ESRCH) kill_if_ours(pid);
         return spawn_fail(f, err, spawn_stage::pidfd);
     }
-    out.pidfd.reset(pidfd);
+    // Still our child? (A host's waitpid(-1) may have reaped it before the pidfd_open, and the
+    // pid been reused: then the pidfd names someone else's process.)
+    siginfo_t si{};
+    if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd.get()), &si,
+                 WEXITED | WNOHANG | WNOWAIT) != 0 &&
+        errno == ECHILD)
+        return spawn_fail(f, ESRCH, spawn_stage::pidfd);
+    out.pidfd = std::move(pidfd);
 #else
 #error                                                                                                       \
     "the portable backend's exit watch (kqueue EVFILT_PROC) is not written yet: docs/architecture.md, Backends"

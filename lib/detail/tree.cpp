@@ -180,22 +180,28 @@ std::vector<tree_member> session_members(pid_t sid, const std::vector<pid_t>& ex
     return out;
 }
 
-std::vector<pid_t> group_members(pid_t pgid, const std::vector<pid_t>& extra_roots) {
+std::vector<pid_t> group_members(pid_t pgid, const std::vector<pid_t>& extra_roots, bool* complete) {
     const pid_t self = ::getpid();
     std::unordered_set<pid_t> seen;
     std::vector<pid_t> out;
+    bool whole = true;
     auto add = [&](pid_t pid) {
         proc_ids ids;
-        if (pid == self || !read_proc_ids(pid, ids) || ids.state == 'Z' || ids.state == 'X') return;
+        errno = 0;
+        if (pid == self) return;
+        if (!read_proc_ids(pid, ids)) {
+            if (resource_error(errno)) whole = false; // could not look: maybe a member
+            return;
+        }
+        if (ids.state == 'Z' || ids.state == 'X') return;
         if (seen.insert(pid).second) out.push_back(pid);
     };
     for (pid_t r : extra_roots) add(r);
-    if (pgid > 0)
-        for_each_proc([&](pid_t pid) {
-            errno = 0;
-            const pid_t g = ::getpgid(pid);
-            if (g == pgid) add(pid);
-        });
+    if (pgid > 0 && !for_each_proc([&](pid_t pid) {
+            if (::getpgid(pid) == pgid) add(pid);
+        }))
+        whole = false;
+    if (complete != nullptr) *complete = whole;
     return out;
 }
 

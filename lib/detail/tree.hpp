@@ -52,7 +52,9 @@ std::vector<pid_t> session_tree(pid_t sid, const std::vector<pid_t>& extra_roots
 /// The portable backend's tree (tree_kind::process_group): the live processes of process group
 /// `pgid`, plus the live ones of `extra_roots` (the main process while it lives). Where /proc
 /// exists (Linux) it is read; elsewhere the list holds the extra roots only.
-std::vector<pid_t> group_members(pid_t pgid, const std::vector<pid_t>& extra_roots);
+/// `complete` (if given) is set false when /proc could not be read whole (out of descriptors or
+/// memory): then "no members" does not mean the group is empty.
+std::vector<pid_t> group_members(pid_t pgid, const std::vector<pid_t>& extra_roots, bool* complete = nullptr);
 
 /// Pidfds for every process of the tree, each one's identity re-checked after pidfd_open (so
 /// a pid reused meanwhile is left out). Collect first, then signal: a parent that dies of the
