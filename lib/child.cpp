@@ -4,10 +4,11 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#if defined(__linux__)
 #include <sys/eventfd.h>
+#endif
 #include <sys/ioctl.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -77,16 +78,12 @@ std::optional<exit_status> try_reap(child_impl& c, error_code& ec) noexcept {
         // nothing but itself. A short-lived child's stop then needs no walk of /proc. Any other
         // allocation (a thread, another program's process) only means the walk is done.
         siginfo_t peek{};
-        if (::syscall(SYS_waitid, P_PIDFD, c.pidfd.native_handle(), &peek,
-                      WEXITED | WNOHANG | WNOWAIT | __WALL, nullptr) == 0 &&
+        if (wait_process(c.pidfd.native_handle(), c.pid, &peek, WEXITED | WNOHANG | WNOWAIT, nullptr) == 0 &&
             peek.si_pid != 0)
             c.session_alone.store(last_allocated_pid() == c.pid, std::memory_order_release);
     }
     for (;;) {
-        // The raw syscall takes a fifth argument glibc's waitid() does not expose: the rusage.
-        if (::syscall(SYS_waitid, P_PIDFD, c.pidfd.native_handle(), &si, WEXITED | WNOHANG | __WALL, &ru) ==
-            0)
-            break;
+        if (wait_process(c.pidfd.native_handle(), c.pid, &si, WEXITED | WNOHANG, &ru) == 0) break;
         if (errno == EINTR) continue;
         if (errno == ECHILD) {
             // Someone else reaped it (a host waiting with __WALL): it has exited. The kernel
@@ -126,18 +123,38 @@ bool pidfd_ready(child_impl& c) noexcept {
     return r > 0;
 }
 
+int signal_main_locked(child_impl& c, int sig) noexcept {
+    if (c.status || c.pid <= 0) return errno = ESRCH, -1;
+#if defined(__linux__)
+    return sys_pidfd_send_signal(c.pidfd.native_handle(), sig);
+#else
+    return ::kill(c.pid, sig);
+#endif
+}
+
+int signal_main(child_impl& c, int sig) noexcept {
+#if defined(__linux__)
+    return sys_pidfd_send_signal(c.pidfd.native_handle(), sig);
+#else
+    std::lock_guard lock(c.m);
+    return signal_main_locked(c, sig);
+#endif
+}
+
 bool reapable_now(child_impl& c) noexcept {
+    pid_t pid;
     {
         std::lock_guard lock(c.m);
         if (c.status) return true;
+        pid = c.pid;
     }
     // WNOWAIT: look without reaping (try_reap does that, with the rusage). Unlike the pidfd's
-    // readability, this stays false while a tracer holds the exit (reliability.md, C5).
+    // readability, this stays false while a tracer holds the exit (reliability.md, C5). Off
+    // Linux by pid: reaped meanwhile, the pid is no child of ours (ECHILD) or another child's
+    // (a look at the wrong exit only makes the caller check again).
     siginfo_t si{};
     int r;
-    do
-        r = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(c.pidfd.native_handle()), &si,
-                     WEXITED | WNOHANG | WNOWAIT | __WALL);
+    do r = wait_process(c.pidfd.native_handle(), pid, &si, WEXITED | WNOHANG | WNOWAIT, nullptr);
     while (r != 0 && errno == EINTR);
     return r != 0 || si.si_pid != 0; // an error (ECHILD: reaped elsewhere) is for try_reap to report
 }
@@ -161,6 +178,13 @@ void close_lost_wakeup_window(child_impl& c) {
     }
 }
 
+#if !defined(__linux__)
+// No tracer hand-off to wait for off Linux (waitid there has no pidfd to block on in a thread):
+// the caller looks again on a short timer.
+boost::asio::posix::stream_descriptor* watch_held_exit(child_impl&) noexcept {
+    return nullptr;
+}
+#else
 boost::asio::posix::stream_descriptor* watch_held_exit(child_impl& c) noexcept try {
     std::lock_guard lock(c.m);
     if (c.held_exit) return &*c.held_exit;
@@ -226,6 +250,7 @@ boost::asio::posix::stream_descriptor* watch_held_exit(child_impl& c) noexcept t
 } catch (...) {
     return nullptr;
 }
+#endif
 
 namespace {
 
@@ -353,7 +378,7 @@ void finish_cleanup_now(child_impl& c, std::chrono::steady_clock::time_point dea
     // cannot name anyone else's processes.
     if (!reaped) {
         if (c.leaf) c.leaf->kill();
-        sys_pidfd_send_signal(c.pidfd.native_handle(), SIGKILL);
+        signal_main(c, SIGKILL);
         if (!c.leaf) kill_tree_now(c);
     } else if (c.leaf) {
         c.leaf->kill();
@@ -418,7 +443,7 @@ child::~child() {
             if (c->leaf)
                 c->leaf->kill();
             else
-                detail::sys_pidfd_send_signal(c->pidfd.native_handle(), SIGKILL);
+                detail::signal_main(*c, SIGKILL);
         }
         finished = detail::cleanup_started(ex, [c](std::chrono::steady_clock::time_point deadline) {
             detail::finish_cleanup_now(*c, deadline);
@@ -476,7 +501,7 @@ void child::signal(int sig, error_code& ec) noexcept {
         ec = errc::not_running;
         return;
     }
-    if (detail::sys_pidfd_send_signal(impl_->pidfd.native_handle(), sig) == 0) return;
+    if (detail::signal_main(*impl_, sig) == 0) return;
     ec = errno == ESRCH ? error_code(errc::not_running) : error_code(errno, boost::system::system_category());
 }
 
@@ -572,7 +597,6 @@ struct timed_wait : std::enable_shared_from_this<timed_wait> {
     void complete(error_code ec, exit_status st) {
         if (done) return;
         done = true;
-        error_code ignored;
         timer.cancel();
         auto slot = asio::get_associated_cancellation_slot(h);
         if (slot.is_connected()) slot.clear();

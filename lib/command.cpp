@@ -16,9 +16,11 @@ const struct {
     {"core", RLIMIT_CORE},         {"rss", RLIMIT_RSS},
     {"nproc", RLIMIT_NPROC},       {"nofile", RLIMIT_NOFILE},
     {"memlock", RLIMIT_MEMLOCK},   {"as", RLIMIT_AS},
+#if defined(__linux__) // Linux's own; elsewhere these names are unknown limits
     {"locks", RLIMIT_LOCKS},       {"sigpending", RLIMIT_SIGPENDING},
     {"msgqueue", RLIMIT_MSGQUEUE}, {"nice", RLIMIT_NICE},
     {"rtprio", RLIMIT_RTPRIO},     {"rttime", RLIMIT_RTTIME},
+#endif
 };
 } // namespace
 

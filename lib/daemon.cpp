@@ -7,7 +7,9 @@
 #include <poll.h>
 #include <sys/file.h>
 #include <sys/socket.h>
+#if defined(__linux__)
 #include <sys/syscall.h>
+#endif
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,6 +21,7 @@
 #include <string>
 
 #include "detail/fault.hpp"
+#include "detail/compat.hpp"
 #include "detail/posix.hpp"
 
 namespace drover {
@@ -42,7 +45,11 @@ void write_all(int fd, const std::string& s) noexcept {
 /// before it leaves its cgroup and process table).
 [[noreturn]] void report_and_exit(int pipe_fd, int err, const std::string& what) noexcept {
     const std::string text = std::to_string(err) + " " + what;
+#if defined(__linux__)
     const int self = static_cast<int>(::syscall(SYS_pidfd_open, ::getpid(), 0));
+#else
+    const int self = -1; // no pidfd to hand over: the text alone
+#endif
     std::size_t sent = 0;
     if (self >= 0) {
         char control[CMSG_SPACE(sizeof(int))] = {};
@@ -132,6 +139,8 @@ void daemonize(const daemon_options& options) {
     int report[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, report) != 0)
         throw daemon_error({errno, boost::system::system_category()}, "daemonize: socketpair");
+    detail::finish_socket_flags(report[0], false);
+    detail::finish_socket_flags(report[1], false);
     report[0] = above_stdio(report[0]);
     report[1] = above_stdio(report[1]);
     if (report[0] < 0 || report[1] < 0)

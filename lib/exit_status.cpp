@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include "detail/compat.hpp"
+
 namespace drover {
 
 exit_status exit_status::from_wait_status(int status) noexcept {
@@ -21,7 +23,7 @@ std::string exit_status::to_string() const {
         return "exited with code " + std::to_string(value_);
     case kind::signaled: {
         std::string s = "killed by signal " + std::to_string(value_);
-        const char* abbrev = ::sigabbrev_np(value_);
+        const char* abbrev = detail::signal_abbrev(value_);
         if (abbrev != nullptr || core_) {
             s += " (";
             if (abbrev != nullptr) s += std::string("SIG") + abbrev;

@@ -8,8 +8,10 @@
 #include <limits.h>
 #include <sched.h>
 #include <signal.h>
+#if defined(__linux__)
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#endif
 #include <time.h>
 #include <unistd.h>
 
@@ -47,6 +49,7 @@ struct guard_access {
 
 namespace {
 
+#if defined(__linux__) // the forked guard and its cgroup: Linux only (the portable backend refuses)
 // ---- the forked guard --------------------------------------------------------------------------
 //
 // THE RULE FOR THESE FUNCTIONS is raw_child.cpp's: the copy of this process they run in may have
@@ -241,6 +244,8 @@ bool fork_guard(const child& c, const std::string& leaf, child& out, spawn_failu
     }
 }
 
+#endif
+
 /// This program's path for the guard's argv[0] (so `ps` shows what runs), or /proc/self/exe
 /// when the link cannot be read or no longer names the file (replaced on disk).
 std::string this_program() {
@@ -318,6 +323,7 @@ tree_guard guard_tree(const child& c, const guard_options& options, spawn_failur
             failure.detail = "the child to guard is not running";
             return {};
         }
+#if defined(__linux__)
         if (options.program.empty() && c.tree() == tree_kind::cgroup) {
             child guard;
             failure.program = "drover-guard";
@@ -327,6 +333,7 @@ tree_guard guard_tree(const child& c, const guard_options& options, spawn_failur
             }
             failure.program = detail::this_program();
         }
+#endif
         command g(failure.program, {guard_argument, c.cgroup_path().value_or("-"), std::to_string(*pid)});
         // Outside the tree (no cgroup of its own), in its own session (the default), and with
         // no parent-death signal: it has to outlive this process to do its job.

@@ -39,9 +39,15 @@ ssize_t write_without_sigpipe(int fd, const void* p, std::size_t n) noexcept {
     int err = errno;
     if (masked) {
         if (r < 0 && err == EPIPE && !was_pending) {
+#if defined(__APPLE__) // no sigtimedwait: sigwait, only once SIGPIPE is known pending
+            sigset_t now;
+            int got = 0;
+            if (::sigpending(&now) == 0 && sigismember(&now, SIGPIPE) == 1) ::sigwait(&pipe_set, &got);
+#else
             const timespec zero{0, 0};
             while (::sigtimedwait(&pipe_set, nullptr, &zero) < 0 && errno == EINTR) {
             }
+#endif
         }
         ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
     }

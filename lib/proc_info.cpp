@@ -11,7 +11,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,6 +33,10 @@
 #include "drover/backend.hpp"
 #include "drover/child.hpp"
 #include "drover/command.hpp"
+
+#if !defined(CLOCK_BOOTTIME) // not Linux: read_proc_info is refused there (the portable backend)
+#define CLOCK_BOOTTIME CLOCK_MONOTONIC
+#endif
 
 namespace drover {
 namespace detail {

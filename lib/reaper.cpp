@@ -5,7 +5,9 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#if defined(__linux__)
 #include <sys/prctl.h>
+#endif
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,11 +30,13 @@ void become_reaper(error_code& ec) noexcept {
         ec = errc::not_supported;
         return;
     }
+#if defined(__linux__)
     if (::getpid() != 1 && ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) {
         ec.assign(errno, boost::system::system_category());
         return;
     }
     detail::set_runner_mode();
+#endif
 }
 
 void become_reaper() {

@@ -156,7 +156,9 @@ asio::awaitable<void> read_stream(std::shared_ptr<run_state> st, asio::posix::st
     bounded_capture cap(out, st->opts.max_output);
     // A bigger pipe means fewer wake-ups per megabyte (1 MiB is the default pipe-max-size; an
     // unprivileged user over the pipe-user-pages limit keeps 64 KiB, which is fine).
+#if defined(F_SETPIPE_SZ)
     ::fcntl(d.native_handle(), F_SETPIPE_SZ, 1024 * 1024);
+#endif
     std::vector<char> buf(read_size);
     for (;;) {
         auto [ec, n] = co_await d.async_read_some(cap.prepare(buf), tuple_awaitable);

@@ -112,8 +112,7 @@ std::size_t signal_group(child_impl& c, int sig) {
         if (c.status && (::kill(c.session, 0) == 0 || errno == EPERM)) return 0;
         return ::kill(-c.session, sig) == 0 ? 1 : 0;
     }
-    if (c.status) return 0;
-    return sys_pidfd_send_signal(c.pidfd.native_handle(), sig) == 0 ? 1 : 0;
+    return signal_main_locked(c, sig) == 0 ? 1 : 0;
 }
 
 /// Empty: the main process has exited and nothing live is left in its group; then the main
@@ -362,7 +361,7 @@ void stop_on_strand(const std::shared_ptr<child_impl>& c, int sig, std::chrono::
 } // namespace
 
 void kill_tree_now(child_impl& c) noexcept try {
-    if (!main_exited(c)) sys_pidfd_send_signal(c.pidfd.native_handle(), SIGKILL);
+    if (!main_exited(c)) signal_main(c, SIGKILL);
     if (portable_tree(c)) {
         signal_group(c, SIGKILL);
         return;
@@ -391,13 +390,17 @@ void kill_group_blind(child_impl& c) noexcept {
     // not by us (checked under the lock reaping takes) and not by anyone else (a signal 0
     // through the pidfd fails once it is reaped); then the pid, so the group id, is still ours.
     if (c.session <= 0) return;
-    constexpr unsigned pidfd_signal_process_group = 1U << 2;
     std::lock_guard lock(c.m);
     if (c.status) return;
+#if !defined(__linux__)
+    ::kill(-c.session, SIGKILL); // unreaped by us, and only we can reap it: the id is ours
+#else
+    constexpr unsigned pidfd_signal_process_group = 1U << 2;
     const int fd = c.pidfd.native_handle();
     if (::syscall(SYS_pidfd_send_signal, fd, SIGKILL, nullptr, pidfd_signal_process_group) == 0) return;
     if (errno != EINVAL) return; // ESRCH: reaped by someone else; the group id may be anyone's
     if (sys_pidfd_send_signal(fd, 0) == 0) ::kill(-c.session, SIGKILL);
+#endif
 }
 
 std::size_t signal_tree_now(child_impl& c, int sig) {

@@ -22,6 +22,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "detail/compat.hpp"
 #include "detail/notify.hpp"
 #include "detail/probe.hpp"
 #include "detail/unique_fd.hpp"

@@ -108,6 +108,13 @@ struct child_impl {
 /// PIDFD_INFO_EXIT where the kernel keeps it, else it is `unknown`.
 std::optional<exit_status> try_reap(child_impl& c, error_code& ec) noexcept;
 
+/// Sends `sig` to the main process: through the pidfd on Linux (no pid reuse can misdirect it);
+/// elsewhere kill(pid) under `m`, and only while the child is unreaped, so that its pid is still
+/// its own. 0, or -1 with errno (ESRCH once reaped).
+int signal_main(child_impl& c, int sig) noexcept;
+/// The same, for a caller that holds `c.m`.
+int signal_main_locked(child_impl& c, int sig) noexcept;
+
 /// True if the pidfd reports the process as exited (poll, no waiting).
 bool pidfd_ready(child_impl& c) noexcept;
 

@@ -7,7 +7,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <string>
 #include <string_view>
+
+#include "detail/compat.hpp"
 
 namespace drover::detail {
 

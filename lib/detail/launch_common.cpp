@@ -1,5 +1,6 @@
 // What both launchers check and build the same way in the parent (lib/detail/launch_common.hpp).
 #include "detail/launch_common.hpp"
+#include "detail/compat.hpp"
 
 #include <signal.h>
 #include <string.h>
@@ -80,7 +81,7 @@ bool plan_signals(const command& cmd, unsigned long& mask, spawn_failure& f) {
         if (sig <= 0 || sig >= NSIG)
             return invalid_command(f, "blocked signal " + std::to_string(sig) + " is not a signal");
         if (sig == SIGKILL || sig == SIGSTOP)
-            return invalid_command(f, "signal " + std::to_string(sig) + " (" + sigabbrev_np(sig) +
+            return invalid_command(f, "signal " + std::to_string(sig) + " (" + signal_abbrev(sig) +
                                           ") cannot be blocked");
         mask |= 1UL << (sig - 1);
     }

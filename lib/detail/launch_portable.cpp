@@ -46,6 +46,7 @@
 #include <string>
 #include <vector>
 
+#include "detail/compat.hpp"
 #include "detail/child_fds.hpp"
 #include "detail/fault.hpp"
 #include "detail/launch.hpp"
@@ -351,6 +352,20 @@ bool launch(const command& cmd, int /*cgroup_fd: none on this backend*/, launche
     const auto in_child = [&](int e) {
         if (::getpid() != parent) child_fail(plan, spawn_stage::clone, e != 0 ? e : EIO);
     };
+#if !defined(__linux__)
+    // Not Linux: Process v2's handle there waits through an Asio signal_set on SIGCHLD, that
+    // is, a process-wide SIGCHLD handler installed (and, when the set goes, reset to SIG_DFL)
+    // for every launch: drover's own fork instead, with the same child side.
+    if (int e = fault(fault_point::fork)) {
+        err = e;
+    } else {
+        pid = ::fork();
+        if (pid == 0) portable_child(plan);
+        if (pid < 0) err = errno;
+        held = true;
+    }
+    (void)in_child;
+#else
     try {
         boost::asio::io_context launch_ctx; // never the caller's: see the top of this file
         // Its reactor now, before the fork: built later, inside the launcher's handle, a failure
@@ -379,6 +394,7 @@ bool launch(const command& cmd, int /*cgroup_fd: none on this backend*/, launche
     } catch (...) {
         err = ENOMEM;
     }
+#endif
     ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
     report_write.reset();
     if (pid > 0 && !held) {
@@ -422,8 +438,16 @@ bool launch(const command& cmd, int /*cgroup_fd: none on this backend*/, launche
         return spawn_fail(f, ESRCH, spawn_stage::pidfd);
     out.pidfd = std::move(pidfd);
 #else
-#error                                                                                                       \
-    "the portable backend's exit watch (kqueue EVFILT_PROC) is not written yet: docs/architecture.md, Backends"
+    // The exit watch: a kqueue with EVFILT_PROC/NOTE_EXIT on the pid (detail/sys.hpp), which
+    // the child's exit makes readable; waiting on it needs no SIGCHLD handler. The pid is safe
+    // to name: the child is ours and unreaped, and nothing but this process can reap it.
+    unique_fd watch{sys_pidfd_open(pid, 0)};
+    if (!watch) {
+        int err = errno;
+        kill_if_ours(pid);
+        return spawn_fail(f, err, spawn_stage::pidfd);
+    }
+    out.pidfd = std::move(watch);
 #endif
     out.pid = pid;
     for (int t = 0; t < 3; ++t) out.parent_end[t] = std::move(fds.parent_end[t]);

@@ -17,7 +17,9 @@
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#if defined(__linux__)
 #include <sys/statfs.h>
+#endif
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -35,6 +37,8 @@
 #include <boost/system/system_error.hpp>
 
 #include "detail/sys.hpp"
+#include "detail/compat.hpp"
+#include "drover/error.hpp"
 #include "detail/unique_fd.hpp"
 
 // Linux 6.5; Debian 12's headers (6.1) lack them.
@@ -125,6 +129,32 @@ notify_message parse_notify(std::string_view datagram) {
     return m;
 }
 
+#if !defined(__linux__)
+// Off Linux there are no cgroups, and the receiving side of the protocol needs what only Linux
+// has (abstract socket names, the sender's credentials on each datagram): a service that asks
+// for it fails to start, saying why.
+std::optional<std::uint64_t> cgroup_id_of(const std::string&) noexcept {
+    return std::nullopt;
+}
+
+struct notify_socket::impl {
+    std::string address;
+};
+
+notify_socket::notify_socket(asio::any_io_executor, std::string_view,
+                             std::function<bool(const notify_sender&)>, std::function<void(notify_message)>,
+                             std::function<void(const notify_sender&, std::string why)>) {
+    throw boost::system::system_error(make_error_code(errc::not_supported),
+                                      "notify socket: the sd_notify protocol needs Linux (abstract unix "
+                                      "sockets, the sender's credentials)");
+}
+
+notify_socket::~notify_socket() = default;
+
+const std::string& notify_socket::address() const noexcept {
+    return impl_->address;
+}
+#else
 std::optional<std::uint64_t> cgroup_id_of(const std::string& cgroup_dir) noexcept {
     // Only a cgroup2 directory's inode number is a cgroup id; anything else would compare equal
     // to nothing meaningful.
@@ -310,5 +340,6 @@ notify_socket::~notify_socket() {
 const std::string& notify_socket::address() const noexcept {
     return impl_->address;
 }
+#endif
 
 } // namespace drover::detail

@@ -3,7 +3,14 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#if defined(__linux__)
 #include <sys/syscall.h>
+#else
+#include <pthread.h>
+#if defined(__FreeBSD__)
+#include <pthread_np.h>
+#endif
+#endif
 #include <unistd.h>
 
 #include <atomic>
@@ -52,7 +59,11 @@ bool on_main_thread() noexcept {
     thread_local bool t_main = false;
     const pid_t pid = own_pid();
     if (t_for != pid) {
+#if defined(__linux__)
         t_main = ::syscall(SYS_gettid) == pid;
+#else
+        t_main = ::pthread_main_np() != 0;
+#endif
         t_for = pid;
     }
     return t_main;

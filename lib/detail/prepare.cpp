@@ -141,11 +141,19 @@ bool resolve_identity(const command& cmd, identity& out, spawn_failure& f) {
     } else if (!user_name.empty()) {
         int n = 64;
         std::vector<gid_t> list(static_cast<std::size_t>(n));
-        while (::getgrouplist(user_name.c_str(), *out.gid, list.data(), &n) < 0) {
+#if defined(__APPLE__) // its getgrouplist takes ints, and does not say how many it needs
+        const auto grouplist = [&] {
+            return ::getgrouplist(user_name.c_str(), static_cast<int>(*out.gid),
+                                  reinterpret_cast<int*>(list.data()), &n);
+        };
+#else
+        const auto grouplist = [&] { return ::getgrouplist(user_name.c_str(), *out.gid, list.data(), &n); };
+#endif
+        while (grouplist() < 0) {
             if (n > 65536)
                 return fail(f, errc::invalid_command, spawn_stage::prepare,
                             "too many groups for '" + user_name + "'");
-            list.resize(static_cast<std::size_t>(n) + 1);
+            list.resize(std::max(static_cast<std::size_t>(n) + 1, list.size() * 2));
             n = static_cast<int>(list.size());
         }
         list.resize(static_cast<std::size_t>(n));

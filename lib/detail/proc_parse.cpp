@@ -1,3 +1,4 @@
+#include "detail/compat.hpp"
 #include "detail/proc_parse.hpp"
 
 #include <sys/resource.h>

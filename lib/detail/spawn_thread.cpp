@@ -1,9 +1,9 @@
 #include "detail/spawn_thread.hpp"
+#include "detail/compat.hpp"
 #include "detail/posix.hpp"
 
 #include <pthread.h>
 #include <signal.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <condition_variable>
@@ -47,7 +47,7 @@ struct spawn_thread {
         pthread_sigmask(SIG_SETMASK, &all, &old);
         std::thread t([this] { loop(); });
         pthread_sigmask(SIG_SETMASK, &old, nullptr);
-        pthread_setname_np(t.native_handle(), "drover-spawn");
+        name_thread(t.native_handle(), "drover-spawn");
         t.detach();
     }
 

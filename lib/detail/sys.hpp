@@ -4,7 +4,13 @@
 
 #include <signal.h>
 #include <sys/ioctl.h>
+#if defined(__linux__)
 #include <sys/syscall.h>
+#else
+#include <sys/event.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#endif
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -15,6 +21,7 @@
 #include "detail/fault.hpp"
 #include "drover/exit_status.hpp"
 
+#if defined(__linux__)
 #ifndef P_PIDFD
 #define P_PIDFD 3
 #endif
@@ -32,6 +39,13 @@
 #endif
 #ifndef CLONE_PIDFD
 #define CLONE_PIDFD 0x00001000
+#endif
+#else
+// Not Linux: no __WALL (every child is waited for alike), no pidfd. The process descriptor is
+// a kqueue watching the one pid for EVFILT_PROC/NOTE_EXIT (docs/architecture.md, "Backends").
+#ifndef __WALL
+#define __WALL 0
+#endif
 #endif
 
 namespace drover::detail {
@@ -68,6 +82,7 @@ static_assert(sizeof(pidfd_info) == 64);
 inline constexpr std::uint64_t pidfd_info_exit = 1ULL << 3;
 inline constexpr unsigned long pidfd_get_info = _IOWR(0xFF, 11, pidfd_info);
 
+#if defined(__linux__)
 inline int sys_pidfd_open(pid_t pid, unsigned flags) noexcept {
     if (int e = fault(fault_point::pidfd_open)) return errno = e, -1;
     return static_cast<int>(::syscall(SYS_pidfd_open, pid, flags));
@@ -76,6 +91,36 @@ inline int sys_pidfd_open(pid_t pid, unsigned flags) noexcept {
 inline int sys_pidfd_send_signal(int pidfd, int sig) noexcept {
     return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
 }
+#else
+/// The kqueue stand-in for a pidfd: a close-on-exec kqueue with one EVFILT_PROC/NOTE_EXIT
+/// filter for `pid`, readable (poll, Asio's reactor) once the process has exited. ESRCH if it
+/// has exited already, as pidfd_open says for a reaped pid. `flags` must be 0.
+int sys_pidfd_open(pid_t pid, unsigned flags) noexcept;
+
+/// No signal through a kqueue: ENOSYS. Only the cgroup and session-walk trees call this, and
+/// neither exists off Linux; the main process is signalled by signal_main (child_impl.hpp).
+inline int sys_pidfd_send_signal(int, int) noexcept {
+    return errno = ENOSYS, -1;
+}
+#endif
+
+/// Sends `sig` to the process behind the process descriptor `pidfd`. Linux: pidfd_send_signal,
+/// immune to pid reuse. Elsewhere kill(pid): the caller guarantees that `pid` is its own child
+/// and not reaped yet (under the lock that guards reaping), so the pid cannot have been reused.
+inline int send_signal_to(int pidfd, [[maybe_unused]] pid_t pid, int sig) noexcept {
+#if defined(__linux__)
+    return sys_pidfd_send_signal(pidfd, sig);
+#else
+    (void)pidfd;
+    return ::kill(pid, sig);
+#endif
+}
+
+/// waitid on the process descriptor `pidfd` of child `pid` with `options` (WEXITED, WNOHANG,
+/// WNOWAIT; __WALL added on Linux), filling `usage` if not null (Linux: the raw syscall's fifth
+/// argument; elsewhere wait4 when reaping). 0 or -1 with errno, as waitid. A `si` with si_pid 0
+/// after WNOHANG: still running.
+int wait_process(int pidfd, pid_t pid, siginfo_t* si, int options, struct rusage* usage) noexcept;
 
 /// Kills (SIGKILL) and reaps a child of ours that nothing supervises: one that failed before
 /// exec, or ran but could not be taken under supervision. Through `pidfd` if >= 0, else by
