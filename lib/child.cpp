@@ -128,6 +128,10 @@ int signal_main_locked(child_impl& c, int sig) noexcept {
 #if defined(__linux__)
     return sys_pidfd_send_signal(c.pidfd.native_handle(), sig);
 #else
+    // Unreaped by us (under `m`); a host's waitpid(-1) may have reaped it, and then the pid may
+    // be anyone's: only while it is still our child (reliability.md, C2: a narrow window is left
+    // between this check and the kill).
+    if (!still_our_child(c.pid)) return errno = ESRCH, -1;
     return ::kill(c.pid, sig);
 #endif
 }
@@ -172,7 +176,14 @@ bool reapable_now(child_impl& c) noexcept {
 // descriptor when a wait is queued on it, so that spins; async_wait_reapable waits on
 // watch_held_exit's eventfd instead.)
 void close_lost_wakeup_window(child_impl& c) {
+#if defined(__linux__)
     if (reapable_now(c)) {
+#else
+    // The kqueue's exit note may be posted before waitid can see the exit (macOS), so here
+    // readiness decides: each cancelled wait re-checks, and a readable descriptor whose exit
+    // cannot be reaped yet is waited for on a short timer (async_wait_reapable), not re-armed.
+    if (pidfd_ready(c)) {
+#endif
         error_code ignored;
         c.pidfd.cancel(ignored);
     }

@@ -157,6 +157,10 @@ child spawn(const asio::any_io_executor& ex, const command& cmd, spawn_failure& 
             if (lim.pids_max) not_applied.emplace_back("pids_max", no_leaf_why);
             if (lim.cpu_quota) not_applied.emplace_back("cpu_max", no_leaf_why);
         }
+#if !defined(__linux__) && !defined(__FreeBSD__)
+        if (cmd.parent_death_signal() != 0)
+            not_applied.emplace_back("parent_death_signal", "this system has no parent-death signal");
+#endif
         for (auto& [setting, why] : not_applied)
             impl->unapplied.push_back({std::move(setting), std::move(why)});
         impl->memory_limited = memory_limited;

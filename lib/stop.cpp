@@ -110,6 +110,11 @@ std::size_t signal_group(child_impl& c, int sig) {
     if (c.session > 0) {
         // Reaped (by us, under this lock): the pid is free, so a live process with it is not ours.
         if (c.status && (::kill(c.session, 0) == 0 || errno == EPERM)) return 0;
+#if !defined(__linux__)
+        // Unreaped by us, but reaped by someone else (a host's waitpid(-1), C2): the group id
+        // may be free, so anyone's. (On Linux the same host reap is the window D1 describes.)
+        if (!c.status && !still_our_child(c.pid)) return 0;
+#endif
         return ::kill(-c.session, sig) == 0 ? 1 : 0;
     }
     return signal_main_locked(c, sig) == 0 ? 1 : 0;
@@ -393,7 +398,8 @@ void kill_group_blind(child_impl& c) noexcept {
     std::lock_guard lock(c.m);
     if (c.status) return;
 #if !defined(__linux__)
-    ::kill(-c.session, SIGKILL); // unreaped by us, and only we can reap it: the id is ours
+    // Unreaped by us, and not by a host's waitpid(-1) either (C2): the group id is still ours.
+    if (still_our_child(c.pid)) ::kill(-c.session, SIGKILL);
 #else
     constexpr unsigned pidfd_signal_process_group = 1U << 2;
     const int fd = c.pidfd.native_handle();

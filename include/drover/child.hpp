@@ -61,6 +61,11 @@ enum class tree_kind {
 /// kernel's `PIDFD_INFO_EXIT` record (Linux 6.15+) or is `exit_status::unknown()`; a wait never
 /// hangs on it.
 ///
+/// Off Linux (the portable backend on macOS and FreeBSD) a kqueue watching the pid for its exit
+/// (`EVFILT_PROC`/`NOTE_EXIT`) stands in for the pidfd, and signals go by pid, only while the
+/// child is still this process's and unreaped; a host's `waitpid(-1)` leaves a narrow window
+/// there (docs/reliability.md, C2).
+///
 /// **The tree**: the child and everything it starts. With a leaf cgroup (`tree_kind::cgroup`)
 /// that is exact; otherwise it is every process in the child's session or process group plus
 /// their descendants (`tree_kind::session`), and, in runner mode (`become_reaper()`), the
@@ -101,7 +106,8 @@ public:
     /// The process id, or empty once the process has been reaped (or for an empty handle).
     std::optional<pid_t> id() const noexcept;
 
-    /// The pidfd, or -1 for an empty handle. Owned by the child; do not close it.
+    /// The pidfd (off Linux: the kqueue watching its exit), or -1 for an empty handle. Owned by
+    /// the child; do not close it.
     int native_handle() const noexcept;
 
     /// The exit status once the process has been reaped, else empty.

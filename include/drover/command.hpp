@@ -68,7 +68,7 @@ struct cgroup_limits {
 
 /// A cgroup limit that could not be put in force for a child (see `child::unapplied_limits`).
 struct unapplied_limit {
-    std::string setting; ///< "memory_max", "pids_max" or "cpu_max"
+    std::string setting; ///< "memory_max", "pids_max", "cpu_max"; "parent_death_signal" on macOS
     std::string reason;  ///< why, for a warning
 };
 

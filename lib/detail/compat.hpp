@@ -59,11 +59,8 @@ inline int finish_socket_flags([[maybe_unused]] int fd, [[maybe_unused]] bool no
 /// glibc's sigabbrev_np, a table of the POSIX and common BSD signals elsewhere.
 const char* signal_abbrev(int sig) noexcept;
 
-/// True on the process's main thread.
-bool is_main_thread() noexcept;
-
-/// Names the thread (shown by ps, top, debuggers); where a thread can only name itself
-/// (macOS), the caller names it from inside instead: nothing is done here.
+/// Names the thread (shown by ps, top, debuggers). Not on macOS, where a thread can only name
+/// itself: there the thread keeps no name.
 void name_thread(pthread_t t, const char* name) noexcept;
 
 } // namespace drover::detail

@@ -20,7 +20,7 @@ enum class fault_point : unsigned {
     pipe2,       ///< the pipes for stdio::pipe()
     pidfd_open,  ///< pidfd_open(): the launcher without CLONE_PIDFD, tree walks, introspection
     open,        ///< open()/openat()/opendir() of files drover reads or writes itself
-    fork,        ///< fork() in daemonize()
+    fork,        ///< fork() in daemonize(), and the portable launcher's off Linux
     read,        ///< read()/pread() loops of drover's own (not those inside Asio)
     write,       ///< write() of drover's own (cgroup files, pipe_writer's synchronous path)
     alloc,       ///< allocation points where drover can recover (spawn before and after clone)

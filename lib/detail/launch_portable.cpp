@@ -16,6 +16,7 @@
 //     pidfd like any other (Linux: pidfd_open, safe because the child is ours and unreaped).
 // Only POSIX calls in the child, async-signal-safe ones: the launcher forks (glibc's fork keeps
 // malloc usable in the child, which the launcher's own notify_fork needs).
+#if defined(__linux__) // Process v2's launcher is used on Linux only (see launch() below)
 #define BOOST_PROCESS_USE_STD_FS 1
 // Boost.Process v2 1.81's headers are not self-contained (docs/reliability.md, "Facts").
 #include <boost/optional.hpp>
@@ -25,6 +26,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/process/v2/posix/default_launcher.hpp>
 #include <boost/process/v2/process.hpp>
+#endif
 
 #include <fcntl.h>
 #include <grp.h>
@@ -37,6 +39,8 @@
 #include <unistd.h>
 #if defined(__linux__)
 #include <sys/prctl.h>
+#elif defined(__FreeBSD__)
+#include <sys/procctl.h>
 #endif
 
 #include <algorithm>
@@ -56,7 +60,9 @@
 #include "detail/sys.hpp"
 #include "drover/backend.hpp"
 
+#if defined(__linux__)
 namespace bp2 = boost::process::v2;
+#endif
 
 namespace drover::detail {
 
@@ -90,6 +96,7 @@ struct portable_plan {
     int pdeathsig = 0;
     pid_t parent_pid = 0;
     unsigned test_delay_ms = 0;
+    long open_max = -1; ///< sysconf(_SC_OPEN_MAX), read before the fork (not async-signal-safe)
     unsigned long sigmask = 0;
     int report_fd = -1; // the write end of the failure pipe (CLOEXEC), above every target
 };
@@ -108,14 +115,15 @@ struct child_report {
     ::_exit(127);
 }
 
-/// Marks every descriptor in [lo, hi] close-on-exec.
-bool cloexec_range(unsigned lo, unsigned hi) noexcept {
+/// Marks every descriptor in [lo, hi] close-on-exec; `max` is the parent's descriptor limit.
+bool cloexec_range(unsigned lo, unsigned hi, long max) noexcept {
 #if defined(__linux__) && defined(SYS_close_range)
     if (::syscall(SYS_close_range, lo, hi, close_range_cloexec) == 0) return true;
+#elif defined(__FreeBSD__) && defined(CLOSE_RANGE_CLOEXEC) // FreeBSD 13.1
+    if (::close_range(lo, hi, CLOSE_RANGE_CLOEXEC) == 0) return true;
 #endif
-    // Elsewhere (or before Linux 5.11): one fcntl per possible descriptor, up to the limit
+    // Elsewhere (macOS; Linux before 5.11): one fcntl per possible descriptor, up to the limit
     // (this runs before the command's own limits are set, so the limit is still the parent's).
-    const long max = ::sysconf(_SC_OPEN_MAX);
     for (long fd = lo; fd <= static_cast<long>(hi) && (max < 0 || fd < max); ++fd) {
         int fl = ::fcntl(static_cast<int>(fd), F_GETFD);
         if (fl >= 0 && !(fl & FD_CLOEXEC)) ::fcntl(static_cast<int>(fd), F_SETFD, fl | FD_CLOEXEC);
@@ -153,7 +161,7 @@ bool cloexec_range(unsigned lo, unsigned hi) noexcept {
     unsigned lo = 3;
     for (int i = 0; i <= p.n_keep; ++i) {
         unsigned hi = i < p.n_keep ? static_cast<unsigned>(p.keep[i]) - 1 : ~0U;
-        if (lo <= hi && !cloexec_range(lo, hi)) child_fail(p, spawn_stage::close_fds, errno);
+        if (lo <= hi && !cloexec_range(lo, hi, p.open_max)) child_fail(p, spawn_stage::close_fds, errno);
         if (i < p.n_keep) lo = static_cast<unsigned>(p.keep[i]) + 1;
     }
     // 4. Resource limits, while still privileged.
@@ -178,8 +186,9 @@ bool cloexec_range(unsigned lo, unsigned hi) noexcept {
     // 6. Working directory (as the new identity) and umask.
     if (p.cwd != nullptr && ::chdir(p.cwd) < 0) child_fail(p, spawn_stage::cwd, errno);
     if (p.umask >= 0) ::umask(static_cast<mode_t>(p.umask));
-        // 7. Parent death signal where the kernel has one (Linux; elsewhere it is not applied, and
-        //    spawn() lists it in unapplied_limits()), after the identity change that would clear it.
+        // 7. Parent death signal where the kernel has one (Linux, FreeBSD; on macOS it is not
+        //    applied, and spawn() lists it in unapplied_limits()), after the identity change that
+        //    would clear it.
 #if defined(__linux__)
     if (p.pdeathsig != 0) {
         if (p.test_delay_ms != 0) {
@@ -188,6 +197,13 @@ bool cloexec_range(unsigned lo, unsigned hi) noexcept {
             ::nanosleep(&ts, nullptr);
         }
         if (::prctl(PR_SET_PDEATHSIG, p.pdeathsig, 0, 0, 0) != 0)
+            child_fail(p, spawn_stage::parent_death, errno);
+        if (::getppid() != p.parent_pid) ::kill(::getpid(), p.pdeathsig); // delivered at unmask
+    }
+#elif defined(__FreeBSD__)
+    if (p.pdeathsig != 0) {
+        int sig = p.pdeathsig;
+        if (::procctl(P_PID, 0, PROC_PDEATHSIG_CTL, &sig) != 0)
             child_fail(p, spawn_stage::parent_death, errno);
         if (::getppid() != p.parent_pid) ::kill(::getpid(), p.pdeathsig); // delivered at unmask
     }
@@ -204,6 +220,7 @@ bool cloexec_range(unsigned lo, unsigned hi) noexcept {
 
 /// The Boost.Process v2 initializer: in the child, runs drover's child side, which never
 /// returns (so the launcher's close-all, errno write and ::exit are never reached).
+#if defined(__linux__)
 struct drover_child_setup {
     const portable_plan* plan;
     template <typename Launcher>
@@ -211,6 +228,7 @@ struct drover_child_setup {
         portable_child(*plan);
     }
 };
+#endif
 
 /// What the portable backend cannot do, named (errc::not_supported).
 bool not_supported(spawn_failure& f, std::string feature) {
@@ -321,6 +339,7 @@ bool launch(const command& cmd, int /*cgroup_fd: none on this backend*/, launche
     plan.pdeathsig = cmd.parent_death_signal();
     plan.parent_pid = own_pid();
     plan.test_delay_ms = g_test_pdeathsig_delay_ms.load(std::memory_order_relaxed);
+    plan.open_max = ::sysconf(_SC_OPEN_MAX);
 
     // The failure pipe, its write end above every target descriptor (no dup2 clobbers it).
     int max_target = 2;
@@ -440,7 +459,8 @@ bool launch(const command& cmd, int /*cgroup_fd: none on this backend*/, launche
 #else
     // The exit watch: a kqueue with EVFILT_PROC/NOTE_EXIT on the pid (detail/sys.hpp), which
     // the child's exit makes readable; waiting on it needs no SIGCHLD handler. The pid is safe
-    // to name: the child is ours and unreaped, and nothing but this process can reap it.
+    // to name: the child is ours and unreaped (sys_pidfd_open checks that it still is when the
+    // filter cannot attach; a host's waitpid(-1) in between is the C2 window).
     unique_fd watch{sys_pidfd_open(pid, 0)};
     if (!watch) {
         int err = errno;

@@ -55,6 +55,7 @@ namespace {
 
 namespace asio = boost::asio;
 
+#if defined(__linux__) // the receiving socket's (Linux only; see below)
 /// PIDFD_INFO_CGROUPID of <linux/pidfd.h> (6.13+; PIDFD_INFO_PID is 1 << 0, CREDS 1 << 1).
 constexpr std::uint64_t pidfd_info_cgroupid = 1ULL << 2;
 /// CGROUP2_SUPER_MAGIC of <linux/magic.h>.
@@ -68,6 +69,7 @@ constexpr std::size_t max_datagram = 4096;
 constexpr int max_per_wakeup = 64;
 /// The most descriptors one SCM_RIGHTS message can carry (SCM_MAX_FD in the kernel).
 constexpr std::size_t max_rights = 253;
+#endif
 
 /// "STATUS=..." etc.: digits only, not empty, no overflow.
 std::optional<std::uint64_t> parse_u64(std::string_view s) {
@@ -80,6 +82,7 @@ std::optional<std::uint64_t> parse_u64(std::string_view s) {
     return v;
 }
 
+#if defined(__linux__)
 /// Bytes a NOTIFY_SOCKET value and log lines can carry as they are: printable ASCII, no space.
 char name_byte(char c) {
     return c > ' ' && c < 0x7f ? c : '_';
@@ -88,6 +91,7 @@ char name_byte(char c) {
 [[noreturn]] void throw_errno(int e, const std::string& what) {
     throw boost::system::system_error(boost::system::error_code(e, boost::system::system_category()), what);
 }
+#endif
 
 } // namespace
 

@@ -5,6 +5,7 @@
 #include "detail/compat.hpp"
 
 #include <fcntl.h>
+#include <string.h>
 #if defined(__FreeBSD__)
 #include <pthread_np.h>
 #endif
@@ -34,8 +35,23 @@ int wait_process(int pidfd, pid_t, siginfo_t* si, int options, struct rusage* us
     return static_cast<int>(::syscall(SYS_waitid, P_PIDFD, pidfd, si, options | __WALL, usage));
 }
 #else
+bool still_our_child(pid_t pid) noexcept {
+    siginfo_t si{};
+    int r;
+    do r = ::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED | WNOHANG | WNOWAIT);
+    while (r != 0 && errno == EINTR);
+    return r == 0;
+}
+
 int wait_process(int, pid_t pid, siginfo_t* si, int options, struct rusage* usage) noexcept {
-    if ((options & WNOWAIT) || !usage) return ::waitid(P_PID, static_cast<id_t>(pid), si, options);
+    if ((options & WNOWAIT) || !usage) {
+        if (::waitid(P_PID, static_cast<id_t>(pid), si, options) != 0) return -1;
+        // macOS's waitid reports a stopped child even without WSTOPPED: only an exit counts.
+        if (si->si_pid != 0 && si->si_code != CLD_EXITED && si->si_code != CLD_KILLED &&
+            si->si_code != CLD_DUMPED)
+            si->si_pid = 0;
+        return 0;
+    }
     // Reaping with the rusage: wait4, its status turned into the siginfo waitid would give.
     int status = 0;
     pid_t r = ::wait4(pid, &status, (options & WNOHANG) ? WNOHANG : 0, usage);
@@ -62,21 +78,27 @@ int sys_pidfd_open(pid_t pid, unsigned flags) noexcept {
     // kqueue descriptors are not inherited by fork's child on macOS and FreeBSD; close-on-exec
     // still keeps one out of a child forked by someone else's fork+exec.
     ::fcntl(kq, F_SETFD, FD_CLOEXEC);
-    struct kevent ev;
-    EV_SET(&ev, static_cast<uintptr_t>(pid), EVFILT_PROC, EV_ADD | EV_ONESHOT, NOTE_EXIT, 0, nullptr);
+    // Fields set one by one: FreeBSD's EV_SET is a compound literal, not C++.
+    struct kevent ev {};
+    ev.ident = static_cast<uintptr_t>(pid);
+    ev.filter = EVFILT_PROC;
+    ev.flags = EV_ADD | EV_ONESHOT;
+    ev.fflags = NOTE_EXIT;
     if (::kevent(kq, &ev, 1, nullptr, 0, nullptr) == 0) return kq;
     int e = errno;
-    if (e == ESRCH) {
-        // Gone or a zombie: the filter cannot attach to either. An exited child of ours not yet
-        // reaped gets a descriptor that is readable at once (a triggered EVFILT_USER), as a
-        // pidfd of a zombie is; anything else is ESRCH, as pidfd_open says.
-        siginfo_t si{};
-        if (::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-            si.si_pid == pid) {
-            EV_SET(&ev, 0, EVFILT_USER, EV_ADD, NOTE_TRIGGER, 0, nullptr);
-            if (::kevent(kq, &ev, 1, nullptr, 0, nullptr) == 0) return kq;
-            e = errno;
-        }
+    if (e == ESRCH && still_our_child(pid)) {
+        // Exiting or a zombie: macOS attaches the filter to neither, from the moment the exit
+        // begins (before waitid can see it). Still a child of ours, unreaped: a descriptor that
+        // is readable at once (a triggered EVFILT_USER), as a pidfd of an exited process is;
+        // waiting treats "readable, not reapable yet" as a short retry. Otherwise ESRCH, as
+        // pidfd_open says.
+        struct kevent user {};
+        user.ident = 0;
+        user.filter = EVFILT_USER;
+        user.flags = EV_ADD;
+        user.fflags = NOTE_TRIGGER;
+        if (::kevent(kq, &user, 1, nullptr, 0, nullptr) == 0) return kq;
+        e = errno;
     }
     ::close(kq);
     return errno = e, -1;
@@ -127,14 +149,6 @@ const char* signal_abbrev(int sig) noexcept {
     for (const auto& n : names)
         if (n.sig == sig) return n.name;
     return nullptr;
-#endif
-}
-
-bool is_main_thread() noexcept {
-#if defined(__linux__)
-    return ::syscall(SYS_gettid) == ::getpid();
-#else
-    return ::pthread_main_np() != 0;
 #endif
 }
 

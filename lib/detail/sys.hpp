@@ -97,6 +97,10 @@ inline int sys_pidfd_send_signal(int pidfd, int sig) noexcept {
 /// has exited already, as pidfd_open says for a reaped pid. `flags` must be 0.
 int sys_pidfd_open(pid_t pid, unsigned flags) noexcept;
 
+/// True while `pid` is a child of this process not yet reaped (running or a zombie): waitid
+/// with WNOWAIT, which fails with ECHILD once someone (a host's waitpid(-1)) has reaped it.
+bool still_our_child(pid_t pid) noexcept;
+
 /// No signal through a kqueue: ENOSYS. Only the cgroup and session-walk trees call this, and
 /// neither exists off Linux; the main process is signalled by signal_main (child_impl.hpp).
 inline int sys_pidfd_send_signal(int, int) noexcept {

