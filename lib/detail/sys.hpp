@@ -110,7 +110,7 @@ inline int sys_pidfd_send_signal(int, int) noexcept {
 
 /// Sends `sig` to the process behind the process descriptor `pidfd`. Linux: pidfd_send_signal,
 /// immune to pid reuse. Elsewhere kill(pid): the caller guarantees that `pid` is its own child
-/// and not reaped yet (under the lock that guards reaping), so the pid cannot have been reused.
+/// and not reaped by drover yet; a host's waitpid(-1) can still reap it first (reliability.md, C2).
 inline int send_signal_to(int pidfd, [[maybe_unused]] pid_t pid, int sig) noexcept {
 #if defined(__linux__)
     return sys_pidfd_send_signal(pidfd, sig);
