@@ -103,6 +103,25 @@ inline std::string on_path(const std::string& name) {
     return {};
 }
 
+// ---- the drover program under test ------------------------------------------------------------
+
+/// The drover program the cli, proc and up cases run: the build's (DROVER_BIN), or, in suite
+/// portable, the one linked to the shared libraries (tools/drover/portable), named by
+/// DROVER_TEST_BIN, which loads lib/portable's libdrover.so (test/meson.build).
+inline const char* drover_bin() {
+    static const char* const p = [] {
+        const char* e = std::getenv("DROVER_TEST_BIN");
+        return e != nullptr && *e != '\0' ? e : DROVER_BIN;
+    }();
+    return p;
+}
+
+/// Whether drover_bin() is a static PIE (option program_link): the portable run's never is.
+inline bool drover_bin_static() {
+    const char* e = std::getenv("DROVER_TEST_BIN");
+    return DROVER_PROGRAM_STATIC && (e == nullptr || *e == '\0');
+}
+
 // ---- skip conditions: each returns what this machine lacks for the check, or "" ---------------
 
 inline bool has_nobody() {
@@ -387,7 +406,7 @@ inline run_result drover_cli(std::vector<std::string> args, std::vector<std::str
         args.push_back(helper_path());
         args.insert(args.end(), script.begin(), script.end());
     }
-    command c(DROVER_BIN, std::move(args));
+    command c(drover_bin(), std::move(args));
     for (auto& [name, value] : env) c.env(name, value);
     asio::io_context ctx;
     return run(ctx, [](command c) -> asio::awaitable<run_result> {
@@ -460,7 +479,7 @@ inline const std::string& public_helper_path() {
 
 /// The drover binary where every user can run it (with the build's libdrover.so beside it).
 inline const std::string& public_drover_path() {
-    static const std::string p = copy_for_others(DROVER_BIN);
+    static const std::string p = copy_for_others(drover_bin());
     return p;
 }
 

@@ -16,7 +16,7 @@ using namespace drover::test;
 
 namespace {
 output drover_run(std::vector<std::string> args) {
-    command c(DROVER_BIN, std::move(args));
+    command c(drover_bin(), std::move(args));
     c.std_err(stdio::null());
     return output_now(std::move(c));
 }
@@ -77,7 +77,7 @@ TEST_SUITE("cli") {
     TEST_CASE_FIXTURE(io_fixture, "drover run forwards SIGTERM to its child and reports the child's status") {
         auto r = finish([]() -> asio::awaitable<output> {
             auto ex = co_await asio::this_coro::executor;
-            command c(DROVER_BIN, cat({"run", "--"}, helper_argv({"trap-term", "30000", "exit", "9"})));
+            command c(drover_bin(), cat({"run", "--"}, helper_argv({"trap-term", "30000", "exit", "9"})));
             c.std_out(stdio::pipe());
             child d = spawn(ex, c);
             std::array<char, 14> buf{};
@@ -137,7 +137,7 @@ TEST_SUITE("cli") {
             asio::io_context ctx;
             auto st = run(ctx, [](std::string strace) -> asio::awaitable<std::optional<exit_status>> {
                 auto ex = co_await asio::this_coro::executor;
-                command c(DROVER_BIN, cat({"run", "--"}, helper_argv({"print-pid", "sleep", "100000"})));
+                command c(drover_bin(), cat({"run", "--"}, helper_argv({"print-pid", "sleep", "100000"})));
                 c.std_out(stdio::pipe()).std_err(stdio::null());
                 child d = spawn(ex, c);
                 line_reader out(d.std_out());
@@ -226,8 +226,8 @@ TEST_SUITE("cli") {
     TEST_CASE_FIXTURE(
         io_fixture,
         "D3: a SIGTERM to drover run escalates to SIGKILL after --grace when the child ignores it") {
-        child d = spawn(ctx, command(DROVER_BIN, cat({"run", "--grace", "300ms", "--"},
-                                                     helper_argv({"ignore-term", "30000"})))
+        child d = spawn(ctx, command(drover_bin(), cat({"run", "--grace", "300ms", "--"},
+                                                       helper_argv({"ignore-term", "30000"})))
                                  .std_out(stdio::pipe())
                                  .std_err(stdio::null()));
         auto r = finish([&]() -> asio::awaitable<exit_status> {
@@ -244,14 +244,15 @@ TEST_SUITE("cli") {
     }
 
     TEST_CASE("C3: drover run killed with SIGKILL leaves nothing of the tree behind") {
+        DROVER_SKIP_IF(needs_linux_backend("the tree guard (what kills the tree when drover is killed)"));
         for (const char* mode : {"--no-cgroup", "--grace=10s"}) {
             const std::string t = run_tag() + (mode[2] == 'n' ? "3" : "4");
             asio::io_context ctx;
-            child d =
-                spawn(ctx, command(DROVER_BIN, {"run", mode, "--", "/bin/sh", "-c",
-                                                "setsid sleep 1012." + t + " & sleep 1013." + t + " & wait"})
-                               .std_err(stdio::null())
-                               .cgroup(cgroup_mode::off)); // its drover-<pid> next to this test's
+            child d = spawn(
+                ctx, command(drover_bin(), {"run", mode, "--", "/bin/sh", "-c",
+                                            "setsid sleep 1012." + t + " & sleep 1013." + t + " & wait"})
+                         .std_err(stdio::null())
+                         .cgroup(cgroup_mode::off)); // its drover-<pid> next to this test's
             REQUIRE(eventually([&] { return sleepers_with("." + t).size() == 2; }));
             pid_t drover_pid = *d.id();
             d.signal(SIGKILL);
@@ -270,12 +271,12 @@ TEST_SUITE("cli") {
     }
 
     TEST_CASE("C3: drover run's guard of a cgroup tree is the drover-guard program where it is built") {
+        DROVER_SKIP_IF(needs_cgroup_v2());
         const auto& cg = detail::probe_cgroup();
-        DROVER_SKIP_IF(cg.usable ? std::string() : "no usable cgroup v2: " + cg.why_not);
         const std::string t = run_tag() + "5";
         asio::io_context ctx;
         child d =
-            spawn(ctx, command(DROVER_BIN, {"run", "--", "/bin/sh", "-c", "sleep 1014." + t + " & wait"})
+            spawn(ctx, command(drover_bin(), {"run", "--", "/bin/sh", "-c", "sleep 1014." + t + " & wait"})
                            .std_err(stdio::null())
                            .cgroup(cgroup_mode::off)); // its drover-<pid> next to this test's
         pid_t guard = 0;
@@ -295,7 +296,7 @@ TEST_SUITE("cli") {
         std::error_code fec;
         const std::string exe = std::filesystem::read_symlink("/proc/" + std::to_string(guard) + "/exe", fec);
         if (std::string(DROVER_GUARD_BIN).empty())
-            CHECK((exe == std::filesystem::canonical(DROVER_BIN).string() ||
+            CHECK((exe == std::filesystem::canonical(drover_bin()).string() ||
                    std::filesystem::path(exe).filename() == "drover-guard"));
         else
             CHECK(exe == std::filesystem::canonical(DROVER_GUARD_BIN).string());
@@ -342,7 +343,7 @@ TEST_SUITE("cli") {
         const std::string script = "for i in $(seq 100); do (sleep 0.1 &); done; sleep 1; "
                                    "cat /proc/[0-9]*/stat 2>/dev/null | grep -c ') Z ' ; exit 0";
         auto r = output_now(command("unshare").args(
-            {"--pid", "--fork", "--mount-proc", DROVER_BIN, "run", "--", "/bin/sh", "-c", script}));
+            {"--pid", "--fork", "--mount-proc", drover_bin(), "run", "--", "/bin/sh", "-c", script}));
         CHECK(r.status == exit_status::exited(0));
         CHECK(r.out == "0\n");
     }
@@ -359,7 +360,7 @@ TEST_SUITE("cli") {
                                      expectation{SIGHUP, exit_status::exited(128 + SIGHUP)}}) {
             asio::io_context ctx;
             child u = spawn(ctx, command("unshare")
-                                     .args({"--pid", "--fork", "--mount-proc", DROVER_BIN, "run", "--",
+                                     .args({"--pid", "--fork", "--mount-proc", drover_bin(), "run", "--",
                                             helper_path(), "trap-term", "30000"})
                                      .std_out(stdio::null()));
             // unshare's child is drover run, PID 1 inside; wait until drover has started the helper.

@@ -141,7 +141,7 @@ TEST_SUITE("cli") {
                                   "spawn-grandchild", "30000", "sleep", "30000"})
                 args.push_back(w);
             asio::io_context ctx;
-            child d = spawn(ctx, command(DROVER_BIN, args).std_out(stdio::pipe()).std_err(stdio::null()));
+            child d = spawn(ctx, command(drover_bin(), args).std_out(stdio::pipe()).std_err(stdio::null()));
             auto [status, got] = run(ctx, [&]() -> asio::awaitable<std::pair<exit_status, std::string>> {
                 std::string out;
                 // "pid M\ngrandchild G\n": both exist, with the handler (a fork keeps it).

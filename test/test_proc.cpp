@@ -112,6 +112,7 @@ void reuse_pid(pid_t pid) {
 TEST_SUITE("proc") {
 
     TEST_CASE("read_proc_info matches what the kernel says about a known helper child") {
+        DROVER_SKIP_IF(needs_linux_backend("pidfd-verified /proc reads"));
         int p[2];
         REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
         const bool root = needs_root_and_nobody().empty();
@@ -179,6 +180,7 @@ TEST_SUITE("proc") {
     }
 
     TEST_CASE_FIXTURE(io_fixture, "namespace identities differ exactly where the child was given its own") {
+        DROVER_SKIP_IF(needs_linux_backend("pidfd-verified /proc reads"));
         spawn_failure f;
         child c = spawn(ctx, helper({"sleep", "30000"}).unshare(namespaces::net | namespaces::uts), f);
         if (f) DROVER_SKIP("the kernel refused net,uts namespaces: " << f.message());
@@ -211,6 +213,7 @@ TEST_SUITE("proc") {
     }
 
     TEST_CASE_FIXTURE(io_fixture, "a process name holding ') (' and a newline parses exactly") {
+        DROVER_SKIP_IF(needs_linux_backend("pidfd-verified /proc reads"));
         const std::string hostile = "a) (b\nc) Z 1 (";
         child c = spawn(ctx, helper({"set-comm", hostile, "sleep", "30000"}));
         std::optional<proc_info> info;
@@ -231,6 +234,7 @@ TEST_SUITE("proc") {
     }
 
     TEST_CASE_FIXTURE(io_fixture, "a process that is gone is reported gone, never described") {
+        DROVER_SKIP_IF(needs_linux_backend("pidfd-verified /proc reads"));
         child c = spawn(ctx, helper({"exit", "0"}));
         pid_t pid = *c.id();
         c.async_wait([](error_code, exit_status) {});
@@ -250,6 +254,7 @@ TEST_SUITE("proc") {
     TEST_CASE_FIXTURE(
         io_fixture,
         "a zombie is read as a zombie; a kernel thread has no exe, cwd or cmdline and is not 'stale'") {
+        DROVER_SKIP_IF(needs_linux_backend("pidfd-verified /proc reads"));
         child c = spawn(ctx, helper({"exit", "0"}));
         const pid_t pid = *c.id();
         for (int i = 0; i < 2000; ++i) { // not reaped: it stays a zombie until we wait
@@ -281,6 +286,7 @@ TEST_SUITE("proc") {
     }
 
     TEST_CASE_FIXTURE(io_fixture, "E4: drover inspect escapes what the process controls") {
+        DROVER_SKIP_IF(needs_linux_backend("pidfd-verified /proc reads"));
         child c =
             spawn(ctx, helper({"set-comm", "\x1b[31mred\xff", "sleep", "30000"}).arg0("\x1b]0;title\x07"));
         for (int i = 0; i < 2000; ++i) {
@@ -301,7 +307,28 @@ TEST_SUITE("proc") {
         ctx.run();
     }
 
+    TEST_CASE_FIXTURE(io_fixture, "the portable backend refuses /proc reads by name: read_proc_info, drover "
+                                  "inspect and drover ps") {
+        DROVER_SKIP_IF(portable_backend() ? "" : "the portable backend's refusal (suite portable runs it)");
+        child c = spawn(ctx, helper({"sleep", "30000"}));
+        error_code ec;
+        CHECK_FALSE(read_proc_info(c, ec));
+        CHECK(ec == errc::not_supported);
+        CHECK_FALSE(read_proc_info(*c.id(), ec));
+        CHECK(ec == errc::not_supported);
+        const std::string why = "not supported by the portable backend (Linux backend only)";
+        for (const char* what : {"inspect", "ps"}) {
+            auto r = drover_cli({what, std::to_string(*c.id())});
+            CHECK(r.status == exit_status::exited(1));
+            CHECK_MESSAGE(r.err.text().find(why) != std::string::npos, what << ": " << r.err.text());
+            CHECK(r.out.text().empty());
+        }
+        c.async_kill([](error_code, exit_status) {});
+        ctx.run();
+    }
+
     TEST_CASE("G5: a pid reaped and reused between the reads and the verification is reported stale") {
+        DROVER_SKIP_IF(needs_linux_backend("pidfd-verified /proc reads"));
         DROVER_SKIP_IF(needs_root()); // a private pid namespace with ns_last_pid
         pid_t outer = ::fork();
         REQUIRE(outer >= 0);
@@ -324,6 +351,7 @@ TEST_SUITE("proc") {
     }
 
     TEST_CASE_FIXTURE(io_fixture, "cpu_percent from two samples: a busy child well above a sleeping one") {
+        DROVER_SKIP_IF(needs_linux_backend("pidfd-verified /proc reads"));
         child busy = spawn(ctx, helper({"busy", "10000"}));
         command idle_cmd = helper({"write-line", "ready", "sleep", "30000"});
         idle_cmd.std_out(stdio::pipe());
@@ -365,10 +393,11 @@ TEST_SUITE("proc") {
 
     TEST_CASE_FIXTURE(io_fixture,
                       "drover ps of a child that started grandchildren lists every process of the tree") {
+        DROVER_SKIP_IF(needs_linux_backend("pidfd-verified /proc reads"));
         // drover run (with its guard) -> helper -> three sleeping children: three levels.
         std::vector<std::string> args = {"run", "--",    helper_path(), "fork-children",
                                          "3",   "30000", "sleep",       "30000"};
-        child d = spawn(ctx, command(DROVER_BIN, args).std_out(stdio::null()));
+        child d = spawn(ctx, command(drover_bin(), args).std_out(stdio::null()));
         const pid_t root = *d.id();
         std::set<pid_t> expected;
         for (int i = 0; i < 500; ++i) { // until the helper's three children exist

@@ -431,10 +431,15 @@ bool launch(const command& cmd, int /*cgroup_fd: none on this backend*/, launche
     }
     if (pid <= 0) {
         if (err == 0) err = EAGAIN;
-        if (err == EAGAIN)
-            return spawn_fail(f, err, spawn_stage::clone,
-                              "a process limit was reached: RLIMIT_NPROC of uid " +
-                                  std::to_string(::getuid()) + " or the system's process table");
+        if (err == EAGAIN) { // a process limit: say which (docs/reliability.md row F3)
+            struct rlimit np {};
+            ::getrlimit(RLIMIT_NPROC, &np);
+            return spawn_fail(
+                f, err, spawn_stage::clone,
+                "a process limit was reached: RLIMIT_NPROC of uid " + std::to_string(::getuid()) + " (" +
+                    (np.rlim_cur == RLIM_INFINITY ? std::string("unlimited") : std::to_string(np.rlim_cur)) +
+                    ") or the system's process table");
+        }
         return spawn_fail(f, err, spawn_stage::clone);
     }
     if (!read_report(report_read.get(), pid, prog, id, f)) return false;

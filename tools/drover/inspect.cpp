@@ -246,6 +246,9 @@ std::string inspect_text(const proc_info& p) {
 
 std::string describe(const error_code& ec) {
     if (ec == std::errc::no_such_process) return "no such process (it is gone)";
+    if (ec == errc::not_supported) // the portable backend: no pidfd-verified /proc reads
+        return "reading a process's /proc files is not supported by the portable backend (Linux backend "
+               "only)";
     return ec.message();
 }
 
@@ -288,6 +291,10 @@ int ps_main(pid_t pid, bool json, std::chrono::nanoseconds interval, spdlog::log
     for (pid_t p : tree) {
         error_code ec;
         auto info = read_proc_info(p, ec);
+        if (!info && ec == errc::not_supported) {
+            log.error("ps: process {}: {}", pid, describe(ec));
+            return 1;
+        }
         if (!info) continue; // exited meanwhile
         int depth = 0;
         if (p != pid) {

@@ -414,13 +414,18 @@ std::optional<int> run_job::start() {
     // Orphans of the child's tree are re-parented to us (or we are PID 1): we reap them, and
     // without a cgroup they still count as part of the tree.
     const bool pid1 = ::getpid() == 1;
+    // The portable backend has no subreaper nor guard (docs/cli.md says so): a property of the
+    // build, not news at every run, so it is logged at debug level there.
     if (drover::error_code ec; drover::become_reaper(ec), ec)
-        log_.warn("cannot become a child subreaper ({}): orphans of the child go to init", ec.message());
+        log_.log(ec == drover::errc::not_supported ? spdlog::level::debug : spdlog::level::warn,
+                 "cannot become a child subreaper ({}): orphans of the child go to init", ec.message());
 
     // Without a cgroup, the guard (below) kills the tree if drover dies; it needs the main
     // process alive to find the children that left its session, so the main process gets no
     // parent-death signal then. (As PID 1 there is no guard: the namespace dies with us.)
-    const bool guarded_session = o_.no_cgroup && !pid1;
+    // The portable backend has no guard: the main process keeps its parent-death signal there.
+    const bool guarded_session =
+        o_.no_cgroup && !pid1 && drover::backend() == drover::backend_kind::linux_native;
     if (guarded_session) plan_.cmd.parent_death_signal(0);
     drover::spawn_failure failure;
     spawned_at_ = std::chrono::steady_clock::now();
@@ -497,9 +502,11 @@ void run_job::start_guard(bool guarded_session) {
     }
     guard_ = drover::guard_tree(child_, {}, gf);
     if (gf) {
-        log_.warn("no guard process ({}): if drover is killed, the child's tree may outlive it",
-                  gf.message());
-        if (guarded_session) log_.warn("and without a parent-death signal, the child itself too");
+        const auto level =
+            gf.code == drover::errc::not_supported ? spdlog::level::debug : spdlog::level::warn;
+        log_.log(level, "no guard process ({}): if drover is killed, the child's tree may outlive it",
+                 gf.message());
+        if (guarded_session) log_.log(level, "and without a parent-death signal, the child itself too");
     }
 }
 

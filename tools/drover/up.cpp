@@ -698,7 +698,9 @@ int up_main(const cli::up_options& o, spdlog::logger& log) {
     // As PID 1 drover already reaps every orphan; otherwise it becomes a subreaper so the
     // orphans of its services come to it (reaped, and stopped with their service).
     drover::become_reaper(ec);
-    if (ec) log.warn("could not become a subreaper: {}; orphans of services go to init", ec.message());
+    if (ec) // the portable backend has none (docs/cli.md): debug there, as for drover run
+        log.log(ec == drover::errc::not_supported ? spdlog::level::debug : spdlog::level::warn,
+                "could not become a subreaper: {}; orphans of services go to init", ec.message());
 
     up_session session(o, std::move(cfg), std::move(sel), dir, socket, std::move(http_token), log);
     return session.run();
