@@ -11,6 +11,12 @@
 #if defined(__linux__)
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#elif defined(__APPLE__)
+#include <mach-o/dyld.h>
+#include <stdlib.h>
+#elif defined(__FreeBSD__)
+#include <sys/sysctl.h>
+#include <string.h>
 #endif
 #include <time.h>
 #include <unistd.h>
@@ -247,14 +253,29 @@ bool fork_guard(const child& c, const std::string& leaf, child& out, spawn_failu
 #endif
 
 /// This program's path for the guard's argv[0] (so `ps` shows what runs), or /proc/self/exe
-/// when the link cannot be read or no longer names the file (replaced on disk).
+/// when the link cannot be read or no longer names the file (replaced on disk). Off Linux the
+/// system's own answer (empty when there is none).
 std::string this_program() {
+#if defined(__APPLE__)
+    char buf[PATH_MAX];
+    uint32_t size = sizeof buf;
+    if (::_NSGetExecutablePath(buf, &size) != 0) return {};
+    char real[PATH_MAX];
+    return ::realpath(buf, real) != nullptr ? std::string(real) : std::string(buf);
+#elif defined(__FreeBSD__)
+    char buf[PATH_MAX];
+    std::size_t size = sizeof buf;
+    int mib[4] = {CTL_KERN, KERN_PROC, KERN_PROC_PATHNAME, -1};
+    if (::sysctl(mib, 4, buf, &size, nullptr, 0) != 0 || size == 0) return {};
+    return std::string(buf, ::strnlen(buf, size));
+#else
     char buf[PATH_MAX];
     ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
     if (n <= 0) return "/proc/self/exe";
     std::string path(buf, static_cast<std::size_t>(n));
     if (::access(path.c_str(), X_OK) != 0) return "/proc/self/exe";
     return path;
+#endif
 }
 
 } // namespace
@@ -309,11 +330,13 @@ void tree_guard::dismiss(error_code& ec) noexcept {
 tree_guard guard_tree(const child& c, const guard_options& options, spawn_failure& failure) noexcept {
     failure = {};
     try {
+        // The portable backend has no forked guard (it is Linux's clone3): the guard program,
+        // which kills the child's process group (its tree there, the child's own session).
         failure.program = options.program.empty() ? detail::this_program() : options.program;
-        if (backend() == backend_kind::portable) {
+        if (failure.program.empty()) {
             failure.code = errc::not_supported;
             failure.stage = spawn_stage::prepare;
-            failure.detail = "the tree guard is not supported by the portable backend";
+            failure.detail = "this program's path cannot be found: name the guard program (guard_options)";
             return {};
         }
         const std::optional<pid_t> pid = c.id();
@@ -324,7 +347,8 @@ tree_guard guard_tree(const child& c, const guard_options& options, spawn_failur
             return {};
         }
 #if defined(__linux__)
-        if (options.program.empty() && c.tree() == tree_kind::cgroup) {
+        if (options.program.empty() && c.tree() == tree_kind::cgroup &&
+            backend() == backend_kind::linux_native) {
             child guard;
             failure.program = "drover-guard";
             if (detail::fork_guard(c, *c.cgroup_path(), guard, failure)) {

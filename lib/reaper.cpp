@@ -86,12 +86,23 @@ void kill_abandoned_tree(const std::string& cgroup_path, pid_t session) noexcept
         }
     }
     if (session > 0) {
+#if defined(__linux__)
         // SIGSTOP every member until none is new, then SIGKILL: a parent killed first would
         // re-parent a setsid'd child out of the walk's reach.
         for (int round = 0; round < 10; ++round) {
             if (detail::kill_tree(session, {}) == 0) break; // the leader is found by its session
             std::this_thread::sleep_for(10ms);
         }
+#else
+        // No /proc walk nor pidfd: the process group of the same id (the portable backend's
+        // tree; its child leads its own session and group). Stopped first, so that none forks
+        // out of a kill in progress; an id that cannot be reused while any member lives.
+        for (int round = 0; round < 10; ++round) {
+            if (::kill(-session, SIGSTOP) != 0) break; // ESRCH: the group is gone
+            ::kill(-session, SIGKILL);
+            std::this_thread::sleep_for(10ms);
+        }
+#endif
     }
 } catch (...) {
 }

@@ -20,7 +20,9 @@ inline constexpr const char* guard_argument = "__drover_guard";
 
 struct guard_options {
     /// The program that runs the guard: one whose `main` calls `run_guard_if_requested` first.
-    /// Empty (the default): this program (`/proc/self/exe`).
+    /// Empty (the default): this program (`/proc/self/exe`; macOS: `_NSGetExecutablePath`;
+    /// FreeBSD: `KERN_PROC_PATHNAME`). On a Linux build with a cgroup tree, an empty program
+    /// means no program at all: a copy of this process made without exec.
     std::string program;
 };
 
@@ -70,7 +72,10 @@ private:
 /// Without a cgroup (`tree_kind::session`), the guard kills the child's session and whatever
 /// it finds below the child itself: give the command `parent_death_signal(0)` then, so that
 /// the child is still alive for that walk when this process dies (a `setsid` grandchild is
-/// found only through it). With a cgroup nothing escapes.
+/// found only through it). With a cgroup nothing escapes. On the portable backend
+/// (`tree_kind::process_group`) the guard is always the program: on Linux it walks the same
+/// way; on macOS and FreeBSD it kills the child's process group, which a `setsid` grandchild
+/// has left (docs/reliability.md row D1).
 ///
 /// Fails with `errc::not_running` for an empty or reaped child, or as `spawn` fails (the guard
 /// program cannot be found, say). Throws `spawn_error`.

@@ -414,8 +414,8 @@ std::optional<int> run_job::start() {
     // Orphans of the child's tree are re-parented to us (or we are PID 1): we reap them, and
     // without a cgroup they still count as part of the tree.
     const bool pid1 = ::getpid() == 1;
-    // The portable backend has no subreaper nor guard (docs/cli.md says so): a property of the
-    // build, not news at every run, so it is logged at debug level there.
+    // The portable backend has no subreaper (docs/cli.md says so): a property of the build, not
+    // news at every run, so it is logged at debug level there.
     if (drover::error_code ec; drover::become_reaper(ec), ec)
         log_.log(ec == drover::errc::not_supported ? spdlog::level::debug : spdlog::level::warn,
                  "cannot become a child subreaper ({}): orphans of the child go to init", ec.message());
@@ -423,9 +423,7 @@ std::optional<int> run_job::start() {
     // Without a cgroup, the guard (below) kills the tree if drover dies; it needs the main
     // process alive to find the children that left its session, so the main process gets no
     // parent-death signal then. (As PID 1 there is no guard: the namespace dies with us.)
-    // The portable backend has no guard: the main process keeps its parent-death signal there.
-    const bool guarded_session =
-        o_.no_cgroup && !pid1 && drover::backend() == drover::backend_kind::linux_native;
+    const bool guarded_session = o_.no_cgroup && !pid1;
     if (guarded_session) plan_.cmd.parent_death_signal(0);
     drover::spawn_failure failure;
     spawned_at_ = std::chrono::steady_clock::now();
@@ -450,6 +448,10 @@ std::optional<int> run_job::start() {
                   u.reason);
     if (auto cg = child_.cgroup_path())
         log_.debug("'{}' (pid {}) runs in cgroup {}", o_.argv.front(), *child_.id(), *cg);
+    else if (child_.tree() == drover::tree_kind::process_group)
+        log_.debug(
+            "'{}' (pid {}) runs in its own session; its tree is its process group (the portable backend)",
+            o_.argv.front(), *child_.id());
     else
         log_.debug("'{}' (pid {}) runs in its own session; no cgroup", o_.argv.front(), *child_.id());
 
