@@ -13,6 +13,12 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#if defined(__APPLE__)
+#include <libproc.h>
+#elif defined(__FreeBSD__)
+#include <sys/sysctl.h>
+#include <sys/user.h>
+#endif
 
 #include <cerrno>
 #include <charconv>
@@ -106,14 +112,27 @@ bool move_fd(int fd, int target) noexcept {
     return ::dup2(fd, target) >= 0;
 }
 
-/// Threads of this process (fork copies only the calling one).
+/// Threads of this process (fork copies only the calling one). 1 when it cannot be told.
 int thread_count() noexcept {
+#if defined(__APPLE__)
+    struct proc_taskinfo ti {};
+    if (::proc_pidinfo(::getpid(), PROC_PIDTASKINFO, 0, &ti, sizeof ti) != static_cast<int>(sizeof ti))
+        return 1;
+    return ti.pti_threadnum;
+#elif defined(__FreeBSD__)
+    struct kinfo_proc kp {};
+    std::size_t size = sizeof kp;
+    int mib[4] = {CTL_KERN, KERN_PROC, KERN_PROC_PID, ::getpid()};
+    if (::sysctl(mib, 4, &kp, &size, nullptr, 0) != 0 || size != sizeof kp) return 1;
+    return kp.ki_numthreads;
+#else
     DIR* d = ::opendir("/proc/self/task");
     if (d == nullptr) return 1;
     int n = 0;
     while (dirent* e = ::readdir(d)) n += e->d_name[0] != '.' ? 1 : 0;
     ::closedir(d);
     return n;
+#endif
 }
 
 /// Moves a descriptor above 2, so that putting /dev/null on 0-2 can never overwrite it.
