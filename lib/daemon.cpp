@@ -16,6 +16,7 @@
 #if defined(__APPLE__)
 #include <libproc.h>
 #elif defined(__FreeBSD__)
+#include <sys/param.h>
 #include <sys/sysctl.h>
 #include <sys/user.h>
 #endif

@@ -12,12 +12,15 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #elif defined(__APPLE__)
-#include <mach-o/dyld.h>
-#include <stdlib.h>
-#elif defined(__FreeBSD__)
+#include <libproc.h>
 #include <sys/sysctl.h>
+#elif defined(__FreeBSD__)
+#include <sys/param.h>
+#include <sys/sysctl.h>
+#include <sys/user.h>
 #include <string.h>
 #endif
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -125,6 +128,12 @@ DROVER_GUARD_FN int forked_guard_main(void* arg) noexcept {
     do n = ::syscall(SYS_read, 0, &c, 1);
     while (n < 0 && errno == EINTR);
     if (n == 1 && c == 'd') return 0;
+#if !defined(__linux__)
+    // By group id there (kill_abandoned_tree): not when that number now names a process younger
+    // than this guard. A group with members left keeps its id, so only a gone leader's can be
+    // reused.
+    if (detail::started_after_me(sid)) return 0;
+#endif
     long fd = ::syscall(SYS_openat, AT_FDCWD, p->kill_path, O_WRONLY | O_CLOEXEC);
     if (fd >= 0) {
         ::syscall(SYS_write, fd, "1", 1);
@@ -252,16 +261,47 @@ bool fork_guard(const child& c, const std::string& leaf, child& out, spawn_failu
 
 #endif
 
+#if !defined(__linux__)
+/// Off Linux, where the guard kills by group id: whether a process `pid` exists that started
+/// after this one (the guard, which starts after the tree's leader). Then the leader is gone and
+/// its number names another process, whose group must not be killed (reliability.md C2, D1).
+bool started_after_me(pid_t pid) noexcept {
+    auto start_of = [](pid_t p, struct timeval& tv) noexcept -> bool {
+#if defined(__APPLE__)
+        struct proc_bsdinfo bi {};
+        if (::proc_pidinfo(p, PROC_PIDTBSDINFO, 0, &bi, sizeof bi) != static_cast<int>(sizeof bi))
+            return false;
+        tv.tv_sec = static_cast<time_t>(bi.pbi_start_tvsec);
+        tv.tv_usec = static_cast<suseconds_t>(bi.pbi_start_tvusec);
+        return true;
+#elif defined(__FreeBSD__)
+        struct kinfo_proc kp {};
+        std::size_t size = sizeof kp;
+        int mib[4] = {CTL_KERN, KERN_PROC, KERN_PROC_PID, p};
+        if (::sysctl(mib, 4, &kp, &size, nullptr, 0) != 0 || size != sizeof kp) return false;
+        tv = kp.ki_start;
+        return true;
+#else
+        (void)p;
+        (void)tv;
+        return false;
+#endif
+    };
+    struct timeval mine {
+    }, theirs{};
+    if (!start_of(::getpid(), mine) || !start_of(pid, theirs)) return false;
+    return timercmp(&theirs, &mine, >);
+}
+#endif
+
 /// This program's path for the guard's argv[0] (so `ps` shows what runs), or /proc/self/exe
 /// when the link cannot be read or no longer names the file (replaced on disk). Off Linux the
-/// system's own answer (empty when there is none).
+/// kernel's absolute path of it (empty when there is none).
 std::string this_program() {
 #if defined(__APPLE__)
-    char buf[PATH_MAX];
-    uint32_t size = sizeof buf;
-    if (::_NSGetExecutablePath(buf, &size) != 0) return {};
-    char real[PATH_MAX];
-    return ::realpath(buf, real) != nullptr ? std::string(real) : std::string(buf);
+    char buf[PROC_PIDPATHINFO_MAXSIZE];
+    int n = ::proc_pidpath(::getpid(), buf, sizeof buf);
+    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
 #elif defined(__FreeBSD__)
     char buf[PATH_MAX];
     std::size_t size = sizeof buf;

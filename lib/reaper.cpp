@@ -96,7 +96,9 @@ void kill_abandoned_tree(const std::string& cgroup_path, pid_t session) noexcept
 #else
         // No /proc walk nor pidfd: the process group of the same id (the portable backend's
         // tree; its child leads its own session and group). Stopped first, so that none forks
-        // out of a kill in progress; an id that cannot be reused while any member lives.
+        // out of a kill in progress; an id that cannot be reused while any member lives (the
+        // guard first checks that the number names no younger process: run_guard_if_requested).
+        // Left: a group that empties and is re-formed under the same id within these rounds.
         for (int round = 0; round < 10; ++round) {
             if (::kill(-session, SIGSTOP) != 0) break; // ESRCH: the group is gone
             ::kill(-session, SIGKILL);

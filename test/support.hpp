@@ -445,15 +445,28 @@ inline std::string copy_for_others(const std::string& built) {
                         copy(e.path());
                 }
             }
+            // Suite portable's drover (drover_bin) finds lib/portable's libdrover.so through
+            // LD_LIBRARY_PATH, which another user may not be able to read: its copies go where
+            // the copied programs' run path looks, in place of the Linux backend's.
+            const char* test_bin = std::getenv("DROVER_TEST_BIN");
+            if (test_bin != nullptr && *test_bin != '\0') {
+                std::error_code ec;
+                for (auto& e : fs::directory_iterator(lib / "portable", ec)) {
+                    const std::string name = e.path().filename().string();
+                    if (name.rfind("libdrover.so", 0) == 0) copy(e.path(), fs::path("lib") / name);
+                }
+            }
         }
         ~shared_dir() {
             std::error_code ec;
             if (!path.empty() && ::getpid() == owner) fs::remove_all(path, ec); // not in a forked child
         }
-        std::string copy(const fs::path& from) {
+        /// Copies `from` to `rel` below the directory (default: where it is below the build root).
+        std::string copy(const fs::path& from, fs::path rel = {}) {
             // Lexically: fs::relative would resolve libdrover.so.0 to the file it links to.
-            fs::path rel =
-                from.lexically_normal().lexically_relative(fs::path(DROVER_BUILD_ROOT).lexically_normal());
+            if (rel.empty())
+                rel = from.lexically_normal().lexically_relative(
+                    fs::path(DROVER_BUILD_ROOT).lexically_normal());
             if (rel.empty() || *rel.begin() == "..") rel = from.filename();
             const fs::path to = path / rel;
             std::error_code ec;

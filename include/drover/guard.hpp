@@ -77,7 +77,8 @@ private:
 /// way; on macOS and FreeBSD it kills the child's process group, which a `setsid` grandchild
 /// has left (docs/reliability.md row D1).
 ///
-/// Fails with `errc::not_running` for an empty or reaped child, or as `spawn` fails (the guard
+/// Fails with `errc::not_running` for an empty or reaped child, with `errc::not_supported` when
+/// no program is named and this program's path cannot be found, or as `spawn` fails (the guard
 /// program cannot be found, say). Throws `spawn_error`.
 tree_guard guard_tree(const child& c, const guard_options& options = {});
 /// As above; on failure returns an empty guard and fills `failure` (stage, program, errno).

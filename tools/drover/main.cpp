@@ -504,11 +504,9 @@ void run_job::start_guard(bool guarded_session) {
     }
     guard_ = drover::guard_tree(child_, {}, gf);
     if (gf) {
-        const auto level =
-            gf.code == drover::errc::not_supported ? spdlog::level::debug : spdlog::level::warn;
-        log_.log(level, "no guard process ({}): if drover is killed, the child's tree may outlive it",
-                 gf.message());
-        if (guarded_session) log_.log(level, "and without a parent-death signal, the child itself too");
+        log_.warn("no guard process ({}): if drover is killed, the child's tree may outlive it",
+                  gf.message());
+        if (guarded_session) log_.warn("and without a parent-death signal, the child itself too");
     }
 }
 
