@@ -128,12 +128,6 @@ DROVER_GUARD_FN int forked_guard_main(void* arg) noexcept {
     do n = ::syscall(SYS_read, 0, &c, 1);
     while (n < 0 && errno == EINTR);
     if (n == 1 && c == 'd') return 0;
-#if !defined(__linux__)
-    // By group id there (kill_abandoned_tree): not when that number now names a process younger
-    // than this guard. A group with members left keeps its id, so only a gone leader's can be
-    // reused.
-    if (detail::started_after_me(sid)) return 0;
-#endif
     long fd = ::syscall(SYS_openat, AT_FDCWD, p->kill_path, O_WRONLY | O_CLOEXEC);
     if (fd >= 0) {
         ::syscall(SYS_write, fd, "1", 1);
@@ -455,6 +449,12 @@ std::optional<int> run_guard_if_requested(int argc, const char* const* argv) {
     do n = ::read(0, &c, 1);
     while (n < 0 && errno == EINTR);
     if (n == 1 && c == 'd') return 0;
+#if !defined(__linux__)
+    // By group id there (kill_abandoned_tree): not when that number now names a process younger
+    // than this guard. A group with members left keeps its id, so only a gone leader's can be
+    // reused.
+    if (detail::started_after_me(sid)) return 0;
+#endif
     kill_abandoned_tree(cgroup == "-" ? std::string() : std::string(cgroup), sid);
     return 0;
 }
