@@ -20,7 +20,7 @@ inline constexpr const char* guard_argument = "__drover_guard";
 
 struct guard_options {
     /// The program that runs the guard: one whose `main` calls `run_guard_if_requested` first.
-    /// Empty (the default): this program (`/proc/self/exe`; macOS: `_NSGetExecutablePath`;
+    /// Empty (the default): this program (`/proc/self/exe`; macOS: `proc_pidpath`;
     /// FreeBSD: `KERN_PROC_PATHNAME`). On a Linux build with a cgroup tree, an empty program
     /// means no program at all: a copy of this process made without exec.
     std::string program;
