@@ -364,8 +364,8 @@ void tree_guard::dismiss(error_code& ec) noexcept {
 tree_guard guard_tree(const child& c, const guard_options& options, spawn_failure& failure) noexcept {
     failure = {};
     try {
-        // The portable backend has no forked guard (it is Linux's clone3): the guard program,
-        // which kills the child's process group (its tree there, the child's own session).
+        // The portable backend has no forked guard (it is Linux's clone3): always the guard
+        // program (run_guard_if_requested: the session walk on Linux, the group kill elsewhere).
         failure.program = options.program.empty() ? detail::this_program() : options.program;
         if (failure.program.empty()) {
             failure.code = errc::not_supported;
